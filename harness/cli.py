@@ -1,0 +1,234 @@
+"""Argument parsing only: each subcommand hands its namespace to one function in harness.commands.
+
+Command modules are imported lazily so that ``harness --help`` and ``harness load`` do not pay
+for pandas and matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.errors import UsageError
+from harness.units import parse_cpus, parse_duration
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT: 128 + 2
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cpus(text: str) -> tuple[int, ...]:
+    try:
+        return parse_cpus(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like '1,8,64', got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers like '1,8,64', got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like '100,500', got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers like '100,500', got {text!r}")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad input already; keep its message to one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harness",
+        description=(
+            "Compare Python gateway models (WSGI vs ASGI) and their servers under load: "
+            "identical apps behind every server, a fast and honest load generator, "
+            "results you can trust and a report that guides the choice."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    # -- harness run -------------------------------------------------------------------------
+    run = sub.add_parser(
+        "run",
+        help="take every server through a scenario and write a result folder",
+        description=(
+            "Start each server pinned to its CPUs, verify it against the app contract, warm it "
+            "up, measure every load level, stop it; write run.json, trials.csv, histograms and "
+            "series into the run folder, then the report."
+        ),
+    )
+    run.add_argument(
+        "--scenario",
+        required=True,
+        help="a name from scenarios/ (hello, io_bound, cpu_bound, ...) or a TOML path",
+    )
+    run.add_argument(
+        "--servers", type=_names, help="comma-separated server names (default: the scenario's)"
+    )
+    run.add_argument("--app", help="app family (default: the scenario's, usually 'raw')")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="short levels and durations: a first look in a couple of minutes",
+    )
+    run.add_argument("--concurrency", type=_int_list, help="closed-loop levels, e.g. 1,8,64")
+    run.add_argument("--rate", type=_float_list, help="open-loop levels in req/s, e.g. 100,500")
+    run.add_argument("--duration", type=_duration, help="measured time per trial, e.g. 10s")
+    run.add_argument("--warmup", type=_duration, help="unrecorded warm-up per trial, e.g. 2s")
+    run.add_argument("--repeat", type=int, help="repeats per level (default: the scenario's)")
+    run.add_argument("--out", help="run folder (default: results/<run-id>/)")
+    run.add_argument(
+        "--server-cpus", type=_cpus, help="CPUs for the server under test (default: the last CPU)"
+    )
+    run.add_argument(
+        "--loadgen-cpus",
+        type=_cpus,
+        help="CPUs for the load generator and upstream (default: all others)",
+    )
+    run.add_argument("--workers", type=int, help="override every server's worker preset")
+    run.add_argument("--threads", type=int, help="override the thread preset of threaded servers")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+
+    # -- harness load ------------------------------------------------------------------------
+    load = sub.add_parser(
+        "load",
+        help="drive any URL with the built-in load generator (like wrk/wrk2)",
+        description=(
+            "Closed loop (--concurrency N: N keep-alive connections, each sends when its answer "
+            "is complete) or open loop (--rate R: request i is due at start + i/R and its latency "
+            "is timed from then, so stalls are not hidden)."
+        ),
+    )
+    load.add_argument("url", help="http://HOST:PORT/PATH")
+    mode = load.add_mutually_exclusive_group()
+    mode.add_argument("--concurrency", "-c", type=int, help="closed loop: number of connections")
+    mode.add_argument("--rate", "-R", type=float, help="open loop: constant arrival rate, req/s")
+    load.add_argument(
+        "--duration", "-d", type=_duration, default=10.0, help="measured time (default 10s)"
+    )
+    load.add_argument(
+        "--warmup", type=_duration, default=0.0, help="unrecorded warm-up (default 0s)"
+    )
+    load.add_argument(
+        "--timeout", type=_duration, default=5.0, help="per-request timeout (default 5s)"
+    )
+    load.add_argument("--procs", type=int, default=1, help="generator processes (default 1)")
+    load.add_argument("--cpus", type=_cpus, help="pin generator processes to these CPUs")
+    load.add_argument(
+        "--max-connections",
+        type=int,
+        help="open loop: cap on connections opened to keep up (default 10000)",
+    )
+    load.add_argument("--method", default="GET", help="HTTP method (default GET)")
+    load.add_argument(
+        "--header", "-H", action="append", default=[], help="'Name: value', repeatable"
+    )
+    load.add_argument("--body", default=None, help="request body")
+    load.add_argument(
+        "--expect-body", default=None, help="count a response with another body as an error"
+    )
+    load.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    # -- harness servers / serve / verify / upstream -----------------------------------------
+    servers = sub.add_parser(
+        "servers", help="list the servers under test, their versions and presets"
+    )
+    servers.add_argument(
+        "--cpus", type=_cpus, help="CPU set the presets are computed for (default: 1 CPU)"
+    )
+
+    serve = sub.add_parser("serve", help="start one target and keep it up until Ctrl-C")
+    serve.add_argument("name", help="server name (see 'harness servers')")
+    serve.add_argument("--app", default="raw", help="app family (default raw)")
+    serve.add_argument(
+        "--cpus", type=_cpus, help="CPUs to pin the server to (default: the last CPU)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+    )
+    serve.add_argument("--workers", type=int, help="override the worker preset")
+    serve.add_argument("--threads", type=int, help="override the thread preset")
+    serve.add_argument("--upstream-url", help="delay service for /io (default: start one)")
+
+    verify = sub.add_parser("verify", help="check live servers against the app contract")
+    verify.add_argument("--servers", type=_names, help="comma-separated names (default: all)")
+    verify.add_argument("--app", default="raw", help="app family (default raw)")
+    verify.add_argument(
+        "--cpus", type=_cpus, help="CPUs to pin the servers to (default: the last CPU)"
+    )
+
+    upstream = sub.add_parser("upstream", help="run the upstream delay service (/delay?ms=N)")
+    upstream.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+    )
+    upstream.add_argument("--cpus", type=_cpus, help="CPUs to pin it to")
+
+    # -- harness report ----------------------------------------------------------------------
+    report = sub.add_parser("report", help="write report.html and report.md for a run folder")
+    report.add_argument("run_dir", nargs="+", help="run folder(s); several are combined")
+    report.add_argument("--out", help="where to write the report (default: the first run folder)")
+    return parser
+
+
+# subcommand -> module in harness.commands whose main(args) -> int does the work
+_COMMANDS = {
+    "run": "run",
+    "load": "load",
+    "servers": "servers",
+    "serve": "serve",
+    "verify": "verify",
+    "upstream": "upstream",
+    "report": "report",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    module = importlib.import_module(f"harness.commands.{_COMMANDS[args.command]}")
+    try:
+        code: int = module.main(args)
+    except UsageError as exc:
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""harness run: take every server through a scenario and write a result folder."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from harness import environment
+from harness.errors import UsageError
+from harness.plan import Plan, build_plan
+from harness.results import RunWriter, TrialRecord
+from harness.runner import RichObserver, Runner, cpus_text, default_run_dir
+from harness.scenarios import load_scenario
+
+
+def _print_plan(console: Console, plan: Plan) -> None:
+    table = Table(title=f"plan: {plan.scenario.name} ({plan.scenario.path})", title_justify="left")
+    table.add_column("server")
+    table.add_column("gateway")
+    table.add_column("workers", justify="right")
+    table.add_column("threads", justify="right")
+    table.add_column("status")
+    for planned in plan.targets:
+        preset = planned.target.preset
+        table.add_row(planned.server, planned.target.server.gateway, str(preset.workers),
+                      str(preset.threads or "-"),
+                      "planned" if planned.supported else f"unsupported: {planned.reason}")
+    console.print(table)
+    levels = ", ".join(level.label() for level in plan.levels)
+    minutes, seconds = divmod(int(plan.estimate_s()), 60)
+    console.print(
+        f"levels: {levels}\n"
+        f"timing: warm-up {plan.timing.warmup_s:g}s, measure {plan.timing.duration_s:g}s, "
+        f"repeat {plan.timing.repeat}\n"
+        f"CPUs: server {cpus_text(plan.server_cpus)}, load generator"
+        f"{' + upstream' if plan.scenario.needs_upstream else ''} {cpus_text(plan.loadgen_cpus)}\n"
+        f"{plan.trial_count} trials, estimated {minutes}m{seconds:02d}s"
+    )
+
+
+def _common_level(plan: Plan, records: Sequence[TrialRecord]) -> int | None:
+    """The highest closed-loop concurrency at which every measured server has a valid trial."""
+    servers = {r.server for r in records}
+    for level in sorted({r.concurrency for r in records if r.concurrency}, reverse=True):
+        ok = {r.server for r in records if r.concurrency == level and r.valid}
+        if ok == servers:
+            return level
+    return None
+
+
+def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
+                   status: dict[str, tuple[str, str]]) -> None:
+    common = _common_level(plan, records)
+    table = Table(title="summary (valid trials only; invalid ones are in trials.csv)",
+                  title_justify="left")
+    for column, justify in (("server", "left"), ("gateway", "left"), ("best req/s", "right"),
+                            ("at", "right"), (f"p99 @ {common} conn" if common else "p99",
+                                              "right"),
+                            ("server CPU %", "right"), ("PSS MB", "right"),
+                            ("invalid", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for planned in plan.targets:
+        mine = [r for r in records if r.server == planned.server]
+        valid = [r for r in mine if r.valid]
+        best = max(valid, key=lambda r: r.achieved_rps, default=None)
+        at_common = [r.p99_ms for r in valid if r.concurrency == common and r.p99_ms is not None]
+        state, reason = status.get(planned.server, ("not run", ""))
+        table.add_row(
+            planned.server, planned.target.server.gateway,
+            f"{best.achieved_rps:,.0f}" if best else "-",
+            (f"{best.concurrency} conn" if best.load_model == "closed" else f"{best.rate:g}/s")
+            if best else "-",
+            f"{max(at_common):.1f} ms" if at_common else "-",
+            f"{best.server_cpu_pct:.0f}" if best and best.server_cpu_pct is not None else "-",
+            f"{best.server_pss_mb:.0f}" if best and best.server_pss_mb is not None else "-",
+            str(len(mine) - len(valid)),
+            state if not reason else f"{state}: {reason[:60]}",
+        )
+    console.print(table)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes the same path as Ctrl-C, so servers are stopped and the folder closed."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console(stderr=False, highlight=False)
+    scenario = load_scenario(args.scenario)
+    plan = build_plan(
+        scenario, servers=args.servers, app=args.app, quick=args.quick,
+        concurrency=args.concurrency, rate=args.rate, duration_s=args.duration,
+        warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
+        loadgen_cpus=args.loadgen_cpus, workers=args.workers, threads=args.threads,
+    )
+    run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UsageError(f"--out {run_dir}: already exists and is not empty: expected a new "
+                         "or empty folder (results are never overwritten)")
+    _print_plan(console, plan)
+    if args.dry_run:
+        return 0
+    if not plan.runnable:
+        raise UsageError("no server in the plan supports this scenario: expected at least one")
+
+    writer = RunWriter(run_dir, {
+        "run_id": run_dir.name,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished_at": None,
+        "command_line": ["harness", *sys.argv[1:]],
+        "scenario": scenario.summary(),
+        "plan": plan.summary(),
+        "environment": environment.collect(),
+        "cpus": {"server": list(plan.server_cpus), "loadgen": list(plan.loadgen_cpus)},
+    })
+    runner = Runner(plan, writer, RichObserver(console, plan))
+    try:
+        with _sigterm_as_interrupt(), runner.observer:  # type: ignore[attr-defined]
+            runner.run()
+    except KeyboardInterrupt:
+        writer.update_meta(status="interrupted",
+                           finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        console.print(f"[yellow]interrupted[/]: every server stopped; "
+                      f"{len(runner.outcome.records)} trials kept in {run_dir}")
+        raise
+    writer.update_meta(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    _print_summary(console, plan, runner.outcome.records, runner.outcome.target_status)
+    if not args.no_report:
+        from harness.analysis import write_report  # pandas and matplotlib only when needed
+
+        html, _markdown = write_report([run_dir])
+        console.print(f"report: {html}")
+    console.print(f"results: {run_dir}")
+    return 0

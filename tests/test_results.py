@@ -1,0 +1,98 @@
+"""The run folder: rows written at once, readable back, versioned; honesty flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from harness.results import (
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS,
+    RunWriter,
+    TrialRecord,
+    histogram_path,
+    judge,
+    read_meta,
+    read_trials_rows,
+    series_path,
+    trial_id,
+)
+
+
+def _record(tid: str, **overrides: object) -> TrialRecord:
+    base: dict[str, object] = {name: None for name in TRIAL_COLUMNS}
+    base.update(trial_id=tid, scenario="s", server="uvicorn", gateway="asgi", app="raw",
+                endpoint="/hello", load_model="closed", concurrency=8, repeat=1, duration_s=1.0,
+                requests=100, achieved_rps=100.0, errors=0, error_rate=0.0, errors_connect=0,
+                errors_io=0, errors_timeout=0, errors_status=0, errors_body=0, behind=0,
+                out_of_range=0, saturated=False, valid=True, invalid_reason="", status="ok",
+                server_cpus="1", loadgen_cpus="0", started_at="now")
+    base.update(overrides)
+    return TrialRecord(**base)  # type: ignore[arg-type]
+
+
+def test_rows_are_on_disk_as_soon_as_appended(tmp_path: Path) -> None:
+    writer = RunWriter(tmp_path / "run", {"run_id": "r1"})
+    hist = HdrHistogram(1, 60_000_000, 3)
+    for value in (1000, 2000, 3000):
+        hist.record_value(value)
+    writer.append_trial(_record("0001-uvicorn-c8-r1", p99_ms=3.0), latency_hdr=hist.encode(),
+                        series=[{"second": 0, "requests": 50, "errors": 0, "p50_ms": 2.0,
+                                 "p99_ms": 3.0}])
+    rows = read_trials_rows(tmp_path / "run")
+    assert [r["trial_id"] for r in rows] == ["0001-uvicorn-c8-r1"]
+    assert rows[0]["valid"] == "true" and rows[0]["rate"] == ""
+    decoded = HdrHistogram.decode(histogram_path(tmp_path / "run", "0001-uvicorn-c8-r1")
+                                  .read_text().strip())
+    assert decoded.get_total_count() == 3
+    assert series_path(tmp_path / "run", "0001-uvicorn-c8-r1").read_text().startswith("second,")
+    writer.append_trial(_record("0002-uvicorn-c8-r2", valid=False, invalid_reason="x"))
+    assert len(read_trials_rows(tmp_path / "run")) == 2
+
+
+def test_meta_is_versioned(tmp_path: Path) -> None:
+    writer = RunWriter(tmp_path / "run", {"run_id": "r1"})
+    writer.update_meta(status="complete")
+    meta = read_meta(tmp_path / "run")
+    assert meta["schema_version"] == SCHEMA_VERSION and meta["status"] == "complete"
+    data = json.loads((tmp_path / "run" / "run.json").read_text())
+    data["schema_version"] = SCHEMA_VERSION + 1
+    (tmp_path / "run" / "run.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="schema_version"):
+        read_meta(tmp_path / "run")
+
+
+def test_trial_ids() -> None:
+    assert trial_id(7, "uvicorn", "closed", 64, 1) == "0007-uvicorn-c64-r1"
+    assert trial_id(12, "uwsgi", "open", 500.0, 2) == "0012-uwsgi-R500-r2"
+
+
+def test_columns_cover_the_issue() -> None:
+    required = ("scenario server gateway app load_model concurrency rate repeat duration_s "
+                "requests achieved_rps errors p50_ms p90_ms p99_ms p99_9_ms max_ms "
+                "server_cpu_pct server_rss_mb loadgen_cpu_pct saturated valid invalid_reason")
+    assert set(required.split()) <= set(TRIAL_COLUMNS)
+    assert len(TRIAL_COLUMNS) == len(dataclasses.fields(TrialRecord))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "valid", "fragment"),
+    [
+        ({"requests": 10_000, "errors": 10}, True, ""),
+        ({"requests": 10_000, "errors": 11}, False, "errors 0.11%"),
+        ({"requests": 0, "errors": 0}, False, "no successful request"),
+        ({"requests": 100, "errors": 0, "saturated": True,
+          "saturation_reasons": ["generator CPU 97%"]}, False, "generator CPU 97%"),
+        ({"requests": 100, "errors": 0, "died": "exit code -9"}, False, "server died"),
+    ],
+)
+def test_honesty_flags(kwargs: dict[str, object], valid: bool, fragment: str) -> None:
+    args: dict[str, object] = {"saturated": False, "saturation_reasons": [], "died": None}
+    args.update(kwargs)
+    ok, reason = judge(**args)  # type: ignore[arg-type]
+    assert ok is valid
+    assert fragment in reason

@@ -1,0 +1,123 @@
+"""Scenario validation: every shipped scenario loads; every malformed one names file and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.scenarios import available, load_scenario, parse_scenario
+from harness.units import parse_cpus, parse_duration
+
+GOOD = """
+name = "mine"
+description = "a test scenario"
+kind = "io"
+servers = ["uvicorn"]
+[request]
+path = "/io"
+params = { ms = 5 }
+[load]
+concurrency = [1, 4]
+rate = [10]
+[timing]
+warmup = "100ms"
+duration = "1s"
+repeat = 2
+"""
+
+
+def test_shipped_scenarios_load() -> None:
+    names = available()
+    assert {"hello", "io_bound", "cpu_bound"} <= set(names)
+    for name in names:
+        scenario = load_scenario(name)
+        assert scenario.levels.concurrency or scenario.levels.rate
+        assert scenario.sha256 and scenario.servers
+
+
+def test_io_bound_defaults() -> None:
+    scenario = load_scenario("io_bound")
+    assert scenario.path == "/io?ms=50"
+    assert scenario.needs_upstream
+    assert max(scenario.levels.concurrency) >= 256 and scenario.levels.rate
+
+
+def test_good_scenario_parses() -> None:
+    scenario = parse_scenario(GOOD, "mine.toml")
+    assert scenario.path == "/io?ms=5"
+    assert scenario.timing.warmup_s == pytest.approx(0.1)
+    assert scenario.timing.repeat == 2
+    assert scenario.levels.rate == (10.0,)
+    # --quick falls back to the main levels when the file has no [quick] levels
+    assert scenario.quick_levels == scenario.levels
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (('kind = "io"', 'kind = "telepathy"'), "'kind'"),
+        (("concurrency = [1, 4]", "concurrency = [0, 4]"), "'load.concurrency'"),
+        (("rate = [10]", "rate = [-5]"), "'load.rate'"),
+        (('duration = "1s"', 'duration = "soon"'), "'timing.duration'"),
+        (("repeat = 2", "repeat = 0"), "'timing.repeat'"),
+        (('path = "/io"', 'path = "io"'), "'request.path'"),
+        (('servers = ["uvicorn"]', "servers = []"), "'servers'"),
+        (('name = "mine"', 'name = "mine"\ncolour = "blue"'), "'colour'"),
+    ],
+)
+def test_bad_fields_are_named(edit: tuple[str, str], field: str) -> None:
+    text = GOOD.replace(*edit)
+    with pytest.raises(UsageError) as info:
+        parse_scenario(text, "bad.toml")
+    message = str(info.value)
+    assert message.startswith("bad.toml: ")
+    assert field in message
+    assert "\n" not in message
+
+
+def test_no_levels_is_an_error() -> None:
+    text = GOOD.replace("concurrency = [1, 4]\nrate = [10]\n", "")
+    with pytest.raises(UsageError, match="at least one of 'concurrency'"):
+        parse_scenario(text, "bad.toml")
+
+
+def test_not_toml() -> None:
+    with pytest.raises(UsageError, match=r"bad\.toml: not valid TOML"):
+        parse_scenario("name = [", "bad.toml")
+
+
+def test_unknown_scenario_lists_names() -> None:
+    with pytest.raises(UsageError, match="io_bound"):
+        load_scenario("no_such_scenario")
+
+
+def test_units() -> None:
+    assert parse_duration("500ms") == pytest.approx(0.5)
+    assert parse_duration("2m") == 120.0
+    assert parse_duration(3) == 3.0
+    assert parse_cpus("0-2,5") == (0, 1, 2, 5)
+    for bad in ("x", "-1s", ""):
+        with pytest.raises(UsageError):
+            parse_duration(bad)
+    for bad in ("a", "3-1", ""):
+        with pytest.raises(UsageError):
+            parse_cpus(bad)
+
+
+def test_cli_bad_scenario_file_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.replace("repeat = 2", 'repeat = "twice"'))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--scenario", str(bad), "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "timing.repeat" in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
