@@ -34,7 +34,9 @@ class Level:
 
     @property
     def value(self) -> float:
-        return float(self.concurrency if self.load_model == "closed" else self.rate or 0.0)
+        if self.load_model == "closed":
+            return float(self.concurrency or 0)
+        return float(self.rate or 0.0)
 
     def label(self) -> str:
         if self.load_model == "closed":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -20,6 +21,8 @@ from harness.plan import Plan, build_plan
 from harness.results import RunWriter, TrialRecord
 from harness.runner import RichObserver, Runner, cpus_text, default_run_dir
 from harness.scenarios import load_scenario
+
+PIPE_WIDTH_COLUMNS = 140
 
 
 def _print_plan(console: Console, plan: Plan) -> None:
@@ -102,8 +105,24 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _pinned(cpus: tuple[int, ...]) -> Iterator[None]:
+    """Keep the harness itself (sampler, progress, report) off the server's CPUs.
+
+    Called before any thread starts: on Linux the affinity is per thread, and new threads
+    inherit it from the one that creates them.
+    """
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
 def main(args: argparse.Namespace) -> int:
-    console = Console(stderr=False, highlight=False)
+    # Piped output (CI, tee) has no terminal width; rich would fold the tables into 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH_COLUMNS)
     scenario = load_scenario(args.scenario)
     plan = build_plan(
         scenario, servers=args.servers, app=args.app, quick=args.quick,
@@ -133,7 +152,8 @@ def main(args: argparse.Namespace) -> int:
     })
     runner = Runner(plan, writer, RichObserver(console, plan))
     try:
-        with _sigterm_as_interrupt(), runner.observer:  # type: ignore[attr-defined]
+        with _sigterm_as_interrupt(), _pinned(plan.loadgen_cpus), \
+                runner.observer:  # type: ignore[attr-defined]
             runner.run()
     except KeyboardInterrupt:
         writer.update_meta(status="interrupted",

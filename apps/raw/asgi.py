@@ -1,0 +1,140 @@
+"""The raw ASGI 3 app (`apps.raw.asgi:app`): the contract of apps/README.md, no framework.
+
+``/io`` calls the upstream delay service through one aiohttp ClientSession per event loop. The
+session is made at lifespan startup when the server sends lifespan, and otherwise on first use
+(daphne sends no lifespan); it is closed at lifespan shutdown. Sessions are keyed by loop and
+process id because a session is bound to the loop it was made on, and a server may run lifespan
+and requests on different loops or fork after import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+
+from apps.raw import common
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+WS_PATH = "/ws/echo"
+
+# (pid, id(loop)) -> (loop, session); the loop is kept so its id cannot be reused while listed.
+_sessions: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+
+
+def _session_key() -> tuple[int, int]:
+    return os.getpid(), id(asyncio.get_running_loop())
+
+
+def _upstream_session() -> aiohttp.ClientSession:
+    key = _session_key()
+    entry = _sessions.get(key)
+    if entry is None:
+        # limit=0: one connection per request in flight, like the sync app's pool, so requests
+        # never queue inside the client instead of inside the server under test.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                        cookie_jar=aiohttp.DummyCookieJar())
+        entry = (asyncio.get_running_loop(), session)
+        _sessions[key] = entry
+    return entry[1]
+
+
+async def _close_session() -> None:
+    entry = _sessions.pop(_session_key(), None)
+    if entry is not None:
+        await entry[1].close()
+
+
+async def _call_upstream(ms: int) -> common.Response | None:
+    """None when the upstream answered 200 after its delay; otherwise the 502 to send."""
+    base_url = common.upstream_base_url()
+    if base_url is None:
+        return common.upstream_not_configured()
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=common.UPSTREAM_CONNECT_TIMEOUT_S,
+                                    sock_read=common.upstream_timeout_s(ms))
+    try:
+        async with _upstream_session().get(common.upstream_delay_url(base_url, ms),
+                                           timeout=timeout) as upstream:
+            await upstream.read()
+            status = upstream.status
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return common.upstream_unreachable(base_url)
+    if status != 200:
+        return common.upstream_bad_status(base_url, status)
+    return None
+
+
+async def _wait(io: common.IoRequest) -> common.Response:
+    if io.mode == "sleep":
+        await asyncio.sleep(io.ms / 1000)
+    else:
+        failure = await _call_upstream(io.ms)
+        if failure is not None:
+            return failure
+    return common.io_ok(io)
+
+
+async def _http(scope: Scope, send: Send) -> None:
+    answer = common.route(scope["method"], scope["path"],
+                          scope.get("query_string", b"").decode("latin-1"))
+    response = await _wait(answer) if isinstance(answer, common.IoRequest) else answer
+    await send({"type": "http.response.start", "status": response.status,
+                "headers": list(response.raw_headers)})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if scope["path"] != WS_PATH:
+        # Closing before accepting makes the server answer the handshake with 403.
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message["type"] != "websocket.receive":
+            continue
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                _upstream_session()
+            except Exception as exc:  # the server reports the reason and does not start
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await _close_session()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    kind = scope["type"]
+    if kind == "http":
+        await _http(scope, send)
+    elif kind == "websocket":
+        await _websocket(scope, receive, send)
+    elif kind == "lifespan":
+        await _lifespan(receive, send)
+    else:
+        raise ValueError(f"unsupported ASGI scope type {kind!r}")

@@ -1,0 +1,340 @@
+"""Run folders as typed pandas frames, HDR histograms and per-second series.
+
+Everything here is recomputed from the files of a run folder (harness.results); nothing is
+cached. Percentiles of several repeats come from their histograms added together, never from
+averaged percentiles.
+
+>>> df = load_run("results/20261124-231500-io_bound")          # doctest: +SKIP
+>>> df.groupby(["server", "concurrency"], observed=True).achieved_rps.mean()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hdrh.histogram import HdrHistogram
+
+from harness.errors import UsageError
+from harness.results import (
+    RUN_FILE,
+    SERIES_COLUMNS,
+    TRIAL_COLUMNS,
+    TRIALS_FILE,
+    TrialRecord,
+    histogram_path,
+    read_meta,
+    series_path,
+)
+
+# Columns that name a small set of values: categories make grouping and plotting cheap.
+CATEGORY_COLUMNS = ("server", "gateway", "load_model")
+# The key of one load level of one target; repeats of it are merged.
+GROUP_KEYS = ("run_id", "scenario", "server", "gateway", "load_model", "level")
+
+
+def _dtype_for(annotation: str) -> str:
+    # TrialRecord's annotations are strings (postponed evaluation): "int | None", "float", ...
+    base = annotation.replace(" ", "").replace("|None", "")
+    return {"int": "Int64", "float": "float64", "bool": "bool"}.get(base, "string")
+
+
+TRIAL_DTYPES: dict[str, str] = {
+    f.name: ("category" if f.name in CATEGORY_COLUMNS else _dtype_for(str(f.type)))
+    for f in dataclasses.fields(TrialRecord)
+}
+
+
+def check_run_dir(path: Path | str) -> Path:
+    """The run folder as a Path, or UsageError naming what is missing."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: not a folder: expected a run folder holding {RUN_FILE}")
+    if not (run_dir / RUN_FILE).is_file():
+        raise UsageError(f"{run_dir}: no {RUN_FILE}: expected a run folder written by "
+                         "'harness run'")
+    if not (run_dir / TRIALS_FILE).is_file():
+        raise UsageError(f"{run_dir}: no {TRIALS_FILE}: expected a run folder written by "
+                         "'harness run'")
+    return run_dir
+
+
+def load_meta(path: Path | str) -> dict[str, Any]:
+    """run.json of a run folder; UsageError if it is missing, unreadable or of another schema."""
+    run_dir = check_run_dir(path)
+    try:
+        return read_meta(run_dir)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise UsageError(f"{run_dir / RUN_FILE}: {exc}") from None
+
+
+def _convert(column: pd.Series, dtype: str, where: str) -> pd.Series:
+    if dtype == "string":
+        return column.astype("string")
+    if dtype == "category":
+        return column.astype("category")
+    if dtype == "bool":
+        lowered = column.str.strip().str.lower()
+        bad = ~lowered.isin(["true", "false"])
+        if bad.any():
+            raise UsageError(f"{where}: expected true or false, got {column[bad].iloc[0]!r}")
+        return lowered == "true"
+    blank = column.str.strip() == ""
+    numbers = pd.to_numeric(column.where(~blank, None), errors="coerce")
+    bad = numbers.isna() & ~blank
+    if bad.any():
+        raise UsageError(f"{where}: expected a number, got {column[bad].iloc[0]!r}")
+    if dtype == "Int64":
+        whole = numbers.dropna()
+        fractional = whole[whole != whole.round()]
+        if not fractional.empty:
+            raise UsageError(f"{where}: expected an integer, got {fractional.iloc[0]!r}")
+        return numbers.astype("Int64")
+    return numbers.astype("float64")
+
+
+def load_run(path: Path | str) -> pd.DataFrame:
+    """The trials table of one run folder, typed, with ``run_id`` and ``level`` columns.
+
+    Integers are nullable ``Int64``, measurements ``float64``, ``valid``/``saturated`` bool,
+    ``server``/``gateway``/``load_model`` categories. ``level`` is the concurrency of a closed
+    loop trial or the offered rate of an open loop one.
+    """
+    run_dir = check_run_dir(path)
+    meta = load_meta(run_dir)
+    csv_path = run_dir / TRIALS_FILE
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{csv_path}: not a readable CSV table ({exc})") from None
+    missing = [c for c in TRIAL_COLUMNS if c not in raw.columns]
+    if missing:
+        raise UsageError(f"{csv_path}: missing column(s) {', '.join(missing)}: expected the "
+                         f"columns of schema version {meta.get('schema_version')}")
+    frame = pd.DataFrame(index=raw.index)
+    frame["run_id"] = pd.Series(str(meta.get("run_id") or run_dir.name), index=raw.index,
+                                dtype="string")
+    for name in raw.columns:
+        dtype = TRIAL_DTYPES.get(name, "string")
+        frame[name] = _convert(raw[name], dtype, f"{csv_path}: column {name}")
+    closed = frame["load_model"].astype("string") == "closed"
+    frame["level"] = frame["rate"].where(~closed, frame["concurrency"].astype("float64"))
+    return frame
+
+
+def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:
+    """Several run folders in one table; ``run_id`` tells them apart."""
+    frames = [load_run(p) for p in paths]
+    if not frames:
+        raise UsageError("no run folder given: expected at least one")
+    combined = pd.concat(frames, ignore_index=True)
+    for name in CATEGORY_COLUMNS:
+        combined[name] = combined[name].astype("string").astype("category")
+    return combined
+
+
+def load_histogram(run_dir: Path | str, trial_id: str,
+                   kind: str = "latency") -> HdrHistogram | None:
+    """The trial's HDR histogram (values in microseconds), or None when it was not written."""
+    path = histogram_path(Path(run_dir), trial_id, kind)
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="ascii").strip()
+    if not text:
+        return None
+    try:
+        return HdrHistogram.decode(text)
+    except Exception as exc:  # hdrh raises its own cookie/length errors, zlib and base64 ones
+        raise UsageError(f"{path}: not an HDR histogram in hdrh's encoding ({exc})") from None
+
+
+def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram | None:
+    """The sum of histograms (counts added): the only honest way to pool repeats."""
+    hists = [h for h in histograms if h is not None]
+    if not hists:
+        return None
+    # A fresh histogram wide enough for every input, so add() never overflows.
+    merged = HdrHistogram(min(h.lowest_trackable_value for h in hists),
+                          max(h.highest_trackable_value for h in hists),
+                          max(h.significant_figures for h in hists))
+    for hist in hists:
+        merged.add(hist)
+    return merged
+
+
+def merged_histogram(run_dir: Path | str, trial_ids: Sequence[str],
+                     kind: str = "latency") -> HdrHistogram | None:
+    """Histograms of several trials (repeats of one level) added together.
+
+    None when any of them is missing: a partial merge would look like the whole.
+    """
+    hists = [load_histogram(run_dir, t, kind) for t in trial_ids]
+    if not hists or any(h is None for h in hists):
+        return None
+    return merge_histograms(h for h in hists if h is not None)
+
+
+def histogram_ms(hist: HdrHistogram | None, percentile: float) -> float | None:
+    """A percentile of a microsecond histogram in milliseconds (hdrh's own rounding)."""
+    if hist is None or hist.get_total_count() == 0:
+        return None
+    return float(hist.get_value_at_percentile(percentile)) / 1000.0
+
+
+def percentile_spectrum(hist: HdrHistogram, points: int = 200) -> pd.DataFrame:
+    """Latency by percentile for an HDR-style plot: columns percentile, inverse_tail, value_ms.
+
+    ``inverse_tail`` is 1/(1-p), the x axis of the classic percentile distribution plot.
+    Percentiles go up to the last one the sample can resolve (1 - 1/count).
+    """
+    total = hist.get_total_count()
+    if total == 0:
+        return pd.DataFrame({"percentile": [], "inverse_tail": [], "value_ms": []})
+    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len].astype(np.int64)
+    nonzero = np.flatnonzero(counts)
+    cumulative = np.cumsum(counts[nonzero])
+    values = np.array([hist.get_highest_equivalent_value(hist.get_value_from_index(int(i)))
+                       for i in nonzero], dtype=np.float64)
+    max_decades = max(math.log10(total), 1.0)
+    tails = np.logspace(0, -max_decades, points)  # 1 - p, from 100 % down to 1/count
+    percentiles = 100.0 * (1.0 - tails)
+    percentiles[0] = 0.0
+    # hdrh: the value at p is the first bucket whose running count reaches p % of the total.
+    targets = np.maximum((percentiles * total / 100.0 + 0.5).astype(np.int64), 1)
+    index = np.minimum(np.searchsorted(cumulative, targets, side="left"), len(values) - 1)
+    return pd.DataFrame({
+        "percentile": percentiles,
+        "inverse_tail": 1.0 / tails,
+        "value_ms": values[index] / 1000.0,
+    })
+
+
+def load_series(run_dir: Path | str, trial_id: str) -> pd.DataFrame:
+    """The per-second series of one trial (SERIES_COLUMNS, floats; ``second`` Int64).
+
+    An empty frame with those columns when the trial wrote no series.
+    """
+    path = series_path(Path(run_dir), trial_id)
+    if not path.is_file():
+        empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in SERIES_COLUMNS})
+        empty["second"] = empty["second"].astype("Int64")
+        return empty
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = pd.DataFrame(index=raw.index)
+    for name in SERIES_COLUMNS:
+        column = raw[name] if name in raw.columns else pd.Series("", index=raw.index)
+        dtype = "Int64" if name in ("second", "requests", "errors") else "float64"
+        frame[name] = _convert(column.astype(str), dtype, f"{path}: column {name}")
+    return frame
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunData:
+    """One run folder, loaded: its run.json and its typed trials table."""
+
+    run_dir: Path
+    meta: dict[str, Any]
+    trials: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.run_dir.name)
+
+    @classmethod
+    def load(cls, path: Path | str) -> RunData:
+        run_dir = check_run_dir(path)
+        return cls(run_dir=run_dir, meta=load_meta(run_dir), trials=load_run(run_dir))
+
+
+def _reasons(group: pd.DataFrame) -> str:
+    """The invalid reasons of a level's repeats: once if they agree, else per repeat."""
+    bad = group[group["invalid_reason"].astype(str) != ""]
+    unique = list(dict.fromkeys(bad["invalid_reason"].astype(str)))
+    if len(unique) <= 1:
+        return unique[0] if unique else ""
+    return "; ".join(f"repeat {r}: {why}"
+                     for r, why in zip(bad["repeat"], bad["invalid_reason"], strict=True))
+
+
+def summarize(run: RunData) -> pd.DataFrame:
+    """One row per target and load level, repeats pooled.
+
+    Throughput, CPU and error counts are means/sums over repeats; p50/p99 come from the
+    repeats' histograms added together (falling back to the worst repeat's value when a
+    histogram is missing); RSS is the peak. A level is ``valid`` only when every repeat is
+    valid and measured: a level with one bad repeat is shown, never ranked.
+    Columns: GROUP_KEYS, trial_ids (tuple), repeats, achieved_rps, rps_std, rps_cv, requests,
+    errors, error_rate, p50_ms, p99_ms, p99_9_ms, max_ms, server_cpu_pct, server_rss_mb,
+    server_pss_mb, loadgen_cpu_pct, rps_per_cpu_s, workers, threads, server_cpus, valid,
+    invalid_reason.
+    """
+    trials = run.trials
+    columns = [*GROUP_KEYS, "trial_ids", "repeats", "achieved_rps", "rps_std", "rps_cv",
+               "requests", "errors", "error_rate", "p50_ms", "p99_ms", "p99_9_ms", "max_ms",
+               "server_cpu_pct", "server_rss_mb", "server_pss_mb", "loadgen_cpu_pct",
+               "rps_per_cpu_s", "workers", "threads", "server_cpus", "valid", "invalid_reason"]
+    rows: list[dict[str, Any]] = []
+    if trials.empty:
+        return pd.DataFrame(columns=columns)
+    keyed = trials.assign(**{k: trials[k].astype("string") for k in CATEGORY_COLUMNS})
+    for key, group in keyed.groupby(list(GROUP_KEYS), sort=True, dropna=False):
+        ids = tuple(str(t) for t in group["trial_id"])
+        hist = merged_histogram(run.run_dir, ids)
+        rps = group["achieved_rps"].astype("float64")
+        mean_rps = float(rps.mean())
+        std = float(rps.std(ddof=1)) if len(rps) > 1 else math.nan
+        cpu = group["server_cpu_pct"].astype("float64")
+        mean_cpu = float(cpu.mean()) if cpu.notna().all() else math.nan
+        requests = int(group["requests"].sum())
+        errors = int(group["errors"].sum())
+        valid = bool(group["valid"].all()) and bool((group["status"] == "ok").all())
+        reason = _reasons(group)
+        if not valid and not reason:
+            reason = "trial not measured (status " + ", ".join(
+                sorted(set(group["status"].astype(str)) - {"ok"})) + ")"
+
+        def pooled(percentile: float, column: str, _g: pd.DataFrame = group,
+                   _h: HdrHistogram | None = hist) -> float:
+            value = histogram_ms(_h, percentile)
+            if value is not None:
+                return value
+            worst = _g[column].astype("float64").max()
+            return float(worst) if pd.notna(worst) else math.nan
+
+        rows.append({
+            **dict(zip(GROUP_KEYS, key, strict=True)),
+            "trial_ids": ids,
+            "repeats": len(group),
+            "achieved_rps": mean_rps,
+            "rps_std": std,
+            "rps_cv": std / mean_rps if mean_rps > 0 and not math.isnan(std) else math.nan,
+            "requests": requests,
+            "errors": errors,
+            "error_rate": errors / (requests + errors) if requests + errors else 0.0,
+            "p50_ms": pooled(50, "p50_ms"),
+            "p99_ms": pooled(99, "p99_ms"),
+            "p99_9_ms": pooled(99.9, "p99_9_ms"),
+            "max_ms": float(group["max_ms"].astype("float64").max()),
+            "server_cpu_pct": mean_cpu,
+            "server_rss_mb": float(group["server_rss_mb"].astype("float64").max()),
+            "server_pss_mb": float(group["server_pss_mb"].astype("float64").max()),
+            "loadgen_cpu_pct": float(group["loadgen_cpu_pct"].astype("float64").max()),
+            "rps_per_cpu_s": (mean_rps / (mean_cpu / 100.0)
+                              if mean_cpu and not math.isnan(mean_cpu) else math.nan),
+            "workers": group["workers"].iloc[0],
+            "threads": group["threads"].iloc[0],
+            "server_cpus": str(group["server_cpus"].iloc[0]),
+            "valid": valid,
+            "invalid_reason": reason,
+        })
+    summary = pd.DataFrame(rows, columns=columns)
+    for name in ("server", "gateway", "load_model"):
+        summary[name] = summary[name].astype("string")
+    summary["level"] = summary["level"].astype("float64")
+    return summary

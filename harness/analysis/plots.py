@@ -1,0 +1,346 @@
+"""Figures of one run: throughput, latency, the percentile spectrum, per-second series, CPU/RSS.
+
+Figures are built with matplotlib's object API (``Figure``, no pyplot state) and rendered by the
+Agg canvas, so nothing here depends on (or changes) the backend a notebook uses. Colours keep
+the gateways apart at a glance: WSGI servers in blues and greens, ASGI servers in oranges and
+reds, the same colour for a server in every figure. Invalid levels are drawn as grey hollow
+markers with a cross and a legend entry "invalid (not ranked)", never joined to a valid line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+
+from harness.analysis.frames import RunData, load_series, merged_histogram, percentile_spectrum
+
+FIGSIZE_IN = (8.0, 4.4)
+TALL_FIGSIZE_IN = (8.0, 6.4)
+PNG_DPI = 110
+INVALID_COLOUR = "#9e9e9e"
+INVALID_LABEL = "invalid (not ranked)"
+SPECTRUM_TICKS_PCT = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+
+# Fixed colours for the servers of the catalogue, so a server looks the same in every report.
+WSGI_COLOURS: dict[str, str] = {
+    "gunicorn-sync": "#1f4e99",
+    "gunicorn-gthread": "#3d8bd9",
+    "gunicorn-gevent": "#0f9bb0",
+    "uwsgi": "#2e8b57",
+    "granian-wsgi": "#7cb342",
+}
+ASGI_COLOURS: dict[str, str] = {
+    "uvicorn": "#e8590c",
+    "uvicorn-h11": "#f59f00",
+    "gunicorn-uvicorn": "#c92a2a",
+    "hypercorn": "#a61e4d",
+    "daphne": "#8d5524",
+    "granian-asgi": "#ff7b7b",
+}
+# For servers the table above does not know: more of the same families.
+WSGI_SPARE = ("#4dabf7", "#087f5b", "#74c0fc", "#94d82d", "#1864ab", "#38d9a9")
+ASGI_SPARE = ("#d9480f", "#ffa94d", "#e03131", "#f76707", "#862e9c", "#ffc078")
+OTHER_SPARE = ("#6741d9", "#495057", "#9775fa", "#343a40")
+GATEWAY_MARKERS = {"wsgi": "o", "asgi": "s"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Style:
+    """How one server is drawn."""
+
+    colour: str
+    marker: str
+    linestyle: str
+    label: str
+
+
+def server_styles(servers: Iterable[tuple[str, str]]) -> dict[str, Style]:
+    """A style per server name from (server, gateway) pairs; stable for the known servers."""
+    styles: dict[str, Style] = {}
+    spare_used = {"wsgi": 0, "asgi": 0, "other": 0}
+    for server, gateway in sorted(set(servers)):
+        if server in styles:
+            continue
+        family = gateway.lower() if gateway.lower() in ("wsgi", "asgi") else "other"
+        fixed = {"wsgi": WSGI_COLOURS, "asgi": ASGI_COLOURS}.get(family, {})
+        colour = fixed.get(server)
+        if colour is None:
+            spare = {"wsgi": WSGI_SPARE, "asgi": ASGI_SPARE}.get(family, OTHER_SPARE)
+            colour = spare[spare_used[family] % len(spare)]
+            spare_used[family] += 1
+        styles[server] = Style(colour=colour, marker=GATEWAY_MARKERS.get(family, "D"),
+                               linestyle="-" if family == "wsgi" else "--",
+                               label=f"{server} ({gateway.upper()})")
+    return styles
+
+
+def _styles_for(summary: pd.DataFrame) -> dict[str, Style]:
+    return server_styles(zip(summary["server"].astype(str), summary["gateway"].astype(str),
+                             strict=True))
+
+
+def _server_order(summary: pd.DataFrame) -> list[str]:
+    # WSGI first, then ASGI, so legends read in the same order as the colour families.
+    pairs = sorted({(str(g).lower() != "wsgi", str(g).lower() != "asgi", str(s))
+                    for s, g in zip(summary["server"], summary["gateway"], strict=True)})
+    return [p[2] for p in pairs]
+
+
+def _invalid_handle() -> tuple[Line2D, Line2D]:
+    # Drawn like the points themselves: a hollow grey marker with a cross on top.
+    ring = Line2D([], [], linestyle="none", marker="o", markersize=9, markerfacecolor="none",
+                  markeredgecolor=INVALID_COLOUR, markeredgewidth=1.4)
+    cross = Line2D([], [], linestyle="none", marker="x", markersize=7, color=INVALID_COLOUR,
+                   markeredgewidth=1.6)
+    return ring, cross
+
+
+def _draw_series(ax: Axes, rows: pd.DataFrame, y: str, style: Style, *, label: bool) -> bool:
+    """Valid points as a line in the server's colour; invalid ones as grey crossed circles.
+
+    Returns whether any invalid point was drawn (the caller adds the legend entry once).
+    """
+    rows = rows.sort_values("level")
+    good = rows[rows["valid"] & rows[y].notna()]
+    bad = rows[~rows["valid"] & rows[y].notna()]
+    ax.plot(good["level"], good[y], color=style.colour, marker=style.marker,
+            linestyle=style.linestyle, linewidth=1.8, markersize=5.5,
+            label=style.label if label else None)
+    if not bad.empty:
+        ax.plot(bad["level"], bad[y], linestyle="none", marker=style.marker, markersize=9,
+                markerfacecolor="none", markeredgecolor=INVALID_COLOUR, markeredgewidth=1.4)
+        ax.plot(bad["level"], bad[y], linestyle="none", marker="x", markersize=7,
+                color=INVALID_COLOUR, markeredgewidth=1.6)
+    return not bad.empty
+
+
+def _level_axis(ax: Axes, load_model: str, levels: Sequence[float]) -> None:
+    ax.set_xscale("log", base=2 if load_model == "closed" else 10)
+    ticks = sorted({float(v) for v in levels if v > 0})
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.set_xlabel("concurrent clients (closed loop)" if load_model == "closed"
+                  else "offered rate, req/s (open loop)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _legend(ax: Axes, any_invalid: bool) -> None:
+    found, labels = ax.get_legend_handles_labels()
+    handles: list[Any] = list(found)
+    if any_invalid:
+        handles.append(_invalid_handle())
+        labels.append(INVALID_LABEL)
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="best", framealpha=0.85)
+
+
+def _new_figure(size: tuple[float, float] = FIGSIZE_IN) -> Figure:
+    return Figure(figsize=size, layout="constrained")
+
+
+def plot_throughput(summary: pd.DataFrame, title: str = "") -> Figure:
+    """Achieved throughput against concurrency (closed loop), one line per server."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    rows = summary[summary["load_model"] == "closed"]
+    styles = _styles_for(summary)
+    invalid = False
+    for server in _server_order(rows):
+        invalid |= _draw_series(ax, rows[rows["server"] == server], "achieved_rps",
+                                styles[server], label=True)
+    _level_axis(ax, "closed", rows["level"].tolist())
+    ax.set_ylabel("throughput, req/s (mean of repeats)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or "Throughput vs concurrency")
+    _legend(ax, invalid)
+    return fig
+
+
+def plot_latency(summary: pd.DataFrame, load_model: str, title: str = "") -> Figure:
+    """p50 and p99 (repeats' histograms merged) against concurrency or offered rate."""
+    fig = _new_figure(TALL_FIGSIZE_IN)
+    axes = fig.subplots(2, 1, sharex=True)
+    rows = summary[summary["load_model"] == load_model]
+    styles = _styles_for(summary)
+    invalid = False
+    for ax, column, name in zip(axes, ("p50_ms", "p99_ms"), ("p50", "p99"), strict=True):
+        for server in _server_order(rows):
+            invalid |= _draw_series(ax, rows[rows["server"] == server], column, styles[server],
+                                    label=ax is axes[0])
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{name} latency, ms")
+        ax.grid(True, which="both", alpha=0.25)
+        _level_axis(ax, load_model, rows["level"].tolist())
+    axes[0].set_xlabel("")
+    _legend(axes[0], invalid)
+    where = "concurrency" if load_model == "closed" else "offered rate"
+    axes[0].set_title(title or f"Latency percentiles vs {where}")
+    return fig
+
+
+def _spectrum_axis(ax: Axes, max_inverse_tail: float) -> None:
+    ax.set_xscale("log")
+    ticks = [t for t in SPECTRUM_TICKS_PCT if 1.0 / (1.0 - t / 100.0) <= max_inverse_tail * 1.01]
+    ticks = ticks or [50.0]
+    ax.xaxis.set_major_locator(FixedLocator([1.0 / (1.0 - t / 100.0) for t in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FixedFormatterPct(ticks))
+    ax.set_xlim(1.0, max(max_inverse_tail, 2.0))
+    ax.set_xlabel("percentile")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+class FixedFormatterPct(FuncFormatter):
+    """Ticks at 1/(1-p) labelled with p, like the classic HdrHistogram plot."""
+
+    def __init__(self, ticks_pct: Sequence[float]) -> None:
+        labels = {1.0 / (1.0 - t / 100.0): f"{t:g} %" for t in ticks_pct}
+
+        def label(value: float, _pos: int | None) -> str:
+            for x, text in labels.items():
+                if math.isclose(value, x, rel_tol=1e-6):
+                    return text
+            return ""
+
+        super().__init__(label)
+
+
+def plot_spectrum(run: RunData, summary: pd.DataFrame, load_model: str, level: float,
+                  title: str = "") -> Figure | None:
+    """The latency percentile spectrum of each server at one level, repeats merged.
+
+    None when no server at that level has histograms.
+    """
+    rows = summary[(summary["load_model"] == load_model) & (summary["level"] == level)]
+    styles = _styles_for(summary)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    max_x = 1.0
+    for server in _server_order(rows):
+        row = rows[rows["server"] == server].iloc[0]
+        hist = merged_histogram(run.run_dir, list(row["trial_ids"]))
+        if hist is None or hist.get_total_count() == 0:
+            continue
+        spectrum = percentile_spectrum(hist)
+        max_x = max(max_x, float(spectrum["inverse_tail"].max()))
+        style = styles[server]
+        if bool(row["valid"]):
+            ax.plot(spectrum["inverse_tail"], spectrum["value_ms"], color=style.colour,
+                    linestyle=style.linestyle, linewidth=1.8, label=style.label)
+        else:
+            ax.plot(spectrum["inverse_tail"], spectrum["value_ms"], color=INVALID_COLOUR,
+                    linestyle=":", linewidth=1.6, marker="x", markevery=[len(spectrum) - 1],
+                    markersize=8, label=f"{style.label}: {INVALID_LABEL}")
+    if not ax.lines:
+        return None
+    _spectrum_axis(ax, max_x)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency, ms")
+    ax.grid(True, which="both", axis="y", alpha=0.25)
+    where = (f"{level:g} concurrent clients" if load_model == "closed"
+             else f"{level:g} req/s offered (open loop)")
+    ax.set_title(title or f"Latency by percentile at {where}")
+    _legend(ax, False)  # invalid lines carry "invalid (not ranked)" in their own label
+    return fig
+
+
+def plot_timeline(run: RunData, summary: pd.DataFrame, load_model: str, level: float,
+                  title: str = "") -> Figure | None:
+    """Throughput and p99 per second over the first repeat of each server at one level."""
+    rows = summary[(summary["load_model"] == load_model) & (summary["level"] == level)]
+    styles = _styles_for(summary)
+    fig = _new_figure(TALL_FIGSIZE_IN)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    invalid = False
+    for server in _server_order(rows):
+        row = rows[rows["server"] == server].iloc[0]
+        series = load_series(run.run_dir, str(row["trial_ids"][0]))
+        if series.empty:
+            continue
+        valid = bool(row["valid"])
+        invalid |= not valid
+        style = styles[server]
+        colour = style.colour if valid else INVALID_COLOUR
+        kwargs = {"color": colour, "linestyle": style.linestyle if valid else ":",
+                  "linewidth": 1.6, "marker": style.marker if valid else "x", "markersize": 3.5}
+        seconds = series["second"].astype("float64")
+        top.plot(seconds, series["requests"].astype("float64"),
+                 label=style.label if valid else None, **kwargs)  # type: ignore[arg-type]
+        bottom.plot(seconds, series["p99_ms"], **kwargs)  # type: ignore[arg-type]
+    if not top.lines:
+        return None
+    top.set_ylabel("requests per second")
+    top.set_ylim(bottom=0)
+    bottom.set_ylabel("p99 per second, ms")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("second of the measurement (repeat 1)")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    where = (f"{level:g} concurrent clients" if load_model == "closed"
+             else f"{level:g} req/s offered")
+    top.set_title(title or f"Over one trial at {where}")
+    _legend(top, invalid)
+    return fig
+
+
+def plot_resources(summary: pd.DataFrame, load_model: str, title: str = "") -> Figure:
+    """Server CPU (percent of one core, mean of repeats) and peak RSS against the load level."""
+    fig = _new_figure(TALL_FIGSIZE_IN)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    rows = summary[summary["load_model"] == load_model]
+    styles = _styles_for(summary)
+    invalid = False
+    for server in _server_order(rows):
+        part = rows[rows["server"] == server]
+        invalid |= _draw_series(top, part, "server_cpu_pct", styles[server], label=True)
+        _draw_series(bottom, part, "server_rss_mb", styles[server], label=False)
+    top.set_ylabel("server CPU, % of one core")
+    top.set_ylim(bottom=0)
+    bottom.set_ylabel("server RSS, MB (peak)")
+    bottom.set_ylim(bottom=0)
+    for ax in (top, bottom):
+        _level_axis(ax, load_model, rows["level"].tolist())
+    top.set_xlabel("")
+    top.set_title(title or "CPU and memory per server")
+    _legend(top, invalid)
+    return fig
+
+
+def save_figure(fig: Figure, base: Path,
+                formats: Sequence[str] = ("png", "svg")) -> dict[str, Path]:
+    """Write ``base.png`` and ``base.svg`` (Agg renders the PNG); returns path per format."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for fmt in formats:
+        path = base.with_suffix(f".{fmt}")
+        # A fixed salt and no date keep the SVG identical between reports of the same data.
+        with matplotlib.rc_context({"svg.hashsalt": "harness"}):
+            fig.savefig(path, format=fmt, dpi=PNG_DPI,
+                        metadata={"Date": None} if fmt == "svg" else None)
+        paths[fmt] = path
+    return paths
+
+
+def figure_titles() -> Mapping[str, str]:
+    """What each figure of a report shows (used for captions and alt text)."""
+    return {
+        "throughput": "Throughput vs concurrency",
+        "latency-closed": "Latency p50/p99 vs concurrency",
+        "latency-open": "Latency p50/p99 vs offered rate",
+        "spectrum-closed": "Latency percentile spectrum (closed loop)",
+        "spectrum-open": "Latency percentile spectrum (open loop)",
+        "timeline": "Throughput and p99 per second",
+        "resources": "CPU and memory per server",
+    }

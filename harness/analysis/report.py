@@ -1,0 +1,530 @@
+"""report.html (one self-contained file) and report.md (+ plots/) for one or more run folders.
+
+The HTML embeds every figure as a base64 ``data:`` URI and carries its CSS inline: no script,
+no font, no network reference, so it opens the same from an e-mail attachment as from disk.
+Both files are built in a hidden folder beside their destination and moved into place at the
+end, so a failure (or Ctrl-C) never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness import __version__
+from harness.analysis import plots
+from harness.analysis.frames import RunData, summarize
+from harness.analysis.guidance import (
+    GuidanceItem,
+    compute_guidance,
+    fmt_mb,
+    fmt_ms,
+    fmt_pct,
+    fmt_rps,
+    kind_label,
+    level_phrase,
+    pick_level,
+)
+from harness.errors import UsageError
+
+HTML_FILE = "report.html"
+MARKDOWN_FILE = "report.md"
+PLOTS_DIR = "plots"
+MAX_COMMAND_CHARS = 400
+
+FigureFactory = Callable[[], Figure | None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlotFile:
+    """One figure of the report, written as PNG and SVG under plots/."""
+
+    name: str
+    title: str
+    png: Path
+    svg: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    """Everything the report shows about one run folder."""
+
+    run: RunData
+    slug: str
+    summary: pd.DataFrame
+    guidance: list[GuidanceItem]
+    plots: list[PlotFile]
+
+
+# -- building ------------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
+
+
+def _ordered(summary: pd.DataFrame) -> pd.DataFrame:
+    if summary.empty:
+        return summary
+    gateway_rank = summary["gateway"].str.lower().map({"wsgi": 0, "asgi": 1}).fillna(2)
+    model_rank = summary["load_model"].map({"closed": 0, "open": 1}).fillna(2)
+    return (summary.assign(_m=model_rank, _g=gateway_rank)
+            .sort_values(["_m", "_g", "server", "level"], kind="stable")
+            .drop(columns=["_m", "_g"]).reset_index(drop=True))
+
+
+def _figures(run: RunData, summary: pd.DataFrame) -> list[tuple[str, str, FigureFactory]]:
+    """(name, title, factory) of the figures this run has data for."""
+    kind = kind_label(run.meta)
+    models = set(summary["load_model"]) if not summary.empty else set()
+    ranked = summary[summary["valid"]] if not summary.empty else summary
+    wanted: list[tuple[str, str, FigureFactory]] = []
+    if "closed" in models:
+        title = f"{kind}: throughput vs concurrency"
+        wanted.append(("throughput", title, partial(plots.plot_throughput, summary, title)))
+    for model in ("closed", "open"):
+        if model in models:
+            where = "concurrency" if model == "closed" else "offered rate (open loop)"
+            title = f"{kind}: latency p50 / p99 vs {where}"
+            wanted.append((f"latency-{model}", title,
+                           partial(plots.plot_latency, summary, model, title)))
+    for model in ("closed", "open"):
+        if model not in models:
+            continue
+        choice = (pick_level(ranked[ranked["load_model"] == model])
+                  or pick_level(summary[summary["load_model"] == model]))
+        if choice is not None:
+            title = f"{kind}: latency by percentile at {level_phrase(model, choice[1])}"
+            wanted.append((f"spectrum-{model}", title,
+                           partial(plots.plot_spectrum, run, summary, model, choice[1], title)))
+    choice = pick_level(ranked) or pick_level(summary)
+    if choice is not None:
+        title = f"{kind}: throughput and p99 per second at {level_phrase(*choice)}"
+        wanted.append(("timeline", title,
+                       partial(plots.plot_timeline, run, summary, choice[0], choice[1], title)))
+    if models:
+        title = f"{kind}: server CPU and memory"
+        model = "closed" if "closed" in models else "open"
+        wanted.append(("resources", title, partial(plots.plot_resources, summary, model, title)))
+    return wanted
+
+
+def _build_section(run: RunData, slug: str, plot_dir: Path) -> RunSection:
+    summary = _ordered(summarize(run))
+    files: list[PlotFile] = []
+    for name, title, factory in _figures(run, summary):
+        fig = factory()
+        if fig is None:
+            continue
+        paths = plots.save_figure(fig, plot_dir / f"{slug}-{name}")
+        files.append(PlotFile(name=name, title=title, png=paths["png"], svg=paths["svg"]))
+    return RunSection(run=run, slug=slug, summary=summary,
+                      guidance=compute_guidance(run, summary), plots=files)
+
+
+def load_sections_input(run_dirs: Sequence[Path | str]) -> list[RunData]:
+    """Every run folder loaded and checked before anything is written."""
+    if not run_dirs:
+        raise UsageError("no run folder given: expected at least one folder holding run.json")
+    return [RunData.load(p) for p in run_dirs]
+
+
+def write_report(run_dirs: Sequence[Path], out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write report.html and report.md (with plots/) for the runs; return their paths.
+
+    ``out_dir`` defaults to the first run folder. Bad input raises UsageError before anything
+    is written.
+    """
+    runs = load_sections_input(run_dirs)
+    target = Path(out_dir) if out_dir is not None else runs[0].run_dir
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--out {target}: is a file: expected a folder for the report")
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target, prefix=".report-"))
+    try:
+        slugs: list[str] = []
+        for run in runs:
+            slug = _slug(run.run_id)
+            while slug in slugs:
+                slug += "-b"
+            slugs.append(slug)
+        sections = [_build_section(run, slug, staging / PLOTS_DIR)
+                    for run, slug in zip(runs, slugs, strict=True)]
+        generated = datetime.now(UTC).isoformat(timespec="seconds")
+        (staging / HTML_FILE).write_text(render_html(sections, generated), encoding="utf-8")
+        (staging / MARKDOWN_FILE).write_text(render_markdown(sections, generated),
+                                             encoding="utf-8")
+        _commit(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / HTML_FILE, target / MARKDOWN_FILE
+
+
+def _commit(staging: Path, target: Path) -> None:
+    # plots/ first (the Markdown points into it), then the Markdown, then the HTML.
+    new_plots, old_plots = staging / PLOTS_DIR, target / PLOTS_DIR
+    if new_plots.is_dir():
+        if old_plots.exists():
+            old_plots.rename(staging / ".old-plots")
+        new_plots.rename(old_plots)
+    os.replace(staging / MARKDOWN_FILE, target / MARKDOWN_FILE)
+    os.replace(staging / HTML_FILE, target / HTML_FILE)
+
+
+# -- shared content ------------------------------------------------------------------------
+
+def short_id(trial_id: str) -> str:
+    """``0007`` for ``0007-uvicorn-c64-r1``: unique within a run, short enough to cite."""
+    head = trial_id.split("-", 1)[0]
+    return head if head.isdigit() else trial_id
+
+
+def _num(value: Any, fmt: Callable[[float], str]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return "–"
+    return fmt(float(value))
+
+
+def _table_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for _, r in summary.iterrows():
+        threads = "" if pd.isna(r["threads"]) else f"×{r['threads']}"
+        rows.append({
+            "server": str(r["server"]),
+            "gateway": str(r["gateway"]).upper(),
+            "level": f"{r['level']:g}",
+            "repeats": str(r["repeats"]),
+            "req/s": _num(r["achieved_rps"], fmt_rps),
+            "CV": _num(r["rps_cv"] * 100 if pd.notna(r["rps_cv"]) else None, fmt_pct),
+            "p50 ms": _num(r["p50_ms"], fmt_ms),
+            "p99 ms": _num(r["p99_ms"], fmt_ms),
+            "p99.9 ms": _num(r["p99_9_ms"], fmt_ms),
+            "errors": f"{r['errors']} ({r['error_rate']:.2%})",
+            "CPU %": _num(r["server_cpu_pct"], lambda v: f"{v:.0f}"),
+            "RSS MB": _num(r["server_rss_mb"], fmt_mb),
+            "req/CPU-s": _num(r["rps_per_cpu_s"], fmt_rps),
+            "workers": ("–" if pd.isna(r["workers"]) else str(r["workers"])) + threads,
+            "status": "valid" if r["valid"] else f"invalid (not ranked): {r['invalid_reason']}",
+            "trials": ", ".join(short_id(t) for t in r["trial_ids"]),
+        })
+    return rows
+
+
+_TRIAL_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("trial", "trial_id", str),
+    ("server", "server", str),
+    ("model", "load_model", str),
+    ("level", "level", lambda v: f"{v:g}"),
+    ("repeat", "repeat", str),
+    ("req/s", "achieved_rps", lambda v: _num(v, fmt_rps)),
+    ("p50 ms", "p50_ms", lambda v: _num(v, fmt_ms)),
+    ("p99 ms", "p99_ms", lambda v: _num(v, fmt_ms)),
+    ("errors", "errors", str),
+    ("CPU %", "server_cpu_pct", lambda v: _num(v, lambda x: f"{x:.0f}")),
+    ("RSS MB", "server_rss_mb", lambda v: _num(v, fmt_mb)),
+    ("gen CPU %", "loadgen_cpu_pct", lambda v: _num(v, lambda x: f"{x:.0f}")),
+    ("valid", "valid", lambda v: "yes" if v else "NO"),
+    ("reason", "invalid_reason", str),
+)
+
+
+def _facts(run: RunData) -> list[tuple[str, str]]:
+    meta = run.meta
+    scenario = meta.get("scenario") or {}
+    env = meta.get("environment") or {}
+    cpus = meta.get("cpus") or {}
+    plan = meta.get("plan") or {}
+    facts = [
+        ("run", f"{run.run_id} ({meta.get('status', '?')}), {meta.get('started_at', '?')} → "
+                f"{meta.get('finished_at') or '?'}"),
+        ("folder", str(run.run_dir)),
+        ("command line", " ".join(str(a) for a in meta.get("command_line") or [])),
+        ("scenario", f"{scenario.get('name', '?')} (kind {scenario.get('kind', '?')}), "
+                     f"endpoint {scenario.get('endpoint', '?')}"),
+        ("scenario hash", str(scenario.get("hash", "?"))),
+        ("CPU sets", f"server {cpus.get('server', '?')}, load generator "
+                     f"{cpus.get('loadgen', '?')}"),
+        ("CPU", f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} logical CPUs"
+                + (f", governor {env['cpu_governor']}" if env.get("cpu_governor") else "")),
+        ("OS", f"{env.get('os', '?')} (kernel {env.get('kernel', '?')})"),
+        ("Python", f"{env.get('python', '?')} {env.get('python_implementation', '')}".strip()),
+        ("git commit", str(env.get("git_commit") or "unknown")),
+    ]
+    if plan:
+        facts.append(("plan", ", ".join(f"{k} {v}" for k, v in plan.items() if k != "levels")))
+    if env.get("load_average_at_start"):
+        facts.append(("load average at start", str(env["load_average_at_start"])))
+    if env.get("env"):
+        facts.append(("environment variables",
+                      ", ".join(f"{k}={v}" for k, v in sorted(env["env"].items()))))
+    if meta.get("synthetic"):
+        facts.insert(0, ("NOTE", "synthetic data for development, not a measurement"))
+    return facts
+
+
+def _targets(run: RunData) -> list[dict[str, str]]:
+    rows = []
+    for t in run.meta.get("targets") or []:
+        command = " ".join(str(c) for c in t.get("command") or [])
+        if len(command) > MAX_COMMAND_CHARS:
+            command = command[:MAX_COMMAND_CHARS] + " …"
+        rows.append({
+            "server": str(t.get("server", "")),
+            "gateway": str(t.get("gateway", "")).upper(),
+            "app": str(t.get("app", "")),
+            "version": str(t.get("version") or ""),
+            "workers": str(t.get("workers") if t.get("workers") is not None else "–"),
+            "threads": str(t.get("threads") if t.get("threads") is not None else "–"),
+            "preset note": str(t.get("preset_note") or ""),
+            "status": str(t.get("status", "")) + (f": {t['reason']}" if t.get("reason") else ""),
+            "command": command,
+        })
+    return rows
+
+
+def _versions(run: RunData) -> dict[str, str]:
+    versions = (run.meta.get("environment") or {}).get("versions") or {}
+    return {str(k): str(v) for k, v in sorted(versions.items())}
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ color:#1d2330;background:#fff;margin:0 auto;padding:1.5em 2em 4em;max-width:1180px}
+h1{font-size:1.7em;margin:.2em 0}h2{margin-top:2.2em;border-bottom:2px solid #e3e6eb;
+ padding-bottom:.2em}h3{margin-top:1.6em}
+.meta{color:#5b6472;font-size:.9em}
+nav ul{padding-left:1.2em}
+.guidance li{margin:.35em 0}.guidance li.caveat{color:#7a4b00}
+.refs{font-size:.78em;color:#6b7380;white-space:nowrap}.refs a{color:#6b7380}
+.legend-key span{display:inline-block;padding:.05em .6em;border-radius:3px;margin-right:.4em;
+ color:#fff;font-size:.85em}.wsgi{background:#1f4e99}.asgi{background:#e8590c}
+table{border-collapse:collapse;font-size:.84em;margin:.6em 0 1.2em;width:100%}
+th,td{border-bottom:1px solid #e3e6eb;padding:.25em .5em;text-align:right;vertical-align:top}
+th{background:#f4f6f8;position:sticky;top:0}
+td.l,th.l{text-align:left}
+tr.invalid td{color:#8a8f98;background:#fafafa}
+tr.invalid td.status{color:#b3261e}
+table.facts td{text-align:left}table.facts td:first-child{font-weight:600;width:13em}
+code{font-size:.85em;background:#f4f6f8;padding:.05em .3em;border-radius:3px;word-break:break-all}
+figure{margin:1.2em 0;text-align:center}
+figure img{max-width:100%;height:auto;border:1px solid #eceff3}
+figcaption{font-size:.85em;color:#5b6472}
+details{margin:1em 0}summary{cursor:pointer;font-weight:600}
+.badge{font-size:.75em;background:#b3261e;color:#fff;padding:.05em .4em;border-radius:3px}
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_refs(item: GuidanceItem, slug: str) -> str:
+    if not item.trial_ids:
+        return ""
+    links = ", ".join(f'<a href="#{_e(slug)}-t-{_e(t)}" title="{_e(t)}">{_e(short_id(t))}</a>'
+                      for t in item.trial_ids)
+    return f' <span class="refs">[trials: {links}]</span>'
+
+
+def _html_table(rows: Sequence[Mapping[str, str]], *, left: Iterable[str] = (),
+                row_class: Callable[[Mapping[str, str]], str] | None = None,
+                row_id: Callable[[Mapping[str, str]], str] | None = None,
+                cell_class: Mapping[str, str] | None = None) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    left_set = set(left)
+    cols = list(rows[0])
+    head = "".join(f'<th class="{"l" if c in left_set else ""}">{_e(c)}</th>' for c in cols)
+    body = []
+    for row in rows:
+        cls = row_class(row) if row_class else ""
+        rid = f' id="{_e(row_id(row))}"' if row_id else ""
+        cells = []
+        for c in cols:
+            classes = " ".join(x for x in ("l" if c in left_set else "",
+                                           (cell_class or {}).get(c, "")) if x)
+            cells.append(f'<td class="{classes}">{_e(row[c])}</td>')
+        body.append(f'<tr class="{cls}"{rid}>{"".join(cells)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _data_uri(path: Path) -> str:
+    mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _html_section(section: RunSection) -> str:
+    run, slug = section.run, section.slug
+    scenario = run.meta.get("scenario") or {}
+    out = [f'<section id="{_e(slug)}">',
+           f"<h2>{_e(kind_label(run.meta))}: scenario {_e(scenario.get('name', '?'))} "
+           f'<span class="meta">(run {_e(run.run_id)})</span></h2>']
+    if run.meta.get("synthetic"):
+        out.append('<p><span class="badge">synthetic data</span> not a measurement</p>')
+    if scenario.get("description"):
+        out.append(f"<p>{_e(scenario['description'])}</p>")
+    findings = [i for i in section.guidance if not i.caveat]
+    caveats = [i for i in section.guidance if i.caveat]
+    out.append("<h3>Guidance</h3>")
+    out.append('<ul class="guidance">' + "".join(
+        f"<li>{_e(i.text)}{_html_refs(i, slug)}</li>" for i in findings) + "</ul>"
+        if findings else "<p><em>No valid trial to rank.</em></p>")
+    if caveats:
+        out.append("<h3>Caveats</h3>")
+        out.append('<ul class="guidance">' + "".join(
+            f'<li class="caveat">{_e(i.text)}{_html_refs(i, slug)}</li>' for i in caveats)
+            + "</ul>")
+    out.append("<h3>Results per server and level</h3>")
+    out.append('<p class="meta">Throughput and CPU: mean of repeats; p50/p99: the repeats\' '
+               "histograms added together; RSS: peak. CPU is percent of one core. A level is "
+               "ranked only when every repeat is valid.</p>")
+    for model in ("closed", "open"):
+        part = section.summary[section.summary["load_model"] == model] \
+            if not section.summary.empty else section.summary
+        if part.empty:
+            continue
+        heading = ("Closed loop (level = concurrent clients)" if model == "closed"
+                   else "Open loop (level = offered req/s)")
+        out.append(f"<h4>{heading}</h4>")
+        out.append(_html_table(_table_rows(part), left=("server", "gateway", "status", "trials"),
+                               row_class=lambda r: "" if r["status"] == "valid" else "invalid",
+                               cell_class={"status": "status"}))
+    if section.summary.empty:
+        out.append("<p><em>No trial was recorded.</em></p>")
+    if section.plots:
+        out.append("<h3>Plots</h3>")
+        out.append('<p class="legend-key"><span class="wsgi">WSGI: blues and greens</span>'
+                   '<span class="asgi">ASGI: oranges and reds</span>grey crossed markers: '
+                   "invalid (not ranked)</p>")
+    for plot in section.plots:
+        out.append(f'<figure><img src="{_data_uri(plot.svg)}" alt="{_e(plot.title)}" '
+                   f'width="880"><figcaption>{_e(plot.title)}</figcaption></figure>')
+    out.append("<h3>What ran on what</h3>")
+    facts = []
+    for key, value in _facts(run):
+        shown = f"<code>{_e(value)}</code>" if key == "command line" else _e(value)
+        facts.append(f"<tr><td>{_e(key)}</td><td>{shown}</td></tr>")
+    out.append(f'<table class="facts"><tbody>{"".join(facts)}</tbody></table>')
+    out.append("<h4>Servers and presets</h4>")
+    out.append(_html_table(_targets(run), left=("server", "gateway", "app", "preset note",
+                                                "status", "command"),
+                           cell_class={"command": "cmd"}))
+    versions = _versions(run)
+    if versions:
+        out.append("<h4>Versions</h4>")
+        out.append(_html_table([versions], left=versions.keys()))
+    trials = run.trials
+    out.append(f"<details><summary>All {len(trials)} trials (trials.csv)</summary>")
+    rows = [{label: fn(r[col]) for label, col, fn in _TRIAL_COLUMNS} for _, r in trials.iterrows()]
+    out.append(_html_table(rows, left=("trial", "server", "model", "valid", "reason"),
+                           row_class=lambda r: "" if r["valid"] == "yes" else "invalid",
+                           row_id=lambda r: f"{slug}-t-{r['trial']}"))
+    out.append("</details></section>")
+    return "\n".join(out)
+
+
+def render_html(sections: Sequence[RunSection], generated: str) -> str:
+    runs = ", ".join(s.run.run_id for s in sections)
+    nav = "".join(f'<li><a href="#{_e(s.slug)}">{_e(kind_label(s.run.meta))}: '
+                  f"{_e(s.run.run_id)}</a></li>" for s in sections)
+    body = "\n".join(_html_section(s) for s in sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>harness report: {_e(runs)}</title><style>{CSS}</style></head><body>"
+        "<h1>WSGI vs ASGI: gateway and server comparison</h1>"
+        f'<p class="meta">harness {_e(__version__)}, report generated {_e(generated)} from '
+        f"{len(sections)} run folder(s). Every number below is recomputed from the run "
+        "folders' trials.csv and histograms; the [trials: …] references name the rows.</p>"
+        f"<nav><ul>{nav}</ul></nav>\n{body}\n</body></html>\n"
+    )
+
+
+# -- Markdown ------------------------------------------------------------------------------
+
+def _md_cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(rows: Sequence[Mapping[str, str]]) -> str:
+    if not rows:
+        return "_none_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |",
+             "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_md_cell(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _md_refs(item: GuidanceItem) -> str:
+    if not item.trial_ids:
+        return ""
+    return " [trials: " + ", ".join(short_id(t) for t in item.trial_ids) + "]"
+
+
+def _md_section(section: RunSection) -> str:
+    run = section.run
+    scenario = run.meta.get("scenario") or {}
+    out = [f"## {kind_label(run.meta)}: scenario {scenario.get('name', '?')} (run {run.run_id})",
+           ""]
+    if run.meta.get("synthetic"):
+        out += ["**Synthetic data, not a measurement.**", ""]
+    if scenario.get("description"):
+        out += [str(scenario["description"]), ""]
+    out += ["### Guidance", ""]
+    findings = [i for i in section.guidance if not i.caveat]
+    caveats = [i for i in section.guidance if i.caveat]
+    out += [f"- {i.text}{_md_refs(i)}" for i in findings] or ["_No valid trial to rank._"]
+    if caveats:
+        out += ["", "### Caveats", ""]
+        out += [f"- {i.text}{_md_refs(i)}" for i in caveats]
+    out += ["", "### Results per server and level", "",
+            "Throughput and CPU: mean of repeats; p50/p99: the repeats' histograms added "
+            "together; RSS: peak. CPU is percent of one core.", ""]
+    for model in ("closed", "open"):
+        part = section.summary[section.summary["load_model"] == model] \
+            if not section.summary.empty else section.summary
+        if part.empty:
+            continue
+        out += [f"#### {'Closed loop' if model == 'closed' else 'Open loop'}", "",
+                _md_table(_table_rows(part))]
+    if section.plots:
+        out += ["### Plots", "",
+                "WSGI servers in blues and greens, ASGI in oranges and reds; grey crossed "
+                "markers are invalid (not ranked).", ""]
+    for plot in section.plots:
+        out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
+                f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
+    out += ["### What ran on what", "", _md_table([{"": k, "value": v} for k, v in _facts(run)]),
+            "#### Servers and presets", "", _md_table(_targets(run))]
+    versions = _versions(run)
+    if versions:
+        out += ["#### Versions", "", _md_table([{"package": k, "version": v}
+                                                for k, v in versions.items()])]
+    rows = [{label: fn(r[col]) for label, col, fn in _TRIAL_COLUMNS}
+            for _, r in run.trials.iterrows()]
+    out += [f"#### All {len(rows)} trials", "", _md_table(rows)]
+    return "\n".join(out)
+
+
+def render_markdown(sections: Sequence[RunSection], generated: str) -> str:
+    head = ["# WSGI vs ASGI: gateway and server comparison", "",
+            f"harness {__version__}, report generated {generated} from {len(sections)} run "
+            "folder(s). Every number is recomputed from trials.csv and the histograms; "
+            "[trials: …] names the rows (trial id prefixes).", ""]
+    return "\n".join(head + [_md_section(s) for s in sections]) + "\n"

@@ -1,0 +1,1 @@
+"""How a target is started and watched: ``local`` (pinned processes, the default)."""

@@ -1,0 +1,495 @@
+"""The local backend: a target as its own process group, pinned to a CPU set, on 127.0.0.1.
+
+Every process a target starts (its master, workers, helpers) stays in one new session and process
+group, pinned with ``taskset`` before the server's first instruction so forked and spawned workers
+inherit the CPU set. Nothing survives the harness:
+
+- ``stop()`` sends TERM to the group, waits a grace period, then KILLs the group and every process
+  of the tree, and checks with psutil that none is left;
+- an ``atexit`` hook stops what is still running when the harness exits normally or on Ctrl-C;
+- a tiny watchdog process per target (in its own session, so a terminal's Ctrl-C or hang-up does
+  not reach it) KILLs the group as soon as the harness disappears, even by SIGKILL.
+
+prctl(PR_SET_PDEATHSIG) is not used: Linux sends it when the *thread* that forked the child
+exits, so a target started from a short-lived thread would be killed under the runner's feet, and
+it only covers the direct child, not the workers.
+
+>>> with start_target(target, cpus=(1,), upstream_url=up.url) as srv:  # doctest: +SKIP
+...     urlopen(srv.url + "/hello")
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import http.client
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
+from harness.errors import TargetError, UsageError
+
+READY_TIMEOUT_S = 30.0
+READY_POLL_S = 0.05
+PROBE_TIMEOUT_S = 2.0
+STOP_GRACE_S = 5.0
+KILL_WAIT_S = 5.0
+GONE_POLL_S = 0.02
+WATCHDOG_POLL_S = 0.1
+LOG_TAIL_LINES = 15
+LOG_TAIL_BYTES = 16_384
+# A free port picked here can be taken by someone else before the server binds it.
+PORT_ATTEMPTS = 3
+
+READY_PATH = "/hello"
+UPSTREAM_READY_PATH = "/delay?ms=0"
+UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
+UPSTREAM_READY_RE = re.compile(rb"upstream listening on (http://[0-9.]+:\d+)")
+PORT_IN_USE_RE = re.compile(r"address already in use|errno 98|eaddrinuse|port is already in use",
+                            re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
+# Runs with ``python -c``: argv[1] is the harness pid; the process group id arrives on stdin.
+# It KILLs the group when the harness is gone: stdin at EOF or the parent pid changed (the
+# check that holds even when a forked child of the harness still holds the pipe).
+_WATCHDOG = """
+import os, select, signal, sys
+harness, buf, pgid = int(sys.argv[1]), b"", None
+while True:
+    ready, _, _ = select.select([0], [], [], {poll})
+    if ready:
+        data = os.read(0, 64)
+        if not data:
+            break
+        buf += data
+        if pgid is None and b"\\n" in buf:
+            pgid = int(buf.split(b"\\n")[0])
+    if os.getppid() != harness:
+        break
+if pgid is not None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+""".format(poll=WATCHDOG_POLL_S)
+
+
+def cpus_text(cpus: Sequence[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def default_server_cpus(available: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The last available CPU (on 2 cores: CPU 1)."""
+    avail = sorted(available if available is not None else os.sched_getaffinity(0))
+    return (avail[-1],)
+
+
+def default_upstream_cpus(server_cpus: Sequence[int],
+                          available: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Every available CPU the server does not use (all of them on a single-CPU machine)."""
+    avail = sorted(available if available is not None else os.sched_getaffinity(0))
+    rest = tuple(c for c in avail if c not in set(server_cpus))
+    return rest or tuple(avail)
+
+
+def _check_cpus(cpus: Sequence[int]) -> tuple[int, ...]:
+    available = os.sched_getaffinity(0)
+    wanted = tuple(sorted(set(cpus)))
+    missing = [c for c in wanted if c not in available]
+    if not wanted or missing:
+        raise UsageError(f"CPU set {list(cpus)}: expected CPUs from {sorted(available)}")
+    return wanted
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on the port now (SO_REUSEADDR, as servers bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(port: int, host: str = HOST) -> tuple[int, str]:
+    """Port 0 -> a free port; a port in use -> another free one, and a note that says so."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port: expected 0..65535 (0 picks a free port), got {port}")
+    if port == 0:
+        return free_port(host), ""
+    if port_is_free(port, host):
+        return port, ""
+    other = free_port(host)
+    return other, f"Port taken: {host}:{port} is in use, so another free port is used: {other}"
+
+
+def http_status(url_base: str, path: str, timeout_s: float = PROBE_TIMEOUT_S) -> int | None:
+    """The status of one GET, or None when nothing answers."""
+    host, _, port = url_base.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+def _describe_returncode(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+def _wait_gone(procs: Sequence[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait until every process has exited (zombies count as gone); return the survivors."""
+    deadline = time.monotonic() + timeout_s
+    alive = [p for p in procs if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(GONE_POLL_S)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
+class RunningServer:
+    """A started process group: a target (or the upstream) answering on ``url``.
+
+    ``stop()`` is idempotent and runs at interpreter exit for anything still running; the
+    object is also a context manager.
+    """
+
+    def __init__(self, *, name: str, popen: subprocess.Popen[bytes], command: list[str],
+                 cpus: tuple[int, ...], port: int, log_path: Path,
+                 watchdog: subprocess.Popen[bytes], target: Target | None = None,
+                 notes: Sequence[str] = ()) -> None:
+        self.name = name
+        self.target = target
+        self.command = command
+        self.cpus = cpus
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log_path = log_path
+        self.notes = list(notes)
+        self._popen = popen
+        self._watchdog = watchdog
+        self._pgid = popen.pid  # start_new_session: the leader's pid is the group id
+        self._leader = psutil.Process(popen.pid)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._final_tail: str | None = None
+        self.leftovers: list[int] = []
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else ("alive" if self.alive() else "dead")
+        return f"<RunningServer {self.name} {self.url} pid={self.pid} {state}>"
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def pgid(self) -> int:
+        return self._pgid
+
+    @property
+    def returncode(self) -> int | None:
+        """The leader's exit status once it has exited (negative: killed by that signal)."""
+        return self._popen.poll()
+
+    def alive(self) -> bool:
+        return not self._stopped and self._popen.poll() is None
+
+    def log_tail(self) -> str:
+        return self._final_tail if self._final_tail is not None else _tail(self.log_path)
+
+    def exit_reason(self) -> str:
+        code = self._popen.poll()
+        if code is None:
+            return f"{self.name} is running"
+        tail = self.log_tail()
+        reason = f"{self.name} exited ({_describe_returncode(code)})"
+        return f"{reason}; its output ends with:\n{tail}" if tail else reason
+
+    def processes(self) -> list[psutil.Process]:
+        """The whole tree now (leader first), for CPU and memory sampling."""
+        if self._stopped or not _alive(self._leader):
+            return []
+        try:
+            children = self._leader.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        return [self._leader, *children]
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pgid, signum)
+
+    def stop(self) -> None:
+        """TERM to the group, a grace period, then KILL; every process of the tree is reaped."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        try:
+            tree = [self._leader, *self._descendants()]
+            self._signal_group(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout=STOP_GRACE_S)
+            # workers that left the tree (their master died first) are still in the group
+            alive = _wait_gone(tree + _group_members(self._pgid),
+                               max(0.0, deadline - time.monotonic()))
+            if alive or self._popen.poll() is None:
+                self._signal_group(signal.SIGKILL)
+                for proc in alive:
+                    with contextlib.suppress(psutil.Error):
+                        proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._popen.wait(timeout=KILL_WAIT_S)
+                alive = _wait_gone(alive, KILL_WAIT_S)
+            leftovers = {p.pid for p in alive + _group_members(self._pgid)}
+            self.leftovers = sorted(leftovers)
+            if self.leftovers:
+                log.warning("%s: processes %s survived SIGKILL", self.name, self.leftovers)
+        finally:
+            self._end_watchdog()
+            self._final_tail = _tail(self.log_path)
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()
+            _LIVE.discard(self)
+
+    def _descendants(self) -> list[psutil.Process]:
+        try:
+            return self._leader.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def _end_watchdog(self) -> None:
+        if self._watchdog.poll() is None:
+            self._watchdog.kill()
+        self._watchdog.wait()
+        if self._watchdog.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._watchdog.stdin.close()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+_LIVE: set[RunningServer] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop()
+
+
+def _start_watchdog() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, cwd="/",
+    )
+
+
+def _pin_self(cpus: tuple[int, ...]) -> Callable[[], None]:
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+    return pin
+
+
+def _spawn(name: str, command: list[str], cpus: tuple[int, ...], env: dict[str, str],
+           ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], Path]:
+    """Start ``command`` in a new session pinned to ``cpus``, with its watchdog armed."""
+    handle, log_name = tempfile.mkstemp(prefix=f"harness-{name}-", suffix=".log")
+    log_path = Path(log_name)
+    # taskset pins before exec, so no Python runs in the forked child; the preexec_fn
+    # fallback is for systems without util-linux.
+    taskset = shutil.which("taskset")
+    argv = [taskset, "-c", cpus_text(cpus), *command] if taskset else command
+    watchdog = _start_watchdog()
+    try:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            cwd=REPO_DIR, env=env, start_new_session=True,
+            preexec_fn=None if taskset else _pin_self(cpus),
+        )
+    except OSError as exc:
+        watchdog.kill()
+        watchdog.wait()
+        raise TargetError(f"{name}: cannot start {command[0]}: {exc.strerror}") from None
+    finally:
+        os.close(handle)
+    assert watchdog.stdin is not None
+    watchdog.stdin.write(f"{popen.pid}\n".encode())
+    watchdog.stdin.flush()
+    return popen, watchdog, log_path
+
+
+def _environment(upstream_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if upstream_url:
+        env[UPSTREAM_URL_ENV] = upstream_url
+    else:
+        env.pop(UPSTREAM_URL_ENV, None)
+    return env
+
+
+def _wait_ready(server: RunningServer, ready: Callable[[], bool], what: str) -> None:
+    """Poll ``ready`` until it holds; TargetError if the process exits or the deadline passes."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if server._popen.poll() is not None:
+            raise TargetError(server.exit_reason())
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            tail = server.log_tail()
+            raise TargetError(f"{server.name} did not {what} within {READY_TIMEOUT_S:g}s"
+                              + (f"; its output ends with:\n{tail}" if tail else ""))
+        time.sleep(READY_POLL_S)
+
+
+def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
+                 upstream_url: str | None = None) -> RunningServer:
+    """Start ``target`` pinned to ``cpus`` and block until it answers GET /hello with 200.
+
+    Port 0 picks a free port; a port in use is replaced by a free one (see ``.notes``).
+    Raises TargetError (with the tail of the server's output) when it cannot start.
+    """
+    require_installed(target.server)
+    pinned = _check_cpus(cpus)
+    env = _environment(upstream_url)
+    notes: list[str] = []
+    chosen, note = choose_port(port)
+    if note:
+        notes.append(note)
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        command = render_command(target, port=chosen)
+        popen, watchdog, log_path = _spawn(target.server.name, command, pinned, env)
+        server = RunningServer(name=target.server.name, popen=popen, command=command,
+                               cpus=pinned, port=chosen, log_path=log_path, watchdog=watchdog,
+                               target=target, notes=notes)
+        try:
+            _wait_ready(server, lambda s=server: http_status(s.url, READY_PATH) == 200,
+                        f"answer GET {READY_PATH} with 200 on {server.url}")
+        except TargetError as exc:
+            server.stop()
+            if attempt < PORT_ATTEMPTS and PORT_IN_USE_RE.search(str(exc)):
+                chosen = free_port()
+                notes.append(f"Port taken: port {server.port} was taken before "
+                             f"{target.server.name} bound it, so another free port is used: "
+                             f"{chosen}")
+                continue
+            raise
+        except BaseException:
+            server.stop()
+            raise
+        for line in notes:
+            log.warning("%s", line)
+        return server
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
+    """Start the upstream delay service (apps.upstream) pinned to ``cpus``; ``.url`` is its base.
+
+    It binds the port itself (port 0: the kernel picks), so there is no race for the port.
+    """
+    pinned = _check_cpus(cpus)
+    chosen, note = choose_port(port) if port else (0, "")
+    command = [sys.executable, "-m", "apps.upstream", "--port", str(chosen)]
+    popen, watchdog, log_path = _spawn("upstream", command, pinned, _environment(None))
+    server = RunningServer(name="upstream", popen=popen, command=command, cpus=pinned,
+                           port=chosen, log_path=log_path, watchdog=watchdog,
+                           notes=[note] if note else [])
+
+    def ready() -> bool:
+        if not server.port:
+            try:
+                match = UPSTREAM_READY_RE.search(log_path.read_bytes())
+            except OSError:
+                match = None
+            if match is None:
+                return False
+            server.url = match.group(1).decode()
+            server.port = int(server.url.rsplit(":", 1)[1])
+        return http_status(server.url, UPSTREAM_READY_PATH) == 200
+
+    try:
+        _wait_ready(server, ready, f"print its URL and answer GET {UPSTREAM_READY_PATH}")
+    except BaseException:
+        server.stop()
+        raise
+    return server

@@ -1,0 +1,173 @@
+"""The merged result of a load: histograms added across processes, counts summed, self-check."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+from harness.loadgen.client import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
+from harness.loadgen.histograms import new_histogram, percentiles_ms
+
+# The generator is the bottleneck when one of its processes uses more than this of its CPU.
+SATURATED_CPU_PCT = 90.0
+# ... or when more than this share of open-loop requests went out late (see BEHIND_THRESHOLD_MS).
+SATURATED_BEHIND_FRACTION = 0.01
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesPoint:
+    """One second of the measurement (by due time): successes, errors, latency p50/p99."""
+
+    second: int
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(kw_only=True)
+class LoadResult:
+    """What :func:`run_load` returns. Latency is in microseconds in the HDR histograms.
+
+    ``latency`` is timed from the intended send time in open loop (corrected for coordinated
+    omission) and from the actual send in closed loop; ``service_time`` (open loop only) is
+    always from the actual send. ``behind`` counts measured open-loop requests sent more than
+    BEHIND_THRESHOLD_MS after their due time, whatever the cause (generator busy, or no free
+    connection at the cap).
+    """
+
+    load_model: str  # "closed" | "open"
+    url: str
+    concurrency: int | None
+    requests: int
+    duration_s: float
+    achieved_rps: float
+    offered_rps: float | None
+    errors: dict[str, int]
+    latency: HdrHistogram
+    service_time: HdrHistogram | None
+    out_of_range: int
+    behind: int
+    scheduled: int  # open loop: requests due in the measured window; closed loop: 0
+    saturated: bool
+    saturation_reasons: list[str]
+    generator_cpu_pct: float
+    generator_cpu_s: float
+    generator_proc_cpu_pct: list[float]
+    peak_connections: int
+    procs: int
+    series: list[SeriesPoint] = field(default_factory=list)
+    late_max_ms: float = 0.0
+    behind_threshold_ms: float = BEHIND_THRESHOLD_MS
+
+    @staticmethod
+    def percentiles_ms(hist: HdrHistogram | None) -> dict[str, float | None]:
+        return percentiles_ms(hist)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "url": self.url,
+            "load_model": self.load_model,
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "duration_s": round(self.duration_s, 6),
+            "achieved_rps": round(self.achieved_rps, 3),
+            "offered_rps": self.offered_rps,
+            "errors": dict(self.errors),
+            "latency_ms": percentiles_ms(self.latency),
+            "service_time_ms": (percentiles_ms(self.service_time)
+                                if self.service_time is not None else None),
+            "out_of_range": self.out_of_range,
+            "behind": self.behind,
+            "behind_threshold_ms": self.behind_threshold_ms,
+            "late_max_ms": round(self.late_max_ms, 3),
+            "scheduled": self.scheduled,
+            "saturated": self.saturated,
+            "saturation_reasons": list(self.saturation_reasons),
+            "generator_cpu_pct": round(self.generator_cpu_pct, 1),
+            "generator_cpu_s": round(self.generator_cpu_s, 4),
+            "generator_proc_cpu_pct": [round(p, 1) for p in self.generator_proc_cpu_pct],
+            "peak_connections": self.peak_connections,
+            "procs": self.procs,
+            "series": [
+                {"second": p.second, "requests": p.requests, "errors": p.errors,
+                 "p50_ms": p.p50_ms, "p99_ms": p.p99_ms}
+                for p in self.series
+            ],
+        }
+
+
+def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int | None,
+                  rate: float | None, duration_s: float) -> LoadResult:
+    """Add every process's histograms and counts; decide whether the generator saturated."""
+    latency = new_histogram()
+    service = new_histogram() if rate is not None else None
+    errors = dict.fromkeys(ERROR_KINDS, 0)
+    for report in reports:
+        latency.decode_and_add(report.latency_hdr)
+        if service is not None and report.service_hdr is not None:
+            service.decode_and_add(report.service_hdr)
+        for kind in ERROR_KINDS:
+            errors[kind] += report.errors.get(kind, 0)
+    errors["total"] = sum(errors[k] for k in ERROR_KINDS)
+    requests = sum(r.requests for r in reports)
+    behind = sum(r.behind for r in reports)
+    scheduled = sum(r.scheduled for r in reports)
+    proc_pct = [100.0 * r.cpu_s / r.window_s if r.window_s > 0 else 0.0 for r in reports]
+
+    reasons: list[str] = []
+    for report, pct in zip(reports, proc_pct, strict=True):
+        if pct > SATURATED_CPU_PCT:
+            reasons.append(f"generator process {report.proc} used {pct:.0f}% of its CPU "
+                           f"(> {SATURATED_CPU_PCT:.0f}%): the generator, not the server, may "
+                           f"be the limit; give it more --procs and --cpus")
+    if rate is not None and scheduled and behind > SATURATED_BEHIND_FRACTION * scheduled:
+        reasons.append(f"open-loop schedule fell behind: {behind} of {scheduled} requests "
+                       f"({100.0 * behind / scheduled:.1f}%) went out more than "
+                       f"{BEHIND_THRESHOLD_MS:g} ms after their due time")
+
+    return LoadResult(
+        load_model="open" if rate is not None else "closed",
+        url=url,
+        concurrency=concurrency,
+        requests=requests,
+        duration_s=duration_s,
+        achieved_rps=requests / duration_s if duration_s > 0 else 0.0,
+        offered_rps=rate,
+        errors=errors,
+        latency=latency,
+        service_time=service,
+        out_of_range=sum(r.out_of_range for r in reports),
+        behind=behind,
+        scheduled=scheduled,
+        saturated=bool(reasons),
+        saturation_reasons=reasons,
+        generator_cpu_pct=sum(proc_pct),
+        generator_cpu_s=sum(r.cpu_s for r in reports),
+        generator_proc_cpu_pct=proc_pct,
+        peak_connections=sum(r.peak_connections for r in reports),
+        procs=len(reports),
+        series=_merge_series(reports),
+        late_max_ms=max((r.late_max_ms for r in reports), default=0.0),
+    )
+
+
+def _merge_series(reports: Sequence[WorkerReport]) -> list[SeriesPoint]:
+    seconds = max((len(r.second_requests) for r in reports), default=0)
+    points: list[SeriesPoint] = []
+    for sec in range(seconds):
+        hist = new_histogram()
+        requests = errors = 0
+        for r in reports:
+            if sec < len(r.second_requests):
+                requests += r.second_requests[sec]
+                errors += r.second_errors[sec]
+                encoded = r.second_latency_hdr[sec]
+                if encoded is not None:
+                    hist.decode_and_add(encoded)
+        pct = percentiles_ms(hist)
+        points.append(SeriesPoint(second=sec, requests=requests, errors=errors,
+                                  p50_ms=pct["p50"], p99_ms=pct["p99"]))
+    return points

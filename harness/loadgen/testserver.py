@@ -1,0 +1,126 @@
+"""A tiny HTTP/1.1 server with known behaviour, to test and calibrate the generator.
+
+``python -m harness.loadgen.testserver --port 0 [--delay-ms 10] [--stall-at-s 1 --stall-ms 500]``
+prints ``PORT <n>`` once it listens. Responses can be delayed by a fixed time (released by a
+timerfd, so the delay is exact to tens of microseconds, unlike millisecond event-loop timers),
+held back once for a stall, given another status or body, or the connection closed instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import sys
+import time
+from collections import deque
+
+import httptools
+
+from harness.loadgen.timer import PreciseTimer
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+class _Server:
+    def __init__(self, args: argparse.Namespace, loop: asyncio.AbstractEventLoop) -> None:
+        body = args.body.encode()
+        reason = "OK" if args.status == 200 else "Error"
+        self.response = (f"HTTP/1.1 {args.status} {reason}\r\nContent-Length: {len(body)}\r\n"
+                         "Content-Type: text/plain\r\n\r\n").encode() + body
+        self.delay_ns = int(args.delay_ms * NS_PER_MS)
+        self.stall_at_ns = int(args.stall_at_s * NS_PER_S) if args.stall_at_s is not None \
+            else None
+        self.stall_ns = int(args.stall_ms * NS_PER_MS)
+        self.close = args.close
+        self.started_ns: int | None = None
+        self.pending: deque[tuple[int, _Http]] = deque()  # (release time, connection), in order
+        self.timer = PreciseTimer(loop, self.release)
+
+    def respond(self, conn: _Http) -> None:
+        now = time.monotonic_ns()
+        if self.started_ns is None:
+            self.started_ns = now
+        if self.close:
+            conn.transport.close()
+            return
+        release = now + self.delay_ns
+        if self.stall_at_ns is not None:
+            stall_from = self.started_ns + self.stall_at_ns
+            if stall_from <= release < stall_from + self.stall_ns:
+                release = stall_from + self.stall_ns
+        if release <= now:
+            conn.transport.write(self.response)
+            return
+        self.pending.append((release, conn))
+        if len(self.pending) == 1:
+            self.timer.at(release)
+
+    def release(self) -> None:
+        now = time.monotonic_ns()
+        pending = self.pending
+        while pending and pending[0][0] <= now:
+            _, conn = pending.popleft()
+            if not conn.transport.is_closing():
+                conn.transport.write(self.response)
+        if pending:
+            self.timer.at(pending[0][0])
+
+
+class _Http(asyncio.Protocol):
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        self.server.respond(self)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    state = _Server(args, loop)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    server = await loop.create_server(lambda: _Http(state), sock=sock, backlog=4096)
+    print(f"PORT {sock.getsockname()[1]}", flush=True)
+    async with server:
+        # bounded: a forgotten test server ends by itself
+        await asyncio.sleep(args.lifetime_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.loadgen.testserver")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--body", default="hello")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--stall-at-s", type=float, default=None,
+                        help="seconds after the first request when responses are held back once")
+    parser.add_argument("--stall-ms", type=float, default=0.0)
+    parser.add_argument("--close", action="store_true", help="close instead of answering")
+    parser.add_argument("--lifetime-s", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The app contract (apps/README.md), checked against a live target before any measurement.
+
+A server that answers fast with the wrong bytes would win every benchmark, so each target must
+first pass these checks: exact status, Content-Type, body framing and body of every endpoint,
+the ``/cpu`` result computed here, ``/io`` waits at least the asked time, and the WebSocket echo
+where the server supports it. A missing Date header is a warning, not a failure (daphne sends
+none).
+
+The checks use blocking stdlib clients (http.client, the websockets sync client), independent of
+the apps' own clients, each bounded by a timeout so a stuck target fails instead of hanging::
+
+    report = verify_target("http://127.0.0.1:8000", websocket=True)
+    if not report.ok:
+        print("; ".join(f"{c.name}: {c.detail}" for c in report.failures))
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from apps.raw import common
+from harness.errors import UsageError
+
+DEFAULT_TIMEOUT_S = 10.0
+IO_CHECK_MS = 100
+# Timers may fire a hair early; a target that does not wait at all is off by ~100 ms.
+IO_EARLY_TOLERANCE_MS = 1.0
+# The machine is shared and the first upstream call opens a connection: generous, yet a server
+# that queues a request behind another's full wait is still caught.
+IO_LATE_TOLERANCE_MS = 1000.0
+CPU_CHECK_NS = (0, 1000, 5000)
+NOT_FOUND_PATH = "/no-such-path"
+WS_TEXT = "echo ✓ text"
+WS_BYTES = bytes(range(256))
+_MAX_BODY_SHOWN = 80
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """One contract check: its stable name, whether it passed, and what was seen or expected."""
+
+    name: str
+    ok: bool
+    detail: str
+    # Passed, but something an expert would want to know (a server that omits Date).
+    warning: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    @property
+    def warnings(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if check.ok and check.warning)
+
+    def summary(self) -> str:
+        """One line: how many passed, and each failure's name and detail."""
+        if self.ok:
+            notes = "".join(f"; warning {c.name}: {c.detail}" for c in self.warnings)
+            return f"all {len(self.checks)} checks passed{notes}"
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
+        return f"{len(self.failures)} of {len(self.checks)} checks failed: {failed}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+    elapsed_ms: float
+
+
+def _shorten(body: bytes) -> str:
+    text = repr(body[:_MAX_BODY_SHOWN])
+    return text + ("..." if len(body) > _MAX_BODY_SHOWN else "")
+
+
+class _Target:
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise UsageError(f"verify: expected a base URL like 'http://127.0.0.1:8000', "
+                             f"got {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/")
+        self.timeout_s = timeout_s
+        # Set by the first request that gets no answer: the rest fail at once instead of each
+        # waiting out its own timeout on a stuck target.
+        self.silent_since: str | None = None
+
+    def get(self, path: str) -> _Answer:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        try:
+            start = time.perf_counter()
+            connection.request("GET", self.prefix + path, headers={"Accept": "*/*"})
+            response = connection.getresponse()
+            body = response.read()
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            return _Answer(status=response.status, headers=response.msg, body=body,
+                           elapsed_ms=elapsed_ms)
+        finally:
+            connection.close()
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://{self.host}:{self.port}{self.prefix}{path}"
+
+
+def _framing_problems(answer: _Answer) -> list[str]:
+    problems = []
+    length = answer.headers.get("Content-Length")
+    chunked = "chunked" in answer.headers.get("Transfer-Encoding", "").lower()
+    if length is not None:
+        if length.strip() != str(len(answer.body)):
+            problems.append(f"Content-Length {length!r} but {len(answer.body)} body bytes")
+    elif not chunked:
+        problems.append("neither Content-Length nor Transfer-Encoding: chunked")
+    return problems
+
+
+def _check_date(target: _Target) -> Check:
+    """A warning, not a failure: daphne sends no Date and would otherwise never be measured."""
+    name, path = "date_header", "/hello"
+    if target.silent_since is not None:
+        return Check(name=name, ok=False,
+                     detail=f"GET {path}: not tried, GET {target.silent_since} got no answer")
+    try:
+        answer = target.get(path)
+    except (OSError, http.client.HTTPException) as exc:
+        return Check(name=name, ok=False, detail=f"GET {path}: {type(exc).__name__}: {exc}")
+    date = answer.headers.get("Date")
+    if date is None:
+        return Check(name=name, ok=True, warning=True,
+                     detail=f"GET {path}: no Date header (RFC 9110 asks origin servers for one)")
+    return Check(name=name, ok=True, detail=f"GET {path}: Date {date!r}")
+
+
+def _expect(target: _Target, name: str, path: str, *, status: int, content_type: str,
+            body: bytes, extra: Callable[[_Answer], list[str]] | None = None) -> Check:
+    """GET ``path`` and compare status, Content-Type, framing, Date and the exact body."""
+    if target.silent_since is not None:
+        return Check(name=name, ok=False,
+                     detail=f"GET {path}: not tried, GET {target.silent_since} got no answer")
+    try:
+        answer = target.get(path)
+    except (OSError, http.client.HTTPException) as exc:
+        target.silent_since = path
+        reason = "timed out" if isinstance(exc, socket.timeout) else f"{type(exc).__name__}: {exc}"
+        return Check(name=name, ok=False,
+                     detail=f"GET {path}: no answer within {target.timeout_s:g} s ({reason})")
+    problems = []
+    if answer.status != status:
+        problems.append(f"expected status {status}, got {answer.status}")
+    got_type = answer.headers.get("Content-Type")
+    if got_type != content_type:
+        problems.append(f"expected Content-Type {content_type!r}, got {got_type!r}")
+    problems.extend(_framing_problems(answer))
+    if answer.body != body:
+        problems.append(f"expected body {_shorten(body)}, got {_shorten(answer.body)}")
+    if extra is not None:
+        problems.extend(extra(answer))
+    if problems:
+        return Check(name=name, ok=False, detail=f"GET {path}: " + "; ".join(problems))
+    return Check(name=name, ok=True,
+                 detail=f"GET {path}: {answer.status}, {len(answer.body)} bytes in "
+                        f"{answer.elapsed_ms:.0f} ms")
+
+
+def _waited(ms: int) -> Callable[[_Answer], list[str]]:
+    def check(answer: _Answer) -> list[str]:
+        if answer.elapsed_ms < ms - IO_EARLY_TOLERANCE_MS:
+            return [f"expected to wait at least {ms} ms, answered in {answer.elapsed_ms:.1f} ms"]
+        if answer.elapsed_ms > ms + IO_LATE_TOLERANCE_MS:
+            return [f"expected to wait about {ms} ms, took {answer.elapsed_ms:.0f} ms"]
+        return []
+    return check
+
+
+def _check_ws_echo(target: _Target) -> Check:
+    name = "ws_echo"
+    url = target.ws_url("/ws/echo")
+    if target.silent_since is not None:
+        return Check(name=name, ok=False,
+                     detail=f"WebSocket {url}: not tried, GET {target.silent_since} got no answer")
+    # Imported here: only WebSocket targets need it, and it is the heaviest import of this module.
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect
+    try:
+        with connect(url, open_timeout=target.timeout_s, close_timeout=target.timeout_s,
+                     compression=None) as ws:
+            ws.send(WS_TEXT)
+            got_text = ws.recv(timeout=target.timeout_s)
+            ws.send(WS_BYTES)
+            got_bytes = ws.recv(timeout=target.timeout_s)
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        return Check(name=name, ok=False, detail=f"WebSocket {url}: {type(exc).__name__}: {exc}")
+    problems = []
+    if got_text != WS_TEXT:
+        problems.append(f"sent text {WS_TEXT!r}, got back {got_text!r}"[:200])
+    if got_bytes != WS_BYTES:
+        shown = _shorten(got_bytes) if isinstance(got_bytes, bytes) else repr(got_bytes)[:80]
+        problems.append(f"sent {len(WS_BYTES)} bytes, got back {shown}")
+    if problems:
+        return Check(name=name, ok=False, detail=f"WebSocket {url}: " + "; ".join(problems))
+    return Check(name=name, ok=True, detail=f"WebSocket {url}: text and bytes echoed")
+
+
+def verify_target(base_url: str, *, websocket: bool, io: bool = True,
+                  timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifyReport:
+    """Check the live target at ``base_url`` against the app contract.
+
+    ``io=False`` skips ``/io`` in upstream mode (no delay service is running); the sleep mode is
+    always checked. ``websocket=False`` skips the echo (a WSGI server). Every request is bounded
+    by ``timeout_s`` (which must exceed the ``/io`` wait of 100 ms).
+    """
+    target = _Target(base_url, timeout_s)
+    text, json_type = common.TEXT_PLAIN, common.APPLICATION_JSON
+    checks = [
+        _expect(target, "hello", "/hello", status=200, content_type=text, body=common.HELLO_BODY),
+        _expect(target, "json", "/json", status=200, content_type=json_type,
+                body=common.JSON_BODY),
+        _expect(target, "not_found", NOT_FOUND_PATH, status=404, content_type=text,
+                body=common.NOT_FOUND_BODY),
+        _check_date(target),
+    ]
+    for n in CPU_CHECK_NS:
+        checks.append(_expect(target, f"cpu[n={n}]", f"/cpu?n={n}", status=200,
+                              content_type=json_type, body=common.cpu_body(n, common.cpu_work(n))))
+    for name, path in (("cpu_bad_n", "/cpu?n=-1"), ("io_bad_ms", "/io?ms=abc"),
+                       ("io_bad_mode", "/io?ms=1&mode=nap")):
+        query = path.partition("?")[2]
+        rejected = common.parse_cpu(query) if path.startswith("/cpu") else common.parse_io(query)
+        assert isinstance(rejected, common.Response)
+        checks.append(_expect(target, name, path, status=400, content_type=text,
+                              body=rejected.body))
+    ms = IO_CHECK_MS
+    checks.append(_expect(target, "io_sleep", f"/io?ms={ms}&mode=sleep", status=200,
+                          content_type=json_type, body=common.io_body(ms, "sleep"),
+                          extra=_waited(ms)))
+    if io:
+        checks.append(_expect(target, "io_upstream", f"/io?ms={ms}", status=200,
+                              content_type=json_type, body=common.io_body(ms, "upstream"),
+                              extra=_waited(ms)))
+    if websocket:
+        checks.append(_check_ws_echo(target))
+    return VerifyReport(checks=tuple(checks))

@@ -1,0 +1,268 @@
+"""The local backend with real servers: start pinned, answer, stop, and leave nothing behind.
+
+Nothing survives a target: not a normal stop, not Ctrl-C in the harness, not a SIGKILLed
+harness (the watchdog kills the group). Each check polls with a deadline; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+
+from harness import catalogue
+from harness.backends import local
+from harness.backends.local import RunningServer, start_target, start_upstream
+from harness.catalogue import REPO_DIR, get_server, make_target
+from harness.errors import TargetError
+
+pytestmark = pytest.mark.e2e
+
+CPUS = local.default_server_cpus()
+UPSTREAM_CPUS = local.default_upstream_cpus(CPUS)
+GONE_TIMEOUT_S = 15.0
+POLL_S = 0.02
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(POLL_S)
+
+
+def running(pids: list[int]) -> list[int]:
+    """The pids still running (a zombie has exited: it only waits for its parent)."""
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def group_members(pgid: int) -> list[int]:
+    return [p.pid for p in local._group_members(pgid)]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").split("/")[0].split(":")
+    path = "/" + url.removeprefix("http://").partition("/")[2]
+    import http.client
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[RunningServer]:
+    with start_upstream(UPSTREAM_CPUS) as up:
+        yield up
+
+
+def test_upstream_is_pinned_and_answers(upstream: RunningServer) -> None:
+    assert upstream.url.startswith("http://127.0.0.1:") and upstream.port > 0
+    assert get(upstream.url + "/delay?ms=0") == (200, b"OK")
+    assert all(tuple(p.cpu_affinity()) == UPSTREAM_CPUS for p in upstream.processes())
+    assert upstream.alive()
+
+
+@pytest.mark.parametrize("name", list(catalogue.SERVERS))
+def test_each_server_starts_pinned_verifies_and_leaves_nothing(
+        name: str, upstream: RunningServer) -> None:
+    from harness.verify import verify_target
+
+    server = get_server(name)
+    target = make_target(server, cpus=len(CPUS))
+    srv = start_target(target, cpus=CPUS, upstream_url=upstream.url)
+    try:
+        assert srv.alive() and srv.url == f"http://127.0.0.1:{srv.port}"
+        assert srv.command == catalogue.render_command(target, port=srv.port)
+        tree = srv.processes()
+        assert tree and tree[0].pid == srv.pid
+        # every process of the target (workers inherit it) runs on the server CPUs only
+        for proc in tree:
+            assert tuple(proc.cpu_affinity()) == CPUS, (proc.pid, proc.cmdline())
+            assert os.getpgid(proc.pid) == srv.pgid
+        report = verify_target(srv.url, websocket=server.websocket, io=True)
+        assert report.ok, report.summary()
+        pids = [p.pid for p in srv.processes()]
+    finally:
+        srv.stop()
+    assert srv.leftovers == []
+    assert not running(pids), f"{name}: {running(pids)} still running after stop()"
+    assert group_members(srv.pgid) == []
+    # TERM was enough: the server shut down by itself, not by the KILL fallback
+    assert srv.returncode not in (None, -signal.SIGKILL)
+    assert not srv.alive()
+    srv.stop()  # idempotent
+
+
+def test_processes_is_the_whole_tree_and_death_is_reported() -> None:
+    target = make_target(get_server("gunicorn-sync"), cpus=1, workers=2)
+    with start_target(target, cpus=CPUS) as srv:
+        wait_until(lambda: len(srv.processes()) == 3, 10, "master + 2 workers")
+        assert {p.ppid() for p in srv.processes()[1:]} == {srv.pid}
+        psutil.Process(srv.pid).kill()
+        wait_until(lambda: not srv.alive(), 5, "the master to die")
+        reason = srv.exit_reason()
+        assert "gunicorn-sync exited (killed by SIGKILL)" in reason
+        assert srv.processes() == []
+    assert group_members(srv.pgid) == []
+
+
+def test_port_taken_uses_another_free_port() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        taken = holder.getsockname()[1]
+        with start_target(make_target(get_server("uvicorn")), cpus=CPUS, port=taken) as srv:
+            assert srv.port != taken
+            assert any(n.startswith("Port taken") and str(taken) in n for n in srv.notes)
+            assert get(srv.url + "/hello")[0] == 200
+
+
+def test_a_requested_free_port_is_used() -> None:
+    port = local.free_port()
+    with start_target(make_target(get_server("uvicorn")), cpus=CPUS, port=port) as srv:
+        assert srv.port == port and srv.notes == []
+
+
+def _fake(command: tuple[str, ...]) -> catalogue.Target:
+    server = dataclasses.replace(get_server("uvicorn"), name="fake", command=command,
+                                 extra_distributions=())
+    return make_target(server)
+
+
+def test_a_server_that_exits_is_a_target_error_with_its_output() -> None:
+    target = _fake(("{python}", "-c", "import sys; print('boom: bad config'); sys.exit(3)"))
+    with pytest.raises(TargetError) as info:
+        start_target(target, cpus=CPUS)
+    assert "fake exited (exit code 3)" in str(info.value)
+    assert "boom: bad config" in str(info.value)
+
+
+def test_a_server_that_never_answers_times_out_and_is_stopped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "READY_TIMEOUT_S", 0.5)
+    target = _fake(("{python}", "-c", "import time; print('sleeping', flush=True); "
+                    "time.sleep(60)"))
+    started: list[RunningServer] = []
+    real_init = RunningServer.__init__
+
+    def spy(self: RunningServer, **kwargs: object) -> None:
+        real_init(self, **kwargs)  # type: ignore[arg-type]
+        started.append(self)
+
+    monkeypatch.setattr(RunningServer, "__init__", spy)
+    with pytest.raises(TargetError, match=r"(?s)did not answer GET /hello with 200 on "
+                       r"http://127.0.0.1:\d+ within 0.5s.*sleeping"):
+        start_target(target, cpus=CPUS)
+    assert started and not started[0].alive()
+    assert running([started[0].pid]) == []
+
+
+def test_missing_package_fails_before_anything_starts() -> None:
+    server = dataclasses.replace(get_server("hypercorn"), distribution="no-such-server-dist")
+    with pytest.raises(catalogue.MissingPackageError, match="no-such-server-dist"):
+        start_target(make_target(server), cpus=CPUS)
+
+
+# A harness stand-in: starts a target, prints the pids of its whole tree, then waits.
+_HOLDER = textwrap.dedent("""
+    import json, sys, time
+    from harness.backends.local import start_target
+    from harness.catalogue import get_server, make_target
+    name, workers, expected, cpu = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    target = make_target(get_server(name), cpus=1,
+                         workers=int(workers) if workers != "-" else None)
+    srv = start_target(target, cpus=(cpu,))
+    deadline = time.monotonic() + 20
+    while len(srv.processes()) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(json.dumps({"pgid": srv.pgid, "watchdog": srv._watchdog.pid,
+                      "pids": [p.pid for p in srv.processes()]}), flush=True)
+    sys.stdin.read()
+""")
+
+
+def _start_holder(name: str, workers: int | None, expected: int,
+                  ) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, name, str(workers or "-"), str(expected), str(CPUS[0])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_DIR)
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    if not line:
+        holder.kill()
+        _, err = holder.communicate()
+        raise AssertionError(f"holder failed: {err}")
+    info: dict[str, object] = json.loads(line)
+    return holder, info
+
+
+@pytest.mark.parametrize(("name", "workers", "expected"), [
+    ("gunicorn-sync", 2, 3),  # master + 2 workers
+    ("uwsgi", None, 4),  # master + 3 processes
+    ("granian-wsgi", 2, 3),  # master + 2 workers
+    ("uvicorn", 2, 3),  # supervisor + 2 spawned workers
+    ("hypercorn", 2, 3),  # master + 2 spawned workers
+])
+def test_sigkilled_harness_leaves_no_server_process(name: str, workers: int | None,
+                                                    expected: int) -> None:
+    holder, info = _start_holder(name, workers, expected)
+    pids = info["pids"]
+    assert isinstance(pids, list) and len(pids) >= expected, info
+    try:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        wait_until(lambda: not running(pids), GONE_TIMEOUT_S,
+                   f"{name} processes {pids} to die with the harness")
+        pgid = info["pgid"]
+        assert isinstance(pgid, int)
+        assert group_members(pgid) == []
+        watchdog = info["watchdog"]
+        assert isinstance(watchdog, int)
+        wait_until(lambda: not running([watchdog]), GONE_TIMEOUT_S, "the watchdog to exit")
+    finally:
+        for pid in running(pids):  # leave nothing even when the test fails
+            os.kill(pid, signal.SIGKILL)
+        if holder.poll() is None:
+            holder.kill()
+        holder.communicate()
+
+
+def test_ctrl_c_in_the_harness_stops_the_server_cleanly() -> None:
+    holder, info = _start_holder("gunicorn-sync", 2, 3)
+    pids = info["pids"]
+    assert isinstance(pids, list)
+    try:
+        holder.send_signal(signal.SIGINT)
+        _, err = holder.communicate(timeout=20)
+        assert "KeyboardInterrupt" in err
+        # the atexit hook stopped it (TERM first): nothing left, well before the watchdog
+        assert not running(pids), running(pids)
+    finally:
+        for pid in running(pids):
+            os.kill(pid, signal.SIGKILL)
+        if holder.poll() is None:
+            holder.kill()
+            holder.communicate()

@@ -1,0 +1,123 @@
+"""``harness load``: bad input is one line and exit 2; output; Ctrl-C reaps the generators."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+READY_TIMEOUT_S = 10.0
+
+
+def _harness(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "harness.loadgen.testserver", "--port", "0",
+                             "--lifetime-s", "120"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}/hello"
+    proc.kill()
+    proc.wait(5)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("args", [
+    ["--rate", "0"],
+    ["--rate", "-10"],
+    [],
+    ["--rate", "5", "--concurrency", "2"],
+    ["--concurrency", "2", "--header", "nonsense"],
+    ["--concurrency", "2", "--procs", "0"],
+])
+def test_bad_options(url: str, args: list[str]) -> None:
+    done = _harness("load", url, "--duration", "1s", *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("target", ["not-a-url", "https://127.0.0.1:1/", "ftp://127.0.0.1/",
+                                    "http://127.0.0.1:99999/", "CLOSED",
+                                    "http://no-such-host.invalid/"])
+def test_bad_targets(target: str) -> None:
+    if target == "CLOSED":
+        target = f"http://127.0.0.1:{_closed_port()}/"
+    done = _harness("load", target, "--concurrency", "1", "--duration", "1s")
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.e2e
+def test_json_output(url: str) -> None:
+    done = _harness("load", url, "--rate", "100", "--duration", "1s", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["requests"] == 100 and data["offered_rps"] == 100.0
+    assert data["errors"]["total"] == 0
+    assert data["service_time_ms"]["p99"] is not None
+    assert data["series"][0]["second"] == 0
+
+
+@pytest.mark.e2e
+def test_human_output(url: str) -> None:
+    done = _harness("load", url, "-c", "4", "-d", "1s", "--expect-body", "nope")
+    assert done.returncode == 0, done.stderr
+    for needle in ("Requests/sec:", "99.99%", "Errors:", "body", "Generator CPU"):
+        assert needle in done.stdout, done.stdout
+
+
+@pytest.mark.e2e
+def test_ctrl_c_reaps_generators(url: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "load", url, "-c", "4",
+                             "-d", "30s", "--procs", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 20
+        children: list[psutil.Process] = []
+        while len(children) < 2:  # both generator processes are up
+            assert time.monotonic() < deadline, "generators never started"
+            children = [c for c in parent.children(recursive=True)
+                        if "multiprocessing" in " ".join(c.cmdline())
+                        and "resource_tracker" not in " ".join(c.cmdline())]
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the load begin
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        _gone, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -1,0 +1,156 @@
+"""The generator against real servers on loopback (harness.loadgen.testserver in a subprocess)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness.loadgen import LoadResult, LoadSpec, run_load
+
+READY_TIMEOUT_S = 10.0
+Server = Callable[..., str]
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """``server("--delay-ms", "10")`` starts a test server and returns its base URL."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> str:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.loadgen.testserver", "--port",
+                                 "0", "--lifetime-s", "120", *args],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once it listens
+        assert line.startswith("PORT "), line
+        port = int(line.split()[1])
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "test server never accepted"
+                time.sleep(0.01)
+        return f"http://127.0.0.1:{port}/"
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(5)
+
+
+def _ok(result: LoadResult) -> None:
+    assert result.errors["total"] == 0, result.errors
+    assert set(result.errors) == {"connect", "io", "timeout", "status", "body", "total"}
+
+
+def test_closed_loop_hello(server: Server) -> None:
+    url = server()
+    result = run_load(LoadSpec(url=url, concurrency=8, duration_s=1.0, warmup_s=0.3,
+                               expect_body=b"hello"))
+    _ok(result)
+    assert result.requests > 1000
+    assert result.latency.get_total_count() == result.requests
+    assert result.offered_rps is None and result.service_time is None
+    assert result.achieved_rps == pytest.approx(result.requests / 1.0)
+    assert len(result.series) == 1 and result.series[0].requests == result.requests
+    assert 0 < result.generator_cpu_pct <= 110
+    data = result.to_json()
+    for key in ("requests", "duration_s", "achieved_rps", "offered_rps", "errors", "latency_ms",
+                "service_time_ms", "saturated", "generator_cpu_pct", "series"):
+        assert key in data
+    assert set(data["latency_ms"]) == {  # type: ignore[arg-type,call-overload]
+        "p50", "p75", "p90", "p99", "p99_9", "p99_99", "max", "mean"}
+
+
+def test_open_loop_rate_and_known_delay(server: Server) -> None:
+    url = server("--delay-ms", "10")
+    result = run_load(LoadSpec(url=url, rate=200.0, duration_s=1.5, warmup_s=0.3))
+    _ok(result)
+    assert result.offered_rps == 200.0
+    assert result.requests == result.scheduled == 300
+    assert result.service_time is not None
+    lat = result.percentiles_ms(result.latency)
+    svc = result.percentiles_ms(result.service_time)
+    assert lat["p50"] is not None and svc["p50"] is not None and lat["p99"] is not None
+    # the server waits exactly 10 ms: the corrected median is that plus well under 1 ms
+    assert 10.0 <= lat["p50"] < 10.6, lat
+    assert lat["p99"] < 12.0, lat
+    assert lat["p50"] - svc["p50"] < 0.3
+    assert result.behind == 0 and not result.saturated
+    # 10 ms at 200/s needs ~2 connections in flight: the pool stays small
+    assert result.peak_connections <= 16
+
+
+def test_stall_shows_in_corrected_latency_only(server: Server) -> None:
+    # one connection, a 500 ms stall: requests queue in the generator while it lasts
+    url = server("--stall-at-s", "0.8", "--stall-ms", "500")
+    result = run_load(LoadSpec(url=url, rate=200.0, duration_s=2.0, max_connections=1))
+    assert result.errors["total"] == 0
+    assert result.service_time is not None
+    corrected = result.percentiles_ms(result.latency)
+    service = result.percentiles_ms(result.service_time)
+    assert corrected["p99"] is not None and service["p99"] is not None
+    assert corrected["p99"] > 400.0, corrected
+    assert service["p99"] < 50.0, service  # only one request saw the stall on the wire
+    assert result.behind > 0.01 * result.scheduled
+    assert result.saturated and any("behind" in r for r in result.saturation_reasons)
+    worst = max(p.p99_ms or 0.0 for p in result.series)
+    assert worst > 400.0
+
+
+def test_status_errors_are_not_throughput(server: Server) -> None:
+    url = server("--status", "500")
+    result = run_load(LoadSpec(url=url, concurrency=4, duration_s=0.5))
+    assert result.requests == 0 and result.achieved_rps == 0.0
+    assert result.latency.get_total_count() == 0
+    assert result.errors["status"] > 100 and result.errors["total"] == result.errors["status"]
+    assert sum(p.errors for p in result.series) == result.errors["total"]
+
+
+def test_wrong_body_counts_as_body_error(server: Server) -> None:
+    url = server("--body", "goodbye")
+    result = run_load(LoadSpec(url=url, concurrency=2, duration_s=0.5, expect_body=b"hello"))
+    assert result.requests == 0
+    assert result.errors["body"] > 10 and result.errors["status"] == 0
+
+
+def test_closed_connections_are_io_errors(server: Server) -> None:
+    url = server("--close")
+    result = run_load(LoadSpec(url=url, concurrency=2, duration_s=0.5))
+    assert result.requests == 0
+    assert result.errors["io"] > 10
+
+
+def test_server_gone_gives_io_and_connect_errors(server: Server) -> None:
+    url = server("--lifetime-s", "0.6")  # the server exits (refusing connections) mid-run
+    result = run_load(LoadSpec(url=url, concurrency=4, duration_s=1.2))
+    assert result.requests > 0
+    assert result.errors["connect"] > 0
+    assert result.errors["total"] == sum(
+        result.errors[k] for k in ("connect", "io", "timeout", "status", "body"))
+
+
+def test_timeouts(server: Server) -> None:
+    url = server("--delay-ms", "2000")
+    result = run_load(LoadSpec(url=url, rate=20.0, duration_s=0.5, timeout_s=0.2))
+    assert result.requests == 0
+    assert result.errors["timeout"] == 10
+
+
+def test_two_processes_merge(server: Server) -> None:
+    url = server()
+    result = run_load(LoadSpec(url=url, rate=400.0, duration_s=1.0, procs=2, cpus=(0,)))
+    _ok(result)
+    assert result.procs == 2 and len(result.generator_proc_cpu_pct) == 2
+    assert result.requests == 400
+    assert result.series[0].requests == 400

@@ -1,0 +1,179 @@
+"""Unit tests of the generator's pure parts: schedule, histograms, spec, merging (no sockets)."""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from harness.errors import UsageError
+from harness.loadgen import LoadSpec, merge, new_histogram, parse_header, parse_url, percentiles_ms
+from harness.loadgen.client import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
+from harness.loadgen.histograms import HIGHEST_US, SecondBook, record_batch
+from harness.loadgen.result import merge_reports
+from harness.loadgen.schedule import OpenLoopSchedule, Window
+from harness.loadgen.spec import encode_request
+
+NS = 1_000_000_000
+URL = "http://127.0.0.1:8000/hello"
+
+
+# -- open-loop schedule with a fake clock ---------------------------------------------------
+
+def test_schedule_hands_out_due_requests_in_batches() -> None:
+    sched = OpenLoopSchedule(start_ns=1_000, end_ns=1_000 + NS, rate=1000.0)
+    assert sched.take_due(999) == []
+    assert sched.take_due(1_000) == [1_000]
+    # a late wake-up (fake clock jumps 5 ms) gets every request due meanwhile, at its own time
+    batch = sched.take_due(1_000 + 5_000_000)
+    assert batch == [1_000 + i * 1_000_000 for i in range(1, 6)]
+    assert sched.next_due_ns() == 1_000 + 6_000_000
+
+
+def test_schedule_ends_before_end_and_counts_exactly() -> None:
+    sched = OpenLoopSchedule(start_ns=0, end_ns=NS, rate=250.0)
+    assert len(sched.take_due(10 * NS)) == 250
+    assert sched.finished and sched.next_due_ns() is None
+    assert OpenLoopSchedule(start_ns=0, end_ns=NS, rate=250.0).count_in(0, NS) == 250
+
+
+def test_schedule_split_over_processes_interleaves_evenly() -> None:
+    rate, procs = 1000.0, 3
+    dues = sorted(d for k in range(procs) for d in OpenLoopSchedule(
+        start_ns=0, end_ns=NS, rate=rate, proc=k, procs=procs).take_due(NS))
+    assert len(dues) == 1000
+    gaps = {b - a for a, b in itertools.pairwise(dues)}
+    assert gaps <= {999_999, 1_000_000, 1_000_001}
+
+
+def test_window_seconds_and_membership() -> None:
+    w = Window(start_ns=0, m0_ns=2 * NS, m1_ns=int(3.5 * NS))
+    assert w.seconds == 2
+    assert not w.measured(2 * NS - 1) and w.measured(2 * NS) and not w.measured(int(3.5 * NS))
+    assert w.second_of(3 * NS + 5) == 1
+
+
+# -- histograms --------------------------------------------------------------------------
+
+def test_merge_adds_counts_and_survives_encoding() -> None:
+    a, b = new_histogram(), new_histogram()
+    for v in range(1, 1001):
+        a.record_value(v)  # 1..1000 us
+    for _ in range(1000):
+        b.record_value(100_000)  # 100 ms
+    merged = merge([HdrHistogram.decode(a.encode()), HdrHistogram.decode(b.encode())])
+    assert merged.get_total_count() == 2000
+    # the merged median sits between the two populations: not the mean of the two medians
+    assert merged.get_value_at_percentile(50) <= 1001
+    assert merged.get_value_at_percentile(75) >= 99_900
+    pct = percentiles_ms(merged)
+    assert pct["max"] == pytest.approx(100.0, rel=1e-3)
+
+
+def test_record_batch_counts_out_of_range() -> None:
+    hist = new_histogram()
+    samples = array("q", [1_000, 2_000, 2_000, (HIGHEST_US + 10) * 1000])
+    lost = record_batch(samples, (hist,))
+    assert lost == 1
+    assert hist.get_total_count() == 3
+    assert hist.get_count_at_value(2) == 2
+
+
+def test_second_book_flush_keeps_per_second_and_total() -> None:
+    book = SecondBook(3)
+    book.buckets[0].extend([1_000_000] * 10)  # 1 ms
+    book.buckets[2].extend([5_000_000] * 5)  # 5 ms
+    book.flush()
+    book.buckets[2].append(5_000_000)
+    book.flush()
+    assert book.total.get_total_count() == 16
+    assert book.per_second[1] is None
+    assert book.per_second[2] is not None and book.per_second[2].get_total_count() == 6
+    assert not any(book.buckets)
+
+
+def test_percentiles_of_empty_histogram_are_none() -> None:
+    assert set(percentiles_ms(new_histogram()).values()) == {None}
+
+
+# -- spec and request ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"concurrency": 1, "rate": 5.0}, "exactly one"),
+    ({}, "exactly one"),
+    ({"rate": 0.0}, "--rate"),
+    ({"rate": -1.0}, "--rate"),
+    ({"rate": float("nan")}, "--rate"),
+    ({"concurrency": 0}, "--concurrency"),
+    ({"concurrency": 2, "procs": 3}, "--procs"),
+    ({"concurrency": 2, "duration_s": 0.0}, "--duration"),
+    ({"concurrency": 2, "timeout_s": 0.0}, "--timeout"),
+    ({"concurrency": 2, "method": "GE T"}, "--method"),
+    ({"concurrency": 2, "headers": (("X", "a\r\nb"),)}, "--header"),
+    ({"concurrency": 2, "cpus": (9999,)}, "--cpus"),
+])
+def test_spec_rejects_bad_input(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        LoadSpec(url=URL, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/", "ftp://x/", "127.0.0.1:80/",
+                                 "http://", "http://h:99999/", "http://h:port/"])
+def test_parse_url_rejects(url: str) -> None:
+    with pytest.raises(UsageError):
+        parse_url(url)
+
+
+def test_parse_url_and_request_bytes() -> None:
+    target = parse_url("http://localhost:8000/io?ms=5")
+    assert (target.host, target.port, target.path) == ("localhost", 8000, "/io?ms=5")
+    spec = LoadSpec(url="http://localhost:8000/io?ms=5", concurrency=1, method="POST",
+                    headers=(parse_header("X-A: b"),), body=b"abc")
+    assert encode_request(spec) == (b"POST /io?ms=5 HTTP/1.1\r\nHost: localhost:8000\r\n"
+                                    b"X-A: b\r\nContent-Length: 3\r\n\r\nabc")
+    with pytest.raises(UsageError):
+        parse_header("no colon")
+
+
+# -- merging reports ----------------------------------------------------------------------
+
+def _report(proc: int, latencies_us: list[int], *, cpu_s: float = 0.5, behind: int = 0,
+            scheduled: int = 0, errors: int = 0) -> WorkerReport:
+    hist = new_histogram()
+    for v in latencies_us:
+        hist.record_value(v)
+    errs = dict.fromkeys(ERROR_KINDS, 0)
+    errs["status"] = errors
+    errs["total"] = errors
+    return WorkerReport(
+        proc=proc, requests=len(latencies_us), errors=errs, latency_hdr=hist.encode(),
+        service_hdr=hist.encode(), out_of_range=0, second_requests=[len(latencies_us)],
+        second_errors=[errors], second_latency_hdr=[hist.encode()], behind=behind,
+        scheduled=scheduled, cpu_s=cpu_s, window_s=1.0, peak_connections=4, precise_timer=True)
+
+
+def test_merge_reports_sums_and_merges_series() -> None:
+    result = merge_reports([_report(0, [1000] * 99, errors=2), _report(1, [50_000])],
+                           url=URL, concurrency=8, rate=None, duration_s=1.0)
+    assert result.requests == 100 and result.achieved_rps == 100.0
+    assert result.errors["status"] == 2 and result.errors["total"] == 2
+    assert result.latency.get_total_count() == 100
+    assert result.generator_cpu_pct == pytest.approx(100.0)
+    assert not result.saturated
+    assert result.series[0].requests == 100 and result.series[0].errors == 2
+    assert result.series[0].p99_ms is not None and result.series[0].p99_ms < 2.0
+    assert result.to_json()["latency_ms"]["max"] == pytest.approx(50.0, rel=1e-3)  # type: ignore[index]
+
+
+def test_saturation_from_cpu_and_from_falling_behind() -> None:
+    busy = merge_reports([_report(0, [1000], cpu_s=0.95)], url=URL, concurrency=1, rate=None,
+                         duration_s=1.0)
+    assert busy.saturated and "CPU" in busy.saturation_reasons[0]
+    late = merge_reports([_report(0, [1000], behind=5, scheduled=100)], url=URL,
+                         concurrency=None, rate=100.0, duration_s=1.0)
+    assert late.saturated and f"{BEHIND_THRESHOLD_MS:g} ms" in late.saturation_reasons[0]
+    fine = merge_reports([_report(0, [1000], behind=1, scheduled=100)], url=URL,
+                         concurrency=None, rate=100.0, duration_s=1.0)
+    assert not fine.saturated and fine.service_time is not None

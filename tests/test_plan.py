@@ -1,0 +1,87 @@
+"""Planning: disjoint CPU sets, levels, estimates, unsupported pairs, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.errors import UsageError
+from harness.plan import allocate_cpus, build_plan
+from harness.scenarios import load_scenario
+
+
+def test_two_cores_split_server_one_generator_zero() -> None:
+    assert allocate_cpus([0, 1]) == ((1,), (0,))
+    assert allocate_cpus([0, 1, 2, 3]) == ((2, 3), (0, 1))
+    assert allocate_cpus([0, 1, 2, 3], server=[3]) == ((3,), (0, 1, 2))
+
+
+@pytest.mark.parametrize(
+    ("server", "loadgen", "fragment"),
+    [([1], [1], "share CPU 1"), ([7], None, "CPU 7 is not available"),
+     ([0, 1], None, "no CPU left")],
+)
+def test_bad_cpu_sets(server: list[int], loadgen: list[int] | None, fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        allocate_cpus([0, 1], server, loadgen)
+
+
+def test_one_cpu_needs_explicit_sets() -> None:
+    with pytest.raises(UsageError, match="disjoint"):
+        allocate_cpus([0])
+
+
+def test_plan_expands_levels_and_estimates() -> None:
+    scenario = load_scenario("io_bound")
+    plan = build_plan(scenario, servers=["uvicorn", "gunicorn-sync"], available_cpus=[0, 1])
+    levels = len(scenario.levels.concurrency) + len(scenario.levels.rate)
+    assert plan.trial_count == 2 * levels
+    assert plan.server_cpus == (1,) and plan.loadgen_cpus == (0,)
+    per_trial = scenario.timing.warmup_s + scenario.timing.duration_s
+    assert plan.estimate_s() > plan.trial_count * per_trial
+    quick = build_plan(scenario, quick=True, available_cpus=[0, 1])
+    assert quick.timing.duration_s < scenario.timing.duration_s
+    assert len(quick.targets) == len(scenario.servers)
+
+
+def test_default_io_bound_plan_fits_fifteen_minutes() -> None:
+    plan = build_plan(load_scenario("io_bound"), available_cpus=[0, 1])
+    assert plan.estimate_s() < 15 * 60
+
+
+def test_quick_io_bound_plan_fits_two_minutes() -> None:
+    plan = build_plan(load_scenario("io_bound"), quick=True, available_cpus=[0, 1])
+    assert plan.estimate_s() < 2 * 60
+
+
+def test_command_line_levels_replace_the_scenarios() -> None:
+    plan = build_plan(load_scenario("io_bound"), servers=["uvicorn"], concurrency=[3],
+                      available_cpus=[0, 1])
+    assert [(lv.load_model, lv.concurrency) for lv in plan.levels] == [("closed", 3)]
+
+
+def test_unknown_server_lists_known_names() -> None:
+    with pytest.raises(UsageError, match="gunicorn-sync"):
+        build_plan(load_scenario("hello"), servers=["nginx-unit"], available_cpus=[0, 1])
+
+
+def test_dry_run_prints_plan_and_starts_nothing() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--scenario", "io_bound", "--dry-run"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "estimated" in proc.stdout and "uvicorn" in proc.stdout
+    assert "granian-asgi" in proc.stdout
+
+
+def test_unknown_server_on_the_command_line_exits_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--scenario", "hello", "--servers", "nope"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "nope" in proc.stderr and "uvicorn" in proc.stderr
+    assert "Traceback" not in proc.stderr

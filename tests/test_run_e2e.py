@@ -1,0 +1,132 @@
+"""`harness run` end to end: real servers, real generator, real run folder.
+
+Short durations; the assertions are the physics a result must follow and the run-folder
+contract, not figures.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.catalogue import get_server, make_target
+from harness.results import histogram_path, read_meta, read_trials_rows, series_path
+from tests.runhelpers import (
+    all_gone,
+    descendants,
+    harness_cmd,
+    read_json,
+    read_rows,
+    start_harness,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+UPSTREAM_MS = 50
+RUN_TIMEOUT_S = 240.0
+
+
+def test_two_servers_io_bound(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        harness_cmd("run", "--scenario", "io_bound", "--servers", "gunicorn-sync,uvicorn",
+                    "--concurrency", "16", "--rate", "40", "--duration", "2s", "--warmup",
+                    "500ms", "--out", str(out), "--no-report"),
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    meta = read_meta(out)
+    assert meta["status"] == "complete"
+    assert meta["scenario"]["hash"].startswith("sha256:")
+    assert meta["cpus"]["server"] and not set(meta["cpus"]["server"]) & set(meta["cpus"]["loadgen"])
+    assert {t["server"]: t["status"] for t in meta["targets"]} == {
+        "gunicorn-sync": "ok", "uvicorn": "ok"}
+    assert meta["environment"]["versions"]["gunicorn"]
+
+    rows = read_trials_rows(out)
+    assert sorted((r["server"], r["load_model"]) for r in rows) == [
+        ("gunicorn-sync", "closed"), ("gunicorn-sync", "open"),
+        ("uvicorn", "closed"), ("uvicorn", "open")]
+    for row in rows:
+        assert histogram_path(out, row["trial_id"]).is_file()
+        assert series_path(out, row["trial_id"]).is_file()
+        assert float(row["requests"]) > 0
+        # every answer waited on the 50 ms upstream: nothing can be faster than that
+        assert float(row["p50_ms"]) >= UPSTREAM_MS
+        assert float(row["server_cpu_pct"]) > 0
+    closed = {r["server"]: r for r in rows if r["load_model"] == "closed"}
+    workers = make_target(get_server("gunicorn-sync"), app="raw", cpus=1).preset.workers
+    assert workers is not None
+    # W sync workers each blocked 50 ms per request cap near W / 0.05 req/s
+    cap = workers / (UPSTREAM_MS / 1000)
+    assert float(closed["gunicorn-sync"]["achieved_rps"]) <= cap * 1.1
+    # 16 connections on an event loop all wait at once: near 16 / 0.05 req/s
+    assert float(closed["uvicorn"]["achieved_rps"]) > cap * 1.2
+    opened = [r for r in rows if r["load_model"] == "open"]
+    for row in opened:
+        assert histogram_path(out, row["trial_id"], "service").is_file()
+        assert float(row["offered_rps"]) == pytest.approx(40, rel=0.05)
+
+
+def test_server_killed_mid_run_is_recorded_and_run_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = start_harness("run", "--scenario", "hello", "--servers", "gunicorn-sync,uvicorn",
+                         "--concurrency", "8", "--duration", "3s", "--warmup", "200ms",
+                         "--out", str(out), "--no-report")
+    try:
+        def first_running() -> bool:
+            targets = read_json(out / "run.json").get("targets", [])
+            return any(t["server"] == "gunicorn-sync" and t["status"] == "running"
+                       for t in targets)
+
+        wait_for(first_running, 60, "gunicorn-sync to be verified and measured", proc)
+        masters = [p for p in descendants(proc.pid)
+                   if "gunicorn" in " ".join(p.cmdline()) and p.ppid() == proc.pid]
+        assert masters, "gunicorn's master process should be a child of the harness"
+        masters[0].send_signal(signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stdout + stderr
+    rows = read_trials_rows(out)
+    killed = [r for r in rows if r["server"] == "gunicorn-sync"]
+    assert len(killed) == 1
+    assert killed[0]["valid"] == "false" and "server died" in killed[0]["invalid_reason"]
+    assert killed[0]["status"] == "failed"
+    assert [r["valid"] for r in rows if r["server"] == "uvicorn"] == ["true"]
+    statuses = {t["server"]: t["status"] for t in read_meta(out)["targets"]}
+    assert statuses == {"gunicorn-sync": "died", "uvicorn": "ok"}
+
+
+def test_ctrl_c_stops_everything_and_keeps_what_was_measured(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = start_harness("run", "--scenario", "io_bound", "--servers", "uvicorn,hypercorn",
+                         "--concurrency", "4,8,16", "--duration", "2s", "--warmup", "200ms",
+                         "--out", str(out), "--no-report")
+    seen: set[int] = set()
+    try:
+        def one_trial_written() -> bool:
+            seen.update(p.pid for p in descendants(proc.pid))
+            return len(read_rows(out / "trials.csv")) >= 1
+
+        wait_for(one_trial_written, 90, "the first trial to be written", proc)
+        seen.update(p.pid for p in descendants(proc.pid))
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    meta = read_meta(out)
+    assert meta["status"] == "interrupted"
+    rows = read_trials_rows(out)
+    assert rows and all(r["requests"] for r in rows)
+    # every process the harness started (servers, workers, upstream, generator) is gone
+    wait_for(lambda: all_gone(sorted(seen)), 15, f"processes {sorted(seen)} to exit")
