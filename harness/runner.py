@@ -269,17 +269,12 @@ class Runner:
 
     @staticmethod
     def _series(result: LoadResult, usage: Usage) -> list[dict[str, object]]:
-        # The sampler's seconds start at the warm-up; the generator's at the measurement.
-        server = usage.per_second()
-        offset = len(server) - len(result.series) if server else 0
-        rows: list[dict[str, object]] = []
-        for point in result.series:
-            index = point.second + max(offset, 0)
-            srv = server[index] if 0 <= index < len(server) else {}
-            rows.append({"second": point.second, "requests": point.requests,
-                         "errors": point.errors, "p50_ms": point.p50_ms, "p99_ms": point.p99_ms,
-                         "server_cpu_pct": srv.get("cpu_pct"), "server_rss_mb": srv.get("rss_mb")})
-        return rows
+        # The generator's seconds start at its measured window; so do the server's rows.
+        server = usage.per_second(result.window_start_ns, len(result.series))
+        return [{"second": point.second, "requests": point.requests, "errors": point.errors,
+                 "p50_ms": point.p50_ms, "p99_ms": point.p99_ms,
+                 "server_cpu_pct": srv["cpu_pct"], "server_rss_mb": srv["rss_mb"]}
+                for point, srv in zip(result.series, server, strict=True)]
 
     def _record(self, tid: str, planned: PlannedTarget, level: Level, repeat: int,
                 result: LoadResult, usage: Usage, died: str | None,
@@ -292,6 +287,8 @@ class Runner:
         attempts = result.requests + total_errors
         latency, service = result.latency, result.service_time
         preset = planned.target.preset
+        window = (result.window_start_ns, result.window_end_ns)
+        rss_mb, pss_mb = usage.peak_mb(*window)
         return TrialRecord(
             trial_id=tid, scenario=self.plan.scenario.name, server=planned.server,
             gateway=planned.target.server.gateway, app=planned.target.app,
@@ -310,8 +307,8 @@ class Runner:
             mean_ms=latency.get_mean_value() / 1000.0 if latency.get_total_count() else None,
             service_p50_ms=_ms(service, 50), service_p99_ms=_ms(service, 99),
             behind=result.behind, out_of_range=result.out_of_range,
-            server_cpu_pct=usage.cpu_pct, server_rss_mb=usage.rss_mb,
-            server_pss_mb=usage.pss_mb, loadgen_cpu_pct=result.generator_cpu_pct,
+            server_cpu_pct=usage.cpu_pct(*window), server_rss_mb=rss_mb,
+            server_pss_mb=pss_mb, loadgen_cpu_pct=result.generator_cpu_pct,
             saturated=result.saturated, valid=valid, invalid_reason=reason,
             status="failed" if died else "ok", workers=preset.workers, threads=preset.threads,
             server_cpus=cpus_text(self.plan.server_cpus),

@@ -10,6 +10,7 @@ pre-forked server.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,13 +18,16 @@ from dataclasses import dataclass, field
 
 import psutil
 
-SAMPLE_INTERVAL_S = 1.0
+# Cheap enough (psutil reads /proc: ~0.3 ms per process with PSS) to sample often, which lets
+# the CPU of exactly the generator's measured window be interpolated from the samples.
+SAMPLE_INTERVAL_S = 0.25
 MB = 1024 * 1024
+NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
 class Sample:
-    t_s: float  # seconds since the sampler started
+    t_ns: int  # time.monotonic_ns(): the same clock as the load generator's, in every process
     cpu_s: float  # cumulative CPU seconds of the tree since the sampler started
     rss_mb: float
     pss_mb: float | None
@@ -31,22 +35,46 @@ class Sample:
 
 @dataclass(kw_only=True)
 class Usage:
-    """What a trial reports: mean CPU over the window and peak memory."""
+    """The samples of one trial, and what they say about a time window."""
 
-    cpu_pct: float | None
-    rss_mb: float | None
-    pss_mb: float | None
     samples: list[Sample] = field(default_factory=list)
 
-    def per_second(self) -> list[dict[str, float | None]]:
-        """CPU percent and memory in each sampled second, for the per-second series."""
+    def cpu_at(self, t_ns: int) -> float:
+        """Cumulative CPU seconds at ``t_ns``, interpolated between the samples around it."""
+        samples = self.samples
+        if t_ns <= samples[0].t_ns:
+            return samples[0].cpu_s
+        for prev, cur in itertools.pairwise(samples):
+            if t_ns <= cur.t_ns:
+                span = cur.t_ns - prev.t_ns
+                frac = (t_ns - prev.t_ns) / span if span else 1.0
+                return prev.cpu_s + frac * (cur.cpu_s - prev.cpu_s)
+        return samples[-1].cpu_s
+
+    def cpu_pct(self, t0_ns: int, t1_ns: int) -> float | None:
+        """Mean CPU of the tree over [t0, t1], percent of one CPU."""
+        if not self.samples or t1_ns <= t0_ns:
+            return None
+        t0_ns = max(t0_ns, self.samples[0].t_ns)
+        t1_ns = min(t1_ns, self.samples[-1].t_ns)
+        if t1_ns <= t0_ns:
+            return None
+        return 100.0 * (self.cpu_at(t1_ns) - self.cpu_at(t0_ns)) * NS_PER_S / (t1_ns - t0_ns)
+
+    def peak_mb(self, t0_ns: int, t1_ns: int) -> tuple[float | None, float | None]:
+        """Peak (RSS, PSS) of the tree over samples in [t0, t1] (all samples if none fall in)."""
+        inside = [s for s in self.samples if t0_ns <= s.t_ns <= t1_ns] or self.samples
+        if not inside:
+            return None, None
+        pss = [s.pss_mb for s in inside if s.pss_mb is not None]
+        return max(s.rss_mb for s in inside), (max(pss) if pss else None)
+
+    def per_second(self, t0_ns: int, seconds: int) -> list[dict[str, float | None]]:
+        """CPU percent and peak RSS in each second [t0 + k, t0 + k + 1) of a window."""
         rows: list[dict[str, float | None]] = []
-        for prev, cur in zip(self.samples, self.samples[1:], strict=False):
-            span = cur.t_s - prev.t_s
-            rows.append({
-                "cpu_pct": 100.0 * (cur.cpu_s - prev.cpu_s) / span if span > 0 else None,
-                "rss_mb": cur.rss_mb,
-            })
+        for k in range(seconds):
+            a, b = t0_ns + k * NS_PER_S, t0_ns + (k + 1) * NS_PER_S
+            rows.append({"cpu_pct": self.cpu_pct(a, b), "rss_mb": self.peak_mb(a, b)[0]})
         return rows
 
 
@@ -69,7 +97,7 @@ class TreeSampler:
         # time spent by a worker that exits mid-trial is still counted.
         self._base: dict[int, float] = {}
         self._last: dict[int, float] = {}
-        self._t0 = 0.0
+        self._started = False
         self.samples: list[Sample] = []
 
     def _cpu_now(self, procs: Sequence[psutil.Process]) -> None:
@@ -79,7 +107,9 @@ class TreeSampler:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             total = times.user + times.system
-            self._base.setdefault(proc.pid, total if self._t0 == 0.0 else 0.0)
+            # a process born during the window counts from zero; one alive at the start, from
+            # its CPU time then
+            self._base.setdefault(proc.pid, 0.0 if self._started else total)
             self._last[proc.pid] = total
 
     def _take(self) -> Sample:
@@ -100,13 +130,12 @@ class TreeSampler:
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
         cpu_s = sum(self._last[p] - self._base.get(p, 0.0) for p in self._last)
-        return Sample(t_s=time.monotonic() - self._t0, cpu_s=cpu_s, rss_mb=rss / MB,
+        return Sample(t_ns=time.monotonic_ns(), cpu_s=cpu_s, rss_mb=rss / MB,
                       pss_mb=pss / MB if pss is not None else None)
 
     def start(self) -> None:
-        self._t0 = 0.0
         self._cpu_now(list(self._processes()))  # the window's baseline
-        self._t0 = time.monotonic()
+        self._started = True
         self.samples = [self._take()]
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
         self._thread.start()
@@ -123,12 +152,4 @@ class TreeSampler:
         if self._thread is not None:
             self._thread.join()
         self.samples.append(self._take())
-        first, last = self.samples[0], self.samples[-1]
-        span = last.t_s - first.t_s
-        pss_values = [s.pss_mb for s in self.samples if s.pss_mb is not None]
-        return Usage(
-            cpu_pct=100.0 * (last.cpu_s - first.cpu_s) / span if span > 0 else None,
-            rss_mb=max(s.rss_mb for s in self.samples),
-            pss_mb=max(pss_values) if pss_values else None,
-            samples=self.samples,
-        )
+        return Usage(samples=self.samples)

@@ -48,7 +48,9 @@ def parse_cpus(text: str, *, what: str = "--cpus") -> tuple[int, ...]:
             else:
                 cpus.append(int(part))
     except ValueError:
-        raise UsageError(f"{what}: expected a CPU list like '0', '0,1' or '0-3', got {text!r}") from None
+        raise UsageError(
+            f"{what}: expected a CPU list like '0', '0,1' or '0-3', got {text!r}"
+        ) from None
     if not cpus or any(c < 0 for c in cpus):
         raise UsageError(f"{what}: expected a CPU list like '0', '0,1' or '0-3', got {text!r}")
     return tuple(sorted(set(cpus)))

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import matplotlib.colors
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -302,8 +303,10 @@ def test_throughput_plot_marks_invalid_points_apart(tmp_path: Path) -> None:
     assert INVALID_LABEL in [t.get_text() for t in legend.get_texts()]
     coloured = [line for line in ax.lines if line.get_label() == "uvicorn (ASGI)"]
     assert len(coloured) == 1
-    assert list(coloured[0].get_xdata()) == [16.0]  # the invalid level is not on the line
-    grey = [line for line in ax.lines if 900.0 in list(line.get_ydata())]
+    xdata = np.asarray(coloured[0].get_xdata(), dtype=float)
+    assert xdata.tolist() == [16.0]  # the invalid level is not on the valid line
+    grey = [line for line in ax.lines
+            if 900.0 in np.asarray(line.get_ydata(), dtype=float).tolist()]
     assert grey and all(line.get_markerfacecolor() == "none" or line.get_marker() == "x"
                         for line in grey)
     assert math.isclose(ax.get_ylim()[0], 0.0)

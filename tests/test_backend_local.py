@@ -24,7 +24,7 @@ from harness import catalogue
 from harness.backends import local
 from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
-from harness.errors import TargetError
+from harness.errors import TargetError, UsageError
 
 pytestmark = pytest.mark.e2e
 
@@ -198,7 +198,8 @@ _HOLDER = textwrap.dedent("""
     while len(srv.processes()) < expected and time.monotonic() < deadline:
         time.sleep(0.02)
     print(json.dumps({"pgid": srv.pgid, "watchdog": srv._watchdog.pid,
-                      "pids": [p.pid for p in srv.processes()]}), flush=True)
+                      "pids": [p.pid for p in srv.processes()], "log": str(srv.log_path)}),
+          flush=True)
     sys.stdin.read()
 """)
 
@@ -242,6 +243,7 @@ def test_sigkilled_harness_leaves_no_server_process(name: str, workers: int | No
         watchdog = info["watchdog"]
         assert isinstance(watchdog, int)
         wait_until(lambda: not running([watchdog]), GONE_TIMEOUT_S, "the watchdog to exit")
+        assert not os.path.exists(str(info["log"]))  # the watchdog removed the log too
     finally:
         for pid in running(pids):  # leave nothing even when the test fails
             os.kill(pid, signal.SIGKILL)
@@ -260,9 +262,26 @@ def test_ctrl_c_in_the_harness_stops_the_server_cleanly() -> None:
         assert "KeyboardInterrupt" in err
         # the atexit hook stopped it (TERM first): nothing left, well before the watchdog
         assert not running(pids), running(pids)
+        assert not os.path.exists(str(info["log"]))
     finally:
         for pid in running(pids):
             os.kill(pid, signal.SIGKILL)
         if holder.poll() is None:
             holder.kill()
             holder.communicate()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_harness_pinned_elsewhere_still_pins_the_target_to_its_cpus() -> None:
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, UPSTREAM_CPUS)  # as the runner does for the load generator
+    try:
+        with start_target(make_target(get_server("uvicorn")), cpus=CPUS) as srv:
+            assert {tuple(p.cpu_affinity()) for p in srv.processes()} == {CPUS}
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_cpus_outside_the_machine_are_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="expected CPUs from 0"):
+        start_target(make_target(get_server("uvicorn")), cpus=(os.cpu_count() or 1,))

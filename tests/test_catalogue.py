@@ -47,7 +47,7 @@ def test_unknown_server_lists_every_known_name() -> None:
 
 
 def test_unknown_app_family_lists_the_known_ones() -> None:
-    with pytest.raises(UsageError, match="unknown app family 'django'.*raw"):
+    with pytest.raises(UsageError, match=r"unknown app family 'django'.*raw"):
         make_target(get_server("uvicorn"), app="django")
 
 

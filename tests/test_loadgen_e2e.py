@@ -61,7 +61,8 @@ def test_closed_loop_hello(server: Server) -> None:
     assert result.requests > 1000
     assert result.latency.get_total_count() == result.requests
     assert result.offered_rps is None and result.service_time is None
-    assert result.achieved_rps == pytest.approx(result.requests / 1.0)
+    # closed loop in steady state: answered in the window ~ sent in it (differ by <= 8 in flight)
+    assert abs(result.achieved_rps * 1.0 - result.requests) <= 8
     assert len(result.series) == 1 and result.series[0].requests == result.requests
     assert 0 < result.generator_cpu_pct <= 110
     data = result.to_json()
@@ -84,11 +85,30 @@ def test_open_loop_rate_and_known_delay(server: Server) -> None:
     assert lat["p50"] is not None and svc["p50"] is not None and lat["p99"] is not None
     # the server waits exactly 10 ms: the corrected median is that plus well under 1 ms
     assert 10.0 <= lat["p50"] < 10.6, lat
-    assert lat["p99"] < 12.0, lat
+    # what the generator adds to the service time stays well under a millisecond; p90, not
+    # p99: at 300 samples p99 is the third-worst request, and on a shared, unpinned machine
+    # one descheduling decides it (the pinned benchmark reports the p99 figures)
+    assert svc["p90"] is not None and lat["p90"] is not None
+    assert lat["p90"] - svc["p90"] < 1.0, (lat, svc)
     assert lat["p50"] - svc["p50"] < 0.3
     assert result.behind == 0 and not result.saturated
     # 10 ms at 200/s needs ~2 connections in flight: the pool stays small
     assert result.peak_connections <= 16
+
+
+def test_open_loop_overload_reports_what_the_server_delivered(server: Server) -> None:
+    # capacity 100 req/s, offered 200 req/s: every request is answered (late) before the
+    # timeout, yet throughput must be the server's 100/s, not the offered rate
+    url = server("--delay-ms", "10", "--serial")
+    result = run_load(LoadSpec(url=url, rate=200.0, duration_s=2.0, warmup_s=0.2,
+                               timeout_s=10.0))
+    _ok(result)
+    assert result.offered_rps == 200.0
+    assert 80.0 <= result.achieved_rps <= 110.0, result.achieved_rps
+    # the latency sample still holds every request due in the window, answered late
+    assert result.requests == result.scheduled == 400
+    lat = result.percentiles_ms(result.latency)
+    assert lat["p99"] is not None and lat["p99"] > 1000.0  # the queue grew for 2 s
 
 
 def test_stall_shows_in_corrected_latency_only(server: Server) -> None:

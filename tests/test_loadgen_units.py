@@ -151,7 +151,9 @@ def _report(proc: int, latencies_us: list[int], *, cpu_s: float = 0.5, behind: i
         proc=proc, requests=len(latencies_us), errors=errs, latency_hdr=hist.encode(),
         service_hdr=hist.encode(), out_of_range=0, second_requests=[len(latencies_us)],
         second_errors=[errors], second_latency_hdr=[hist.encode()], behind=behind,
-        scheduled=scheduled, cpu_s=cpu_s, window_s=1.0, peak_connections=4, precise_timer=True)
+        behind_generator=behind, completed=len(latencies_us), window_start_ns=0,
+        window_end_ns=1_000_000_000, scheduled=scheduled, cpu_s=cpu_s, window_s=1.0,
+        peak_connections=4, precise_timer=True)
 
 
 def test_merge_reports_sums_and_merges_series() -> None:
@@ -177,3 +179,21 @@ def test_saturation_from_cpu_and_from_falling_behind() -> None:
     fine = merge_reports([_report(0, [1000], behind=1, scheduled=100)], url=URL,
                          concurrency=None, rate=100.0, duration_s=1.0)
     assert not fine.saturated and fine.service_time is not None
+
+
+def test_batch_recording_matches_record_value() -> None:
+    import random
+
+    rng = random.Random(7)
+    values_us = [rng.choice([0, 1, 2, 999, 2047, 2048, 2049, 123_456, 10**7, HIGHEST_US])
+                 for _ in range(200)] + [rng.randrange(0, 10**9) for _ in range(2000)]
+    slow, fast = new_histogram(), new_histogram()
+    for v in values_us:
+        assert slow.record_value(v)
+    assert record_batch(array("q", [v * 1000 + 999 for v in values_us]), (fast,)) == 0
+    assert fast.get_total_count() == slow.get_total_count()
+    assert list(fast.counts) == list(slow.counts)
+    assert fast.get_max_value() == slow.get_max_value()
+    assert fast.get_min_value() == slow.get_min_value()
+    for pct in (50, 90, 99, 99.99):
+        assert fast.get_value_at_percentile(pct) == slow.get_value_at_percentile(pct)

@@ -112,7 +112,8 @@ def test_guidance_numbers_trace_back_to_trials_csv(report_run: Path) -> None:
     for t in versus.trial_ids:
         by_server.setdefault(rows[t]["server"], []).append(rows[t])
     assert {rows[t]["gateway"] for t in versus.trial_ids} == {"wsgi", "asgi"}
-    means = {s: statistics.mean(float(r["achieved_rps"]) for r in rs) for s, rs in by_server.items()}
+    means = {s: statistics.mean(float(r["achieved_rps"]) for r in rs)
+             for s, rs in by_server.items()}
     winner, loser = sorted(means, key=means.__getitem__, reverse=True)
     ratio = means[winner] / means[loser]
     numbers = _numbers(versus.text.split(":", 1)[1])

@@ -83,8 +83,9 @@ def test_server_killed_mid_run_is_recorded_and_run_goes_on(tmp_path: Path) -> No
                        for t in targets)
 
         wait_for(first_running, 60, "gunicorn-sync to be verified and measured", proc)
+        # the arbiter is `python -m gunicorn ...` (its watchdog's log path also says gunicorn)
         masters = [p for p in descendants(proc.pid)
-                   if "gunicorn" in " ".join(p.cmdline()) and p.ppid() == proc.pid]
+                   if p.ppid() == proc.pid and p.cmdline()[1:3] == ["-m", "gunicorn"]]
         assert masters, "gunicorn's master process should be a child of the harness"
         masters[0].send_signal(signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)

@@ -278,7 +278,7 @@ def _facts(run: RunData) -> list[tuple[str, str]]:
 def _targets(run: RunData) -> list[dict[str, str]]:
     rows = []
     for t in run.meta.get("targets") or []:
-        command = " ".join(str(c) for c in t.get("command") or [])
+        command = " ".join(str(c) for c in t.get("command") or []) or str(t.get("app_spec") or "")
         if len(command) > MAX_COMMAND_CHARS:
             command = command[:MAX_COMMAND_CHARS] + " …"
         rows.append({
@@ -288,9 +288,11 @@ def _targets(run: RunData) -> list[dict[str, str]]:
             "version": str(t.get("version") or ""),
             "workers": str(t.get("workers") if t.get("workers") is not None else "–"),
             "threads": str(t.get("threads") if t.get("threads") is not None else "–"),
-            "preset note": str(t.get("preset_note") or ""),
+            "preset note": str(t.get("preset_note") or "") + (
+                f" (overridden: {', '.join(map(str, t['overridden']))})"
+                if t.get("overridden") else ""),
             "status": str(t.get("status", "")) + (f": {t['reason']}" if t.get("reason") else ""),
-            "command": command,
+            "command / app": command,
         })
     return rows
 
@@ -314,7 +316,9 @@ nav ul{padding-left:1.2em}
 .legend-key span{display:inline-block;padding:.05em .6em;border-radius:3px;margin-right:.4em;
  color:#fff;font-size:.85em}.wsgi{background:#1f4e99}.asgi{background:#e8590c}
 table{border-collapse:collapse;font-size:.84em;margin:.6em 0 1.2em;width:100%}
-th,td{border-bottom:1px solid #e3e6eb;padding:.25em .5em;text-align:right;vertical-align:top}
+th,td{border-bottom:1px solid #e3e6eb;padding:.25em .5em;text-align:right;vertical-align:top;
+ white-space:nowrap}
+td.status,td.wrap{white-space:normal}
 th{background:#f4f6f8;position:sticky;top:0}
 td.l,th.l{text-align:left}
 tr.invalid td{color:#8a8f98;background:#fafafa}
@@ -389,6 +393,14 @@ def _html_section(section: RunSection) -> str:
         out.append('<ul class="guidance">' + "".join(
             f'<li class="caveat">{_e(i.text)}{_html_refs(i, slug)}</li>' for i in caveats)
             + "</ul>")
+    if section.plots:
+        out.append("<h3>Plots</h3>")
+        out.append('<p class="legend-key"><span class="wsgi">WSGI: blues and greens</span>'
+                   '<span class="asgi">ASGI: oranges and reds</span>grey crossed markers: '
+                   "invalid (not ranked)</p>")
+    for plot in section.plots:
+        out.append(f'<figure><img src="{_data_uri(plot.svg)}" alt="{_e(plot.title)}" '
+                   f'width="880"><figcaption>{_e(plot.title)}</figcaption></figure>')
     out.append("<h3>Results per server and level</h3>")
     out.append('<p class="meta">Throughput and CPU: mean of repeats; p50/p99: the repeats\' '
                "histograms added together; RSS: peak. CPU is percent of one core. A level is "
@@ -406,14 +418,6 @@ def _html_section(section: RunSection) -> str:
                                cell_class={"status": "status"}))
     if section.summary.empty:
         out.append("<p><em>No trial was recorded.</em></p>")
-    if section.plots:
-        out.append("<h3>Plots</h3>")
-        out.append('<p class="legend-key"><span class="wsgi">WSGI: blues and greens</span>'
-                   '<span class="asgi">ASGI: oranges and reds</span>grey crossed markers: '
-                   "invalid (not ranked)</p>")
-    for plot in section.plots:
-        out.append(f'<figure><img src="{_data_uri(plot.svg)}" alt="{_e(plot.title)}" '
-                   f'width="880"><figcaption>{_e(plot.title)}</figcaption></figure>')
     out.append("<h3>What ran on what</h3>")
     facts = []
     for key, value in _facts(run):
@@ -422,12 +426,14 @@ def _html_section(section: RunSection) -> str:
     out.append(f'<table class="facts"><tbody>{"".join(facts)}</tbody></table>')
     out.append("<h4>Servers and presets</h4>")
     out.append(_html_table(_targets(run), left=("server", "gateway", "app", "preset note",
-                                                "status", "command"),
-                           cell_class={"command": "cmd"}))
+                                                "status", "command / app"),
+                           cell_class={"command / app": "wrap", "preset note": "wrap",
+                                       "status": "wrap"}))
     versions = _versions(run)
     if versions:
         out.append("<h4>Versions</h4>")
-        out.append(_html_table([versions], left=versions.keys()))
+        out.append(_html_table([{"package": k, "version": v} for k, v in versions.items()],
+                               left=("package", "version")))
     trials = run.trials
     out.append(f"<details><summary>All {len(trials)} trials (trials.csv)</summary>")
     rows = [{label: fn(r[col]) for label, col, fn in _TRIAL_COLUMNS} for _, r in trials.iterrows()]
@@ -493,6 +499,13 @@ def _md_section(section: RunSection) -> str:
     if caveats:
         out += ["", "### Caveats", ""]
         out += [f"- {i.text}{_md_refs(i)}" for i in caveats]
+    if section.plots:
+        out += ["", "### Plots", "",
+                "WSGI servers in blues and greens, ASGI in oranges and reds; grey crossed "
+                "markers are invalid (not ranked).", ""]
+    for plot in section.plots:
+        out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
+                f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
     out += ["", "### Results per server and level", "",
             "Throughput and CPU: mean of repeats; p50/p99: the repeats' histograms added "
             "together; RSS: peak. CPU is percent of one core.", ""]
@@ -503,13 +516,6 @@ def _md_section(section: RunSection) -> str:
             continue
         out += [f"#### {'Closed loop' if model == 'closed' else 'Open loop'}", "",
                 _md_table(_table_rows(part))]
-    if section.plots:
-        out += ["### Plots", "",
-                "WSGI servers in blues and greens, ASGI in oranges and reds; grey crossed "
-                "markers are invalid (not ranked).", ""]
-    for plot in section.plots:
-        out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
-                f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
     out += ["### What ran on what", "", _md_table([{"": k, "value": v} for k, v in _facts(run)]),
             "#### Servers and presets", "", _md_table(_targets(run))]
     versions = _versions(run)

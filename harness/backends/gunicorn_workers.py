@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from uvicorn_worker import UvicornWorker
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 
 class QuietUvicornWorker(UvicornWorker):  # type: ignore[misc]
@@ -14,4 +14,4 @@ class QuietUvicornWorker(UvicornWorker):  # type: ignore[misc]
     access record; every other server in the catalogue runs with its access log off entirely.
     """
 
-    CONFIG_KWARGS: dict[str, Any] = {**UvicornWorker.CONFIG_KWARGS, "access_log": False}
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {**UvicornWorker.CONFIG_KWARGS, "access_log": False}

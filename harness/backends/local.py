@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import http.client
 import logging
 import os
@@ -64,14 +65,15 @@ PORT_IN_USE_RE = re.compile(r"address already in use|errno 98|eaddrinuse|port is
 
 log = logging.getLogger(__name__)
 
-# Runs with ``python -c``: argv[1] is the harness pid; the process group id arrives on stdin.
-# It KILLs the group when the harness is gone: stdin at EOF or the parent pid changed (the
-# check that holds even when a forked child of the harness still holds the pipe).
+# Runs with ``python -c``: argv[1] is the harness pid, argv[2] the target's log file; the
+# process group id arrives on stdin. It KILLs the group (and removes the log) when the harness is
+# gone: stdin at EOF or the parent pid changed (the check that holds even when a forked child of
+# the harness still holds the pipe).
 _WATCHDOG = """
 import os, select, signal, sys
 harness, buf, pgid = int(sys.argv[1]), b"", None
 while True:
-    ready, _, _ = select.select([0], [], [], {poll})
+    ready, _, _ = select.select([0], [], [], POLL_S)
     if ready:
         data = os.read(0, 64)
         if not data:
@@ -86,7 +88,11 @@ if pgid is not None:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
-""".format(poll=WATCHDOG_POLL_S)
+    try:
+        os.unlink(sys.argv[2])
+    except OSError:
+        pass
+""".replace("POLL_S", repr(WATCHDOG_POLL_S))
 
 
 def cpus_text(cpus: Sequence[int]) -> str:
@@ -108,11 +114,14 @@ def default_upstream_cpus(server_cpus: Sequence[int],
 
 
 def _check_cpus(cpus: Sequence[int]) -> tuple[int, ...]:
-    available = os.sched_getaffinity(0)
+    # Checked against the machine, not this process's affinity: the harness may have pinned
+    # itself to the generator's CPUs. A CPU outside a container's cpuset makes taskset fail,
+    # and that failure is reported with the server's output.
+    online = range(os.cpu_count() or 1)
     wanted = tuple(sorted(set(cpus)))
-    missing = [c for c in wanted if c not in available]
+    missing = [c for c in wanted if c not in online]
     if not wanted or missing:
-        raise UsageError(f"CPU set {list(cpus)}: expected CPUs from {sorted(available)}")
+        raise UsageError(f"CPU set {list(cpus)}: expected CPUs from 0 to {len(online) - 1}")
     return wanted
 
 
@@ -352,9 +361,9 @@ def _stop_all() -> None:
         server.stop()
 
 
-def _start_watchdog() -> subprocess.Popen[bytes]:
+def _start_watchdog(log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(log_path)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, cwd="/",
     )
@@ -375,7 +384,7 @@ def _spawn(name: str, command: list[str], cpus: tuple[int, ...], env: dict[str, 
     # fallback is for systems without util-linux.
     taskset = shutil.which("taskset")
     argv = [taskset, "-c", cpus_text(cpus), *command] if taskset else command
-    watchdog = _start_watchdog()
+    watchdog = _start_watchdog(log_path)
     try:
         popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
@@ -421,6 +430,10 @@ def _wait_ready(server: RunningServer, ready: Callable[[], bool], what: str) -> 
         time.sleep(READY_POLL_S)
 
 
+def _answers_ready(server: RunningServer) -> bool:
+    return http_status(server.url, READY_PATH) == 200
+
+
 def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
                  upstream_url: str | None = None) -> RunningServer:
     """Start ``target`` pinned to ``cpus`` and block until it answers GET /hello with 200.
@@ -442,7 +455,7 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
                                cpus=pinned, port=chosen, log_path=log_path, watchdog=watchdog,
                                target=target, notes=notes)
         try:
-            _wait_ready(server, lambda s=server: http_status(s.url, READY_PATH) == 200,
+            _wait_ready(server, functools.partial(_answers_ready, server),
                         f"answer GET {READY_PATH} with 200 on {server.url}")
         except TargetError as exc:
             server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import catalogue
@@ -31,7 +32,7 @@ def build_table(cpus: int) -> Table:
         if server.threads_args and server.threads_meaning != "threads per worker":
             threads += f" ({server.threads_meaning.split(' (')[0]})"
         table.add_row(server.name, server.gateway, shown, "yes" if server.websocket else "no",
-                      str(preset.workers), threads, preset.note)
+                      str(preset.workers), threads, escape(preset.note))
     return table
 
 

@@ -6,12 +6,20 @@ import argparse
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import catalogue
 from harness.backends import local
 from harness.errors import TargetError, UsageError
 from harness.verify import verify_target
+
+# The table shows the first failing check; the full details fit in a terminal, not a cell.
+DETAIL_MAX_CHARS = 240
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= DETAIL_MAX_CHARS else text[:DETAIL_MAX_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,12 +48,17 @@ def verify_server(server: catalogue.Server, *, app: str, cpus: tuple[int, ...],
             report = verify_target(srv.url, websocket=server.websocket, io=True)
             died = None if srv.alive() else srv.exit_reason()
     except TargetError as exc:
-        return Outcome(server=server, status="start failed", detail=str(exc), preset=preset)
+        return Outcome(server=server, status="start failed", detail=_shorten(str(exc)),
+                       preset=preset)
     counts = f"{len(report.checks) - len(report.failures)}/{len(report.checks)}"
     if died:
-        return Outcome(server=server, status="FAIL", detail=died, preset=preset, checks=counts)
+        return Outcome(server=server, status="FAIL", detail=_shorten(died), preset=preset,
+                       checks=counts)
     if not report.ok:
-        detail = "; ".join(f"{c.name}: {c.detail}" for c in report.failures)
+        first, *others = report.failures
+        detail = f"{first.name}: {_shorten(first.detail)}"
+        if others:
+            detail += f" (and {len(others)} more: {', '.join(c.name for c in others)})"
         return Outcome(server=server, status="FAIL", detail=detail, preset=preset, checks=counts)
     warnings = "; ".join(f"warning {c.name}: {c.detail}" for c in report.warnings)
     return Outcome(server=server, status="pass", detail=warnings, preset=preset, checks=counts)
@@ -74,12 +87,13 @@ def main(args: argparse.Namespace) -> int:
             outcomes.append(outcome)
     table = Table(title=f"verify: app {args.app!r}, CPUs {local.cpus_text(cpus)}",
                   title_justify="left")
-    for column in ("server", "gateway", "preset", "WebSocket", "checks", "result", "detail"):
+    table.add_column("server", no_wrap=True)
+    for column in ("gateway", "preset", "WebSocket", "checks", "result", "detail"):
         table.add_column(column, overflow="fold")
     for outcome in outcomes:
         colour = {"pass": "green", "unsupported": "yellow"}.get(outcome.status, "red")
         ws = "checked" if outcome.server.websocket else "unsupported (WSGI)"
         table.add_row(outcome.server.name, outcome.server.gateway, outcome.preset, ws,
-                      outcome.checks, f"[{colour}]{outcome.status}[/]", outcome.detail)
+                      outcome.checks, f"[{colour}]{outcome.status}[/]", escape(outcome.detail))
     console.print(table)
     return 1 if any(o.failed for o in outcomes) else 0

@@ -39,7 +39,7 @@ INITIAL_CONNECT_WAIT_S = 30.0
 SWEEP_MIN_S = 0.01
 SWEEP_MAX_S = 0.1
 DRAIN_SWEEP_S = 0.005
-FLUSH_INTERVAL_S = 1.0
+FLUSH_INTERVAL_S = 0.5  # keeps each batch (and its pause) small
 DRAIN_MARGIN_S = 1.0  # beyond the timeout, before the worker gives up on the drain
 
 
@@ -74,7 +74,11 @@ class WorkerReport:
     second_requests: list[int]
     second_errors: list[int]
     second_latency_hdr: list[bytes | None]
-    behind: int
+    behind: int  # measured open-loop requests sent > BEHIND_THRESHOLD_MS late, any cause
+    behind_generator: int  # ... of which the generator's fault (late itself, or at its cap)
+    completed: int  # successes answered inside the window (due in it or not): the throughput
+    window_start_ns: int  # the measured window on time.monotonic_ns(), shared by all processes
+    window_end_ns: int
     scheduled: int  # open loop: this process's requests due in the window
     cpu_s: float
     window_s: float
@@ -122,14 +126,22 @@ class _Conn(asyncio.Protocol):
         self.busy = False
         w.busy -= 1
         due = self.due_ns
-        if w.m0 <= due < w.m1:
+        due_in_window = w.m0 <= due < w.m1
+        done_in_window = w.m0 <= now < w.m1
+        if due_in_window or done_in_window:
             status = self.parser.get_status_code()
             body = self.body
             if not 200 <= status < 300:
-                w.count_error("status", due)
+                if due_in_window:
+                    w.count_error("status", due)
             elif body is not None and body != w.expect_body:  # type: ignore[comparison-overlap]
-                w.count_error("body", due)
+                if due_in_window:
+                    w.count_error("body", due)
+            elif not due_in_window:
+                w.completed += 1  # done in the window, due before it (warm-up backlog)
             else:
+                if done_in_window:
+                    w.completed += 1
                 sec = (due - w.m0) // NS_PER_S
                 w.lat[sec].append(now - due)
                 svc = w.svc
@@ -175,7 +187,9 @@ class Worker:
         self.conn_class = _Conn if plan.expect_body is None else _CheckingConn
         self.conns: set[_Conn] = set()
         self.idle_conns: list[_Conn] = []
-        self.queue: deque[int] = deque()  # open loop: due times waiting for a connection
+        # open loop: (due time, generator's fault) of requests waiting for a connection; the
+        # fault is the generator's when it was already late or every connection was in use
+        self.queue: deque[tuple[int, bool]] = deque()
         self.busy = 0
         self.connecting = 0
         self.peak_connections = 0
@@ -190,6 +204,12 @@ class Worker:
         self.lat: list[array[int]] = self.lat_book.buckets
         self.svc: list[array[int]] | None = None
         self.behind = 0
+        self.behind_generator = 0
+        # successes answered inside the window, whenever they were due: the throughput. (The
+        # requests due in the window are the latency sample; in open loop against a server
+        # that cannot keep up they are answered late, after the window, so counting them as
+        # throughput would report the offered rate instead of what the server delivered.)
+        self.completed = 0
         self.scheduled = 0
         self.late_max_ns = 0
         self.cpu0 = self.cpu1 = 0
@@ -260,16 +280,17 @@ class Worker:
     def idle(self, conn: _Conn, now: int) -> None:
         if self.closed_loop:
             if self.started and now < self.m1:
-                self.send(conn, now, now)
+                self.send(conn, now, now, False)
             else:
                 self.idle_conns.append(conn)
             return
         if self.queue:
-            self.send(conn, self.queue.popleft(), now)
+            due, fault = self.queue.popleft()
+            self.send(conn, due, now, fault)
         else:
             self.idle_conns.append(conn)
 
-    def send(self, conn: _Conn, due: int, now: int) -> None:
+    def send(self, conn: _Conn, due: int, now: int, fault: bool = True) -> None:
         conn.due_ns = due
         conn.sent_ns = now
         conn.busy = True
@@ -277,6 +298,8 @@ class Worker:
         late = now - due
         if late > BEHIND_THRESHOLD_NS and self.m0 <= due < self.m1:
             self.behind += 1
+            if fault:
+                self.behind_generator += 1
         if late > self.late_max_ns and self.m0 <= due < self.m1:
             self.late_max_ns = late
         conn.transport.write(self.request)  # type: ignore[union-attr]
@@ -356,7 +379,7 @@ class Worker:
         if self.closed_loop:
             ready, self.idle_conns = self.idle_conns, []
             for conn in ready:
-                self.send(conn, now, now)
+                self.send(conn, now, now, False)
             for _ in range(len(self.conns) + self.connecting, plan.concurrency or 0):
                 self.open()  # replace connections that failed before the start
         else:
@@ -397,7 +420,8 @@ class Worker:
             if idle_conns:
                 self.send(idle_conns.pop(), due, now)
             else:
-                self.queue.append(due)
+                at_cap = len(self.conns) + self.connecting >= self.plan.max_connections
+                self.queue.append((due, at_cap or now - due > BEHIND_THRESHOLD_NS))
                 if self.connecting < len(self.queue):
                     self.open()
         nxt = schedule.next_due_ns()
@@ -416,8 +440,8 @@ class Worker:
             for conn in [c for c in self.conns if c.busy and c.sent_ns < limit]:
                 self.retire(conn, "timeout", abort=True)
         queue = self.queue
-        while queue and queue[0] < limit:
-            self.count_error("timeout", queue.popleft())
+        while queue and queue[0][0] < limit:
+            self.count_error("timeout", queue.popleft()[0])
         schedule_over = self.closed_loop or (self.schedule is not None
                                              and self.schedule.finished)
         if now >= self.m1 and schedule_over:
@@ -455,7 +479,7 @@ class Worker:
             if conn.transport is not None:
                 conn.transport.abort()
         while self.queue:
-            self.count_error("timeout", self.queue.popleft())
+            self.count_error("timeout", self.queue.popleft()[0])
         self.conns.clear()
         self.idle_conns.clear()
         for task in list(self.tasks):
@@ -487,6 +511,10 @@ class Worker:
             second_errors=list(self.err_sec),
             second_latency_hdr=book.encoded_seconds(),
             behind=self.behind,
+            behind_generator=self.behind_generator,
+            completed=self.completed,
+            window_start_ns=self.m0,
+            window_end_ns=self.m1,
             scheduled=self.scheduled,
             cpu_s=(self.cpu1 - self.cpu0) / NS_PER_S if self.t_cpu0 else 0.0,
             window_s=window_ns / NS_PER_S,

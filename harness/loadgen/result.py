@@ -34,22 +34,26 @@ class LoadResult:
     ``latency`` is timed from the intended send time in open loop (corrected for coordinated
     omission) and from the actual send in closed loop; ``service_time`` (open loop only) is
     always from the actual send. ``behind`` counts measured open-loop requests sent more than
-    BEHIND_THRESHOLD_MS after their due time, whatever the cause (generator busy, or no free
-    connection at the cap).
+    BEHIND_THRESHOLD_MS after their due time, whatever the cause; ``behind_generator`` those of
+    them that were the generator's fault: it was late to dispatch them, or every connection up
+    to the cap was in use. Requests that only waited for a new connection to be accepted (a
+    server too slow to accept) are behind but not the generator's fault. ``saturated`` counts
+    only the generator's fault.
     """
 
     load_model: str  # "closed" | "open"
     url: str
     concurrency: int | None
-    requests: int
+    requests: int  # successes among the requests due (open) or sent (closed) in the window
     duration_s: float
-    achieved_rps: float
+    achieved_rps: float  # successes answered inside the window / its duration
     offered_rps: float | None
     errors: dict[str, int]
     latency: HdrHistogram
     service_time: HdrHistogram | None
     out_of_range: int
     behind: int
+    behind_generator: int
     scheduled: int  # open loop: requests due in the measured window; closed loop: 0
     saturated: bool
     saturation_reasons: list[str]
@@ -61,6 +65,9 @@ class LoadResult:
     series: list[SeriesPoint] = field(default_factory=list)
     late_max_ms: float = 0.0
     behind_threshold_ms: float = BEHIND_THRESHOLD_MS
+    completed: int = 0
+    window_start_ns: int = 0  # the measured window, on time.monotonic_ns()
+    window_end_ns: int = 0
 
     @staticmethod
     def percentiles_ms(hist: HdrHistogram | None) -> dict[str, float | None]:
@@ -72,6 +79,7 @@ class LoadResult:
             "load_model": self.load_model,
             "concurrency": self.concurrency,
             "requests": self.requests,
+            "completed_in_window": self.completed,
             "duration_s": round(self.duration_s, 6),
             "achieved_rps": round(self.achieved_rps, 3),
             "offered_rps": self.offered_rps,
@@ -81,6 +89,7 @@ class LoadResult:
                                 if self.service_time is not None else None),
             "out_of_range": self.out_of_range,
             "behind": self.behind,
+            "behind_generator": self.behind_generator,
             "behind_threshold_ms": self.behind_threshold_ms,
             "late_max_ms": round(self.late_max_ms, 3),
             "scheduled": self.scheduled,
@@ -113,7 +122,9 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
             errors[kind] += report.errors.get(kind, 0)
     errors["total"] = sum(errors[k] for k in ERROR_KINDS)
     requests = sum(r.requests for r in reports)
+    completed = sum(r.completed for r in reports)
     behind = sum(r.behind for r in reports)
+    behind_generator = sum(r.behind_generator for r in reports)
     scheduled = sum(r.scheduled for r in reports)
     proc_pct = [100.0 * r.cpu_s / r.window_s if r.window_s > 0 else 0.0 for r in reports]
 
@@ -123,10 +134,12 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
             reasons.append(f"generator process {report.proc} used {pct:.0f}% of its CPU "
                            f"(> {SATURATED_CPU_PCT:.0f}%): the generator, not the server, may "
                            f"be the limit; give it more --procs and --cpus")
-    if rate is not None and scheduled and behind > SATURATED_BEHIND_FRACTION * scheduled:
-        reasons.append(f"open-loop schedule fell behind: {behind} of {scheduled} requests "
-                       f"({100.0 * behind / scheduled:.1f}%) went out more than "
-                       f"{BEHIND_THRESHOLD_MS:g} ms after their due time")
+    if rate is not None and scheduled and \
+            behind_generator > SATURATED_BEHIND_FRACTION * scheduled:
+        reasons.append(f"open-loop schedule fell behind: {behind_generator} of {scheduled} "
+                       f"requests ({100.0 * behind_generator / scheduled:.1f}%) went out more "
+                       f"than {BEHIND_THRESHOLD_MS:g} ms after their due time because the "
+                       "generator was late or all its connections (--max-connections) were busy")
 
     return LoadResult(
         load_model="open" if rate is not None else "closed",
@@ -134,13 +147,17 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
         concurrency=concurrency,
         requests=requests,
         duration_s=duration_s,
-        achieved_rps=requests / duration_s if duration_s > 0 else 0.0,
+        completed=completed,
+        achieved_rps=completed / duration_s if duration_s > 0 else 0.0,
+        window_start_ns=min((r.window_start_ns for r in reports), default=0),
+        window_end_ns=max((r.window_end_ns for r in reports), default=0),
         offered_rps=rate,
         errors=errors,
         latency=latency,
         service_time=service,
         out_of_range=sum(r.out_of_range for r in reports),
         behind=behind,
+        behind_generator=behind_generator,
         scheduled=scheduled,
         saturated=bool(reasons),
         saturation_reasons=reasons,

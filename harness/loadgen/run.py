@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -214,7 +213,3 @@ def child_main(pipe: mpc.Connection, plan: WorkerPlan, cpu: int | None) -> None:
     finally:
         loop.close()
 
-
-def total_seconds(spec: LoadSpec) -> float:
-    """How long run_load takes at most, for progress displays."""
-    return math.ceil(spec.warmup_s + spec.duration_s + spec.timeout_s)

@@ -1,6 +1,7 @@
 """A tiny HTTP/1.1 server with known behaviour, to test and calibrate the generator.
 
-``python -m harness.loadgen.testserver --port 0 [--delay-ms 10] [--stall-at-s 1 --stall-ms 500]``
+``python -m harness.loadgen.testserver --port 0 [--delay-ms 10] [--serial]
+[--stall-at-s 1 --stall-ms 500]``
 prints ``PORT <n>`` once it listens. Responses can be delayed by a fixed time (released by a
 timerfd, so the delay is exact to tens of microseconds, unlike millisecond event-loop timers),
 held back once for a stall, given another status or body, or the connection closed instead.
@@ -35,6 +36,10 @@ class _Server:
             else None
         self.stall_ns = int(args.stall_ms * NS_PER_MS)
         self.close = args.close
+        # --serial: one response at a time, each delay_ms after the previous one, so the
+        # server's capacity is exactly 1000 / delay_ms requests per second
+        self.serial = args.serial
+        self.last_release_ns = 0
         self.started_ns: int | None = None
         self.pending: deque[tuple[int, _Http]] = deque()  # (release time, connection), in order
         self.timer = PreciseTimer(loop, self.release)
@@ -47,6 +52,9 @@ class _Server:
             conn.transport.close()
             return
         release = now + self.delay_ns
+        if self.serial:
+            release = max(now, self.last_release_ns) + self.delay_ns
+            self.last_release_ns = release
         if self.stall_at_ns is not None:
             stall_from = self.started_ns + self.stall_at_ns
             if stall_from <= release < stall_from + self.stall_ns:
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after the first request when responses are held back once")
     parser.add_argument("--stall-ms", type=float, default=0.0)
     parser.add_argument("--close", action="store_true", help="close instead of answering")
+    parser.add_argument("--serial", action="store_true",
+                        help="answer one request at a time: capacity 1000 / delay-ms req/s")
     parser.add_argument("--lifetime-s", type=float, default=600.0)
     args = parser.parse_args(argv)
     try:

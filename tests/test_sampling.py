@@ -1,0 +1,58 @@
+"""The sampler's window arithmetic (fake samples) and one real process tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from harness.sampling import NS_PER_S, Sample, TreeSampler, Usage
+
+S = NS_PER_S
+
+
+def _usage(points: list[tuple[float, float]]) -> Usage:
+    return Usage(samples=[Sample(t_ns=int(t * S), cpu_s=c, rss_mb=10.0 + t, pss_mb=5.0)
+                          for t, c in points])
+
+
+def test_cpu_is_interpolated_over_the_window() -> None:
+    # half a CPU for two seconds, then a full CPU for two seconds
+    usage = _usage([(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0)])
+    assert usage.cpu_pct(0, 2 * S) == pytest.approx(50.0)
+    assert usage.cpu_pct(2 * S, 4 * S) == pytest.approx(100.0)
+    assert usage.cpu_pct(int(1.5 * S), int(2.5 * S)) == pytest.approx(75.0)
+    assert usage.cpu_pct(3 * S, 3 * S) is None
+
+
+def test_per_second_rows_and_peaks() -> None:
+    usage = _usage([(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0)])
+    rows = usage.per_second(1 * S, 2)
+    assert [r["cpu_pct"] for r in rows] == [pytest.approx(50.0), pytest.approx(100.0)]
+    assert usage.peak_mb(0, 1 * S) == (11.0, 5.0)
+
+
+def test_real_busy_child_is_measured() -> None:
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+    try:
+        proc = psutil.Process(busy.pid)
+        sampler = TreeSampler(lambda: [proc], interval_s=0.1)
+        sampler.start()
+        t0 = time.monotonic_ns()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        t1 = time.monotonic_ns()
+        usage = sampler.stop()
+    finally:
+        busy.kill()
+        busy.wait()
+    cpu = usage.cpu_pct(t0, t1)
+    assert cpu is not None and 30.0 < cpu <= 110.0  # one spinning process: about one CPU
+    rss, pss = usage.peak_mb(t0, t1)
+    assert rss is not None and rss > 1.0
+    assert pss is not None and 0.0 < pss <= rss
