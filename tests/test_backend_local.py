@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,6 +85,17 @@ def test_upstream_is_pinned_and_answers(upstream: RunningServer) -> None:
     assert upstream.alive()
 
 
+def listen_backlogs(port: int) -> list[int] | None:
+    """Backlogs of the sockets listening on ``port`` (ss shows them as Send-Q), or None
+    where ss is missing."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return None
+    out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    return [int(line.split()[2]) for line in out.splitlines() if line.strip()]
+
+
 @pytest.mark.parametrize("name", list(catalogue.SERVERS))
 def test_each_server_starts_pinned_verifies_and_leaves_nothing(
         name: str, upstream: RunningServer) -> None:
@@ -103,6 +115,9 @@ def test_each_server_starts_pinned_verifies_and_leaves_nothing(
             assert os.getpgid(proc.pid) == srv.pgid
         report = verify_target(srv.url, websocket=server.websocket, io=True)
         assert report.ok, report.summary()
+        backlogs = listen_backlogs(srv.port)
+        if backlogs is not None:  # every server queues the same number of waiting clients
+            assert backlogs and set(backlogs) == {catalogue.listen_backlog()}, backlogs
         pids = [p.pid for p in srv.processes()]
     finally:
         srv.stop()

@@ -151,6 +151,19 @@ def test_closed_connections_are_io_errors(server: Server) -> None:
     assert result.errors["io"] > 10
 
 
+def test_server_closing_after_each_answer_is_not_an_error(server: Server) -> None:
+    # uWSGI's http-socket answers HTTP/1.1 and closes without "Connection: close"; the request
+    # already written on that connection got no byte back and is sent again (RFC 9112 9.3.1)
+    url = server("--close-after-answer")
+    result = run_load(LoadSpec(url=url, concurrency=4, duration_s=1.0, warmup_s=0.2))
+    _ok(result)
+    assert result.requests > 100
+    assert result.resent > 0
+    opened = run_load(LoadSpec(url=url, rate=200.0, duration_s=1.0, warmup_s=0.2))
+    _ok(opened)
+    assert opened.requests == opened.scheduled == 200
+
+
 def test_server_gone_gives_io_and_connect_errors(server: Server) -> None:
     url = server("--lifetime-s", "0.6")  # the server exits (refusing connections) mid-run
     result = run_load(LoadSpec(url=url, concurrency=4, duration_s=1.2))

@@ -151,7 +151,7 @@ def _report(proc: int, latencies_us: list[int], *, cpu_s: float = 0.5, behind: i
         proc=proc, requests=len(latencies_us), errors=errs, latency_hdr=hist.encode(),
         service_hdr=hist.encode(), out_of_range=0, second_requests=[len(latencies_us)],
         second_errors=[errors], second_latency_hdr=[hist.encode()], behind=behind,
-        behind_generator=behind, completed=len(latencies_us), window_start_ns=0,
+        behind_generator=behind, completed=len(latencies_us), resent=0, window_start_ns=0,
         window_end_ns=1_000_000_000, scheduled=scheduled, cpu_s=cpu_s, window_s=1.0,
         peak_connections=4, precise_timer=True)
 

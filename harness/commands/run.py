@@ -50,19 +50,19 @@ def _print_plan(console: Console, plan: Plan) -> None:
     )
 
 
-def _common_level(plan: Plan, records: Sequence[TrialRecord]) -> int | None:
-    """The highest closed-loop concurrency at which every measured server has a valid trial."""
-    servers = {r.server for r in records}
-    for level in sorted({r.concurrency for r in records if r.concurrency}, reverse=True):
-        ok = {r.server for r in records if r.concurrency == level and r.valid}
-        if ok == servers:
-            return level
-    return None
+def _common_level(records: Sequence[TrialRecord]) -> int | None:
+    """The closed-loop concurrency that the most servers passed validly (the highest on a tie),
+    so p99 is compared at one level."""
+    levels = {r.concurrency for r in records if r.concurrency and r.valid}
+    if not levels:
+        return None
+    return max(levels, key=lambda c: (len({r.server for r in records
+                                           if r.concurrency == c and r.valid}), c))
 
 
 def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
                    status: dict[str, tuple[str, str]]) -> None:
-    common = _common_level(plan, records)
+    common = _common_level(records)
     table = Table(title="summary (valid trials only; invalid ones are in trials.csv)",
                   title_justify="left")
     for column, justify in (("server", "left"), ("gateway", "left"), ("best req/s", "right"),

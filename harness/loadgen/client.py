@@ -27,6 +27,8 @@ from harness.loadgen.schedule import OpenLoopSchedule, Window
 from harness.loadgen.timer import PreciseTimer
 
 ERROR_KINDS = ("connect", "io", "timeout", "status", "body")
+# Methods a client may send again when the server closed the connection before answering.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # Open loop: a request sent more than this after its due time counts as "behind".
 BEHIND_THRESHOLD_MS = 10.0
 BEHIND_THRESHOLD_NS = int(BEHIND_THRESHOLD_MS * 1_000_000)
@@ -77,6 +79,7 @@ class WorkerReport:
     behind: int  # measured open-loop requests sent > BEHIND_THRESHOLD_MS late, any cause
     behind_generator: int  # ... of which the generator's fault (late itself, or at its cap)
     completed: int  # successes answered inside the window (due in it or not): the throughput
+    resent: int  # requests sent again after the server closed a reused connection (RFC 9112)
     window_start_ns: int  # the measured window on time.monotonic_ns(), shared by all processes
     window_end_ns: int
     scheduled: int  # open loop: this process's requests due in the window
@@ -89,7 +92,8 @@ class WorkerReport:
 
 
 class _Conn(asyncio.Protocol):
-    __slots__ = ("body", "busy", "dead", "due_ns", "parser", "sent_ns", "transport", "w")
+    __slots__ = ("body", "busy", "dead", "due_ns", "fresh", "parser", "reused", "sent_ns",
+                 "transport", "w")
 
     def __init__(self, worker: Worker) -> None:
         self.w = worker
@@ -98,6 +102,8 @@ class _Conn(asyncio.Protocol):
         self.due_ns = 0
         self.sent_ns = 0
         self.busy = False
+        self.fresh = False  # no byte of the current answer has arrived yet
+        self.reused = False  # this connection has carried a complete answer before
         self.dead = False
         self.body: bytearray | None = None
 
@@ -106,6 +112,7 @@ class _Conn(asyncio.Protocol):
         self.w.connected(self)
 
     def data_received(self, data: bytes) -> None:
+        self.fresh = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -124,6 +131,7 @@ class _Conn(asyncio.Protocol):
             w.retire(self, "io")
             return
         self.busy = False
+        self.reused = True
         w.busy -= 1
         due = self.due_ns
         due_in_window = w.m0 <= due < w.m1
@@ -155,7 +163,7 @@ class _Conn(asyncio.Protocol):
         if w.closed_loop and now < w.m1 and w.started:
             # the hot path of the closed loop, inlined: send the next request at once
             self.due_ns = self.sent_ns = now
-            self.busy = True
+            self.busy = self.fresh = True
             w.busy += 1
             self.transport.write(w.request)  # type: ignore[union-attr]
             return
@@ -210,6 +218,8 @@ class Worker:
         # that cannot keep up they are answered late, after the window, so counting them as
         # throughput would report the offered rate instead of what the server delivered.)
         self.completed = 0
+        self.resent = 0  # requests sent again after the server closed a reused connection
+        self.idempotent = plan.request.split(b" ", 1)[0] in IDEMPOTENT_METHODS
         self.scheduled = 0
         self.late_max_ns = 0
         self.cpu0 = self.cpu1 = 0
@@ -293,7 +303,7 @@ class Worker:
     def send(self, conn: _Conn, due: int, now: int, fault: bool = True) -> None:
         conn.due_ns = due
         conn.sent_ns = now
-        conn.busy = True
+        conn.busy = conn.fresh = True
         self.busy += 1
         late = now - due
         if late > BEHIND_THRESHOLD_NS and self.m0 <= due < self.m1:
@@ -306,6 +316,20 @@ class Worker:
 
     def lost(self, conn: _Conn) -> None:
         if conn.dead:
+            return
+        if conn.busy and conn.fresh and conn.reused and self.idempotent:
+            # RFC 9112 9.3.1: a server may close a persistent connection at any time (uWSGI's
+            # http-socket does after every answer, without "Connection: close"). A request that
+            # got no byte back on a reused connection was not processed; an idempotent one is
+            # sent again on a new connection, as HTTP clients do. In open loop it keeps its due
+            # time, so the extra round trip shows in its latency.
+            conn.busy = False
+            self.busy -= 1
+            self._drop(conn, None)
+            self.resent += 1
+            if not self.closed_loop:
+                self.queue.appendleft((conn.due_ns, False))
+            self.reopen()
             return
         self._drop(conn, "io")
         self.reopen()
@@ -513,6 +537,7 @@ class Worker:
             behind=self.behind,
             behind_generator=self.behind_generator,
             completed=self.completed,
+            resent=self.resent,
             window_start_ns=self.m0,
             window_end_ns=self.m1,
             scheduled=self.scheduled,

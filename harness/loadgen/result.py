@@ -66,6 +66,7 @@ class LoadResult:
     late_max_ms: float = 0.0
     behind_threshold_ms: float = BEHIND_THRESHOLD_MS
     completed: int = 0
+    resent: int = 0  # sent again after the server closed a reused connection (RFC 9112 9.3.1)
     window_start_ns: int = 0  # the measured window, on time.monotonic_ns()
     window_end_ns: int = 0
 
@@ -80,6 +81,7 @@ class LoadResult:
             "concurrency": self.concurrency,
             "requests": self.requests,
             "completed_in_window": self.completed,
+            "resent": self.resent,
             "duration_s": round(self.duration_s, 6),
             "achieved_rps": round(self.achieved_rps, 3),
             "offered_rps": self.offered_rps,
@@ -148,6 +150,7 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
         requests=requests,
         duration_s=duration_s,
         completed=completed,
+        resent=sum(r.resent for r in reports),
         achieved_rps=completed / duration_s if duration_s > 0 else 0.0,
         window_start_ns=min((r.window_start_ns for r in reports), default=0),
         window_end_ns=max((r.window_end_ns for r in reports), default=0),

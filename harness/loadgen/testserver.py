@@ -36,6 +36,7 @@ class _Server:
             else None
         self.stall_ns = int(args.stall_ms * NS_PER_MS)
         self.close = args.close
+        self.close_after_answer = args.close_after_answer
         # --serial: one response at a time, each delay_ms after the previous one, so the
         # server's capacity is exactly 1000 / delay_ms requests per second
         self.serial = args.serial
@@ -49,6 +50,10 @@ class _Server:
         if self.started_ns is None:
             self.started_ns = now
         if self.close:
+            conn.transport.close()
+            return
+        if self.close_after_answer:
+            conn.transport.write(self.response)
             conn.transport.close()
             return
         release = now + self.delay_ns
@@ -118,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after the first request when responses are held back once")
     parser.add_argument("--stall-ms", type=float, default=0.0)
     parser.add_argument("--close", action="store_true", help="close instead of answering")
+    parser.add_argument("--close-after-answer", action="store_true",
+                        help="answer, then close without 'Connection: close' (as uWSGI's "
+                        "http-socket does)")
     parser.add_argument("--serial", action="store_true",
                         help="answer one request at a time: capacity 1000 / delay-ms req/s")
     parser.add_argument("--lifetime-s", type=float, default=600.0)
