@@ -26,7 +26,7 @@ HOST = "127.0.0.1"
 # Every server listens with the same backlog. Left to their defaults (uWSGI and Hypercorn 100,
 # Twisted 50, Granian 1024, gunicorn and uvicorn 2048) a small one turns waiting clients away
 # before their request is sent, where closed-loop latency (ours and wrk's) does not see them,
-# and flatters that server's tail. Must not exceed net.core.somaxconn (uWSGI refuses to start).
+# and flatters that server's tail. Capped at net.core.somaxconn (uWSGI refuses to start above).
 LISTEN_BACKLOG = 1024
 THREADS_ARGS = "{threads_args}"
 # The folder that holds the ``apps`` package: servers run with it as cwd and on PYTHONPATH.
@@ -106,354 +106,164 @@ class AppFamily:
     modules: dict[Gateway, str] = field(default_factory=dict)
 
 
-_GUNICORN_RULE = (
-    "gunicorn docs (design, 'How Many Workers?'): (2 x $num_cores) + 1 workers to start with"
-)
+_GUNICORN_RULE = ("gunicorn docs (design, 'How Many Workers?'): (2 x $num_cores) + 1 workers "
+                  "to start with")
 
 SERVERS: dict[str, Server] = {
     server.name: server
     for server in (
         Server(
-            name="gunicorn-sync",
-            gateway="wsgi",
-            websocket=False,
-            distribution="gunicorn",
-            command=(
-                "{python}",
-                "-m",
-                "gunicorn",
-                "--bind",
-                "{host}:{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--worker-class",
-                "sync",
-                "{app}",
-            ),
+            name="gunicorn-sync", gateway="wsgi", websocket=False, distribution="gunicorn",
+            command=("{python}", "-m", "gunicorn", "--bind", "{host}:{port}", "--backlog",
+                     "{backlog}",
+                     "--workers", "{workers}", "--worker-class", "sync", "{app}"),
             preset=PresetRule(workers_per_cpu=2, workers_plus=1, note=_GUNICORN_RULE),
             description="pre-fork, one request per worker at a time, no keep-alive",
         ),
         Server(
-            name="gunicorn-gthread",
-            gateway="wsgi",
-            websocket=False,
-            distribution="gunicorn",
-            command=(
-                "{python}",
-                "-m",
-                "gunicorn",
-                "--bind",
-                "{host}:{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--worker-class",
-                "gthread",
-                "{threads_args}",
-                "{app}",
-            ),
+            name="gunicorn-gthread", gateway="wsgi", websocket=False, distribution="gunicorn",
+            command=("{python}", "-m", "gunicorn", "--bind", "{host}:{port}", "--backlog",
+                     "{backlog}",
+                     "--workers", "{workers}", "--worker-class", "gthread", "{threads_args}",
+                     "{app}"),
             threads_args=("--threads", "{threads}"),
             preset=PresetRule(
-                workers_per_cpu=2,
-                workers_plus=1,
-                threads_per_cpu=2,
+                workers_per_cpu=2, workers_plus=1, threads_per_cpu=2,
                 note=_GUNICORN_RULE + "; settings 'threads': 'generally in the 2-4 x "
                 "$(NUM_CORES) range' (the low end: every thread of every worker shares the "
-                "CPUs)",
-            ),
+                "CPUs)"),
             description="pre-fork, a thread pool per worker, keep-alive",
         ),
         Server(
-            name="gunicorn-gevent",
-            gateway="wsgi",
-            websocket=False,
-            distribution="gunicorn",
+            name="gunicorn-gevent", gateway="wsgi", websocket=False, distribution="gunicorn",
             extra_distributions=("gevent",),
-            command=(
-                "{python}",
-                "-m",
-                "gunicorn",
-                "--bind",
-                "{host}:{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--worker-class",
-                "gevent",
-                "{threads_args}",
-                "{app}",
-            ),
+            command=("{python}", "-m", "gunicorn", "--bind", "{host}:{port}", "--backlog",
+                     "{backlog}",
+                     "--workers", "{workers}", "--worker-class", "gevent", "{threads_args}",
+                     "{app}"),
             threads_args=("--worker-connections", "{threads}"),
             threads_meaning="greenlets per worker (worker_connections)",
             preset=PresetRule(
-                workers_per_cpu=2,
-                workers_plus=1,
-                threads_fixed=1000,
+                workers_per_cpu=2, workers_plus=1, threads_fixed=1000,
                 note=_GUNICORN_RULE + "; settings 'worker_connections': default 1000 "
-                "simultaneous clients per worker",
-            ),
+                "simultaneous clients per worker"),
             description="pre-fork, greenlets per worker (monkey-patched blocking I/O)",
         ),
         Server(
-            name="uwsgi",
-            gateway="wsgi",
-            websocket=False,
-            distribution="uwsgi",
+            name="uwsgi", gateway="wsgi", websocket=False, distribution="uwsgi",
             # --http-socket: the worker speaks HTTP itself (--http would add a router process);
             # --die-on-term: TERM stops uWSGI 2.0 instead of reloading it; --lazy-apps: load
             # the app in each worker after fork, like gunicorn, so no pooled client is shared.
-            command=(
-                "{bindir}/uwsgi",
-                "--http-socket",
-                "{host}:{port}",
-                "--master",
-                "--die-on-term",
-                "--disable-logging",
-                "--need-app",
-                "--lazy-apps",
-                "--strict",
-                "--listen",
-                "{backlog}",
-                "--pythonpath",
-                "{root}",
-                "--module",
-                "{app}",
-                "--processes",
-                "{workers}",
-                "{threads_args}",
-            ),
+            command=("{bindir}/uwsgi", "--http-socket", "{host}:{port}", "--master",
+                     "--die-on-term", "--disable-logging", "--need-app", "--lazy-apps",
+                     "--strict", "--listen", "{backlog}", "--pythonpath", "{root}", "--module",
+                     "{app}",
+                     "--processes", "{workers}", "{threads_args}"),
             threads_args=("--threads", "{threads}"),
             preset=PresetRule(
-                workers_per_cpu=2,
-                workers_plus=1,
-                threads_fixed=2,
+                workers_per_cpu=2, workers_plus=1, threads_fixed=2,
                 note="uWSGI docs ('Things to know'): 'There is no magic rule for setting the "
                 "number of processes or threads'; quickstart shape --processes N --threads 2, "
-                "with N = (2 x cores) + 1 as for the other pre-fork servers",
-            ),
+                "with N = (2 x cores) + 1 as for the other pre-fork servers"),
             description="pre-fork master + processes x threads, HTTP parsed in C",
         ),
         Server(
-            name="granian-wsgi",
-            gateway="wsgi",
-            websocket=False,
-            distribution="granian",
-            command=(
-                "{python}",
-                "-m",
-                "granian",
-                "--interface",
-                "wsgi",
-                "--host",
-                "{host}",
-                "--port",
-                "{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--no-access-log",
-                "{threads_args}",
-                "{app}",
-            ),
+            name="granian-wsgi", gateway="wsgi", websocket=False, distribution="granian",
+            command=("{python}", "-m", "granian", "--interface", "wsgi", "--host", "{host}",
+                     "--port", "{port}", "--backlog", "{backlog}", "--workers", "{workers}",
+                     "--no-access-log",
+                     "{threads_args}", "{app}"),
             threads_args=("--blocking-threads", "{threads}"),
             threads_meaning="blocking threads per worker (None: Granian's default, "
-            "backpressure / 2)",
+                            "backpressure / 2)",
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="Granian README ('Processes and threads'): 'matching the amount of CPU "
                 "cores for the workers is generally the best starting point'; 'the default "
                 "number of blocking threads should work properly with the majority of "
-                "applications'",
-            ),
+                "applications'"),
             description="Rust (hyper) HTTP, Python app on blocking threads",
         ),
         Server(
-            name="uvicorn",
-            gateway="asgi",
-            websocket=True,
-            distribution="uvicorn",
+            name="uvicorn", gateway="asgi", websocket=True, distribution="uvicorn",
             extra_distributions=("httptools", "uvloop"),
-            command=(
-                "{python}",
-                "-m",
-                "uvicorn",
-                "--host",
-                "{host}",
-                "--port",
-                "{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--ws",
-                "websockets",
-                "--no-access-log",
-                "{app}",
-            ),
+            command=("{python}", "-m", "uvicorn", "--host", "{host}", "--port", "{port}",
+                     "--backlog", "{backlog}",
+                     "--workers", "{workers}", "--loop", "uvloop", "--http", "httptools",
+                     "--ws", "websockets", "--no-access-log", "{app}"),
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="uvicorn docs (deployment): one event loop per process, --workers for "
-                "more cores; workers = cores",
-            ),
+                "more cores; workers = cores"),
             description="event loop: httptools parser on uvloop",
         ),
         Server(
-            name="uvicorn-h11",
-            gateway="asgi",
-            websocket=True,
-            distribution="uvicorn",
+            name="uvicorn-h11", gateway="asgi", websocket=True, distribution="uvicorn",
             extra_distributions=("h11", "wsproto"),
-            command=(
-                "{python}",
-                "-m",
-                "uvicorn",
-                "--host",
-                "{host}",
-                "--port",
-                "{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--loop",
-                "asyncio",
-                "--http",
-                "h11",
-                "--ws",
-                "wsproto",
-                "--no-access-log",
-                "{app}",
-            ),
+            command=("{python}", "-m", "uvicorn", "--host", "{host}", "--port", "{port}",
+                     "--backlog", "{backlog}",
+                     "--workers", "{workers}", "--loop", "asyncio", "--http", "h11",
+                     "--ws", "wsproto", "--no-access-log", "{app}"),
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="uvicorn docs (deployment): one event loop per process, --workers for "
-                "more cores; workers = cores",
-            ),
+                "more cores; workers = cores"),
             description="event loop: pure-Python h11/wsproto on the asyncio loop",
         ),
         Server(
-            name="gunicorn-uvicorn",
-            gateway="asgi",
-            websocket=True,
-            distribution="gunicorn",
+            name="gunicorn-uvicorn", gateway="asgi", websocket=True, distribution="gunicorn",
             extra_distributions=("uvicorn-worker", "uvicorn"),
             # uvicorn_worker.UvicornWorker, with access_log=False through its CONFIG_KWARGS
             # hook: gunicorn's "no access log" still formats every access line otherwise.
-            command=(
-                "{python}",
-                "-m",
-                "gunicorn",
-                "--bind",
-                "{host}:{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--worker-class",
-                "harness.backends.gunicorn_workers.QuietUvicornWorker",
-                "{app}",
-            ),
+            command=("{python}", "-m", "gunicorn", "--bind", "{host}:{port}", "--backlog",
+                     "{backlog}",
+                     "--workers", "{workers}", "--worker-class",
+                     "harness.backends.gunicorn_workers.QuietUvicornWorker", "{app}"),
             preset=PresetRule(
-                workers_per_cpu=2,
-                workers_plus=1,
+                workers_per_cpu=2, workers_plus=1,
                 note=_GUNICORN_RULE + " (gunicorn is the process manager here; "
                 "uvicorn-worker docs: 'gunicorn example:app -w 4 -k "
-                "uvicorn_worker.UvicornWorker')",
-            ),
+                "uvicorn_worker.UvicornWorker')"),
             description="gunicorn master, uvicorn event-loop workers (uvicorn-worker)",
         ),
         Server(
-            name="hypercorn",
-            gateway="asgi",
-            websocket=True,
-            distribution="hypercorn",
+            name="hypercorn", gateway="asgi", websocket=True, distribution="hypercorn",
             extra_distributions=("uvloop",),
-            command=(
-                "{python}",
-                "-m",
-                "hypercorn",
-                "--bind",
-                "{host}:{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--worker-class",
-                "uvloop",
-                "{app}",
-            ),
+            command=("{python}", "-m", "hypercorn", "--bind", "{host}:{port}", "--backlog",
+                     "{backlog}",
+                     "--workers", "{workers}", "--worker-class", "uvloop", "{app}"),
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="Hypercorn docs give no rule (default --workers 1); one event loop per "
-                "core, as for uvicorn; workers = cores",
-            ),
+                "core, as for uvicorn; workers = cores"),
             description="event loop: h11/h2/wsproto on uvloop, master + worker processes",
         ),
         Server(
-            name="daphne",
-            gateway="asgi",
-            websocket=True,
-            distribution="daphne",
+            name="daphne", gateway="asgi", websocket=True, distribution="daphne",
             # -v 0: verbosity 1 (the default) writes an access log line to stdout
-            command=(
-                "{python}",
-                "-m",
-                "daphne",
-                "-e",
-                "tcp:port={port}:interface={host}:backlog={backlog}",
-                "-v",
-                "0",
-                "{app}",
-            ),
+            command=("{python}", "-m", "daphne", "-e",
+                     "tcp:port={port}:interface={host}:backlog={backlog}", "-v", "0",
+                     "{app}"),
             preset=PresetRule(
-                workers_per_cpu=0,
-                workers_plus=1,
+                workers_per_cpu=0, workers_plus=1,
                 note="Daphne is single-process (no workers option): it uses one CPU whatever "
                 "the budget; its docs scale out with several daphne processes behind a "
-                "load balancer",
-            ),
+                "load balancer"),
             description="Twisted event loop, one process",
         ),
         Server(
-            name="granian-asgi",
-            gateway="asgi",
-            websocket=True,
-            distribution="granian",
-            command=(
-                "{python}",
-                "-m",
-                "granian",
-                "--interface",
-                "asgi",
-                "--host",
-                "{host}",
-                "--port",
-                "{port}",
-                "--backlog",
-                "{backlog}",
-                "--workers",
-                "{workers}",
-                "--no-access-log",
-                "{threads_args}",
-                "{app}",
-            ),
+            name="granian-asgi", gateway="asgi", websocket=True, distribution="granian",
+            command=("{python}", "-m", "granian", "--interface", "asgi", "--host", "{host}",
+                     "--port", "{port}", "--backlog", "{backlog}", "--workers", "{workers}",
+                     "--no-access-log",
+                     "{threads_args}", "{app}"),
             threads_args=("--runtime-threads", "{threads}"),
             threads_meaning="Rust runtime threads per worker (None: Granian's default, 1)",
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="Granian README ('Processes and threads'): 'matching the amount of CPU "
                 "cores for the workers is generally the best starting point'; 'the default "
-                "number of threads is fine for the vast majority of applications'",
-            ),
+                "number of threads is fine for the vast majority of applications'"),
             description="Rust (hyper) HTTP, Python app on an asyncio (uvloop) loop",
         ),
     )
@@ -481,10 +291,8 @@ class Target:
         return APPS[self.app].modules[self.server.gateway]
 
     def describe(self) -> str:
-        return (
-            f"{self.server.name} ({self.server.gateway}) serving {self.app_spec}, "
-            f"{self.preset.describe()}"
-        )
+        return (f"{self.server.name} ({self.server.gateway}) serving {self.app_spec}, "
+                f"{self.preset.describe()}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -512,31 +320,28 @@ def get_server(name: str) -> Server:
     try:
         return SERVERS[name]
     except KeyError:
-        raise UsageError(f"unknown server {name!r}: expected one of {', '.join(SERVERS)}") from None
+        raise UsageError(f"unknown server {name!r}: expected one of "
+                         f"{', '.join(SERVERS)}") from None
 
 
 def get_app(name: str) -> AppFamily:
     try:
         return APPS[name]
     except KeyError:
-        raise UsageError(
-            f"unknown app family {name!r}: expected one of {', '.join(APPS)}"
-        ) from None
+        raise UsageError(f"unknown app family {name!r}: expected one of "
+                         f"{', '.join(APPS)}") from None
 
 
 def supports(server: Server, *, websocket: bool) -> tuple[bool, str]:
     """Whether the server can run a scenario; an impossible pair is "unsupported", with why."""
     if websocket and not server.websocket:
-        return False, (
-            f"{server.name} is a {server.gateway.upper()} server: the WSGI interface "
-            "has no way to hold a WebSocket connection"
-        )
+        return False, (f"{server.name} is a {server.gateway.upper()} server: the WSGI interface "
+                       "has no way to hold a WebSocket connection")
     return True, ""
 
 
-def preset_for(
-    server: Server, cpus: int, *, workers: int | None = None, threads: int | None = None
-) -> Preset:
+def preset_for(server: Server, cpus: int, *, workers: int | None = None,
+               threads: int | None = None) -> Preset:
     """The documented preset for ``cpus`` CPUs, with the user's overrides applied."""
     if cpus <= 0:
         raise UsageError(f"CPU count: expected at least 1, got {cpus}")
@@ -550,42 +355,29 @@ def preset_for(
     note = rule.note
     if workers is not None and workers != n_workers:
         if rule.workers_per_cpu == 0:
-            raise UsageError(
-                f"--workers: {server.name} runs a single process and has no workers option"
-            )
+            raise UsageError(f"--workers: {server.name} runs a single process and has no "
+                             "workers option")
         n_workers = workers
         overridden.append("workers")
     if threads is not None and threads != n_threads:
         if not server.threads_args:
-            raise UsageError(
-                f"--threads: {server.name} has no thread setting (it is "
-                f"{'an event loop' if server.gateway == 'asgi' else 'pre-fork'})"
-            )
+            raise UsageError(f"--threads: {server.name} has no thread setting (it is "
+                             f"{'an event loop' if server.gateway == 'asgi' else 'pre-fork'})")
         n_threads = threads
         overridden.append("threads")
-    return Preset(
-        cpus=cpus, workers=n_workers, threads=n_threads, note=note, overridden=tuple(overridden)
-    )
+    return Preset(cpus=cpus, workers=n_workers, threads=n_threads, note=note,
+                  overridden=tuple(overridden))
 
 
-def make_target(
-    server: Server,
-    *,
-    app: str = "raw",
-    cpus: int = 1,
-    workers: int | None = None,
-    threads: int | None = None,
-) -> Target:
+def make_target(server: Server, *, app: str = "raw", cpus: int = 1, workers: int | None = None,
+                threads: int | None = None) -> Target:
     """A target for ``cpus`` CPUs; UsageError for an unknown app or a bad override."""
     family = get_app(app)
     if server.gateway not in family.modules:
-        raise UsageError(
-            f"app family {app!r} has no {server.gateway.upper()} app for "
-            f"{server.name}: expected one of {', '.join(family.modules)}"
-        )
-    return Target(
-        server=server, app=app, preset=preset_for(server, cpus, workers=workers, threads=threads)
-    )
+        raise UsageError(f"app family {app!r} has no {server.gateway.upper()} app for "
+                         f"{server.name}: expected one of {', '.join(family.modules)}")
+    return Target(server=server, app=app,
+                  preset=preset_for(server, cpus, workers=workers, threads=threads))
 
 
 def _version(distribution: str) -> str | None:
@@ -615,8 +407,7 @@ def require_installed(server: Server) -> None:
         names = " ".join(missing)
         raise MissingPackageError(
             f"{server.name}: package {names} is not installed; install it with "
-            f"'{Path(sys.executable).parent / 'pip'} install {names}'"
-        )
+            f"'{Path(sys.executable).parent / 'pip'} install {names}'")
 
 
 def listen_backlog() -> int:
@@ -628,9 +419,8 @@ def listen_backlog() -> int:
     return min(LISTEN_BACKLOG, somaxconn)
 
 
-def render_command(
-    target: Target, *, port: int, host: str = HOST, root: Path | None = None
-) -> list[str]:
+def render_command(target: Target, *, port: int, host: str = HOST,
+                   root: Path | None = None) -> list[str]:
     """The server's argv for this target, with every placeholder filled in."""
     values = {
         "python": sys.executable,

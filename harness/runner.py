@@ -33,7 +33,7 @@ from rich.progress import (
 )
 
 from harness.backends import local
-from harness.errors import TargetError
+from harness.errors import TargetError, UsageError
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.plan import Level, Plan, PlannedTarget
 from harness.results import RunWriter, TrialRecord, judge, trial_id
@@ -229,7 +229,8 @@ class Runner:
                 for repeat in range(1, self.plan.timing.repeat + 1):
                     record = self._trial(planned, server, url, expected, level, repeat)
                     if record.status == "failed":
-                        self._target_status(planned, "died", record.invalid_reason)
+                        state = "failed" if server.alive() else "died"
+                        self._target_status(planned, state, record.invalid_reason)
                         return
             self._target_status(planned, "ok")
         finally:
@@ -253,16 +254,28 @@ class Runner:
         sampler.start()
         try:
             result = self.measure(spec)
-        finally:
+        except UsageError as exc:
+            # The generator checks the target before it starts: a server that died (or stopped
+            # accepting) since the last trial is this trial's failure, not the run's.
+            sampler.stop()
+            died = None if server.alive() else server.exit_reason()
+            record = self._unmeasured(tid, planned, level, repeat, started_at,
+                                      f"server died: {died}" if died else f"not measured: {exc}")
+            self.writer.append_trial(record)
+        else:
             usage = sampler.stop()
-        died = None if server.alive() else server.exit_reason()
-        record = self._record(tid, planned, level, repeat, result, usage, died, started_at)
-        self.writer.append_trial(
-            record,
-            latency_hdr=result.latency.encode(),
-            service_hdr=result.service_time.encode() if result.service_time is not None else None,
-            series=self._series(result, usage),
-        )
+            died = None if server.alive() else server.exit_reason()
+            record = self._record(tid, planned, level, repeat, result, usage, died, started_at)
+            self.writer.append_trial(
+                record,
+                latency_hdr=result.latency.encode(),
+                service_hdr=result.service_time.encode()
+                if result.service_time is not None else None,
+                series=self._series(result, usage),
+            )
+        finally:
+            if sampler.running:
+                sampler.stop()
         self.outcome.records.append(record)
         self.observer.trial_done(record)
         return record
@@ -275,6 +288,26 @@ class Runner:
                  "p50_ms": point.p50_ms, "p99_ms": point.p99_ms,
                  "server_cpu_pct": srv["cpu_pct"], "server_rss_mb": srv["rss_mb"]}
                 for point, srv in zip(result.series, server, strict=True)]
+
+    def _unmeasured(self, tid: str, planned: PlannedTarget, level: Level, repeat: int,
+                    started_at: str, reason: str) -> TrialRecord:
+        """The row of a trial that could not run: kept, failed, with the reason."""
+        preset = planned.target.preset
+        return TrialRecord(
+            trial_id=tid, scenario=self.plan.scenario.name, server=planned.server,
+            gateway=planned.target.server.gateway, app=planned.target.app,
+            endpoint=self.plan.scenario.path, load_model=level.load_model,
+            concurrency=level.concurrency, rate=level.rate, repeat=repeat,
+            duration_s=0.0, requests=0, achieved_rps=0.0, offered_rps=level.rate, errors=0,
+            error_rate=0.0, errors_connect=0, errors_io=0, errors_timeout=0, errors_status=0,
+            errors_body=0, p50_ms=None, p75_ms=None, p90_ms=None, p99_ms=None, p99_9_ms=None,
+            p99_99_ms=None, max_ms=None, mean_ms=None, service_p50_ms=None,
+            service_p99_ms=None, behind=0, out_of_range=0, server_cpu_pct=None,
+            server_rss_mb=None, server_pss_mb=None, loadgen_cpu_pct=None, saturated=False,
+            valid=False, invalid_reason=reason, status="failed", workers=preset.workers,
+            threads=preset.threads, server_cpus=cpus_text(self.plan.server_cpus),
+            loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=started_at,
+        )
 
     def _record(self, tid: str, planned: PlannedTarget, level: Level, repeat: int,
                 result: LoadResult, usage: Usage, died: str | None,

@@ -147,6 +147,10 @@ class TreeSampler:
             if self._on_sample is not None:
                 self._on_sample(sample)
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stop.is_set()
+
     def stop(self) -> Usage:
         self._stop.set()
         if self._thread is not None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.client
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -73,3 +78,39 @@ def all_gone(pids: list[int]) -> bool:
         except psutil.NoSuchProcess:
             continue
     return not alive
+
+
+GROUP_STOP_TIMEOUT_S = 5.0
+HTTP_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout_s: float = GROUP_STOP_TIMEOUT_S) -> None:
+    """TERM, then KILL the process group of a test's server (started with a new session):
+    no worker outlives the test."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def http_get(base_url: str, path: str, timeout_s: float = HTTP_TIMEOUT_S) -> tuple[int, bytes]:
+    """GET ``path`` from ``http://host:port``: (status, body)."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                      timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

@@ -6,13 +6,12 @@ import http.client
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 
 from apps import upstream
 from apps.raw import common
+from tests.runhelpers import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -67,24 +67,6 @@ def fetch(base_url: str, path: str, method: str = "GET") -> Answer:
                   elapsed_ms=elapsed_ms)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """TERM, then KILL the whole process group: no worker outlives the test."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(STOP_TIMEOUT_S)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 def wait_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -117,7 +99,7 @@ def start_server(argv: list[str], *, upstream_url: str) -> Iterator[Server]:
         wait_ready(process, url)
         yield Server(url=url, process=process)
     finally:
-        stop(process)
+        stop_group(process)
 
 
 @contextmanager
@@ -132,7 +114,7 @@ def start_upstream() -> Iterator[str]:
         assert line.startswith(upstream.READY_LINE_PREFIX), line
         yield line.removeprefix(upstream.READY_LINE_PREFIX)
     finally:
-        stop(process)
+        stop_group(process)
 
 
 UVICORN = [str(BIN / "uvicorn"), "apps.raw.asgi:app", "--host", "127.0.0.1", "--port", "{port}",
@@ -286,4 +268,4 @@ def test_harness_upstream_command_runs_pinned_until_interrupted() -> None:
         process.send_signal(signal.SIGINT)
         assert process.wait(STOP_TIMEOUT_S) == 0
     finally:
-        stop(process)
+        stop_group(process)

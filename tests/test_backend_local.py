@@ -26,6 +26,7 @@ from harness.backends import local
 from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
 from harness.errors import TargetError, UsageError
+from tests.runhelpers import http_get
 
 pytestmark = pytest.mark.e2e
 
@@ -59,19 +60,6 @@ def group_members(pgid: int) -> list[int]:
     return [p.pid for p in local._group_members(pgid)]
 
 
-def get(url: str) -> tuple[int, bytes]:
-    host, port = url.removeprefix("http://").split("/")[0].split(":")
-    path = "/" + url.removeprefix("http://").partition("/")[2]
-    import http.client
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[RunningServer]:
     with start_upstream(UPSTREAM_CPUS) as up:
@@ -80,7 +68,7 @@ def upstream() -> Iterator[RunningServer]:
 
 def test_upstream_is_pinned_and_answers(upstream: RunningServer) -> None:
     assert upstream.url.startswith("http://127.0.0.1:") and upstream.port > 0
-    assert get(upstream.url + "/delay?ms=0") == (200, b"OK")
+    assert http_get(upstream.url, "/delay?ms=0") == (200, b"OK")
     assert all(tuple(p.cpu_affinity()) == UPSTREAM_CPUS for p in upstream.processes())
     assert upstream.alive()
 
@@ -151,7 +139,7 @@ def test_port_taken_uses_another_free_port() -> None:
         with start_target(make_target(get_server("uvicorn")), cpus=CPUS, port=taken) as srv:
             assert srv.port != taken
             assert any(n.startswith("Port taken") and str(taken) in n for n in srv.notes)
-            assert get(srv.url + "/hello")[0] == 200
+            assert http_get(srv.url, "/hello")[0] == 200
 
 
 def test_a_requested_free_port_is_used() -> None:

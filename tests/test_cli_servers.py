@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import http.client
 import os
 import re
 import signal
@@ -17,7 +16,7 @@ from harness import catalogue
 from harness.backends import local
 from harness.cli import main as cli_main
 from harness.commands import verify as verify_command
-from tests.runhelpers import all_gone, descendants, harness_cmd, start_harness, wait_for
+from tests.runhelpers import all_gone, descendants, harness_cmd, http_get, start_harness, wait_for
 
 CLI_TIMEOUT_S = 120.0
 
@@ -74,17 +73,6 @@ def test_serve_rejects_a_bad_override_with_exit_2() -> None:
     assert result.returncode == 2 and "single process" in result.stderr
 
 
-def _get(url: str, path: str) -> tuple[int, bytes]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 @pytest.mark.e2e
 def test_serve_keeps_the_target_up_until_ctrl_c_then_stops_everything() -> None:
     proc = start_harness("serve", "gunicorn-gthread", "--workers", "2", "--threads", "3")
@@ -100,8 +88,8 @@ def test_serve_keeps_the_target_up_until_ctrl_c_then_stops_everything() -> None:
         assert "workers=2 threads=3 (overridden: workers, threads)" in text
         assert "upstream delay service: http://127.0.0.1:" in text
         assert f"{url.group(1)}/io?ms=50" in text
-        assert _get(url.group(1), "/hello") == (200, b"Hello, World!")
-        status, body = _get(url.group(1), "/io?ms=20")
+        assert http_get(url.group(1), "/hello") == (200, b"Hello, World!")
+        status, body = http_get(url.group(1), "/io?ms=20")
         assert status == 200 and b"upstream" in body
         seen.update(p.pid for p in descendants(proc.pid))
         assert len(seen) >= 5  # upstream, its watchdog, master + 2 workers, their watchdog

@@ -9,11 +9,24 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 from harness.catalogue import get_server, make_target
-from harness.results import histogram_path, read_meta, read_trials_rows, series_path
+from harness.loadgen import LoadResult, LoadSpec, run_load
+from harness.plan import build_plan
+from harness.results import (
+    RunWriter,
+    TrialRecord,
+    histogram_path,
+    read_meta,
+    read_trials_rows,
+    series_path,
+)
+from harness.runner import Runner
+from harness.scenarios import load_scenario
 from tests.runhelpers import (
     all_gone,
     descendants,
@@ -131,3 +144,70 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_measured(tmp_path: Path) -> 
     assert rows and all(r["requests"] for r in rows)
     # every process the harness started (servers, workers, upstream, generator) is gone
     wait_for(lambda: all_gone(sorted(seen)), 15, f"processes {sorted(seen)} to exit")
+
+
+def test_cpu_bound_async_gains_nothing_and_blocks_its_loop(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        harness_cmd("run", "--scenario", "cpu_bound", "--servers", "gunicorn-sync,uvicorn",
+                    "--concurrency", "1,16", "--duration", "2s", "--warmup", "500ms",
+                    "--out", str(out), "--no-report"),
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {(r["server"], int(r["concurrency"])): r for r in read_trials_rows(out)}
+    assert all(r["valid"] == "true" for r in rows.values()), rows
+    sync16 = float(rows[("gunicorn-sync", 16)]["achieved_rps"])
+    async16 = float(rows[("uvicorn", 16)]["achieved_rps"])
+    # one CPU, pure-Python work: the event loop buys no throughput (I/O-bound gives tens of x)
+    assert async16 < 1.5 * sync16, (async16, sync16)
+    # a computing handler blocks the loop: 16 requests wait in line behind each other, so the
+    # median latency grows with concurrency instead of staying at one request's work
+    p50_1 = float(rows[("uvicorn", 1)]["p50_ms"])
+    p50_16 = float(rows[("uvicorn", 16)]["p50_ms"])
+    assert p50_16 > 8 * p50_1, (p50_1, p50_16)
+
+
+class _Quiet:
+    """A RunObserver that records what it hears."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    def target_started(self, planned: object) -> None: ...
+    def target_skipped(self, planned: object, status: str, reason: str) -> None: ...
+    def trial_started(self, planned: object, level: object, repeat: int,
+                      seconds: float) -> None: ...
+
+    def trial_done(self, record: TrialRecord) -> None:
+        self.done.append(record.trial_id)
+
+
+def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path) -> None:
+    scenario = load_scenario("hello")
+    plan = build_plan(scenario, servers=["uvicorn", "granian-asgi"], concurrency=[4, 8],
+                      duration_s=0.5, warmup_s=0.1)
+    writer = RunWriter(tmp_path / "run", {"run_id": "t"})
+    calls: list[LoadSpec] = []
+
+    def measure(spec: LoadSpec) -> LoadResult:
+        calls.append(spec)
+        if len(calls) == 2:  # uvicorn's second trial: its server is gone before it starts
+            port = urlsplit(spec.url).port
+            for proc in psutil.process_iter(["cmdline"]):
+                cmd = proc.info["cmdline"] or []
+                if cmd[1:3] == ["-m", "uvicorn"] and str(port) in cmd:
+                    proc.kill()
+                    proc.wait(10)
+        return run_load(spec)
+
+    observer = _Quiet()
+    outcome = Runner(plan, writer, observer, measure=measure).run()
+    rows = read_trials_rows(tmp_path / "run")
+    assert [(r["server"], r["status"], r["valid"]) for r in rows] == [
+        ("uvicorn", "ok", "true"), ("uvicorn", "failed", "false"),
+        ("granian-asgi", "ok", "true"), ("granian-asgi", "ok", "true")]
+    assert "server died" in rows[1]["invalid_reason"]
+    assert outcome.target_status["uvicorn"][0] == "died"
+    assert outcome.target_status["granian-asgi"][0] == "ok"
+    assert len(observer.done) == 4

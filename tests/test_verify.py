@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -21,12 +20,12 @@ from apps import upstream
 from apps.raw import asgi, common
 from harness.errors import UsageError
 from harness.verify import Check, VerifyReport, verify_target
+from tests.runhelpers import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 20.0
 READY_POLL_S = 0.05
-STOP_TIMEOUT_S = 5.0
 
 Message = MutableMapping[str, Any]
 
@@ -51,29 +50,12 @@ async def wrong_app(scope: MutableMapping[str, Any], receive: Callable[[], Await
     await send({"type": "http.response.body", "body": response.body})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(STOP_TIMEOUT_S)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 @contextmanager
 def _uvicorn(app: str, upstream_url: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, common.UPSTREAM_URL_ENV: upstream_url}
     process = subprocess.Popen(
-        [str(BIN / "uvicorn"), app, "--app-dir", str(ROOT / "tests"), "--host", "127.0.0.1",
+        [str(BIN / "uvicorn"), app, "--app-dir", str(ROOT), "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -88,7 +70,7 @@ def _uvicorn(app: str, upstream_url: str) -> Iterator[str]:
             time.sleep(READY_POLL_S)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(process)
+        stop_group(process)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +83,7 @@ def upstream_url() -> Iterator[str]:
         line = process.stdout.readline().decode().strip()
         yield line.removeprefix(upstream.READY_LINE_PREFIX)
     finally:
-        _stop(process)
+        stop_group(process)
 
 
 def test_report_is_ok_only_when_every_check_passed() -> None:
@@ -164,7 +146,7 @@ def test_missing_date_header_is_a_warning_not_a_failure() -> None:
 
 
 def test_refused_connection_fails_every_check() -> None:
-    report = verify_target(f"http://127.0.0.1:{_free_port()}", websocket=False, io=False,
+    report = verify_target(f"http://127.0.0.1:{free_port()}", websocket=False, io=False,
                            timeout_s=1)
     assert report.checks and not any(c.ok for c in report.checks)
     assert "GET /hello" in report.failures[0].detail
@@ -182,7 +164,7 @@ def test_correct_target_passes_every_check(upstream_url: str) -> None:
 
 @pytest.mark.e2e
 def test_wrong_target_fails_the_right_checks(upstream_url: str) -> None:
-    with _uvicorn("test_verify:wrong_app", upstream_url) as url:
+    with _uvicorn("tests.test_verify:wrong_app", upstream_url) as url:
         report = verify_target(url, websocket=True, io=True)
     failed = {c.name: c.detail for c in report.failures}
     assert set(failed) == {"hello", "json", "io_sleep", "io_upstream"}, report.summary()

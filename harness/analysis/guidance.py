@@ -2,9 +2,9 @@
 
 Every item's numbers are recomputed from rows of trials.csv (and, for pooled percentiles, the
 histograms those rows name): throughput is the mean ``achieved_rps`` of the referenced repeats,
-CPU the mean ``server_cpu_pct``, memory the peak ``server_rss_mb``, p50/p99 the percentile of
-the referenced histograms added together. Invalid levels (any repeat invalid or not measured)
-are never ranked; they appear only as caveats, with their reasons.
+CPU the mean ``server_cpu_pct``, memory the peak ``server_pss_mb`` (else ``server_rss_mb``),
+p50/p99 the percentile of the referenced histograms added together. Invalid levels (any repeat
+invalid or not measured) are never ranked; they appear only as caveats, with their reasons.
 """
 
 from __future__ import annotations
@@ -295,22 +295,27 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
 def _memory(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
     trials = run.trials
     valid_ids = {t for ids in ranked["trial_ids"] for t in ids}
-    rows = trials[trials["trial_id"].isin(valid_ids) & trials["server_rss_mb"].notna()]
+    rows = trials[trials["trial_id"].isin(valid_ids)]
+    # PSS splits the pages forked workers share between them; RSS counts them once per worker
+    # and so overstates pre-fork servers. PSS when every row has it, else RSS.
+    column, label = ("server_pss_mb", "PSS") if rows["server_pss_mb"].notna().all() \
+        else ("server_rss_mb", "RSS")
+    rows = rows[rows[column].notna()]
     if rows["server"].nunique() < 2:
         return []
-    # The peak of each server: the row where its RSS was highest.
-    peak_idx = rows.groupby("server", observed=True)["server_rss_mb"].idxmax()
-    peaks = rows.loc[peak_idx.tolist()].sort_values(["server_rss_mb", "trial_id"])
+    # The peak of each server: the row where its memory was highest.
+    peak_idx = rows.groupby("server", observed=True)[column].idxmax()
+    peaks = rows.loc[peak_idx.tolist()].sort_values([column, "trial_id"])
     low, high = peaks.iloc[0], peaks.iloc[-1]
-    ratio = high["server_rss_mb"] / low["server_rss_mb"]
-    text = (f"Memory: {_row_label(low)} peaked at {fmt_mb(low['server_rss_mb'])} MB RSS "
+    ratio = high[column] / low[column]
+    text = (f"Memory: {_row_label(low)} peaked at {fmt_mb(low[column])} MB {label} "
             f"({low['workers']} worker(s)), the least; {_row_label(high)} at "
-            f"{fmt_mb(high['server_rss_mb'])} MB ({high['workers']} worker(s)), "
+            f"{fmt_mb(high[column])} MB ({high['workers']} worker(s)), "
             f"{fmt_ratio(ratio)} more.")
     return [GuidanceItem(topic="memory", text=text, run_id=run.run_id,
                          trial_ids=(str(low["trial_id"]), str(high["trial_id"])),
-                         values={"rss_low_mb": low["server_rss_mb"],
-                                 "rss_high_mb": high["server_rss_mb"], "ratio": ratio})]
+                         values={"pss": float(column == "server_pss_mb"), "low_mb": low[column],
+                                 "high_mb": high[column], "ratio": ratio})]
 
 
 def _invalid(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:

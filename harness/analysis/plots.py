@@ -296,19 +296,21 @@ def plot_timeline(run: RunData, summary: pd.DataFrame, load_model: str, level: f
 
 
 def plot_resources(summary: pd.DataFrame, load_model: str, title: str = "") -> Figure:
-    """Server CPU (percent of one core, mean of repeats) and peak RSS against the load level."""
+    """Server CPU (percent of one core, mean of repeats) and peak memory against the load level:
+    PSS where the run has it (forked workers' shared pages split between them), else RSS."""
     fig = _new_figure(TALL_FIGSIZE_IN)
     top, bottom = fig.subplots(2, 1, sharex=True)
     rows = summary[summary["load_model"] == load_model]
     styles = _styles_for(summary)
+    memory = "server_pss_mb" if rows["server_pss_mb"].notna().all() else "server_rss_mb"
     invalid = False
     for server in _server_order(rows):
         part = rows[rows["server"] == server]
         invalid |= _draw_series(top, part, "server_cpu_pct", styles[server], label=True)
-        _draw_series(bottom, part, "server_rss_mb", styles[server], label=False)
+        _draw_series(bottom, part, memory, styles[server], label=False)
     top.set_ylabel("server CPU, % of one core")
     top.set_ylim(bottom=0)
-    bottom.set_ylabel("server RSS, MB (peak)")
+    bottom.set_ylabel(f"server {'PSS' if memory == 'server_pss_mb' else 'RSS'}, MB (peak)")
     bottom.set_ylim(bottom=0)
     for ax in (top, bottom):
         _level_axis(ax, load_model, rows["level"].tolist())

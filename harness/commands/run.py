@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -121,7 +122,10 @@ def _pinned(cpus: tuple[int, ...]) -> Iterator[None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    # Piped output (CI, tee) has no terminal width; rich would fold the tables into 80 columns.
+    # Piped output (CI, tee) has no terminal width, so rich would fold the tables into 80
+    # columns, and is block-buffered, so progress would show only at the end.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH_COLUMNS)
     scenario = load_scenario(args.scenario)
     plan = build_plan(
