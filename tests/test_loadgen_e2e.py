@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import sys
@@ -164,6 +165,20 @@ def test_server_closing_after_each_answer_is_not_an_error(server: Server) -> Non
     assert opened.requests == opened.scheduled == 200
 
 
+def test_open_loop_against_one_blocking_worker_keeps_no_idle_connections(
+        server: Server) -> None:
+    # A sync worker that accepts a spare, idle connection blocks on it while the due request
+    # waits on another: the generator must open connections only for requests that need one.
+    url = server("--blocking", "--delay-ms", "2")
+    result = run_load(LoadSpec(url=url, rate=50.0, duration_s=2.0, warmup_s=0.5,
+                               timeout_s=5.0))
+    _ok(result)
+    assert result.requests == result.scheduled == 100
+    svc = result.percentiles_ms(result.service_time)
+    # 2 ms of work per request at 50 req/s: the worker is idle 90 % of the time
+    assert svc["p50"] is not None and svc["p50"] < 20.0, svc
+
+
 def test_server_gone_gives_io_and_connect_errors(server: Server) -> None:
     url = server("--lifetime-s", "0.6")  # the server exits (refusing connections) mid-run
     result = run_load(LoadSpec(url=url, concurrency=4, duration_s=1.2))
@@ -187,3 +202,17 @@ def test_two_processes_merge(server: Server) -> None:
     assert result.procs == 2 and len(result.generator_proc_cpu_pct) == 2
     assert result.requests == 400
     assert result.series[0].requests == 400
+
+
+TEN_THOUSAND = 10_000
+
+
+@pytest.mark.skipif(resource.getrlimit(resource.RLIMIT_NOFILE)[1] < TEN_THOUSAND + 256,
+                    reason="the open-file hard limit is below 10,000 connections")
+def test_holds_ten_thousand_connections(server: Server) -> None:
+    url = server()  # it raises its own open-file limit, as the generator does
+    result = run_load(LoadSpec(url=url, concurrency=TEN_THOUSAND, duration_s=1.0,
+                               warmup_s=1.0, timeout_s=10.0))
+    _ok(result)
+    assert result.peak_connections == TEN_THOUSAND
+    assert result.requests >= TEN_THOUSAND  # every connection was answered at least once

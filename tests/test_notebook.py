@@ -9,26 +9,19 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.analysis_fixtures import synthetic_run
-
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "analysis.ipynb"
-SAMPLE_RUN = REPO / "notebooks" / "sample_run"
+# the notebook's default: the published reference run, real measurements committed with it
+REFERENCE_RUN = REPO / "results" / "reference" / "io_bound"
 CELL_TIMEOUT_S = 120
 KERNEL_START_TIMEOUT_S = 60
 
 
-def _run_dir(tmp_path: Path) -> Path:
-    # The committed sample is a real run; until it exists, a synthetic one stands in.
-    if (SAMPLE_RUN / "run.json").is_file():
-        return SAMPLE_RUN
-    return synthetic_run(tmp_path / "synthetic-run", repeats=2)
-
-
-def test_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_dir = _run_dir(tmp_path)
-    # The kernel inherits this process's environment.
-    monkeypatch.setenv("HARNESS_RUN_DIR", str(run_dir))
+def test_notebook_executes(monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = REFERENCE_RUN
+    assert (run_dir / "run.json").is_file(), "the reference run is part of the repository"
+    # the kernel inherits this environment: no override, so the notebook's default is tested
+    monkeypatch.delenv("HARNESS_RUN_DIR", raising=False)
     notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     client = NotebookClient(notebook, kernel_name="python3", timeout=CELL_TIMEOUT_S,
                             startup_timeout=KERNEL_START_TIMEOUT_S,

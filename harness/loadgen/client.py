@@ -194,7 +194,9 @@ class Worker:
         self.closed_loop = plan.rate is None
         self.conn_class = _Conn if plan.expect_body is None else _CheckingConn
         self.conns: set[_Conn] = set()
-        self.idle_conns: list[_Conn] = []
+        # oldest first: a connection a server worker has accepted and is waiting on is used
+        # before newer ones (wrk2 likewise goes round its connections)
+        self.idle_conns: deque[_Conn] = deque()
         # open loop: (due time, generator's fault) of requests waiting for a connection; the
         # fault is the generator's when it was already late or every connection was in use
         self.queue: deque[tuple[int, bool]] = deque()
@@ -272,8 +274,11 @@ class Worker:
             if not self.started or time.monotonic_ns() < self.m1:
                 self.open()
             return
-        wanted = self.queue or not self.started or (
-            self.schedule is not None and not self.schedule.finished)
+        # Open loop: only for a request waiting for a connection (or before the start). A
+        # spare connection opened ahead of need is worse than useless against a server that
+        # closes after every answer (gunicorn's sync worker, uWSGI's http-socket): a worker
+        # accepts it and blocks reading a request that goes out on another connection.
+        wanted = bool(self.queue) or not self.started
         if wanted and self.connecting < max(1, len(self.queue)):
             self.open()
 
@@ -401,7 +406,7 @@ class Worker:
         self.handles.append(self.loop.call_later(self._sweep_interval_s(), self._sweep))
         now = time.monotonic_ns()
         if self.closed_loop:
-            ready, self.idle_conns = self.idle_conns, []
+            ready, self.idle_conns = self.idle_conns, deque()
             for conn in ready:
                 self.send(conn, now, now, False)
             for _ in range(len(self.conns) + self.connecting, plan.concurrency or 0):
@@ -442,7 +447,7 @@ class Worker:
             if m0 <= due < m1:
                 self.scheduled += 1
             if idle_conns:
-                self.send(idle_conns.pop(), due, now)
+                self.send(idle_conns.popleft(), due, now)
             else:
                 at_cap = len(self.conns) + self.connecting >= self.plan.max_connections
                 self.queue.append((due, at_cap or now - due > BEHIND_THRESHOLD_NS))

@@ -19,10 +19,12 @@ from collections import deque
 
 import httptools
 
+from harness.loadgen.run import raise_open_files_limit
 from harness.loadgen.timer import PreciseTimer
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
+BLOCKING_READ_TIMEOUT_S = 30.0  # gunicorn's default worker timeout
 
 
 class _Server:
@@ -113,6 +115,39 @@ async def _serve(args: argparse.Namespace) -> None:
         await asyncio.sleep(args.lifetime_s)
 
 
+def _serve_blocking(args: argparse.Namespace) -> None:
+    """One connection at a time, closed after its answer: a gunicorn sync worker's way. A
+    connection accepted with no request on it blocks every other client until it speaks."""
+    body = args.body.encode()
+    response = (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+                "Content-Type: text/plain\r\n\r\n").encode() + body
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", args.port))
+        sock.listen(4096)
+        sock.settimeout(1.0)
+        print(f"PORT {sock.getsockname()[1]}", flush=True)
+        deadline = time.monotonic() + args.lifetime_s  # bounded, like the async server
+        while time.monotonic() < deadline:
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(BLOCKING_READ_TIMEOUT_S)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                if b"\r\n\r\n" in data:
+                    time.sleep(args.delay_ms / 1000)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(response)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.loadgen.testserver")
     parser.add_argument("--port", type=int, default=0)
@@ -126,10 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--close-after-answer", action="store_true",
                         help="answer, then close without 'Connection: close' (as uWSGI's "
                         "http-socket does)")
+    parser.add_argument("--blocking", action="store_true",
+                        help="one blocking worker: one connection at a time, closed after "
+                        "its answer (as gunicorn's sync worker)")
     parser.add_argument("--serial", action="store_true",
                         help="answer one request at a time: capacity 1000 / delay-ms req/s")
     parser.add_argument("--lifetime-s", type=float, default=600.0)
     args = parser.parse_args(argv)
+    raise_open_files_limit()  # one descriptor per client connection
+    if args.blocking:
+        with contextlib.suppress(KeyboardInterrupt):
+            _serve_blocking(args)
+        return 0
     try:
         import uvloop
         uvloop.install()
