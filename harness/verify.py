@@ -132,16 +132,28 @@ def _framing_problems(answer: _Answer) -> list[str]:
     return problems
 
 
-def _check_date(target: _Target) -> Check:
-    """A warning, not a failure: daphne sends no Date and would otherwise never be measured."""
-    name, path = "date_header", "/hello"
+def _fetch(target: _Target, name: str, path: str) -> _Answer | Check:
+    """The answer to GET ``path``, or the failed check saying why there is none. After one
+    request gets no answer the target is taken as silent: later checks fail at once instead of
+    each waiting out the timeout."""
     if target.silent_since is not None:
         return Check(name=name, ok=False,
                      detail=f"GET {path}: not tried, GET {target.silent_since} got no answer")
     try:
-        answer = target.get(path)
+        return target.get(path)
     except (OSError, http.client.HTTPException) as exc:
-        return Check(name=name, ok=False, detail=f"GET {path}: {type(exc).__name__}: {exc}")
+        target.silent_since = path
+        reason = "timed out" if isinstance(exc, socket.timeout) else f"{type(exc).__name__}: {exc}"
+        return Check(name=name, ok=False,
+                     detail=f"GET {path}: no answer within {target.timeout_s:g} s ({reason})")
+
+
+def _check_date(target: _Target) -> Check:
+    """A warning, not a failure: daphne sends no Date and would otherwise never be measured."""
+    name, path = "date_header", "/hello"
+    answer = _fetch(target, name, path)
+    if isinstance(answer, Check):
+        return answer
     date = answer.headers.get("Date")
     if date is None:
         return Check(name=name, ok=True, warning=True,
@@ -152,16 +164,9 @@ def _check_date(target: _Target) -> Check:
 def _expect(target: _Target, name: str, path: str, *, status: int, content_type: str,
             body: bytes, extra: Callable[[_Answer], list[str]] | None = None) -> Check:
     """GET ``path`` and compare status, Content-Type, framing, Date and the exact body."""
-    if target.silent_since is not None:
-        return Check(name=name, ok=False,
-                     detail=f"GET {path}: not tried, GET {target.silent_since} got no answer")
-    try:
-        answer = target.get(path)
-    except (OSError, http.client.HTTPException) as exc:
-        target.silent_since = path
-        reason = "timed out" if isinstance(exc, socket.timeout) else f"{type(exc).__name__}: {exc}"
-        return Check(name=name, ok=False,
-                     detail=f"GET {path}: no answer within {target.timeout_s:g} s ({reason})")
+    answer = _fetch(target, name, path)
+    if isinstance(answer, Check):
+        return answer
     problems = []
     if answer.status != status:
         problems.append(f"expected status {status}, got {answer.status}")
