@@ -114,3 +114,28 @@ def http_get(base_url: str, path: str, timeout_s: float = HTTP_TIMEOUT_S) -> tup
         return response.status, response.read()
     finally:
         conn.close()
+
+
+TEST_SERVER_READY_TIMEOUT_S = 10.0
+TEST_SERVER_LIFETIME_S = 120  # the test server ends by itself even if a test forgets it
+
+
+def start_test_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``harness.loadgen.testserver`` with ``args``; return it and its base URL once it
+    accepts connections (it prints its port once it listens)."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.loadgen.testserver", "--port", "0",
+                             "--lifetime-s", str(TEST_SERVER_LIFETIME_S), *args],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("PORT "), line
+    port = int(line.split()[1])
+    deadline = time.monotonic() + TEST_SERVER_READY_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "test server never accepted"
+            time.sleep(POLL_S)
+    return proc, f"http://127.0.0.1:{port}/"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-READY_TIMEOUT_S = 10.0
+from tests.runhelpers import free_port, start_test_server
 
 
 def _harness(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -24,27 +23,10 @@ def _harness(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[s
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "harness.loadgen.testserver", "--port", "0",
-                             "--lifetime-s", "120"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline().split()[1])
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/hello"
+    proc, base = start_test_server()
+    yield base + "hello"
     proc.kill()
     proc.wait(5)
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("args", [
@@ -68,7 +50,7 @@ def test_bad_options(url: str, args: list[str]) -> None:
                                     "http://no-such-host.invalid/"])
 def test_bad_targets(target: str) -> None:
     if target == "CLOSED":
-        target = f"http://127.0.0.1:{_closed_port()}/"
+        target = f"http://127.0.0.1:{free_port()}/"
     done = _harness("load", target, "--concurrency", "1", "--duration", "1s")
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr

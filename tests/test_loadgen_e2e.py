@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import resource
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from harness.loadgen import LoadResult, LoadSpec, run_load
+from tests.runhelpers import start_test_server
 
-READY_TIMEOUT_S = 10.0
 Server = Callable[..., str]
 
 pytestmark = pytest.mark.e2e
@@ -25,23 +22,9 @@ def server() -> Iterator[Server]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> str:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.loadgen.testserver", "--port",
-                                 "0", "--lifetime-s", "120", *args],
-                                stdout=subprocess.PIPE, text=True)
+        proc, base = start_test_server(*args)
         procs.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # printed once it listens
-        assert line.startswith("PORT "), line
-        port = int(line.split()[1])
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "test server never accepted"
-                time.sleep(0.01)
-        return f"http://127.0.0.1:{port}/"
+        return base
 
     yield start
     for proc in procs:
