@@ -125,6 +125,18 @@ def test_guidance_numbers_trace_back_to_trials_csv(report_run: Path) -> None:
     levels = {r["concurrency"] for t in versus.trial_ids for r in [rows[t]]}
     assert len(levels) == 1 and f"{levels.pop()} concurrent clients" in versus.text
 
+    # the classic pair, when the best ones are others: gunicorn-sync against uvicorn
+    classic = items["classic"]
+    pair: dict[str, list[dict[str, str]]] = {}
+    for t in classic.trial_ids:
+        pair.setdefault(rows[t]["server"], []).append(rows[t])
+    assert set(pair) == {"gunicorn-sync", "uvicorn"}
+    assert len({r["concurrency"] for rs in pair.values() for r in rs}) == 1
+    mean = {s: statistics.mean(float(r["achieved_rps"]) for r in rs) for s, rs in pair.items()}
+    fast, slow = sorted(mean.values(), reverse=True)
+    assert round(fast / slow, 1) in _numbers(classic.text.split(":", 1)[1])
+    assert f"({fmt_rps(fast)} vs {fmt_rps(slow)} req/s)" in classic.text
+
     memory = items["memory"]
     low, high = (rows[t] for t in memory.trial_ids)
     # PSS when the run has it (the synthetic run does), the honest figure for forked workers

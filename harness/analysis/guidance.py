@@ -23,6 +23,8 @@ from harness.units import parse_cpus
 
 # A level whose repeats' throughput varies more than this (coefficient of variation) is noisy.
 NOISY_CV_MAX = 0.10
+# The pair most teams weigh: gunicorn's sync workers against uvicorn's event loop.
+CLASSIC_PAIR = ("gunicorn-sync", "uvicorn")
 # Below this ratio two throughputs are reported as "about the same".
 SAME_THROUGHPUT_RATIO_MAX = 1.05
 CONFIDENCE_LEVEL = 0.95
@@ -164,41 +166,56 @@ def _mann_whitney(run: RunData, a: pd.Series, b: pd.Series) -> str:
             f"p = {float(result.pvalue):.3f})")
 
 
+def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.Series,
+            b: pd.Series) -> GuidanceItem:
+    """One closed-loop comparison of two servers at one level, with its numbers."""
+    win, lose = (a, b) if a["achieved_rps"] >= b["achieved_rps"] else (b, a)
+    ratio = win["achieved_rps"] / lose["achieved_rps"]
+    cpus = (cpu_phrase(str(win["server_cpus"])) if win["server_cpus"] == lose["server_cpus"]
+            else f"CPUs {win['server_cpus']} vs {lose['server_cpus']}")
+    values = {"level": level, "rps_winner": win["achieved_rps"],
+              "rps_loser": lose["achieved_rps"], "ratio": ratio,
+              "p99_winner_ms": win["p99_ms"], "p99_loser_ms": lose["p99_ms"]}
+    head = f"{kind}, {level_phrase('closed', level)}, {what}: "
+    if ratio < SAME_THROUGHPUT_RATIO_MAX:
+        text = (f"{head}{_row_label(win)} and {_row_label(lose)} served about the same "
+                f"throughput ({fmt_rps(win['achieved_rps'])} vs "
+                f"{fmt_rps(lose['achieved_rps'])} req/s, {fmt_ratio(ratio)})")
+    else:
+        text = (f"{head}{_row_label(win)} served {fmt_ratio(ratio)} the throughput of "
+                f"{_row_label(lose)} ({fmt_rps(win['achieved_rps'])} vs "
+                f"{fmt_rps(lose['achieved_rps'])} req/s)")
+    text += (f" at a p99 of {fmt_ms(win['p99_ms'])} ms vs {fmt_ms(lose['p99_ms'])} ms, "
+             f"on the {cpus}{_mann_whitney(run, win, lose)}.")
+    return GuidanceItem(topic=topic, text=text, run_id=run.run_id, trial_ids=_ids(win, lose),
+                        values=values)
+
+
 def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str) -> list[GuidanceItem]:
-    gateways = ranked["gateway"].str.lower()
-    items: list[GuidanceItem] = []
     # Closed loop only: in open loop every server that keeps up serves the offered rate, so
     # throughput says nothing there (the tail item compares open-loop latency instead).
-    for load_model in ("closed",):
-        part = ranked[ranked["load_model"] == load_model]
-        gw = gateways[part.index]
-        common = sorted(set(part[gw == "wsgi"]["level"]) & set(part[gw == "asgi"]["level"]))
-        if not common:
-            continue
-        level = common[-1]  # the most demanding level both gateways held without failing
-        at = part[part["level"] == level]
-        at_gw = gateways[at.index]
-        wsgi, asgi = _best(at[at_gw == "wsgi"]), _best(at[at_gw == "asgi"])
-        win, lose = (asgi, wsgi) if asgi["achieved_rps"] >= wsgi["achieved_rps"] else (wsgi, asgi)
-        ratio = win["achieved_rps"] / lose["achieved_rps"]
-        cpus = (cpu_phrase(str(win["server_cpus"])) if win["server_cpus"] == lose["server_cpus"]
-                else f"CPUs {win['server_cpus']} vs {lose['server_cpus']}")
-        values = {"level": level, "rps_winner": win["achieved_rps"],
-                  "rps_loser": lose["achieved_rps"], "ratio": ratio,
-                  "p99_winner_ms": win["p99_ms"], "p99_loser_ms": lose["p99_ms"]}
-        head = f"{kind}, {level_phrase(load_model, level)}, best WSGI vs best ASGI: "
-        if ratio < SAME_THROUGHPUT_RATIO_MAX:
-            text = (f"{head}{_row_label(win)} and {_row_label(lose)} served about the same "
-                    f"throughput ({fmt_rps(win['achieved_rps'])} vs "
-                    f"{fmt_rps(lose['achieved_rps'])} req/s, {fmt_ratio(ratio)})")
-        else:
-            text = (f"{head}{_row_label(win)} served {fmt_ratio(ratio)} the throughput of "
-                    f"{_row_label(lose)} ({fmt_rps(win['achieved_rps'])} vs "
-                    f"{fmt_rps(lose['achieved_rps'])} req/s)")
-        text += (f" at a p99 of {fmt_ms(win['p99_ms'])} ms vs {fmt_ms(lose['p99_ms'])} ms, "
-                 f"on the {cpus}{_mann_whitney(run, win, lose)}.")
-        items.append(GuidanceItem(topic="wsgi_vs_asgi", text=text, run_id=run.run_id,
-                                  trial_ids=_ids(win, lose), values=values))
+    part = ranked[ranked["load_model"] == "closed"]
+    gateways = part["gateway"].str.lower()
+    common = sorted(set(part[gateways == "wsgi"]["level"]) & set(part[gateways == "asgi"]["level"]))
+    if not common:
+        return []
+    level = common[-1]  # the most demanding level both gateways held without failing
+    at = part[part["level"] == level]
+    at_gw = gateways[at.index]
+    wsgi, asgi = _best(at[at_gw == "wsgi"]), _best(at[at_gw == "asgi"])
+    items = [_versus(run, kind, "best WSGI vs best ASGI", "wsgi_vs_asgi", level, wsgi, asgi)]
+    # The choice most teams face: the default sync WSGI deployment or the default ASGI one.
+    sync_name, async_name = CLASSIC_PAIR
+    if {wsgi["server"], asgi["server"]} != set(CLASSIC_PAIR):
+        sync_rows = part[part["server"] == sync_name]
+        async_rows = part[part["server"] == async_name]
+        both = sorted(set(sync_rows["level"]) & set(async_rows["level"]))
+        if both:
+            level = both[-1]
+            items.append(_versus(
+                run, kind, "classic sync WSGI vs an event loop", "classic", level,
+                sync_rows[sync_rows["level"] == level].iloc[0],
+                async_rows[async_rows["level"] == level].iloc[0]))
     return items
 
 
