@@ -41,6 +41,9 @@ from harness.sampling import TreeSampler, Usage
 from harness.verify import verify_target
 
 PROGRESS_TICK_S = 0.25
+# The generator shares its CPUs with the upstream delay service and the harness. Its own CPU
+# time cannot show that it was starved of CPU; how busy its CPUs were can.
+LOADGEN_CPUS_BUSY_MAX_PCT = 90.0
 EXPECTED_BODY_TIMEOUT_S = 30.0
 
 
@@ -250,17 +253,19 @@ class Runner:
         tid = trial_id(self._index, planned.server, level.load_model, level.value, repeat)
         started_at = _now_iso()
         self.observer.trial_started(planned, level, repeat, timing.warmup_s + timing.duration_s)
-        sampler = TreeSampler(server.processes)
+        sampler = TreeSampler(server.processes, watch_cpus=self.plan.loadgen_cpus)
         sampler.start()
         try:
             result = self.measure(spec)
-        except UsageError as exc:
+        except (UsageError, RuntimeError) as exc:
             # The generator checks the target before it starts: a server that died (or stopped
-            # accepting) since the last trial is this trial's failure, not the run's.
+            # accepting) since the last trial is this trial's failure, not the run's; so is a
+            # generator process that failed (RuntimeError), with its reason.
             sampler.stop()
             died = None if server.alive() else server.exit_reason()
+            what = "not measured" if isinstance(exc, UsageError) else "generator failed"
             record = self._unmeasured(tid, planned, level, repeat, started_at,
-                                      f"server died: {died}" if died else f"not measured: {exc}")
+                                      f"server died: {died}" if died else f"{what}: {exc}")
             self.writer.append_trial(record)
         else:
             usage = sampler.stop()
@@ -314,13 +319,20 @@ class Runner:
                 started_at: str) -> TrialRecord:
         errors = result.errors
         total_errors = errors.get("total", 0)
+        window = (result.window_start_ns, result.window_end_ns)
+        saturation = list(result.saturation_reasons)
+        busy = usage.watched_busy_pct(*window)
+        if busy is not None and busy > LOADGEN_CPUS_BUSY_MAX_PCT:
+            saturation.append(
+                f"the generator's CPUs ({cpus_text(self.plan.loadgen_cpus)}) were {busy:.0f}% "
+                f"busy (> {LOADGEN_CPUS_BUSY_MAX_PCT:.0f}%; the generator shares them with the "
+                "upstream and the harness): the generator may have been starved")
         valid, reason = judge(requests=result.requests, errors=total_errors,
-                              saturated=result.saturated,
-                              saturation_reasons=list(result.saturation_reasons), died=died)
+                              saturated=bool(saturation), saturation_reasons=saturation,
+                              died=died)
         attempts = result.requests + total_errors
         latency, service = result.latency, result.service_time
         preset = planned.target.preset
-        window = (result.window_start_ns, result.window_end_ns)
         rss_mb, pss_mb = usage.peak_mb(*window)
         return TrialRecord(
             trial_id=tid, scenario=self.plan.scenario.name, server=planned.server,
@@ -342,7 +354,7 @@ class Runner:
             behind=result.behind, out_of_range=result.out_of_range,
             server_cpu_pct=usage.cpu_pct(*window), server_rss_mb=rss_mb,
             server_pss_mb=pss_mb, loadgen_cpu_pct=result.generator_cpu_pct,
-            saturated=result.saturated, valid=valid, invalid_reason=reason,
+            saturated=bool(saturation), valid=valid, invalid_reason=reason,
             status="failed" if died else "ok", workers=preset.workers, threads=preset.threads,
             server_cpus=cpus_text(self.plan.server_cpus),
             loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=started_at,

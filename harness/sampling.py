@@ -10,6 +10,7 @@ pre-forked server.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -31,6 +32,9 @@ class Sample:
     cpu_s: float  # cumulative CPU seconds of the tree since the sampler started
     rss_mb: float
     pss_mb: float | None
+    # cumulative busy and total CPU seconds of the watched CPUs (the generator's CPU set)
+    cpus_busy_s: float = 0.0
+    cpus_total_s: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -41,15 +45,28 @@ class Usage:
 
     def cpu_at(self, t_ns: int) -> float:
         """Cumulative CPU seconds at ``t_ns``, interpolated between the samples around it."""
+        return self._at(t_ns, lambda s: s.cpu_s)
+
+    def _at(self, t_ns: int, value: Callable[[Sample], float]) -> float:
         samples = self.samples
         if t_ns <= samples[0].t_ns:
-            return samples[0].cpu_s
+            return value(samples[0])
         for prev, cur in itertools.pairwise(samples):
             if t_ns <= cur.t_ns:
                 span = cur.t_ns - prev.t_ns
                 frac = (t_ns - prev.t_ns) / span if span else 1.0
-                return prev.cpu_s + frac * (cur.cpu_s - prev.cpu_s)
-        return samples[-1].cpu_s
+                return value(prev) + frac * (value(cur) - value(prev))
+        return value(samples[-1])
+
+    def watched_busy_pct(self, t0_ns: int, t1_ns: int) -> float | None:
+        """How busy the watched CPUs were over [t0, t1], percent (all their users together)."""
+        if not self.samples:
+            return None
+        total = self._at(t1_ns, lambda s: s.cpus_total_s) - self._at(
+            t0_ns, lambda s: s.cpus_total_s)
+        busy = self._at(t1_ns, lambda s: s.cpus_busy_s) - self._at(
+            t0_ns, lambda s: s.cpus_busy_s)
+        return 100.0 * busy / total if total > 0 else None
 
     def cpu_pct(self, t0_ns: int, t1_ns: int) -> float | None:
         """Mean CPU of the tree over [t0, t1], percent of one CPU."""
@@ -87,8 +104,10 @@ class TreeSampler:
 
     def __init__(self, processes: Callable[[], Sequence[psutil.Process]],
                  interval_s: float = SAMPLE_INTERVAL_S,
-                 on_sample: Callable[[Sample], None] | None = None) -> None:
+                 on_sample: Callable[[Sample], None] | None = None,
+                 watch_cpus: Sequence[int] = ()) -> None:
         self._processes = processes
+        self._watch_cpus = tuple(watch_cpus)
         self._interval_s = interval_s
         self._on_sample = on_sample
         self._stop = threading.Event()
@@ -115,6 +134,17 @@ class TreeSampler:
     def _take(self) -> Sample:
         procs = list(self._processes())
         self._cpu_now(procs)
+        t_ns = time.monotonic_ns()  # when the CPU times were read, not after the memory reads
+        busy_s = total_s = 0.0
+        if self._watch_cpus:
+            per_cpu = psutil.cpu_times(percpu=True)
+            for cpu in self._watch_cpus:
+                if cpu < len(per_cpu):
+                    times = per_cpu[cpu]
+                    idle = times.idle + getattr(times, "iowait", 0.0)
+                    total = sum(times)
+                    busy_s += total - idle
+                    total_s += total
         rss = 0
         pss: int | None = 0
         for proc in procs:
@@ -126,12 +156,15 @@ class TreeSampler:
                 else:
                     rss += proc.memory_info().rss
             except psutil.AccessDenied:
-                pss = None
+                pss = None  # PSS needs /proc/PID/smaps; RSS does not
+                with contextlib.suppress(psutil.Error):
+                    rss += proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue
         cpu_s = sum(self._last[p] - self._base.get(p, 0.0) for p in self._last)
-        return Sample(t_ns=time.monotonic_ns(), cpu_s=cpu_s, rss_mb=rss / MB,
-                      pss_mb=pss / MB if pss is not None else None)
+        return Sample(t_ns=t_ns, cpu_s=cpu_s, rss_mb=rss / MB,
+                      pss_mb=pss / MB if pss is not None else None, cpus_busy_s=busy_s,
+                      cpus_total_s=total_s)
 
     def start(self) -> None:
         self._cpu_now(list(self._processes()))  # the window's baseline

@@ -211,3 +211,23 @@ def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path)
     assert outcome.target_status["uvicorn"][0] == "died"
     assert outcome.target_status["granian-asgi"][0] == "ok"
     assert len(observer.done) == 4
+
+
+def test_generator_failure_fails_that_trial_and_the_run_goes_on(tmp_path: Path) -> None:
+    plan = build_plan(load_scenario("hello"), servers=["uvicorn", "granian-asgi"],
+                      concurrency=[4, 8], duration_s=0.5, warmup_s=0.1)
+    writer = RunWriter(tmp_path / "run", {"run_id": "t"})
+    calls: list[LoadSpec] = []
+
+    def measure(spec: LoadSpec) -> LoadResult:
+        calls.append(spec)
+        if len(calls) == 1:  # as run_load reports a crashed generator process
+            raise RuntimeError("generator process 0 exited with code -9")
+        return run_load(spec)
+
+    outcome = Runner(plan, writer, _Quiet(), measure=measure).run()
+    rows = read_trials_rows(tmp_path / "run")
+    assert [(r["server"], r["status"]) for r in rows] == [
+        ("uvicorn", "failed"), ("granian-asgi", "ok"), ("granian-asgi", "ok")]
+    assert rows[0]["invalid_reason"].startswith("generator failed: generator process 0")
+    assert outcome.target_status["uvicorn"][0] == "failed"

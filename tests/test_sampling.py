@@ -56,3 +56,34 @@ def test_real_busy_child_is_measured() -> None:
     rss, pss = usage.peak_mb(t0, t1)
     assert rss is not None and rss > 1.0
     assert pss is not None and 0.0 < pss <= rss
+
+
+def test_watched_cpus_busy_share_over_a_window() -> None:
+    # the generator's CPU: 2 s at 50 % busy, then 2 s at 95 % busy (upstream and generator)
+    samples = [Sample(t_ns=int(t * S), cpu_s=0.0, rss_mb=1.0, pss_mb=None,
+                      cpus_busy_s=busy, cpus_total_s=float(t))
+               for t, busy in [(0, 0.0), (2, 1.0), (4, 2.9)]]
+    usage = Usage(samples=samples)
+    assert usage.watched_busy_pct(0, 2 * S) == pytest.approx(50.0)
+    assert usage.watched_busy_pct(2 * S, 4 * S) == pytest.approx(95.0)
+    assert usage.watched_busy_pct(S, 3 * S) == pytest.approx(72.5)
+
+
+def test_a_busy_watched_cpu_is_seen() -> None:
+    cpu = sorted(__import__("os").sched_getaffinity(0))[0]
+    busy = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c",
+                             "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+    try:
+        sampler = TreeSampler(lambda: [], interval_s=0.1, watch_cpus=[cpu])
+        sampler.start()
+        t0 = time.monotonic_ns()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        t1 = time.monotonic_ns()
+        usage = sampler.stop()
+    finally:
+        busy.kill()
+        busy.wait()
+    share = usage.watched_busy_pct(t0, t1)
+    assert share is not None and share > 80.0  # a spinning process keeps its CPU busy

@@ -286,11 +286,14 @@ def summarize(run: RunData) -> pd.DataFrame:
     for key, group in keyed.groupby(list(GROUP_KEYS), sort=True, dropna=False):
         ids = tuple(str(t) for t in group["trial_id"])
         hist = merged_histogram(run.run_dir, ids)
-        rps = group["achieved_rps"].astype("float64")
-        mean_rps = float(rps.mean())
+        # Throughput and CPU from the repeats that were measured: a repeat whose server died
+        # before it (status "failed", 0 req/s) would drag the mean down, not describe it.
+        measured = group[group["status"] == "ok"]
+        rps = measured["achieved_rps"].astype("float64")
+        mean_rps = float(rps.mean()) if len(rps) else math.nan
         std = float(rps.std(ddof=1)) if len(rps) > 1 else math.nan
-        cpu = group["server_cpu_pct"].astype("float64")
-        mean_cpu = float(cpu.mean()) if cpu.notna().all() else math.nan
+        cpu = measured["server_cpu_pct"].astype("float64")
+        mean_cpu = float(cpu.mean()) if len(cpu) and cpu.notna().all() else math.nan
         requests = int(group["requests"].sum())
         errors = int(group["errors"].sum())
         valid = bool(group["valid"].all()) and bool((group["status"] == "ok").all())
@@ -311,6 +314,7 @@ def summarize(run: RunData) -> pd.DataFrame:
             **dict(zip(GROUP_KEYS, key, strict=True)),
             "trial_ids": ids,
             "repeats": len(group),
+            "measured_repeats": len(measured),
             "achieved_rps": mean_rps,
             "rps_std": std,
             "rps_cv": std / mean_rps if mean_rps > 0 and not math.isnan(std) else math.nan,

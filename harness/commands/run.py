@@ -165,6 +165,10 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[yellow]interrupted[/]: every server stopped; "
                       f"{len(runner.outcome.records)} trials kept in {run_dir}")
         raise
+    except Exception:
+        # a bug, not bad input: the traceback is wanted, and run.json must not say "running"
+        writer.update_meta(status="failed", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        raise
     writer.update_meta(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     _print_summary(console, plan, runner.outcome.records, runner.outcome.target_status)
     if not args.no_report:
