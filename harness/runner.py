@@ -35,6 +35,7 @@ from rich.progress import (
 from harness.backends import local
 from harness.errors import TargetError, UsageError
 from harness.loadgen import LoadResult, LoadSpec, run_load
+from harness.loadgen.histograms import percentiles_ms
 from harness.plan import Level, Plan, PlannedTarget
 from harness.results import RunWriter, TrialRecord, judge, trial_id
 from harness.sampling import TreeSampler, Usage
@@ -53,12 +54,6 @@ def cpus_text(cpus: tuple[int, ...]) -> str:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _ms(hist: Any, percentile: float) -> float | None:
-    if hist is None or hist.get_total_count() == 0:
-        return None
-    return float(hist.get_value_at_percentile(percentile)) / 1000.0
 
 
 def fetch_expected_body(url: str, method: str) -> bytes | None:
@@ -331,7 +326,7 @@ class Runner:
                               saturated=bool(saturation), saturation_reasons=saturation,
                               died=died)
         attempts = result.requests + total_errors
-        latency, service = result.latency, result.service_time
+        lat, svc = percentiles_ms(result.latency), percentiles_ms(result.service_time)
         preset = planned.target.preset
         rss_mb, pss_mb = usage.peak_mb(*window)
         return TrialRecord(
@@ -345,12 +340,9 @@ class Runner:
             errors_connect=errors.get("connect", 0), errors_io=errors.get("io", 0),
             errors_timeout=errors.get("timeout", 0), errors_status=errors.get("status", 0),
             errors_body=errors.get("body", 0),
-            p50_ms=_ms(latency, 50), p75_ms=_ms(latency, 75), p90_ms=_ms(latency, 90),
-            p99_ms=_ms(latency, 99), p99_9_ms=_ms(latency, 99.9),
-            p99_99_ms=_ms(latency, 99.99),
-            max_ms=latency.get_max_value() / 1000.0 if latency.get_total_count() else None,
-            mean_ms=latency.get_mean_value() / 1000.0 if latency.get_total_count() else None,
-            service_p50_ms=_ms(service, 50), service_p99_ms=_ms(service, 99),
+            p50_ms=lat["p50"], p75_ms=lat["p75"], p90_ms=lat["p90"], p99_ms=lat["p99"],
+            p99_9_ms=lat["p99_9"], p99_99_ms=lat["p99_99"], max_ms=lat["max"],
+            mean_ms=lat["mean"], service_p50_ms=svc["p50"], service_p99_ms=svc["p99"],
             behind=result.behind, out_of_range=result.out_of_range,
             server_cpu_pct=usage.cpu_pct(*window), server_rss_mb=rss_mb,
             server_pss_mb=pss_mb, loadgen_cpu_pct=result.generator_cpu_pct,
