@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -35,15 +37,23 @@ def test_per_second_rows_and_peaks() -> None:
     assert usage.peak_mb(0, 1 * S) == (11.0, 5.0)
 
 
-def test_real_busy_child_is_measured() -> None:
-    busy = subprocess.Popen([sys.executable, "-c",
-                             "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+SPIN_S = 3  # the spinning child ends by itself after this
+WINDOW_S = 1.0
+
+
+def _sample_while_spinning(
+        make: Callable[[psutil.Process], TreeSampler], cpu: int | None = None,
+) -> tuple[Usage, int, int]:
+    """Spin one child process (pinned to ``cpu`` if given) and sample it for WINDOW_S; return
+    the usage and the window."""
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    busy = subprocess.Popen([*pin, sys.executable, "-c",
+                             f"import time\nt=time.time()\nwhile time.time()-t<{SPIN_S}: pass"])
     try:
-        proc = psutil.Process(busy.pid)
-        sampler = TreeSampler(lambda: [proc], interval_s=0.1)
+        sampler = make(psutil.Process(busy.pid))
         sampler.start()
         t0 = time.monotonic_ns()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + WINDOW_S
         while time.monotonic() < deadline:
             time.sleep(0.05)
         t1 = time.monotonic_ns()
@@ -51,6 +61,12 @@ def test_real_busy_child_is_measured() -> None:
     finally:
         busy.kill()
         busy.wait()
+    return usage, t0, t1
+
+
+def test_real_busy_child_is_measured() -> None:
+    usage, t0, t1 = _sample_while_spinning(lambda proc: TreeSampler(lambda: [proc],
+                                                                    interval_s=0.1))
     cpu = usage.cpu_pct(t0, t1)
     assert cpu is not None and 30.0 < cpu <= 110.0  # one spinning process: about one CPU
     rss, pss = usage.peak_mb(t0, t1)
@@ -70,20 +86,8 @@ def test_watched_cpus_busy_share_over_a_window() -> None:
 
 
 def test_a_busy_watched_cpu_is_seen() -> None:
-    cpu = sorted(__import__("os").sched_getaffinity(0))[0]
-    busy = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c",
-                             "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
-    try:
-        sampler = TreeSampler(lambda: [], interval_s=0.1, watch_cpus=[cpu])
-        sampler.start()
-        t0 = time.monotonic_ns()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        t1 = time.monotonic_ns()
-        usage = sampler.stop()
-    finally:
-        busy.kill()
-        busy.wait()
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    usage, t0, t1 = _sample_while_spinning(
+        lambda _: TreeSampler(lambda: [], interval_s=0.1, watch_cpus=[cpu]), cpu)
     share = usage.watched_busy_pct(t0, t1)
     assert share is not None and share > 80.0  # a spinning process keeps its CPU busy
