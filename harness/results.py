@@ -7,8 +7,10 @@ Layout of one run folder (``results/<run-id>/`` by default)::
     trials.csv                     one row per target x level x repeat (TRIAL_COLUMNS)
     histograms/<trial_id>.latency.hdr   HDR histogram of latency in microseconds, hdrh's encoding
     histograms/<trial_id>.service.hdr   open loop only: service time (from the actual send)
-    series/<trial_id>.csv          per second: second, requests, errors, p50_ms, p99_ms,
-                                   server_cpu_pct, server_rss_mb
+    series/<trial_id>.csv          per second: second, requests (due in it: the latency
+                                   sample), completed (successes answered in it: the
+                                   throughput), errors, p50_ms, p99_ms, server_cpu_pct,
+                                   server_rss_mb. Runs before "completed" existed leave it empty
 
 Every trial is appended (and flushed to disk) the moment it ends, so a crash or Ctrl-C loses
 nothing measured before it. ``run.json`` is rewritten atomically at the start and at the end.
@@ -34,8 +36,8 @@ HISTOGRAM_DIR = "histograms"
 SERIES_DIR = "series"
 # A trial is invalid when more than this fraction of its requests failed (DESIGN: 0.1 %).
 ERROR_RATE_MAX = 0.001
-SERIES_COLUMNS = ("second", "requests", "errors", "p50_ms", "p99_ms", "server_cpu_pct",
-                  "server_rss_mb")
+SERIES_COLUMNS = ("second", "requests", "completed", "errors", "p50_ms", "p99_ms",
+                  "server_cpu_pct", "server_rss_mb")
 
 
 @dataclass(frozen=True, kw_only=True)

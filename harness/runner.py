@@ -284,7 +284,8 @@ class Runner:
     def _series(result: LoadResult, usage: Usage) -> list[dict[str, object]]:
         # The generator's seconds start at its measured window; so do the server's rows.
         server = usage.per_second(result.window_start_ns, len(result.series))
-        return [{"second": point.second, "requests": point.requests, "errors": point.errors,
+        return [{"second": point.second, "requests": point.requests,
+                 "completed": point.completed, "errors": point.errors,
                  "p50_ms": point.p50_ms, "p99_ms": point.p99_ms,
                  "server_cpu_pct": srv["cpu_pct"], "server_rss_mb": srv["rss_mb"]}
                 for point, srv in zip(result.series, server, strict=True)]

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -288,3 +289,50 @@ def test_a_harness_pinned_elsewhere_still_pins_the_target_to_its_cpus() -> None:
 def test_cpus_outside_the_machine_are_a_usage_error() -> None:
     with pytest.raises(UsageError, match="expected CPUs from 0"):
         start_target(make_target(get_server("uvicorn")), cpus=(os.cpu_count() or 1,))
+
+
+# A server that ignores TERM: its stop takes the whole grace period, then a KILL.
+_TERM_IGNORING = textwrap.dedent("""
+    import http.server, signal, sys
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+    http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Hello).serve_forever()
+""")
+
+
+def test_ctrl_c_during_a_stop_waits_until_the_group_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: the KeyboardInterrupt cut the grace period short, and the stop's cleanup disarmed
+    # the watchdog, so a server that ignores TERM outlived the harness.
+    monkeypatch.setattr(local, "STOP_GRACE_S", 1.0)
+    srv = start_target(_fake(("{python}", "-c", _TERM_IGNORING, "{host}", "{port}")), cpus=CPUS)
+    pids = [p.pid for p in srv.processes()]
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            srv.stop()
+    finally:
+        timer.cancel()
+        if group_members(srv.pgid):  # the failure this test is for: do not leave it behind
+            os.killpg(srv.pgid, signal.SIGKILL)
+    # the interrupt arrived only after the stop had finished its work
+    assert running(pids) == [] and group_members(srv.pgid) == []
+    assert srv._watchdog.poll() is not None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_interrupts_deferred_delivers_after_the_block() -> None:
+    finished = False
+    with pytest.raises(KeyboardInterrupt), local._interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        with local._interrupts_deferred():  # nested: passed outwards, still held
+            os.kill(os.getpid(), signal.SIGINT)
+        finished = True
+    assert finished
+    with local._interrupts_deferred():  # nothing received: nothing delivered
+        pass

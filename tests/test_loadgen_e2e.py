@@ -75,7 +75,8 @@ def test_open_loop_rate_and_known_delay(server: Server) -> None:
     assert svc["p90"] is not None and lat["p90"] is not None
     assert lat["p90"] - svc["p90"] < 1.0, (lat, svc)
     assert lat["p50"] - svc["p50"] < 0.3
-    assert result.behind == 0 and not result.saturated
+    # not late by its own fault: within the 1 % a descheduling of this unpinned test may cost
+    assert not result.saturated, result.saturation_reasons
     # 10 ms at 200/s needs ~2 connections in flight: the pool stays small
     assert result.peak_connections <= 16
 
@@ -93,6 +94,10 @@ def test_open_loop_overload_reports_what_the_server_delivered(server: Server) ->
     assert result.requests == result.scheduled == 400
     lat = result.percentiles_ms(result.latency)
     assert lat["p99"] is not None and lat["p99"] > 1000.0  # the queue grew for 2 s
+    # per second too: answered at the server's pace, while the due count is the offered rate
+    assert sum(p.completed for p in result.series) == result.completed
+    assert [p.requests for p in result.series] == [200, 200]
+    assert all(80 <= p.completed <= 110 for p in result.series), result.series
 
 
 def test_stall_shows_in_corrected_latency_only(server: Server) -> None:
@@ -107,7 +112,10 @@ def test_stall_shows_in_corrected_latency_only(server: Server) -> None:
     assert corrected["p99"] > 400.0, corrected
     assert service["p99"] < 50.0, service  # only one request saw the stall on the wire
     assert result.behind > 0.01 * result.scheduled
-    assert result.saturated and any("behind" in r for r in result.saturation_reasons)
+    # its one connection was busy on the stalled server: the cap, not a late generator
+    assert result.behind_at_cap == result.behind_generator
+    assert result.saturated and any(r.startswith("connection cap reached")
+                                    for r in result.saturation_reasons), result.saturation_reasons
     worst = max(p.p99_ms or 0.0 for p in result.series)
     assert worst > 400.0
 

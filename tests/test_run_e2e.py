@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from harness.analysis import load_series
 from harness.catalogue import get_server, make_target
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.plan import build_plan
@@ -40,6 +41,8 @@ from tests.runhelpers import (
 pytestmark = pytest.mark.e2e
 UPSTREAM_MS = 50
 RUN_TIMEOUT_S = 240.0
+CPU_BOUND_GAIN_MAX = 1.5  # uvicorn, 16 clients vs 1: measured 1.0-1.3x (I/O-bound: ~16x)
+CPU_BOUND_ASYNC_GAIN_MAX = 2.0  # uvicorn vs gunicorn-sync: measured 1.1-1.6x (I/O-bound: ~100x)
 
 
 def test_two_servers_io_bound(tmp_path: Path) -> None:
@@ -82,6 +85,9 @@ def test_two_servers_io_bound(tmp_path: Path) -> None:
     for row in opened:
         assert histogram_path(out, row["trial_id"], "service").is_file()
         assert float(row["offered_rps"]) == pytest.approx(40, rel=0.05)
+    for row in rows:  # the per-second throughput adds up to the trial's
+        answered = load_series(out, row["trial_id"])["completed"].sum()
+        assert answered == round(float(row["achieved_rps"]) * float(row["duration_s"]))
 
 
 def test_server_killed_mid_run_is_recorded_and_run_goes_on(tmp_path: Path) -> None:
@@ -159,8 +165,13 @@ def test_cpu_bound_async_gains_nothing_and_blocks_its_loop(tmp_path: Path) -> No
     assert all(r["valid"] == "true" for r in rows.values()), rows
     sync16 = float(rows[("gunicorn-sync", 16)]["achieved_rps"])
     async16 = float(rows[("uvicorn", 16)]["achieved_rps"])
-    # one CPU, pure-Python work: the event loop buys no throughput (I/O-bound gives tens of x)
-    assert async16 < 1.5 * sync16, (async16, sync16)
+    async1 = float(rows[("uvicorn", 1)]["achieved_rps"])
+    # one CPU, pure-Python work: sixteen clients get no more from the event loop than one did
+    # (I/O-bound, the same step buys ~16x), and the async server no more than the sync one
+    # (I/O-bound: ~100x). The margins are for this shared machine's noise, which moves one
+    # server's rate against the other's by up to ~60 % (seen in CI: 245 vs 154 req/s)
+    assert async16 < CPU_BOUND_GAIN_MAX * async1, (async16, async1)
+    assert async16 < CPU_BOUND_ASYNC_GAIN_MAX * sync16, (async16, sync16)
     # a computing handler blocks the loop: 16 requests wait in line behind each other, so the
     # median latency grows with concurrency instead of staying at one request's work
     p50_1 = float(rows[("uvicorn", 1)]["p50_ms"])

@@ -229,7 +229,7 @@ def load_series(run_dir: Path | str, trial_id: str) -> pd.DataFrame:
     frame = pd.DataFrame(index=raw.index)
     for name in SERIES_COLUMNS:
         column = raw[name] if name in raw.columns else pd.Series("", index=raw.index)
-        dtype = "Int64" if name in ("second", "requests", "errors") else "float64"
+        dtype = "Int64" if name in ("second", "requests", "completed", "errors") else "float64"
         frame[name] = _convert(column.astype(str), dtype, f"{path}: column {name}")
     return frame
 

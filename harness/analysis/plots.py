@@ -275,12 +275,16 @@ def plot_timeline(run: RunData, summary: pd.DataFrame, load_model: str, level: f
         kwargs = {"color": colour, "linestyle": style.linestyle if valid else ":",
                   "linewidth": 1.6, "marker": style.marker if valid else "x", "markersize": 3.5}
         seconds = series["second"].astype("float64")
-        top.plot(seconds, series["requests"].astype("float64"),
+        # answered per second is what the server delivered; runs written before the series
+        # had it only count requests by the second they were due (the offered load, open loop)
+        delivered = series["completed"] if series["completed"].notna().any() \
+            else series["requests"]
+        top.plot(seconds, delivered.astype("float64"),
                  label=style.label if valid else None, **kwargs)  # type: ignore[arg-type]
         bottom.plot(seconds, series["p99_ms"], **kwargs)  # type: ignore[arg-type]
     if not top.lines:
         return None
-    top.set_ylabel("requests per second")
+    top.set_ylabel("answered per second")
     top.set_ylim(bottom=0)
     bottom.set_ylabel("p99 per second, ms")
     bottom.set_yscale("log")

@@ -198,7 +198,7 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer, lo
     for second in range(int(spec.duration_s)):
         jitter = float(rng.normal(1.0, 0.04))
         series.append({
-            "second": second, "requests": int(rps * jitter),
+            "second": second, "requests": int(rps * jitter), "completed": int(rps * jitter),
             "errors": int(errors / spec.duration_s), "p50_ms": record.p50_ms,
             "p99_ms": (record.p99_ms or 0.0) * float(rng.uniform(0.8, 1.2)),
             "server_cpu_pct": cpu_pct * jitter, "server_rss_mb": rss,

@@ -8,7 +8,10 @@ inherit the CPU set. Nothing survives the harness:
   of the tree, and checks with psutil that none is left;
 - an ``atexit`` hook stops what is still running when the harness exits normally or on Ctrl-C;
 - a tiny watchdog process per target (in its own session, so a terminal's Ctrl-C or hang-up does
-  not reach it) KILLs the group as soon as the harness disappears, even by SIGKILL.
+  not reach it) KILLs the group as soon as the harness disappears, even by SIGKILL;
+- Ctrl-C (SIGINT) and SIGTERM are held back while a target is being spawned and registered, and
+  while it is being stopped, then delivered: an interrupt in between could otherwise lose the
+  only handle on a new process group, or end a stop after its watchdog was disarmed.
 
 prctl(PR_SET_PDEATHSIG) is not used: Linux sends it when the *thread* that forked the child
 exits, so a target started from a short-lived thread would be killed under the runner's feet, and
@@ -35,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -53,6 +56,8 @@ GONE_POLL_S = 0.02
 WATCHDOG_POLL_S = 0.1
 LOG_TAIL_LINES = 15
 LOG_TAIL_BYTES = 16_384
+# Signals held back (see _interrupts_deferred) while a process group is spawned or stopped.
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A free port picked here can be taken by someone else before the server binds it.
 PORT_ATTEMPTS = 3
 
@@ -222,6 +227,35 @@ def _wait_gone(procs: Sequence[psutil.Process], timeout_s: float) -> list[psutil
     return alive
 
 
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first that arrived.
+
+    Python-level handlers, not a blocked signal mask: a mask would be inherited across exec by
+    the servers spawned inside the block. Nested blocks pass the signal outwards. Signals only
+    reach Python's main thread, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() or any(
+            signal.getsignal(signum) is None for signum in DEFERRED_SIGNALS):
+        yield  # (None: a handler set outside Python, which could not be put back)
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in DEFERRED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            # through whatever handler was in place before: KeyboardInterrupt, the run's SIGTERM
+            # handler, an outer deferral, or the default action
+            signal.raise_signal(received[0])
+
+
 class RunningServer:
     """A started process group: a target (or the upstream) answering on ``url``.
 
@@ -297,7 +331,14 @@ class RunningServer:
             os.killpg(self._pgid, signum)
 
     def stop(self) -> None:
-        """TERM to the group, a grace period, then KILL; every process of the tree is reaped."""
+        """TERM to the group, a grace period, then KILL; every process of the tree is reaped.
+
+        A Ctrl-C meanwhile is delivered when the group is gone (see _interrupts_deferred).
+        """
+        with _interrupts_deferred():
+            self._stop()
+
+    def _stop(self) -> None:
         with self._lock:
             if self._stopped:
                 return
@@ -450,10 +491,11 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
         notes.append(note)
     for attempt in range(1, PORT_ATTEMPTS + 1):
         command = render_command(target, port=chosen)
-        popen, watchdog, log_path = _spawn(target.server.name, command, pinned, env)
-        server = RunningServer(name=target.server.name, popen=popen, command=command,
-                               cpus=pinned, port=chosen, log_path=log_path, watchdog=watchdog,
-                               target=target, notes=notes)
+        with _interrupts_deferred():  # until the group is registered for stopping
+            popen, watchdog, log_path = _spawn(target.server.name, command, pinned, env)
+            server = RunningServer(name=target.server.name, popen=popen, command=command,
+                                   cpus=pinned, port=chosen, log_path=log_path,
+                                   watchdog=watchdog, target=target, notes=notes)
         try:
             _wait_ready(server, functools.partial(_answers_ready, server),
                         f"answer GET {READY_PATH} with 200 on {server.url}")
@@ -483,10 +525,11 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
     pinned = _check_cpus(cpus)
     chosen, note = choose_port(port) if port else (0, "")
     command = [sys.executable, "-m", "apps.upstream", "--port", str(chosen)]
-    popen, watchdog, log_path = _spawn("upstream", command, pinned, _environment(None))
-    server = RunningServer(name="upstream", popen=popen, command=command, cpus=pinned,
-                           port=chosen, log_path=log_path, watchdog=watchdog,
-                           notes=[note] if note else [])
+    with _interrupts_deferred():  # until the group is registered for stopping
+        popen, watchdog, log_path = _spawn("upstream", command, pinned, _environment(None))
+        server = RunningServer(name="upstream", popen=popen, command=command, cpus=pinned,
+                               port=chosen, log_path=log_path, watchdog=watchdog,
+                               notes=[note] if note else [])
 
     def ready() -> bool:
         if not server.port:

@@ -32,6 +32,9 @@ IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # Open loop: a request sent more than this after its due time counts as "behind".
 BEHIND_THRESHOLD_MS = 10.0
 BEHIND_THRESHOLD_NS = int(BEHIND_THRESHOLD_MS * 1_000_000)
+# Why an open-loop request went out late: not the generator's doing (a new connection was slow to
+# be accepted), the generator itself was late, or every connection up to its cap was busy.
+NOT_GENERATOR, GENERATOR_LATE, AT_CAP = 0, 1, 2
 # Open loop: the scheduler wakes at most this often; requests due in between go out together.
 SCHEDULER_MIN_TICK_NS = 50_000
 OPEN_LOOP_INITIAL_CONNECTIONS = 16
@@ -73,11 +76,13 @@ class WorkerReport:
     latency_hdr: bytes
     service_hdr: bytes | None
     out_of_range: int
-    second_requests: list[int]
+    second_requests: list[int]  # by the second each request was due (the latency sample)
+    second_completed: list[int]  # successes by the second they were answered (throughput)
     second_errors: list[int]
     second_latency_hdr: list[bytes | None]
     behind: int  # measured open-loop requests sent > BEHIND_THRESHOLD_MS late, any cause
     behind_generator: int  # ... of which the generator's fault (late itself, or at its cap)
+    behind_at_cap: int  # ... of those, the ones that waited because every connection was busy
     completed: int  # successes answered inside the window (due in it or not): the throughput
     resent: int  # requests sent again after the server closed a reused connection (RFC 9112)
     window_start_ns: int  # the measured window on time.monotonic_ns(), shared by all processes
@@ -146,10 +151,10 @@ class _Conn(asyncio.Protocol):
                 if due_in_window:
                     w.count_error("body", due)
             elif not due_in_window:
-                w.completed += 1  # done in the window, due before it (warm-up backlog)
+                w.complete(now)  # done in the window, due before it (warm-up backlog)
             else:
                 if done_in_window:
-                    w.completed += 1
+                    w.complete(now)
                 sec = (due - w.m0) // NS_PER_S
                 w.lat[sec].append(now - due)
                 svc = w.svc
@@ -197,9 +202,9 @@ class Worker:
         # oldest first: a connection a server worker has accepted and is waiting on is used
         # before newer ones (wrk2 likewise goes round its connections)
         self.idle_conns: deque[_Conn] = deque()
-        # open loop: (due time, generator's fault) of requests waiting for a connection; the
-        # fault is the generator's when it was already late or every connection was in use
-        self.queue: deque[tuple[int, bool]] = deque()
+        # open loop: (due time, cause) of requests waiting for a connection; the generator's
+        # when it was already late (GENERATOR_LATE) or every connection was in use (AT_CAP)
+        self.queue: deque[tuple[int, int]] = deque()
         self.busy = 0
         self.connecting = 0
         self.peak_connections = 0
@@ -215,11 +220,13 @@ class Worker:
         self.svc: list[array[int]] | None = None
         self.behind = 0
         self.behind_generator = 0
+        self.behind_at_cap = 0
         # successes answered inside the window, whenever they were due: the throughput. (The
         # requests due in the window are the latency sample; in open loop against a server
         # that cannot keep up they are answered late, after the window, so counting them as
         # throughput would report the offered rate instead of what the server delivered.)
         self.completed = 0
+        self.done_sec: list[int] = []  # ... and by the second they were answered in
         self.resent = 0  # requests sent again after the server closed a reused connection
         self.idempotent = plan.request.split(b" ", 1)[0] in IDEMPOTENT_METHODS
         self.scheduled = 0
@@ -295,17 +302,17 @@ class Worker:
     def idle(self, conn: _Conn, now: int) -> None:
         if self.closed_loop:
             if self.started and now < self.m1:
-                self.send(conn, now, now, False)
+                self.send(conn, now, now, NOT_GENERATOR)
             else:
                 self.idle_conns.append(conn)
             return
         if self.queue:
-            due, fault = self.queue.popleft()
-            self.send(conn, due, now, fault)
+            due, cause = self.queue.popleft()
+            self.send(conn, due, now, cause)
         else:
             self.idle_conns.append(conn)
 
-    def send(self, conn: _Conn, due: int, now: int, fault: bool = True) -> None:
+    def send(self, conn: _Conn, due: int, now: int, cause: int = GENERATOR_LATE) -> None:
         conn.due_ns = due
         conn.sent_ns = now
         conn.busy = conn.fresh = True
@@ -313,8 +320,10 @@ class Worker:
         late = now - due
         if late > BEHIND_THRESHOLD_NS and self.m0 <= due < self.m1:
             self.behind += 1
-            if fault:
+            if cause != NOT_GENERATOR:
                 self.behind_generator += 1
+                if cause == AT_CAP:
+                    self.behind_at_cap += 1
         if late > self.late_max_ns and self.m0 <= due < self.m1:
             self.late_max_ns = late
         conn.transport.write(self.request)  # type: ignore[union-attr]
@@ -333,7 +342,7 @@ class Worker:
             self._drop(conn, None)
             self.resent += 1
             if not self.closed_loop:
-                self.queue.appendleft((conn.due_ns, False))
+                self.queue.appendleft((conn.due_ns, NOT_GENERATOR))
             self.reopen()
             return
         self._drop(conn, "io")
@@ -363,6 +372,11 @@ class Worker:
         else:
             with contextlib.suppress(ValueError):
                 self.idle_conns.remove(conn)
+
+    def complete(self, now: int) -> None:
+        """Count a success answered at ``now``, inside the window, as throughput."""
+        self.completed += 1
+        self.done_sec[(now - self.m0) // NS_PER_S] += 1
 
     def count_error(self, kind: str, t_ns: int) -> None:
         if self.m0 <= t_ns < self.m1:
@@ -395,8 +409,8 @@ class Worker:
             self.svc_book = SecondBook(seconds)
             self.svc = self.svc_book.buckets
         self.err_sec = [0] * seconds
+        self.done_sec = [0] * seconds
         self.m0, self.m1 = window.m0_ns, window.m1_ns
-        self.timeout_ns = plan.timeout_ns
         await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / NS_PER_S))
 
         self.started = True
@@ -408,7 +422,7 @@ class Worker:
         if self.closed_loop:
             ready, self.idle_conns = self.idle_conns, deque()
             for conn in ready:
-                self.send(conn, now, now, False)
+                self.send(conn, now, now, NOT_GENERATOR)
             for _ in range(len(self.conns) + self.connecting, plan.concurrency or 0):
                 self.open()  # replace connections that failed before the start
         else:
@@ -450,7 +464,9 @@ class Worker:
                 self.send(idle_conns.popleft(), due, now)
             else:
                 at_cap = len(self.conns) + self.connecting >= self.plan.max_connections
-                self.queue.append((due, at_cap or now - due > BEHIND_THRESHOLD_NS))
+                cause = AT_CAP if at_cap else GENERATOR_LATE \
+                    if now - due > BEHIND_THRESHOLD_NS else NOT_GENERATOR
+                self.queue.append((due, cause))
                 if self.connecting < len(self.queue):
                     self.open()
         nxt = schedule.next_due_ns()
@@ -537,10 +553,12 @@ class Worker:
             service_hdr=self.svc_book.total.encode() if self.svc_book is not None else None,
             out_of_range=book.out_of_range,
             second_requests=second_requests,
+            second_completed=list(self.done_sec),
             second_errors=list(self.err_sec),
             second_latency_hdr=book.encoded_seconds(),
             behind=self.behind,
             behind_generator=self.behind_generator,
+            behind_at_cap=self.behind_at_cap,
             completed=self.completed,
             resent=self.resent,
             window_start_ns=self.m0,

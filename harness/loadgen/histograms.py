@@ -78,10 +78,13 @@ def record_batch(samples_ns: array[int], hists: tuple[HdrHistogram, ...]) -> int
     if not us.size:
         return out_of_range
     low, high = int(us.min()), int(us.max())
+    # every histogram here comes from new_histogram(): one layout, so one bincount serves all
+    first = hists[0]
+    added = np.bincount(counts_indices(first, us), minlength=first.counts_len)[:first.counts_len]
     for hist in hists:
+        assert hist.counts_len == first.counts_len, "histograms of different layouts"
         counts = np.ctypeslib.as_array(hist.counts)
-        counts += np.bincount(counts_indices(hist, us), minlength=hist.counts_len)[
-            :hist.counts_len].astype(counts.dtype)
+        counts += added.astype(counts.dtype)
         hist.total_count += int(us.size)
         hist.min_value = min(hist.min_value, low)
         hist.max_value = max(hist.max_value, high)

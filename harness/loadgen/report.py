@@ -49,7 +49,8 @@ def render(result: LoadResult) -> str:
     if result.offered_rps is not None:
         lines.append(f"Offered/sec:  {result.offered_rps:10.2f}   "
                      f"(sent > {result.behind_threshold_ms:g} ms late: {result.behind}, "
-                     f"{result.behind_generator} of them the generator's fault)")
+                     f"{result.behind_generator} of them the generator's fault, "
+                     f"{result.behind_at_cap} with every connection busy)")
     lines.append(f"Generator CPU: {result.generator_cpu_pct:.0f}% of one CPU "
                  f"({result.generator_cpu_s:.2f} CPU-s)")
     if result.saturated:

@@ -18,10 +18,18 @@ SATURATED_BEHIND_FRACTION = 0.01
 
 @dataclass(frozen=True, kw_only=True)
 class SeriesPoint:
-    """One second of the measurement (by due time): successes, errors, latency p50/p99."""
+    """One second of the measurement.
+
+    ``completed`` counts the successes answered in that second: the throughput, what the server
+    delivered. ``requests``, ``errors`` and the percentiles are of the requests *due* in that
+    second (open loop: by intended time), so a second's latency is that of the load offered in
+    it. The two counts part when a server falls behind an open-loop schedule: ``requests`` stays
+    at the offered rate while ``completed`` drops to what the server keeps up with.
+    """
 
     second: int
     requests: int
+    completed: int
     errors: int
     p50_ms: float | None
     p99_ms: float | None
@@ -36,9 +44,10 @@ class LoadResult:
     always from the actual send. ``behind`` counts measured open-loop requests sent more than
     BEHIND_THRESHOLD_MS after their due time, whatever the cause; ``behind_generator`` those of
     them that were the generator's fault: it was late to dispatch them, or every connection up
-    to the cap was in use. Requests that only waited for a new connection to be accepted (a
-    server too slow to accept) are behind but not the generator's fault. ``saturated`` counts
-    only the generator's fault.
+    to the cap was in use (``behind_at_cap``: the cap bounds what it can offer to a server that
+    falls behind). Requests that only waited for a new connection to be accepted (a server too
+    slow to accept) are behind but not the generator's fault. ``saturated`` counts only the
+    generator's fault.
     """
 
     load_model: str  # "closed" | "open"
@@ -54,6 +63,7 @@ class LoadResult:
     out_of_range: int
     behind: int
     behind_generator: int
+    behind_at_cap: int
     scheduled: int  # open loop: requests due in the measured window; closed loop: 0
     saturated: bool
     saturation_reasons: list[str]
@@ -92,6 +102,7 @@ class LoadResult:
             "out_of_range": self.out_of_range,
             "behind": self.behind,
             "behind_generator": self.behind_generator,
+            "behind_at_cap": self.behind_at_cap,
             "behind_threshold_ms": self.behind_threshold_ms,
             "late_max_ms": round(self.late_max_ms, 3),
             "scheduled": self.scheduled,
@@ -103,7 +114,8 @@ class LoadResult:
             "peak_connections": self.peak_connections,
             "procs": self.procs,
             "series": [
-                {"second": p.second, "requests": p.requests, "errors": p.errors,
+                {"second": p.second, "requests": p.requests, "completed": p.completed,
+                 "errors": p.errors,
                  "p50_ms": p.p50_ms, "p99_ms": p.p99_ms}
                 for p in self.series
             ],
@@ -127,6 +139,7 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
     completed = sum(r.completed for r in reports)
     behind = sum(r.behind for r in reports)
     behind_generator = sum(r.behind_generator for r in reports)
+    behind_at_cap = sum(r.behind_at_cap for r in reports)
     scheduled = sum(r.scheduled for r in reports)
     proc_pct = [100.0 * r.cpu_s / r.window_s if r.window_s > 0 else 0.0 for r in reports]
 
@@ -138,10 +151,9 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
                            f"be the limit; give it more --procs and --cpus")
     if rate is not None and scheduled and \
             behind_generator > SATURATED_BEHIND_FRACTION * scheduled:
-        reasons.append(f"open-loop schedule fell behind: {behind_generator} of {scheduled} "
-                       f"requests ({100.0 * behind_generator / scheduled:.1f}%) went out more "
-                       f"than {BEHIND_THRESHOLD_MS:g} ms after their due time because the "
-                       "generator was late or all its connections (--max-connections) were busy")
+        reasons.extend(_behind_reasons(late=behind_generator - behind_at_cap,
+                                       at_cap=behind_at_cap, scheduled=scheduled, rate=rate,
+                                       connections=sum(r.peak_connections for r in reports)))
 
     return LoadResult(
         load_model="open" if rate is not None else "closed",
@@ -161,6 +173,7 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
         out_of_range=sum(r.out_of_range for r in reports),
         behind=behind,
         behind_generator=behind_generator,
+        behind_at_cap=behind_at_cap,
         scheduled=scheduled,
         saturated=bool(reasons),
         saturation_reasons=reasons,
@@ -174,20 +187,43 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
     )
 
 
+def _behind_reasons(*, late: int, at_cap: int, scheduled: int, rate: float,
+                    connections: int) -> list[str]:
+    """Why an open-loop schedule fell behind, by cause: the generator, or its connection cap."""
+    def share(n: int) -> str:
+        return f"{n} of {scheduled} requests ({100.0 * n / scheduled:.1f}%)"
+
+    reasons = []
+    if late:
+        reasons.append(f"open-loop schedule fell behind: {share(late)} went out more than "
+                       f"{BEHIND_THRESHOLD_MS:g} ms after their due time because the generator "
+                       "itself was late")
+    if at_cap:
+        # every connection was waiting on the server: not a slow generator, but the schedule
+        # was not kept, so the trial cannot show the latency of the offered rate
+        reasons.append(f"connection cap reached: {share(at_cap)} waited more than "
+                       f"{BEHIND_THRESHOLD_MS:g} ms for one of the generator's {connections} "
+                       f"connections, all busy on the server: the server fell behind "
+                       f"{rate:g} req/s (or the scenario's max_connections is too low)")
+    return reasons
+
+
 def _merge_series(reports: Sequence[WorkerReport]) -> list[SeriesPoint]:
     seconds = max((len(r.second_requests) for r in reports), default=0)
     points: list[SeriesPoint] = []
     for sec in range(seconds):
         hist = new_histogram()
-        requests = errors = 0
+        requests = completed = errors = 0
         for r in reports:
             if sec < len(r.second_requests):
                 requests += r.second_requests[sec]
+                completed += r.second_completed[sec]
                 errors += r.second_errors[sec]
                 encoded = r.second_latency_hdr[sec]
                 if encoded is not None:
                     hist.decode_and_add(encoded)
         pct = percentiles_ms(hist)
-        points.append(SeriesPoint(second=sec, requests=requests, errors=errors,
+        points.append(SeriesPoint(second=sec, requests=requests, completed=completed,
+                                  errors=errors,
                                   p50_ms=pct["p50"], p99_ms=pct["p99"]))
     return points

@@ -24,12 +24,6 @@ class Window:
     def seconds(self) -> int:
         return max(1, math.ceil((self.m1_ns - self.m0_ns) / NS_PER_S))
 
-    def measured(self, t_ns: int) -> bool:
-        return self.m0_ns <= t_ns < self.m1_ns
-
-    def second_of(self, t_ns: int) -> int:
-        return (t_ns - self.m0_ns) // NS_PER_S
-
 
 class OpenLoopSchedule:
     """Due times of one process's share of a constant-rate schedule, ending before ``end_ns``."""
@@ -49,12 +43,6 @@ class OpenLoopSchedule:
     @property
     def finished(self) -> bool:
         return self.due_ns(self.next_index) >= self.end_ns
-
-    def count_in(self, lo_ns: int, hi_ns: int) -> int:
-        """How many of this process's requests are due in ``[lo_ns, hi_ns)``."""
-        def first_at_or_after(t: int) -> int:
-            return max(0, math.ceil((t - self._first_ns) / self._step_ns))
-        return max(0, first_at_or_after(hi_ns) - first_at_or_after(lo_ns))
 
     def take_due(self, now_ns: int) -> list[int]:
         """Hand out every request due at or before ``now_ns`` (in order) and advance."""
