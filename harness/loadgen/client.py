@@ -262,10 +262,11 @@ class Worker:
                 if self.stopping:
                     self.connecting -= 1
                     return
-                await asyncio.wait_for(
-                    self.loop.create_connection(lambda: self.conn_class(self),
-                                                self.plan.host, self.plan.port),
-                    self.plan.timeout_ns / NS_PER_S)
+                # asyncio.timeout, not wait_for: wait_for wraps the connect in a second task,
+                # a cost paid per request against servers that close every connection
+                async with asyncio.timeout(self.plan.timeout_ns / NS_PER_S):
+                    await self.loop.create_connection(lambda: self.conn_class(self),
+                                                      self.plan.host, self.plan.port)
         except (TimeoutError, OSError):
             self.connecting -= 1
             self.connect_failures += 1
