@@ -152,7 +152,7 @@ def _report(proc: int, latencies_us: list[int], *, cpu_s: float = 0.5, behind: i
         behind_generator=behind, behind_at_cap=at_cap, completed=len(latencies_us),
         resent=0, window_start_ns=0, window_end_ns=1_000_000_000, scheduled=scheduled,
         cpu_s=cpu_s, window_s=1.0,
-        peak_connections=4, precise_timer=True)
+        peak_connections=4, max_connections=8, precise_timer=True)
 
 
 def test_merge_reports_sums_and_merges_series() -> None:
@@ -182,7 +182,8 @@ def test_saturation_from_cpu_and_from_falling_behind() -> None:
     assert capped.saturated and capped.behind_at_cap == 4
     assert capped.saturation_reasons[0].startswith("open-loop schedule fell behind: 1 of 100")
     assert capped.saturation_reasons[1].startswith("connection cap reached: 4 of 100")
-    assert "4 connections, all busy on the server" in capped.saturation_reasons[1]
+    assert "all 8 the generator may hold open or opening (4 open at most)" in \
+        capped.saturation_reasons[1]
     fine = merge_reports([_report(0, [1000], behind=1, scheduled=100)], url=URL,
                          concurrency=None, rate=100.0, duration_s=1.0)
     assert not fine.saturated and fine.service_time is not None

@@ -91,6 +91,7 @@ class WorkerReport:
     cpu_s: float
     window_s: float
     peak_connections: int
+    max_connections: int  # this process's cap: open and opening connections together
     precise_timer: bool
     late_max_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -465,8 +466,12 @@ class Worker:
                 self.send(idle_conns.popleft(), due, now)
             else:
                 at_cap = len(self.conns) + self.connecting >= self.plan.max_connections
-                cause = AT_CAP if at_cap else GENERATOR_LATE \
-                    if now - due > BEHIND_THRESHOLD_NS else NOT_GENERATOR
+                if at_cap:
+                    cause = AT_CAP
+                elif now - due > BEHIND_THRESHOLD_NS:
+                    cause = GENERATOR_LATE
+                else:
+                    cause = NOT_GENERATOR  # it only waits for a connection being opened
                 self.queue.append((due, cause))
                 if self.connecting < len(self.queue):
                     self.open()
@@ -568,6 +573,7 @@ class Worker:
             cpu_s=(self.cpu1 - self.cpu0) / NS_PER_S if self.t_cpu0 else 0.0,
             window_s=window_ns / NS_PER_S,
             peak_connections=self.peak_connections,
+            max_connections=self.plan.max_connections,
             precise_timer=self.precise_timer,
             late_max_ms=self.late_max_ns / 1e6,
         )

@@ -153,7 +153,8 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
             behind_generator > SATURATED_BEHIND_FRACTION * scheduled:
         reasons.extend(_behind_reasons(late=behind_generator - behind_at_cap,
                                        at_cap=behind_at_cap, scheduled=scheduled, rate=rate,
-                                       connections=sum(r.peak_connections for r in reports)))
+                                       cap=sum(r.max_connections for r in reports),
+                                       peak=sum(r.peak_connections for r in reports)))
 
     return LoadResult(
         load_model="open" if rate is not None else "closed",
@@ -187,8 +188,8 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
     )
 
 
-def _behind_reasons(*, late: int, at_cap: int, scheduled: int, rate: float,
-                    connections: int) -> list[str]:
+def _behind_reasons(*, late: int, at_cap: int, scheduled: int, rate: float, cap: int,
+                    peak: int) -> list[str]:
     """Why an open-loop schedule fell behind, by cause: the generator, or its connection cap."""
     def share(n: int) -> str:
         return f"{n} of {scheduled} requests ({100.0 * n / scheduled:.1f}%)"
@@ -201,10 +202,13 @@ def _behind_reasons(*, late: int, at_cap: int, scheduled: int, rate: float,
     if at_cap:
         # every connection was waiting on the server: not a slow generator, but the schedule
         # was not kept, so the trial cannot show the latency of the offered rate
+        # the cap counts connections still being opened: against a full listen backlog most
+        # of them may be, so the peak of open ones is said too
         reasons.append(f"connection cap reached: {share(at_cap)} waited more than "
-                       f"{BEHIND_THRESHOLD_MS:g} ms for one of the generator's {connections} "
-                       f"connections, all busy on the server: the server fell behind "
-                       f"{rate:g} req/s (or the scenario's max_connections is too low)")
+                       f"{BEHIND_THRESHOLD_MS:g} ms for a connection, with all {cap} the "
+                       f"generator may hold open or opening ({peak} open at most) and busy on a "
+                       f"server that fell behind {rate:g} req/s (or the scenario's "
+                       "max_connections is too low)")
     return reasons
 
 
