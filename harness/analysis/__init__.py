@@ -22,6 +22,7 @@ from harness.analysis.frames import (
 )
 from harness.analysis.guidance import (
     NOISY_CV_MAX,
+    SINGLE_RUN_NOISE_FRACTION,
     GuidanceItem,
     compute_guidance,
     guidance_table,
@@ -42,6 +43,7 @@ __all__ = [
     "GROUP_KEYS",
     "INVALID_LABEL",
     "NOISY_CV_MAX",
+    "SINGLE_RUN_NOISE_FRACTION",
     "TRIAL_DTYPES",
     "GuidanceItem",
     "RunData",
