@@ -254,7 +254,7 @@ def test_single_repeat_and_unmeasured_targets_are_caveats(tmp_path: Path) -> Non
     items = compute_guidance(run, summarize(run))
     topics = {i.topic: i for i in items}
     assert topics["single_repeat"].caveat
-    assert f"under {SINGLE_RUN_NOISE_FRACTION:.0%} as noise" in topics["single_repeat"].text
+    assert f"move by {SINGLE_RUN_NOISE_FRACTION:.0%} or more" in topics["single_repeat"].text
     assert "uwsgi was not measured (unsupported): no WebSocket in WSGI" in topics["target"].text
     assert "interrupted" in topics["run_status"].text
 

@@ -25,8 +25,8 @@ from harness.units import parse_cpus
 NOISY_CV_MAX = 0.10
 # Without repeats, a difference this small between two servers may be run-to-run noise. Measured
 # on the shared 2-core VM of the reference run: four runs of the default io_bound plan gave
-# uvicorn 5,384 to 7,281 req/s at 512 clients, a server near 100 % of its CPU, whose rate moves
-# with what the neighbours take; the steadier servers moved about 10 %.
+# uvicorn 5,384 to 7,281 req/s at 512 clients (a server near 100 % of its CPU moves with what
+# the neighbours take); most servers moved about 10 %, a few single levels more.
 SINGLE_RUN_NOISE_FRACTION = 0.25
 # The pair most teams weigh: gunicorn's sync workers against uvicorn's event loop.
 CLASSIC_PAIR = ("gunicorn-sync", "uvicorn")
@@ -356,10 +356,11 @@ def _noise(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
         if not ranked.empty:
             return [GuidanceItem(
                 topic="single_repeat", caveat=True, run_id=run.run_id,
-                text=("Each level was measured once: with no repeats the spread is unknown. On "
-                      "a shared machine one server's throughput can move that much between runs, "
-                      f"so treat differences under {SINGLE_RUN_NOISE_FRACTION:.0%} as noise, or "
-                      "measure the spread with --repeat 3."))]
+                text=("Each level was measured once, so the spread is unknown. On a shared "
+                      "machine a server's throughput can move by "
+                      f"{SINGLE_RUN_NOISE_FRACTION:.0%} or more between runs: treat smaller "
+                      "differences as noise, and measure the spread with --repeat 3 before "
+                      "relying on a close ranking."))]
         return []
     items: list[GuidanceItem] = []
     trials = run.trials.set_index("trial_id")
