@@ -24,9 +24,10 @@ from harness.units import parse_cpus
 # A level whose repeats' throughput varies more than this (coefficient of variation) is noisy.
 NOISY_CV_MAX = 0.10
 # Without repeats, a difference this small between two servers may be run-to-run noise. Measured
-# on the shared 2-core VM of the reference run: four runs of the default io_bound plan gave
+# on the shared 2-core VM of the reference run: five runs of the default io_bound plan gave
 # uvicorn 5,384 to 7,281 req/s at 512 clients (a server near 100 % of its CPU moves with what
-# the neighbours take); most servers moved about 10 %, a few single levels more.
+# the neighbours take); most servers moved about 10 %, a few single levels more (granian-wsgi,
+# hello, 256 clients: 58k and 40k req/s in two runs).
 SINGLE_RUN_NOISE_FRACTION = 0.25
 # The pair most teams weigh: gunicorn's sync workers against uvicorn's event loop.
 CLASSIC_PAIR = ("gunicorn-sync", "uvicorn")
