@@ -151,16 +151,16 @@ class _Conn(asyncio.Protocol):
             elif body is not None and body != w.expect_body:  # type: ignore[comparison-overlap]
                 if due_in_window:
                     w.count_error("body", due)
-            elif not due_in_window:
-                w.complete(now)  # done in the window, due before it (warm-up backlog)
             else:
-                if done_in_window:
-                    w.complete(now)
-                sec = (due - w.m0) // NS_PER_S
-                w.lat[sec].append(now - due)
-                svc = w.svc
-                if svc is not None:
-                    svc[sec].append(now - self.sent_ns)
+                if done_in_window:  # throughput, whenever it was due (even in the warm-up)
+                    w.completed += 1
+                    w.done_sec[(now - w.m0) // NS_PER_S] += 1
+                if due_in_window:  # the latency sample
+                    sec = (due - w.m0) // NS_PER_S
+                    w.lat[sec].append(now - due)
+                    svc = w.svc
+                    if svc is not None:
+                        svc[sec].append(now - self.sent_ns)
         if self.body is not None:
             self.body.clear()
         if not self.parser.should_keep_alive():
@@ -374,11 +374,6 @@ class Worker:
         else:
             with contextlib.suppress(ValueError):
                 self.idle_conns.remove(conn)
-
-    def complete(self, now: int) -> None:
-        """Count a success answered at ``now``, inside the window, as throughput."""
-        self.completed += 1
-        self.done_sec[(now - self.m0) // NS_PER_S] += 1
 
     def count_error(self, kind: str, t_ns: int) -> None:
         if self.m0 <= t_ns < self.m1:
