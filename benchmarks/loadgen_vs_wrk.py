@@ -44,6 +44,12 @@ STALL_RATE = 1000.0
 STALL_POOL = 16
 GOAL_RPS_RATIO = 0.95
 GOAL_CPU_RATIO = 1.5
+# Servers that close every connection: the case measured at 16 connections (issue 9), where
+# the generator pays a connect per request; the goal there is >= 0.9 x wrk's rate.
+CLOSING_SERVERS = ("uwsgi", "gunicorn-sync")
+CLOSING_CONNECTIONS = 16
+GOAL_CLOSING_RPS_RATIO = 0.9
+PATHS = {"uwsgi": "/hello", "gunicorn-sync": "/hello"}
 
 
 def free_port() -> int:
@@ -81,12 +87,19 @@ def server(kind: str, cpu: int, *extra: str) -> Iterator[str]:
                     str(ROOT / "benchmarks"), "hello_asgi:app"],
         "testserver": [py, "-m", "harness.loadgen.testserver", "--port", str(port),
                        "--lifetime-s", "300", *extra],
+        # servers that close the connection after every answer: a connect per request
+        "uwsgi": [str(bindir / "uwsgi"), "--http-socket", f"127.0.0.1:{port}", "--master",
+                  "--die-on-term", "--disable-logging", "--need-app", "--strict",
+                  "--processes", "3", "--threads", "2", "--pythonpath", str(ROOT),
+                  "--module", "apps.raw.wsgi:app"],
+        "gunicorn-sync": [py, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
+                          "3", "--worker-class", "sync", "apps.raw.wsgi:app"],
     }
     proc = subprocess.Popen(["taskset", "-c", str(cpu), *commands[kind]], cwd=ROOT,
                             stdout=subprocess.DEVNULL)
     try:
         wait_ready(port, proc)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}{PATHS.get(kind, '/')}"
     finally:
         proc.terminate()
         try:
@@ -111,31 +124,34 @@ def run_wrk(url: str, cpu: int, duration_s: float, connections: int) -> tuple[fl
     return float(match.group(1)), rusage.ru_utime + rusage.ru_stime, out
 
 
-def run_ours(url: str, cpu: int, duration_s: float) -> LoadResult:
-    return run_load(LoadSpec(url=url, concurrency=CONNECTIONS, duration_s=duration_s,
+def run_ours(url: str, cpu: int, duration_s: float, connections: int) -> LoadResult:
+    return run_load(LoadSpec(url=url, concurrency=connections, duration_s=duration_s,
                              warmup_s=1.0, cpus=(cpu,)))
 
 
 def throughput(kinds: Sequence[str], args: argparse.Namespace) -> None:
-    print(f"\n== Throughput: closed loop, {CONNECTIONS} connections, server on CPU "
+    print(f"\n== Throughput: closed loop, {CONNECTIONS} connections ({CLOSING_CONNECTIONS} "
+          f"for {', '.join(CLOSING_SERVERS)}), server on CPU "
           f"{args.server_cpu}, generator on CPU {args.gen_cpu}, {args.duration:g}s each, "
           f"median of {args.rounds} alternating rounds ==")
-    print(f"{'server':<9} {'wrk req/s':>10} {'ours req/s':>11} {'ratio':>6}   "
+    print(f"{'server':<13} {'wrk req/s':>10} {'ours req/s':>11} {'ratio':>6}   "
           f"{'wrk CPU-s/1k':>12} {'ours CPU-s/1k':>13} {'ratio':>6}  ours CPU%  errors")
     for kind in kinds:
         wrk_rounds: list[tuple[float, float]] = []  # (req/s, CPU-s per 1k requests)
         our_rounds: list[tuple[float, float, float]] = []  # (req/s, CPU-s per 1k, CPU %)
         errors = 0
         reasons: list[str] = []
+        connections = CLOSING_CONNECTIONS if kind in CLOSING_SERVERS else CONNECTIONS
+        goal_rps = GOAL_CLOSING_RPS_RATIO if kind in CLOSING_SERVERS else GOAL_RPS_RATIO
         with server(kind, args.server_cpu) as url:
-            run_wrk(url, args.gen_cpu, 1.0, CONNECTIONS)  # warm the server, discarded
+            run_wrk(url, args.gen_cpu, 1.0, connections)  # warm the server, discarded
             # alternate, so a noisy neighbour or a warming server hurts both alike
             for _ in range(args.rounds):
-                rps, cpu_s, out = run_wrk(url, args.gen_cpu, args.duration, CONNECTIONS)
+                rps, cpu_s, out = run_wrk(url, args.gen_cpu, args.duration, connections)
                 found = re.search(r"(\d+) requests in", out)
                 assert found is not None
                 wrk_rounds.append((rps, 1000.0 * cpu_s / int(found.group(1))))
-                ours = run_ours(url, args.gen_cpu, args.duration)
+                ours = run_ours(url, args.gen_cpu, args.duration, connections)
                 our_rounds.append((ours.achieved_rps,
                                    1000.0 * ours.generator_cpu_s / max(1, ours.requests),
                                    ours.generator_cpu_pct))
@@ -148,14 +164,14 @@ def throughput(kinds: Sequence[str], args: argparse.Namespace) -> None:
         our_pct = statistics.median(r[2] for r in our_rounds)
         rps_ratio = our_rps / wrk_rps
         cpu_ratio = ours_per_k / wrk_per_k
-        print(f"{kind:<9} {wrk_rps:>10.0f} {our_rps:>11.0f} {rps_ratio:>6.2f}   "
+        print(f"{kind:<13} {wrk_rps:>10.0f} {our_rps:>11.0f} {rps_ratio:>6.2f}   "
               f"{wrk_per_k:>12.4f} {ours_per_k:>13.4f} {cpu_ratio:>6.2f}  "
               f"{our_pct:>7.0f}%  {errors}")
-        print(f"{'':<9} rounds wrk req/s {[round(r[0]) for r in wrk_rounds]}, ours "
+        print(f"{'':<13} rounds wrk req/s {[round(r[0]) for r in wrk_rounds]}, ours "
               f"{[round(r[0]) for r in our_rounds]}")
-        verdict_rps = "ok" if rps_ratio >= GOAL_RPS_RATIO else "BELOW GOAL"
+        verdict_rps = "ok" if rps_ratio >= goal_rps else "BELOW GOAL"
         verdict_cpu = "ok" if cpu_ratio <= GOAL_CPU_RATIO else "ABOVE GOAL"
-        print(f"{'':<9} req/s ratio goal >= {GOAL_RPS_RATIO}: {verdict_rps}; "
+        print(f"{'':<13} req/s ratio goal >= {goal_rps}: {verdict_rps}; "
               f"CPU ratio goal <= {GOAL_CPU_RATIO}: {verdict_cpu}"
               + (f"; saturated: {reasons}" if reasons else ""))
 
@@ -210,7 +226,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--gen-cpu", type=int, default=0)
-    parser.add_argument("--servers", default="uvicorn,granian")
+    parser.add_argument("--servers", default="uvicorn,granian,uwsgi,gunicorn-sync")
     parser.add_argument("--skip", default="", help="comma list of: throughput,accuracy,stall")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -12,9 +12,10 @@ note citing the rule, is recorded with every result, and can be overridden.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from harness.errors import TargetError, UsageError
@@ -76,6 +77,9 @@ class Server:
     threads_meaning: str = "threads per worker"
     preset: PresetRule
     description: str
+    # How the server's WebSocket protocol is set so every server runs the same one (no pings,
+    # no compression): one human-readable note per setting, recorded with every result.
+    websocket_settings: tuple[str, ...] = ()
 
     @property
     def distributions(self) -> tuple[str, ...]:
@@ -100,11 +104,51 @@ class Preset:
 
 @dataclass(frozen=True, kw_only=True)
 class AppFamily:
-    """Identical apps for each gateway: gateway -> ``module:attribute`` import string."""
+    """Identical apps for each gateway: gateway -> ``module:attribute`` import string.
+
+    ``env`` is the environment the apps need (e.g. ``DJANGO_SETTINGS_MODULE``) and ``paths``
+    the folders put first on their PYTHONPATH (a user's ``--app-dir``); every backend gives
+    both to the server it starts.
+
+    ``groups`` name the comparisons the report puts this family in (``flask-quart``: the same
+    route code on each gateway); ``distributions`` are the framework packages whose versions a
+    result records; ``websocket`` says whether the ASGI app serves ``/ws/echo`` (False: a
+    WebSocket check or scenario is "unsupported" for this family). ``check_path`` is set for a
+    user's own app only: it does not answer the app contract, so verify checks just that this
+    path answers 2xx, and readiness probes it instead of ``/hello``.
+    """
 
     name: str
     modules: dict[Gateway, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()
+    description: str = ""
+    groups: tuple[str, ...] = ()
+    distributions: tuple[str, ...] = ()
+    websocket: bool = True
+    check_path: str | None = None
 
+    @property
+    def contract(self) -> bool:
+        """Whether the apps answer the whole app contract (every family but a user's own)."""
+        return self.check_path is None
+
+    @property
+    def ready_path(self) -> str:
+        """The path a readiness probe may GET: ``/hello``, or an own app's ``check_path``."""
+        return self.check_path if self.check_path is not None else "/hello"
+
+
+# WebSocket: every server runs the same protocol as the harness client (no pings, no
+# compression). "Off" for pings is an interval longer than any run where a flag takes only a
+# number: uvicorn's --ws-ping-interval 0 would ping without pause with --ws websockets.
+_NO_PING_S = 86400
+_UVICORN_WS_ARGS = ("--ws-ping-interval", str(_NO_PING_S), "--ws-per-message-deflate", "false")
+_UVICORN_WS_SETTINGS = (
+    f"pings off: --ws-ping-interval {_NO_PING_S} (uvicorn's default pings every 20 s)",
+    "permessage-deflate off: --ws-per-message-deflate false (moot: the harness client offers "
+    "none)",
+)
 
 _GUNICORN_RULE = ("gunicorn docs (design, 'How Many Workers?'): (2 x $num_cores) + 1 workers "
                   "to start with")
@@ -190,7 +234,8 @@ SERVERS: dict[str, Server] = {
             command=("{python}", "-m", "uvicorn", "--host", "{host}", "--port", "{port}",
                      "--backlog", "{backlog}",
                      "--workers", "{workers}", "--loop", "uvloop", "--http", "httptools",
-                     "--ws", "websockets", "--no-access-log", "{app}"),
+                     "--ws", "websockets", *_UVICORN_WS_ARGS, "--no-access-log", "{app}"),
+            websocket_settings=_UVICORN_WS_SETTINGS,
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="uvicorn docs (deployment): one event loop per process, --workers for "
@@ -203,7 +248,8 @@ SERVERS: dict[str, Server] = {
             command=("{python}", "-m", "uvicorn", "--host", "{host}", "--port", "{port}",
                      "--backlog", "{backlog}",
                      "--workers", "{workers}", "--loop", "asyncio", "--http", "h11",
-                     "--ws", "wsproto", "--no-access-log", "{app}"),
+                     "--ws", "wsproto", *_UVICORN_WS_ARGS, "--no-access-log", "{app}"),
+            websocket_settings=_UVICORN_WS_SETTINGS,
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="uvicorn docs (deployment): one event loop per process, --workers for "
@@ -219,6 +265,12 @@ SERVERS: dict[str, Server] = {
                      "{backlog}",
                      "--workers", "{workers}", "--worker-class",
                      "harness.backends.gunicorn_workers.QuietUvicornWorker", "{app}"),
+            # gunicorn has no flag for them: the worker class's CONFIG_KWARGS sets them
+            websocket_settings=(
+                f"pings off: ws_ping_interval {_NO_PING_S} in the worker class's CONFIG_KWARGS "
+                "(uvicorn's default pings every 20 s)",
+                "permessage-deflate off: ws_per_message_deflate False in CONFIG_KWARGS (moot: "
+                "the harness client offers none)"),
             preset=PresetRule(
                 workers_per_cpu=2, workers_plus=1,
                 note=_GUNICORN_RULE + " (gunicorn is the process manager here; "
@@ -232,6 +284,11 @@ SERVERS: dict[str, Server] = {
             command=("{python}", "-m", "hypercorn", "--bind", "{host}:{port}", "--backlog",
                      "{backlog}",
                      "--workers", "{workers}", "--worker-class", "uvloop", "{app}"),
+            websocket_settings=(
+                "pings off: Hypercorn's default (websocket_ping_interval unset; its flag "
+                "takes only a number)",
+                "permessage-deflate: accepted when offered (moot: the harness client offers "
+                "none)"),
             preset=PresetRule(
                 workers_per_cpu=1,
                 note="Hypercorn docs give no rule (default --workers 1); one event loop per "
@@ -243,7 +300,11 @@ SERVERS: dict[str, Server] = {
             # -v 0: verbosity 1 (the default) writes an access log line to stdout
             command=("{python}", "-m", "daphne", "-e",
                      "tcp:port={port}:interface={host}:backlog={backlog}", "-v", "0",
-                     "{app}"),
+                     "--ping-interval", str(_NO_PING_S), "{app}"),
+            websocket_settings=(
+                f"pings off: --ping-interval {_NO_PING_S} (by default daphne pings a "
+                "connection idle for 20 s)",
+                "permessage-deflate: never accepted (autobahn's default)"),
             preset=PresetRule(
                 workers_per_cpu=0, workers_plus=1,
                 note="Daphne is single-process (no workers option): it uses one CPU whatever "
@@ -255,9 +316,13 @@ SERVERS: dict[str, Server] = {
             name="granian-asgi", gateway="asgi", websocket=True, distribution="granian",
             command=("{python}", "-m", "granian", "--interface", "asgi", "--host", "{host}",
                      "--port", "{port}", "--backlog", "{backlog}", "--workers", "{workers}",
-                     "--no-access-log",
+                     "--no-access-log", "--ws",
                      "{threads_args}", "{app}"),
             threads_args=("--runtime-threads", "{threads}"),
+            websocket_settings=(
+                "WebSocket on: --ws (Granian's default, set explicitly)",
+                "pings: none (Granian sends none)",
+                "permessage-deflate: not supported"),
             threads_meaning="Rust runtime threads per worker (None: Granian's default, 1)",
             preset=PresetRule(
                 workers_per_cpu=1,
@@ -269,10 +334,42 @@ SERVERS: dict[str, Server] = {
     )
 }
 
+_DJANGO_SETTINGS = "DJANGO_SETTINGS_MODULE"
+
 APPS: dict[str, AppFamily] = {
     family.name: family
     for family in (
-        AppFamily(name="raw", modules={"wsgi": "apps.raw.wsgi:app", "asgi": "apps.raw.asgi:app"}),
+        AppFamily(name="raw", modules={"wsgi": "apps.raw.wsgi:app", "asgi": "apps.raw.asgi:app"},
+                  description="no framework: the contract on the bare gateway (the baseline)"),
+        # One Django project (apps/djangoproj); the settings module picks the views.
+        AppFamily(name="django",
+                  modules={"wsgi": "apps.djangoproj.wsgi:application",
+                           "asgi": "apps.djangoproj.asgi:application"},
+                  env={_DJANGO_SETTINGS: "apps.djangoproj.settings"},
+                  description="Django, sync views: from wsgi.py, and from asgi.py (each view "
+                              "run through sync_to_async, one thread per process)",
+                  groups=("django",), distributions=("django", "asgiref")),
+        AppFamily(name="django-async",
+                  modules={"asgi": "apps.djangoproj.asgi:application"},
+                  env={_DJANGO_SETTINGS: "apps.djangoproj.settings_async"},
+                  description="Django, async views from asgi.py (aiohttp for /io)",
+                  groups=("django",), distributions=("django", "asgiref")),
+        AppFamily(name="flask", modules={"wsgi": "apps.flask_app.wsgi:app"},
+                  description="Flask, sync views", groups=("flask-quart", "flask-fastapi"),
+                  distributions=("flask", "werkzeug")),
+        AppFamily(name="quart", modules={"asgi": "apps.quart_app.asgi:app"},
+                  description="Quart, Flask's route code with async views",
+                  groups=("flask-quart",), distributions=("quart", "werkzeug")),
+        AppFamily(name="fastapi", modules={"asgi": "apps.fastapi_app.asgi:app"},
+                  description="FastAPI, async def path operations (the usual move from Flask)",
+                  groups=("flask-fastapi",), distributions=("fastapi", "starlette")),
+        AppFamily(name="starlette", modules={"asgi": "apps.starlette_app.asgi:app"},
+                  description="Starlette, async endpoints (the toolkit under FastAPI)",
+                  groups=("starlette-pyramid",), distributions=("starlette",)),
+        AppFamily(name="pyramid", modules={"wsgi": "apps.pyramid_app.wsgi:app"},
+                  description="Pyramid, TechEmpower's setup: no debug or reload, orjson "
+                              "renderer", groups=("starlette-pyramid",),
+                  distributions=("pyramid", "webob", "orjson")),
     )
 }
 
@@ -282,13 +379,17 @@ class Target:
     """A server serving an app family with a preset: what one backend start runs."""
 
     server: Server
-    app: str
+    family: AppFamily
     preset: Preset
+
+    @property
+    def app(self) -> str:
+        return self.family.name
 
     @property
     def app_spec(self) -> str:
         """The import string the server loads, e.g. ``apps.raw.wsgi:app``."""
-        return APPS[self.app].modules[self.server.gateway]
+        return self.family.modules[self.server.gateway]
 
     def describe(self) -> str:
         return (f"{self.server.name} ({self.server.gateway}) serving {self.app_spec}, "
@@ -309,11 +410,17 @@ class Target:
             "threads_meaning": self.server.threads_meaning,
             "preset_note": self.preset.note,
             "overridden": list(self.preset.overridden),
+            "websocket_settings": list(self.server.websocket_settings),
+            "family": {
+                "name": self.family.name,
+                "description": self.family.description,
+                "groups": list(self.family.groups),
+                "versions": {d: _version(d) for d in self.family.distributions},
+                # names only: values may be secrets
+                "env": sorted(self.family.env),
+                "check_path": self.family.check_path,
+            },
         }
-
-
-def server_names() -> tuple[str, ...]:
-    return tuple(SERVERS)
 
 
 def get_server(name: str) -> Server:
@@ -369,14 +476,14 @@ def preset_for(server: Server, cpus: int, *, workers: int | None = None,
                   overridden=tuple(overridden))
 
 
-def make_target(server: Server, *, app: str = "raw", cpus: int = 1, workers: int | None = None,
-                threads: int | None = None) -> Target:
+def make_target(server: Server, *, app: str | AppFamily = "raw", cpus: int = 1,
+                workers: int | None = None, threads: int | None = None) -> Target:
     """A target for ``cpus`` CPUs; UsageError for an unknown app or a bad override."""
-    family = get_app(app)
+    family = app if isinstance(app, AppFamily) else get_app(app)
     if server.gateway not in family.modules:
         raise UsageError(f"app family {app!r} has no {server.gateway.upper()} app for "
                          f"{server.name}: expected one of {', '.join(family.modules)}")
-    return Target(server=server, app=app,
+    return Target(server=server, family=family,
                   preset=preset_for(server, cpus, workers=workers, threads=threads))
 
 
@@ -420,17 +527,23 @@ def listen_backlog() -> int:
 
 
 def render_command(target: Target, *, port: int, host: str = HOST,
-                   root: Path | None = None) -> list[str]:
-    """The server's argv for this target, with every placeholder filled in."""
+                   root: Path | PurePath | None = None, python: str | None = None,
+                   backlog: int | None = None) -> list[str]:
+    """The server's argv for this target, with every placeholder filled in.
+
+    ``python`` (default: this interpreter; ``{bindir}`` is its folder), ``root`` and
+    ``backlog`` are given for another machine's paths, e.g. a container's.
+    """
+    python = python or sys.executable
     values = {
-        "python": sys.executable,
-        "bindir": str(Path(sys.executable).parent),
+        "python": python,
+        "bindir": str(PurePath(python).parent),
         "root": str(root if root is not None else REPO_DIR),
         "app": target.app_spec,
         "host": host,
         "port": str(port),
         "workers": str(target.preset.workers),
-        "backlog": str(listen_backlog()),
+        "backlog": str(backlog if backlog is not None else listen_backlog()),
         "threads": str(target.preset.threads),
     }
     argv: list[str] = []

@@ -10,10 +10,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness import __version__
+from harness.cpus import parse_cpus
 from harness.errors import UsageError
-from harness.units import parse_cpus, parse_duration
+from harness.units import parse_duration
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT: 128 + 2
@@ -57,6 +59,31 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _add_app_options(parser: argparse.ArgumentParser, default: str) -> None:
+    group = parser.add_argument_group("the app served")
+    group.add_argument("--app", help=f"app family: raw, django, django-async, flask, quart, "
+                                     f"fastapi, starlette, pyramid (default: {default})")
+    group.add_argument("--wsgi-app", metavar="MODULE:ATTR",
+                       help="your own WSGI app, e.g. mysite.wsgi:application (instead of --app)")
+    group.add_argument("--asgi-app", metavar="MODULE:ATTR",
+                       help="your own ASGI app, e.g. mysite.asgi:application")
+    group.add_argument("--app-dir", metavar="DIR",
+                       help="your app's folder, first on the servers' PYTHONPATH (default: .)")
+    group.add_argument("--env", action="append", metavar="NAME=VALUE",
+                       help="environment for your app's servers, repeatable, e.g. "
+                            "DJANGO_SETTINGS_MODULE=mysite.settings")
+    group.add_argument("--path", help="your app's path to load (and to check answers 2xx), "
+                                      "e.g. /api/items (default: /)")
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", default="local",
+        help="how servers run: local (default; pinned processes) or compose (Docker containers "
+             "pinned with cpuset; needs a Docker engine, see README)",
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad input already; keep its message to one line."""
 
@@ -94,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--servers", type=_names, help="comma-separated server names (default: the scenario's)"
     )
-    run.add_argument("--app", help="app family (default: the scenario's, usually 'raw')")
+    _add_app_options(run, "the scenario's, usually 'raw'")
     run.add_argument(
         "--quick",
         action="store_true",
@@ -107,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeat", type=int, help="repeats per level (default: the scenario's)")
     run.add_argument("--out", help="run folder (default: results/<run-id>/)")
     run.add_argument(
-        "--server-cpus", type=_cpus, help="CPUs for the server under test (default: the last CPU)"
+        "--server-cpus", type=_cpus,
+        help="CPUs for the server under test (default: the upper half; on 2 cores CPU 1)",
     )
     run.add_argument(
         "--loadgen-cpus",
@@ -116,6 +144,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workers", type=int, help="override every server's worker preset")
     run.add_argument("--threads", type=int, help="override the thread preset of threaded servers")
+    _add_backend(run)
+    run.add_argument(
+        "--driver", default="builtin",
+        help="load generator: builtin (default; asyncio + httptools, as fast as wrk) or "
+             "locust (closed-loop levels as Locust users; pip install -e '.[locust]')",
+    )
+    locust = run.add_argument_group("with --driver locust")
+    locust.add_argument(
+        "--locustfile", type=Path, default=None,
+        help="this locustfile's traffic mix against every server instead of the scenario's "
+             "request (see scenarios/locustfiles/shop.py)")
+    locust.add_argument(
+        "--locust-workers", type=int, default=None, metavar="N",
+        help="Locust's master plus N worker processes pinned to the generator CPUs "
+             "(default: one process)")
+    locust.add_argument(
+        "--locust-remote-workers", type=int, default=0, metavar="M",
+        help="also wait for M workers started elsewhere with "
+             "'harness locust-worker --master-host HOST'")
+    locust.add_argument(
+        "--locust-master-bind", default="127.0.0.1", metavar="HOST",
+        help="address the Locust master listens on for remote workers (e.g. 0.0.0.0)")
+    locust.add_argument(
+        "--locust-master-port", type=int, default=None, metavar="PORT",
+        help="Locust master port (default: a free port; 5557 with remote workers)")
+    locust.add_argument(
+        "--stop-timeout", type=_duration, default=None,
+        help="how long requests in flight at the end may finish (default: the scenario's "
+             "timeout); later ones count as timeouts")
+    run.add_argument(
+        "--slo", metavar="OBJECTIVE",
+        help="also find each server's capacity at a latency objective, e.g. 'p99=100ms' or "
+             "'p99.9=250ms,errors=0.5%%': an open-loop rate search (ramp, then bisection to "
+             "5%%), every step a trial; capacity.csv holds the answers (default: the "
+             "scenario's [slo] with its own plan, none with --quick or --concurrency/--rate; "
+             "'off': none)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 
@@ -129,10 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
             "is timed from then, so stalls are not hidden)."
         ),
     )
-    load.add_argument("url", help="http://HOST:PORT/PATH")
-    mode = load.add_mutually_exclusive_group()
-    mode.add_argument("--concurrency", "-c", type=int, help="closed loop: number of connections")
-    mode.add_argument("--rate", "-R", type=float, help="open loop: constant arrival rate, req/s")
+    load.add_argument("url", help="http://HOST:PORT/PATH, or ws://HOST:PORT/PATH for a "
+                      "WebSocket echo (a request is then one message round trip)")
+    load.add_argument("--concurrency", "-c", type=int,
+                      help="closed loop: number of connections (give one of -c and -R, except "
+                           "for a WebSocket broadcast, which takes both)")
+    load.add_argument("--rate", "-R", type=float, help="open loop: constant arrival rate, req/s")
     load.add_argument(
         "--duration", "-d", type=_duration, default=10.0, help="measured time (default 10s)"
     )
@@ -145,10 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--procs", type=int, default=1, help="generator processes (default 1)")
     load.add_argument("--cpus", type=_cpus, help="pin generator processes to these CPUs")
     load.add_argument(
-        "--max-connections",
+        "--max-connections", "--connections",
         type=int,
-        help="open loop: cap on connections opened to keep up (default 10000)",
+        help="open loop: cap on connections opened to keep up (default 10000); for ws:// "
+             "URLs, the connections opened up front that carry the messages",
     )
+    load.add_argument("--message-size", type=int, default=64,
+                      help="ws://: bytes per message (default 64)")
+    load.add_argument("--text", action="store_true",
+                      help="ws://: text frames (the server validates UTF-8) instead of binary")
+    load.add_argument("--ws-mode", choices=("echo", "broadcast", "idle"), default="echo",
+                      help="ws://: echo round trips (default); broadcast (-c subscribers, -R "
+                           "messages/s from one publisher, on /ws/broadcast); idle (-c "
+                           "connections held, no message)")
     load.add_argument("--method", default="GET", help="HTTP method (default GET)")
     load.add_argument(
         "--header", "-H", action="append", default=[], help="'Name: value', repeatable"
@@ -169,10 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start one target and keep it up until Ctrl-C")
     serve.add_argument("name", help="server name (see 'harness servers')")
-    serve.add_argument("--app", default="raw", help="app family (default raw)")
+    _add_app_options(serve, "raw")
     serve.add_argument(
-        "--cpus", type=_cpus, help="CPUs to pin the server to (default: the last CPU)"
+        "--cpus", type=_cpus,
+        help="CPUs to pin the server to (default: the upper half; on 2 cores CPU 1)",
     )
+    _add_backend(serve)
     serve.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
     )
@@ -182,16 +260,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check live servers against the app contract")
     verify.add_argument("--servers", type=_names, help="comma-separated names (default: all)")
-    verify.add_argument("--app", default="raw", help="app family (default raw)")
+    _add_app_options(verify, "raw")
     verify.add_argument(
-        "--cpus", type=_cpus, help="CPUs to pin the servers to (default: the last CPU)"
+        "--cpus", type=_cpus,
+        help="CPUs to pin the servers to (default: the upper half; on 2 cores CPU 1)",
     )
+    _add_backend(verify)
 
     upstream = sub.add_parser("upstream", help="run the upstream delay service (/delay?ms=N)")
     upstream.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
     )
     upstream.add_argument("--cpus", type=_cpus, help="CPUs to pin it to")
+
+    worker = sub.add_parser(
+        "locust-worker",
+        help="a Locust worker for a harness run on another machine "
+             "(--driver locust --locust-remote-workers N)")
+    worker.add_argument("--master-host", required=True, help="the machine running harness run")
+    worker.add_argument("--master-port", type=int, default=5557,
+                        help="the master's port (default 5557)")
+    worker.add_argument("--locustfile", type=Path, default=None,
+                        help="the same locustfile the run uses, if any")
 
     # -- harness report ----------------------------------------------------------------------
     report = sub.add_parser("report", help="write report.html and report.md for a run folder")
@@ -200,25 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# subcommand -> module in harness.commands whose main(args) -> int does the work
-_COMMANDS = {
-    "run": "run",
-    "load": "load",
-    "servers": "servers",
-    "serve": "serve",
-    "verify": "verify",
-    "upstream": "upstream",
-    "report": "report",
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    module = importlib.import_module(f"harness.commands.{_COMMANDS[args.command]}")
+    # each subcommand is the module of its name in harness.commands, with main(args) -> int
+    module = importlib.import_module(f"harness.commands.{args.command.replace('-', '_')}")
     try:
         code: int = module.main(args)
     except UsageError as exc:

@@ -14,3 +14,15 @@ class TargetError(Exception):
 
     Raised by backends; the runner records the reason against the target and goes on.
     """
+
+
+class UnreachableError(UsageError):
+    """The load's target accepts no connection (refused, unresolvable, timed out).
+
+    Bad input when the user gave the URL; during a run, a server that stopped answering since
+    its last trial, which fails that trial and not the run.
+    """
+
+
+class GeneratorError(RuntimeError):
+    """A load generator process failed or did not report in time; the trial is not measured."""

@@ -7,41 +7,52 @@ CPU 0. The plan and an estimate of its duration are shown before anything starts
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from harness import catalogue
+from harness.cpus import allocate_cpus
 from harness.errors import UsageError
-from harness.scenarios import MAX_CONCURRENCY, Levels, Scenario, Timing
-
-LoadModel = Literal["closed", "open"]
+from harness.results import LoadModel
+from harness.scenarios import MAX_CONCURRENCY, Levels, Scenario, Timing, WebSocketLevels
+from harness.slo import OFF, SearchPolicy, Slo
 
 # Estimated fixed costs, from watching runs on a 2-core machine: start + ready + verify + stop
 # of one target, and the generator's own start and merge per trial.
 TARGET_OVERHEAD_S = 4.0
 TRIAL_OVERHEAD_S = 0.7
+# A capacity search from half the closed-loop peak: a ramp step or two, then bisection to 5 %.
+SEARCH_STEPS_ESTIMATE = 7
 
 
 @dataclass(frozen=True, kw_only=True)
 class Level:
-    """One load level: a closed-loop concurrency or an open-loop rate."""
+    """One load level: a closed-loop concurrency or an open-loop rate (HTTP requests or
+    WebSocket echoes of ``message_size`` bytes); a WebSocket broadcast to ``concurrency``
+    subscribers at ``rate`` messages/s; or ``concurrency`` idle WebSocket connections."""
 
     load_model: LoadModel
     concurrency: int | None = None
     rate: float | None = None
+    message_size: int | None = None  # WebSocket only
 
     @property
     def value(self) -> float:
-        if self.load_model == "closed":
-            return float(self.concurrency or 0)
-        return float(self.rate or 0.0)
+        if self.load_model == "open":
+            return float(self.rate or 0.0)
+        return float(self.concurrency or 0)
 
     def label(self) -> str:
+        size = f" ({self.message_size} B)" if self.message_size is not None else ""
         if self.load_model == "closed":
-            return f"{self.concurrency} conn"
-        return f"{self.rate:g} req/s"
+            return f"{self.concurrency} conn{size}"
+        if self.load_model == "open":
+            return f"{self.rate:g} req/s{size}"
+        if self.load_model == "broadcast":
+            return f"broadcast {self.concurrency} subs @ {self.rate:g}/s{size}"
+        return f"{self.concurrency} idle conn"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +77,9 @@ class Plan:
     server_cpus: tuple[int, ...]
     loadgen_cpus: tuple[int, ...]
     quick: bool
+    # capacity at a latency objective: searched for each target after its levels
+    slo: Slo | None = None
+    search: SearchPolicy = field(default_factory=SearchPolicy)
 
     @property
     def runnable(self) -> tuple[PlannedTarget, ...]:
@@ -79,76 +93,70 @@ class Plan:
     def trial_count(self) -> int:
         return len(self.runnable) * self.trials_per_target
 
+    @property
+    def search_timing(self) -> Timing:
+        """Each capacity-search step's warm-up and measured time."""
+        return replace(self.timing,
+                       warmup_s=self.search.warmup_s if self.search.warmup_s is not None
+                       else self.timing.warmup_s,
+                       duration_s=self.search.duration_s if self.search.duration_s is not None
+                       else self.timing.duration_s)
+
     def estimate_s(self) -> float:
         per_trial = self.timing.warmup_s + self.timing.duration_s + TRIAL_OVERHEAD_S
-        return len(self.runnable) * (TARGET_OVERHEAD_S + self.trials_per_target * per_trial)
+        step = self.search_timing.warmup_s + self.search_timing.duration_s + TRIAL_OVERHEAD_S
+        search = SEARCH_STEPS_ESTIMATE * step * self.timing.repeat \
+            if self.slo is not None else 0.0
+        return len(self.runnable) * (TARGET_OVERHEAD_S + self.trials_per_target * per_trial
+                                     + search)
 
     def summary(self) -> dict[str, Any]:
         return {
             "quick": self.quick,
             "levels": [{"load_model": lv.load_model, "concurrency": lv.concurrency,
-                        "rate": lv.rate} for lv in self.levels],
+                        "rate": lv.rate, "message_size": lv.message_size}
+                       for lv in self.levels],
             "warmup_s": self.timing.warmup_s,
             "duration_s": self.timing.duration_s,
             "repeat": self.timing.repeat,
             "trial_count": self.trial_count,
             "estimate_s": round(self.estimate_s(), 1),
+            "slo": self.slo.to_dict() if self.slo is not None else None,
+            "search": dataclasses.asdict(self.search) if self.slo is not None else None,
         }
 
 
-def allocate_cpus(
-    available: Sequence[int],
-    server: Sequence[int] | None = None,
-    loadgen: Sequence[int] | None = None,
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Disjoint (server, loadgen) CPU sets. By default the server gets the upper half of the
-    available CPUs (at least one) and the generator the rest."""
-    avail = sorted(set(available))
-    for name, cpus in (("--server-cpus", server), ("--loadgen-cpus", loadgen)):
-        missing = sorted(set(cpus or ()) - set(avail))
-        if missing:
-            raise UsageError(f"{name}: CPU {missing[0]} is not available to this process: "
-                             f"expected CPUs from {avail}")
-    if server is None and loadgen is None:
-        if len(avail) < 2:
-            raise UsageError("only one CPU is available: the server and the load generator need "
-                             "disjoint CPUs (give --server-cpus and --loadgen-cpus to share "
-                             "one on purpose)")
-        half = len(avail) // 2
-        return tuple(avail[half:]), tuple(avail[:half])
-    if server is None:
-        server = [c for c in avail if c not in set(loadgen or ())]
-    if loadgen is None:
-        loadgen = [c for c in avail if c not in set(server)]
-    if not server or not loadgen:
-        raise UsageError("no CPU left for the "
-                         f"{'server' if not server else 'load generator'}: expected disjoint "
-                         "--server-cpus and --loadgen-cpus")
-    overlap = sorted(set(server) & set(loadgen))
-    if overlap:
-        raise UsageError(f"--server-cpus and --loadgen-cpus share CPU {overlap[0]}: expected "
-                         "disjoint sets, so the generator does not steal the server's time")
-    return tuple(sorted(set(server))), tuple(sorted(set(loadgen)))
-
-
 def _levels(levels: Levels, concurrency: Sequence[int] | None,
-            rate: Sequence[float] | None) -> tuple[Level, ...]:
+            rate: Sequence[float] | None,
+            websocket: WebSocketLevels | None = None) -> tuple[Level, ...]:
     # Levels given on the command line replace the scenario's; giving only one kind of level
-    # means "only that kind".
-    if concurrency is not None or rate is not None:
+    # means "only that kind" (for WebSocket: only echo levels of that kind).
+    given = concurrency is not None or rate is not None
+    if given:
         levels = Levels(concurrency=tuple(concurrency or ()), rate=tuple(rate or ()))
     if any(c > MAX_CONCURRENCY for c in levels.concurrency):
         raise UsageError(f"--concurrency: expected at most {MAX_CONCURRENCY} connections")
-    closed = [Level(load_model="closed", concurrency=c) for c in levels.concurrency]
-    opened = [Level(load_model="open", rate=r) for r in levels.rate]
-    return tuple(closed + opened)
+    if websocket is None:
+        return tuple([Level(load_model="closed", concurrency=c) for c in levels.concurrency]
+                     + [Level(load_model="open", rate=r) for r in levels.rate])
+    out: list[Level] = []
+    for size in websocket.message_sizes:
+        out += [Level(load_model="closed", concurrency=c, message_size=size)
+                for c in levels.concurrency]
+        out += [Level(load_model="open", rate=r, message_size=size) for r in levels.rate]
+    if not given:
+        out += [Level(load_model="broadcast", concurrency=n, rate=websocket.broadcast_rate,
+                      message_size=websocket.broadcast_message_size)
+                for n in websocket.broadcast_subscribers]
+        out += [Level(load_model="idle", concurrency=n) for n in websocket.idle_connections]
+    return tuple(out)
 
 
 def build_plan(
     scenario: Scenario,
     *,
     servers: Sequence[str] | None = None,
-    app: str | None = None,
+    app: str | catalogue.AppFamily | None = None,
     quick: bool = False,
     concurrency: Sequence[int] | None = None,
     rate: Sequence[float] | None = None,
@@ -160,11 +168,11 @@ def build_plan(
     workers: int | None = None,
     threads: int | None = None,
     available_cpus: Sequence[int] | None = None,
+    slo: Slo | None = None,
 ) -> Plan:
     """Validate every choice and expand it; raises UsageError before anything starts."""
-    cpus_server, cpus_loadgen = allocate_cpus(
-        sorted(available_cpus if available_cpus is not None else os.sched_getaffinity(0)),
-        server_cpus, loadgen_cpus)
+    cpus = allocate_cpus(available_cpus, server=server_cpus, loadgen=loadgen_cpus)
+    cpus_server, cpus_loadgen = cpus.server, cpus.loadgen
     timing = scenario.quick_timing if quick else scenario.timing
     if duration_s is not None:
         if duration_s <= 0:
@@ -179,7 +187,10 @@ def build_plan(
     for flag, value in (("--workers", workers), ("--threads", threads)):
         if value is not None and value <= 0:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
-    levels = _levels(scenario.quick_levels if quick else scenario.levels, concurrency, rate)
+    levels = _levels(scenario.quick_levels if quick else scenario.levels, concurrency, rate,
+                     scenario.quick_websocket if quick else scenario.websocket)
+    if not levels and (slo is None or slo is OFF) and scenario.slo is None:
+        raise UsageError("the plan has no load level: expected --concurrency or --rate")
 
     names = list(servers) if servers else list(scenario.servers)
     if len(set(names)) != len(names):
@@ -191,6 +202,19 @@ def build_plan(
         target = catalogue.make_target(server, app=app_name, cpus=len(cpus_server),
                                        workers=workers, threads=threads)
         ok, reason = catalogue.supports(server, websocket=scenario.kind == "websocket")
+        if ok and scenario.kind == "websocket" and not target.family.websocket:
+            ok, reason = False, (f"app family {target.app!r} has no WebSocket route on "
+                                 f"{server.gateway.upper()}")
         planned.append(PlannedTarget(target=target, supported=ok, reason=reason))
+    # The scenario's objective runs with its own full plan; --quick, or levels given on the
+    # command line, search only when --slo asks.
+    own_plan = not quick and concurrency is None and rate is None
+    objective = slo if slo is not None else (scenario.slo if own_plan else None)
+    if slo is OFF:
+        objective = None
+    if objective is not None and scenario.kind == "websocket":
+        raise UsageError("--slo: the capacity search runs HTTP requests; expected an HTTP "
+                         "scenario, not a WebSocket one")
     return Plan(scenario=scenario, targets=tuple(planned), levels=levels, timing=timing,
-                server_cpus=cpus_server, loadgen_cpus=cpus_loadgen, quick=quick)
+                server_cpus=cpus_server, loadgen_cpus=cpus_loadgen, quick=quick,
+                slo=objective, search=scenario.search)

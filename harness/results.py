@@ -7,10 +7,14 @@ Layout of one run folder (``results/<run-id>/`` by default)::
     trials.csv                     one row per target x level x repeat (TRIAL_COLUMNS)
     histograms/<trial_id>.latency.hdr   HDR histogram of latency in microseconds, hdrh's encoding
     histograms/<trial_id>.service.hdr   open loop only: service time (from the actual send)
+    histograms/<trial_id>.by-name.json  a locustfile's trials: per request name, its latency
+                                   histogram (hdrh's encoding) and errors
     series/<trial_id>.csv          per second: second, requests (due in it: the latency
                                    sample), completed (successes answered in it: the
                                    throughput), errors, p50_ms, p99_ms, server_cpu_pct,
                                    server_rss_mb. Runs before "completed" existed leave it empty
+    capacity.csv                   with a latency objective (--slo): one row per target, its
+                                   capacity and the trials that prove it (CAPACITY_COLUMNS)
 
 Every trial is appended (and flushed to disk) the moment it ends, so a crash or Ctrl-C loses
 nothing measured before it. ``run.json`` is rewritten atomically at the start and at the end.
@@ -24,20 +28,59 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+# 2: trials.csv gains outcome (valid / overloaded / invalid), protocol, message_size,
+# connections_at_end, memory_per_connection_kb, notes, phase, others_cpu_pct and steal_pct,
+# and capacity.csv appears (capacity at a latency objective); version 1 folders are still read.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
 TRIALS_FILE = "trials.csv"
+CAPACITY_FILE = "capacity.csv"
 HISTOGRAM_DIR = "histograms"
 SERIES_DIR = "series"
 # A trial is invalid when more than this fraction of its requests failed (DESIGN: 0.1 %).
 ERROR_RATE_MAX = 0.001
 SERIES_COLUMNS = ("second", "requests", "completed", "errors", "p50_ms", "p99_ms",
                   "server_cpu_pct", "server_rss_mb")
+
+
+# closed / open loop (HTTP requests, or WebSocket echo round trips); a WebSocket broadcast
+# (level: subscribers) or idle connections held (level: connections)
+LoadModel = Literal["closed", "open", "broadcast", "idle"]
+Outcome = Literal["valid", "overloaded", "invalid"]
+OUTCOMES: tuple[Outcome, ...] = ("valid", "overloaded", "invalid")
+
+
+class TargetStatus(StrEnum):
+    """A target's state in run.json (and the console, which shows ``label``)."""
+
+    PENDING = "pending"
+    UNSUPPORTED = "unsupported"  # the pair cannot work (a WSGI server, a WebSocket scenario)
+    START_FAILED = "start_failed"
+    VERIFY_FAILED = "verify_failed"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"  # a trial could not be measured, the server still up
+    DIED = "died"  # the server exited during the run
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+
+class TrialStatus(StrEnum):
+    """``ok``: measured (valid or not); ``failed``: could not be measured; ``unsupported``:
+    not attempted, because the driver cannot run that level honestly (the reason says why)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +98,7 @@ class TrialRecord:
     gateway: str
     app: str
     endpoint: str
-    load_model: str  # "closed" (fixed concurrency) or "open" (constant arrival rate)
+    load_model: LoadModel  # "closed" (fixed concurrency) or "open" (constant arrival rate)
     concurrency: int | None
     rate: float | None
     repeat: int
@@ -87,34 +130,109 @@ class TrialRecord:
     server_pss_mb: float | None
     loadgen_cpu_pct: float | None
     saturated: bool
-    valid: bool
-    invalid_reason: str
-    status: str
+    valid: bool  # outcome == "valid": the rows that are ranked
+    invalid_reason: str  # why not valid (overloaded or invalid), empty when valid
+    status: TrialStatus
     workers: int | None
     threads: int | None
     server_cpus: str
     loadgen_cpus: str
     started_at: str
+    # what the generator wants known that is not a reason to reject the trial (e.g. it fell
+    # back to millisecond timers); empty in runs written before this column existed
+    notes: str = ""
+    # "http", or "websocket": a request is then one message round trip (a broadcast: one
+    # delivery); errors_status counts refused upgrades, errors_body wrong echoes, errors_io
+    # connections the server closed, errors_timeout deliveries that never arrived
+    protocol: str = "http"
+    message_size: int | None = None  # WebSocket: bytes per message
+    connections_at_end: int | None = None  # connections still open when the load ended
+    # idle connections: the server's memory (PSS, else RSS) per connection held, in KiB
+    memory_per_connection_kb: float | None = None
+    # valid, overloaded (the server did not keep up: a result) or invalid (not vouched for);
+    # runs of schema version 1 have no column: readers derive it (harness.analysis.frames)
+    outcome: Outcome = "valid"
+    # "sweep": a level of the plan; "search": a step of the capacity search at an objective
+    phase: str = "sweep"
+    # what else used the machine meanwhile, percent of one CPU: processes outside the harness,
+    # and steal (harness.noise); a trial above the limits is flagged in notes and the report
+    others_cpu_pct: float | None = None
+    steal_pct: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapacityRecord:
+    """One row of capacity.csv: a target's capacity at the run's latency objective, in one
+    repeat (each repeat restarts the server and searches again)."""
+
+    server: str
+    repeat: int
+    gateway: str
+    app: str
+    slo: str
+    status: str  # found | at_least | below_min | undetermined (harness.slo.SearchStatus)
+    capacity_rps: float | None
+    proof_trial: str | None  # the trial at the capacity, which met the objective
+    failed_rate: float | None  # the lowest rate that missed it
+    failed_trial: str | None
+    steps: int
+    note: str
+
+
+CAPACITY_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CapacityRecord))
 
 
 TRIAL_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord))
 
 
-def judge(*, requests: int, errors: int, saturated: bool, saturation_reasons: list[str],
-          died: str | None) -> tuple[bool, str]:
-    """The honesty flags: (valid, reason). Invalid trials are kept but never ranked."""
-    reasons: list[str] = []
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """What a trial's numbers are worth (DESIGN: three outcomes).
+
+    ``valid``: ranked. ``overloaded``: the server did not keep up (errors or timeouts above
+    the limit, a schedule it fell behind, connections it dropped): a result about the server,
+    shown and used to find its capacity, never ranked. ``invalid``: the harness cannot vouch
+    for the number (its generator was the limit or starved, the server died, nothing was
+    measured), kept and shown, never ranked.
+    """
+
+    outcome: Outcome
+    reason: str
+
+    @property
+    def valid(self) -> bool:
+        return self.outcome == "valid"
+
+
+def judge(*, requests: int, errors: int, saturation_reasons: Sequence[str],
+          died: str | None, failure: str | None = None,
+          overload_reasons: Sequence[str] = (), connections_short: str | None = None,
+          expect_requests: bool = True) -> Verdict:
+    """The one place that decides a trial's outcome.
+
+    ``saturation_reasons``: why the generator may have been the limit; ``failure``: why the
+    trial could not be measured at all; ``overload_reasons``: why the server fell behind an
+    open-loop schedule; ``connections_short``: that the server did not hold every connection it
+    was given (idle WebSocket connections, which send nothing: ``expect_requests`` False).
+    """
+    if failure:
+        return Verdict(outcome="invalid", reason=failure)
+    invalid: list[str] = []
+    overloaded: list[str] = list(overload_reasons)
     if died:
-        reasons.append(f"server died: {died}")
+        invalid.append(f"server died: {died}")
     total = requests + errors
-    if requests == 0:
-        reasons.append("no successful request")
-    elif errors / total > ERROR_RATE_MAX:
-        reasons.append(f"errors {errors / total:.2%} of requests (limit {ERROR_RATE_MAX:.1%})")
-    if saturated:
-        detail = "; ".join(saturation_reasons) or "generator was the bottleneck"
-        reasons.append(f"generator saturated: {detail}")
-    return (not reasons, "; ".join(reasons))
+    if connections_short:
+        overloaded.append(connections_short)
+    if total == 0 and expect_requests:
+        invalid.append("no successful request")
+    elif total and errors / total > ERROR_RATE_MAX:
+        overloaded.append(f"errors {errors / total:.2%} of requests "
+                          f"(limit {ERROR_RATE_MAX:.1%})")
+    if saturation_reasons:
+        invalid.append(f"generator saturated: {'; '.join(saturation_reasons)}")
+    outcome: Outcome = "invalid" if invalid else "overloaded" if overloaded else "valid"
+    return Verdict(outcome=outcome, reason="; ".join(overloaded + invalid))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -174,8 +292,15 @@ class RunWriter:
         latency_hdr: bytes | str | None = None,
         service_hdr: bytes | str | None = None,
         series: Sequence[Mapping[str, object]] = (),
+        by_name: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
-        """Write a trial's histograms and series, then its row (the row last: it is the index)."""
+        """Write a trial's histograms and series, then its row (the row last: it is the index).
+
+        ``by_name``: per request name (a locustfile's traffic mix), its encoded latency
+        histogram and error count, written to ``histograms/<trial_id>.by-name.json``."""
+        if by_name:
+            _atomic_write_text(self.run_dir / HISTOGRAM_DIR / f"{record.trial_id}.by-name.json",
+                               json.dumps(by_name, indent=1, sort_keys=True) + "\n")
         for suffix, encoded in (("latency", latency_hdr), ("service", service_hdr)):
             if encoded is not None:
                 text = encoded.decode("ascii") if isinstance(encoded, bytes) else encoded
@@ -195,14 +320,38 @@ class RunWriter:
             os.fsync(handle.fileno())
 
 
+    def append_capacity(self, record: CapacityRecord) -> None:
+        """One target's capacity at the objective (the file is created on the first row)."""
+        path = self.run_dir / CAPACITY_FILE
+        new = not path.exists()
+        row = dataclasses.asdict(record)
+        with open(path, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(CAPACITY_COLUMNS)
+            writer.writerow([_csv_value(row[c]) for c in CAPACITY_COLUMNS])
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def read_capacity_rows(run_dir: Path) -> list[dict[str, str]]:
+    """capacity.csv as string dicts; empty when the run searched no capacity."""
+    path = run_dir / CAPACITY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def read_meta(run_dir: Path) -> dict[str, Any]:
     """run.json as a dict; checks the schema version."""
     path = run_dir / RUN_FILE
     with open(path, encoding="utf-8") as handle:
         meta: dict[str, Any] = json.load(handle)
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {version!r}, this harness reads {SCHEMA_VERSION}")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise ValueError(f"{path}: schema_version {version!r}, this harness reads "
+                         f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}")
     return meta
 
 
@@ -220,12 +369,16 @@ def series_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / SERIES_DIR / f"{trial_id}.csv"
 
 
-def trial_id(index: int, server: str, load_model: str, level: float, repeat: int) -> str:
-    """A stable, file-name-safe id: ``0007-uvicorn-c64-r1`` or ``0012-uwsgi-R500-r2``."""
-    tag = f"c{int(level)}" if load_model == "closed" else f"R{level:g}"
+TRIAL_TAGS = {"closed": "c", "open": "R", "broadcast": "b", "idle": "i"}
+
+
+def trial_id(index: int, server: str, load_model: str, level: float, repeat: int,
+             message_size: int | None = None) -> str:
+    """A stable, file-name-safe id: ``0007-uvicorn-c64-r1``, ``0012-uwsgi-R500-r2``, or with a
+    WebSocket message size ``0003-uvicorn-c64-m8192-r1``."""
+    tag = f"{TRIAL_TAGS[load_model]}{level:g}"
+    if message_size is not None:
+        tag += f"-m{message_size}"
     return f"{index:04d}-{server}-{tag}-r{repeat}"
 
 
-def list_run_dirs(paths: Iterable[Path]) -> list[Path]:
-    """The run folders among ``paths`` (a folder holding run.json)."""
-    return [p for p in paths if (p / RUN_FILE).is_file()]

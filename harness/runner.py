@@ -14,7 +14,7 @@ import contextlib
 import http.client
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +32,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from harness.backends import local
-from harness.errors import TargetError, UsageError
-from harness.loadgen import LoadResult, LoadSpec, run_load
+from harness.backends.base import Backend, RunningTarget
+from harness.cpus import cpus_text
+from harness.drivers import Driver
+from harness.errors import GeneratorError, TargetError, UnreachableError
+from harness.loadgen import LoadResult, LoadSpec
 from harness.loadgen.histograms import percentiles_ms
+from harness.noise import Noise, NoiseProbe
 from harness.plan import Level, Plan, PlannedTarget
-from harness.results import RunWriter, TrialRecord, judge, trial_id
-from harness.sampling import TreeSampler, Usage
-from harness.verify import verify_target
+from harness.results import (
+    CapacityRecord,
+    RunWriter,
+    TargetStatus,
+    TrialRecord,
+    TrialStatus,
+    judge,
+    trial_id,
+)
+from harness.sampling import Usage
+from harness.slo import Capacity, CapacitySearch, Slo, start_rate_from
+from harness.verify import verify_family_target
 
 PROGRESS_TICK_S = 0.25
 # The generator shares its CPUs with the upstream delay service and the harness. Its own CPU
@@ -48,22 +60,20 @@ LOADGEN_CPUS_BUSY_MAX_PCT = 90.0
 EXPECTED_BODY_TIMEOUT_S = 30.0
 
 
-def cpus_text(cpus: tuple[int, ...]) -> str:
-    return ",".join(str(c) for c in cpus)
-
-
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def fetch_expected_body(url: str, method: str) -> bytes | None:
-    """One request to a verified target: its body is what every measured answer must match."""
+def fetch_expected_body(url: str, method: str, headers: Sequence[tuple[str, str]] = (),
+                        body: bytes = b"") -> bytes | None:
+    """One request to a verified target (the very request the load will send): its body is
+    what every measured answer must match."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
                                       timeout=EXPECTED_BODY_TIMEOUT_S)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn.request(method, path)
+        conn.request(method, path, body=body or None, headers=dict(headers))
         response = conn.getresponse()
         body = response.read()
         return body if 200 <= response.status < 300 else None
@@ -77,10 +87,12 @@ class RunObserver(Protocol):
     """What the console (or a test) hears of a run's progress."""
 
     def target_started(self, planned: PlannedTarget) -> None: ...
-    def target_skipped(self, planned: PlannedTarget, status: str, reason: str) -> None: ...
+    def target_skipped(self, planned: PlannedTarget, status: TargetStatus,
+                       reason: str) -> None: ...
     def trial_started(self, planned: PlannedTarget, level: Level, repeat: int,
                       seconds: float) -> None: ...
     def trial_done(self, record: TrialRecord) -> None: ...
+    def capacity_found(self, planned: PlannedTarget, slo: Slo, capacity: Capacity) -> None: ...
 
 
 class RichObserver:
@@ -120,8 +132,9 @@ class RichObserver:
         self.console.print(f"[bold]{planned.server}[/] ({planned.target.server.gateway}) "
                            f"workers={preset.workers} threads={preset.threads}")
 
-    def target_skipped(self, planned: PlannedTarget, status: str, reason: str) -> None:
-        self.console.print(f"[yellow]{planned.server}: {status}[/]: {reason}")
+    def target_skipped(self, planned: PlannedTarget, status: TargetStatus,
+                       reason: str) -> None:
+        self.console.print(f"[yellow]{planned.server}: {status.label}[/]: {reason}")
 
     def trial_started(self, planned: PlannedTarget, level: Level, repeat: int,
                       seconds: float) -> None:
@@ -139,41 +152,95 @@ class RichObserver:
 
     def trial_done(self, record: TrialRecord) -> None:
         self._end_ticker()
+        task = next(t for t in self.progress.tasks if t.id == self.overall)
+        if task.total is not None and task.completed + 1 > task.total:
+            # capacity-search steps: their number is known only as the search goes
+            self.progress.update(self.overall, total=task.completed + 1)
         self.progress.advance(self.overall)
-        flag = "" if record.valid else f" [red]invalid: {record.invalid_reason}[/]"
+        flag = "" if record.valid else (f" [red]{record.outcome}: {record.invalid_reason}[/]"
+                                         if record.outcome == "invalid" else
+                                         f" [yellow]{record.outcome}: {record.invalid_reason}[/]")
         p99 = f"{record.p99_ms:.1f} ms" if record.p99_ms is not None else "-"
-        self.console.print(f"    {record.load_model} {record.concurrency or record.rate:>6}: "
+        phase = "search " if record.phase == "search" else ""
+        self.console.print(f"    {phase}{record.load_model} "
+                           f"{record.concurrency or record.rate:>6}: "
                            f"{record.achieved_rps:9.1f} req/s  p99 {p99}  "
                            f"errors {record.errors}{flag}")
+
+
+    def capacity_found(self, planned: PlannedTarget, slo: Slo, capacity: Capacity) -> None:
+        rate = f"{capacity.capacity_rps:,.0f} req/s" if capacity.capacity_rps else "none"
+        self.console.print(f"    [bold]capacity at {slo.describe()}[/]: {rate} "
+                           f"({capacity.status}, {capacity.steps} steps"
+                           + (f"; {capacity.note}" if capacity.note else "") + ")")
 
 
 @dataclass(kw_only=True)
 class RunOutcome:
     records: list[TrialRecord] = field(default_factory=list)
-    target_status: dict[str, tuple[str, str]] = field(default_factory=dict)
+    target_status: dict[str, tuple[TargetStatus, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialKey:
+    """Which trial a record is of."""
+
+    trial_id: str
+    planned: PlannedTarget
+    level: Level
+    repeat: int
+    started_at: str
+    phase: str = "sweep"
+
+
+def saturation_reasons(result: LoadResult, usage: Usage, loadgen_cpus: tuple[int, ...],
+                       ) -> list[str]:
+    """Why the generator may have been the limit: its own self-check, and how busy its CPUs
+    were (it shares them with the upstream and the harness, and its own CPU time cannot show
+    that it was starved)."""
+    reasons = list(result.saturation_reasons)
+    busy = usage.watched_busy_pct(result.window_start_ns, result.window_end_ns)
+    if busy is not None and busy > LOADGEN_CPUS_BUSY_MAX_PCT:
+        reasons.append(
+            f"the generator's CPUs ({cpus_text(loadgen_cpus)}) were {busy:.0f}% "
+            f"busy (> {LOADGEN_CPUS_BUSY_MAX_PCT:.0f}%; the generator shares them with the "
+            "upstream and the harness): the generator may have been starved")
+    return reasons
 
 
 class Runner:
-    """Runs a plan into a RunWriter. ``measure`` is the load generator (run_load by default)."""
+    """Runs a plan into a RunWriter: targets started by ``backend``, load from ``driver``."""
 
-    def __init__(self, plan: Plan, writer: RunWriter, observer: RunObserver,
-                 measure: Callable[[LoadSpec], LoadResult] = run_load) -> None:
+    def __init__(self, plan: Plan, writer: RunWriter, observer: RunObserver, *,
+                 backend: Backend, driver: Driver) -> None:
         self.plan = plan
         self.writer = writer
         self.observer = observer
-        self.measure = measure
+        self.backend = backend
+        self.driver = driver
         self.outcome = RunOutcome()
         self._index = 0
 
     def run(self) -> RunOutcome:
+        """Every repeat restarts every server, and each repeat starts the round of targets one
+        further along (A B C, B C A, C A B): a slow drift of the machine is spread over every
+        server instead of landing on one, and the spread between repeats includes what varies
+        between server starts (what two runs differ by), not only between back-to-back
+        trials."""
         self._set_targets_meta()
+        for planned in self.plan.targets:
+            if not planned.supported:
+                self._target_status(planned, TargetStatus.UNSUPPORTED, planned.reason)
+                self.observer.target_skipped(planned, TargetStatus.UNSUPPORTED, planned.reason)
+        runnable = list(self.plan.runnable)
+        broken: set[str] = set()  # targets that failed to start or verify: not tried again
         with self._upstream() as upstream_url:
-            for planned in self.plan.targets:
-                if not planned.supported:
-                    self._target_status(planned, "unsupported", planned.reason)
-                    self.observer.target_skipped(planned, "unsupported", planned.reason)
-                    continue
-                self._run_target(planned, upstream_url)
+            for repeat in range(1, self.plan.timing.repeat + 1):
+                shift = (repeat - 1) % len(runnable) if runnable else 0
+                for planned in runnable[shift:] + runnable[:shift]:
+                    if planned.server not in broken and not self._run_target(
+                            planned, upstream_url, repeat):
+                        broken.add(planned.server)
         return self.outcome
 
     @contextlib.contextmanager
@@ -181,7 +248,7 @@ class Runner:
         if not self.plan.scenario.needs_upstream:
             yield None
             return
-        upstream = local.start_upstream(cpus=self.plan.loadgen_cpus)
+        upstream = self.backend.start_upstream(cpus=self.plan.loadgen_cpus)
         try:
             self.writer.update_meta(upstream={"url": upstream.url,
                                               "cpus": list(self.plan.loadgen_cpus)})
@@ -191,10 +258,11 @@ class Runner:
 
     def _set_targets_meta(self) -> None:
         self.writer.update_meta(targets=[
-            {**p.target.to_dict(), "status": "pending" if p.supported else "unsupported",
+            {**p.target.to_dict(),
+             "status": TargetStatus.PENDING if p.supported else TargetStatus.UNSUPPORTED,
              "reason": p.reason} for p in self.plan.targets])
 
-    def _target_status(self, planned: PlannedTarget, status: str, reason: str = "",
+    def _target_status(self, planned: PlannedTarget, status: TargetStatus, reason: str = "",
                        **extra: Any) -> None:
         self.outcome.target_status[planned.server] = (status, reason)
         targets = self.writer.meta.get("targets", [])
@@ -203,75 +271,165 @@ class Runner:
                 entry.update(status=status, reason=reason, **extra)
         self.writer.update_meta(targets=targets)
 
-    def _run_target(self, planned: PlannedTarget, upstream_url: str | None) -> None:
+    def _run_target(self, planned: PlannedTarget, upstream_url: str | None,
+                    repeat: int) -> bool:
+        """One repeat of one target on a freshly started server: verify, every level, the
+        capacity search. False when it could not start or verify (not worth another try)."""
         self.observer.target_started(planned)
         try:
-            server = local.start_target(planned.target, cpus=self.plan.server_cpus, port=0,
-                                        upstream_url=upstream_url)
+            server = self.backend.start_target(planned.target, cpus=self.plan.server_cpus,
+                                               port=0, upstream_url=upstream_url)
         except TargetError as exc:
-            self._target_status(planned, "start_failed", str(exc))
-            self.observer.target_skipped(planned, "start failed", str(exc))
-            return
+            self._target_status(planned, TargetStatus.START_FAILED, str(exc))
+            self.observer.target_skipped(planned, TargetStatus.START_FAILED, str(exc))
+            return False
         try:
-            report = verify_target(server.url, websocket=planned.target.server.websocket,
-                                   io=upstream_url is not None)
+            report = verify_family_target(server.url, planned.target,
+                                          io=upstream_url is not None)
             if not report.ok:
                 reason = "; ".join(f"{c.name}: {c.detail}" for c in report.failures)
-                self._target_status(planned, "verify_failed", reason)
-                self.observer.target_skipped(planned, "verify failed", reason)
-                return
-            self._target_status(planned, "running", command=server.command)
-            url = server.url + self.plan.scenario.path
-            expected = fetch_expected_body(url, self.plan.scenario.method)
+                self._target_status(planned, TargetStatus.VERIFY_FAILED, reason)
+                self.observer.target_skipped(planned, TargetStatus.VERIFY_FAILED, reason)
+                return False
+            self._target_status(planned, TargetStatus.RUNNING, **server.describe())
+            scenario = self.plan.scenario
+            url = server.url + self._path(planned)
+            expected = None if scenario.websocket else fetch_expected_body(
+                url, scenario.method, scenario.headers, scenario.body)
             for level in self.plan.levels:
-                for repeat in range(1, self.plan.timing.repeat + 1):
-                    record = self._trial(planned, server, url, expected, level, repeat)
-                    if record.status == "failed":
-                        state = "failed" if server.alive() else "died"
-                        self._target_status(planned, state, record.invalid_reason)
-                        return
-            self._target_status(planned, "ok")
+                record = self._trial(planned, server, expected, level, repeat)
+                if record.status == TrialStatus.FAILED:
+                    state = TargetStatus.FAILED if server.alive() else TargetStatus.DIED
+                    self._target_status(planned, state, record.invalid_reason)
+                    return True  # the next repeat starts it again
+            if self.plan.slo is not None and not self._search_capacity(
+                    planned, server, expected, self.plan.slo, repeat):
+                return True
+            if self.outcome.target_status.get(planned.server, (None,))[0] not in (
+                    TargetStatus.FAILED, TargetStatus.DIED):
+                self._target_status(planned, TargetStatus.OK)
+            return True
         finally:
             server.stop()
 
-    def _trial(self, planned: PlannedTarget, server: local.RunningServer, url: str,
-               expected: bytes | None, level: Level, repeat: int) -> TrialRecord:
-        timing = self.plan.timing
+    def _search_capacity(self, planned: PlannedTarget, server: RunningTarget,
+                         expected: bytes | None, slo: Slo, repeat: int) -> bool:
+        """The highest open-loop rate that meets ``slo`` (harness.slo), each step a trial;
+        the answer goes to capacity.csv. False when the server failed under it."""
+        peaks = [r.achieved_rps for r in self.outcome.records
+                 if r.server == planned.server and r.valid and r.load_model == "closed"
+                 and r.repeat == repeat]
+        search = CapacitySearch(self.plan.search, start_rate_from(peaks))
+        alive = True
+        while (rate := search.next_rate()) is not None:
+            if (why := self.driver.supports(self._spec(planned, server, expected,
+                                                       Level(load_model="open", rate=rate)))):
+                search.record(rate, "", None, undetermined=f"unsupported by the "
+                              f"{self.driver.name} driver: {why}")
+                break
+            level = Level(load_model="open", rate=rate)
+            record = self._trial(planned, server, expected, level, repeat, phase="search")
+            if record.outcome == "invalid" and record.status == TrialStatus.OK:
+                # once more: a noisy neighbour on the generator's CPUs is the usual cause
+                record = self._trial(planned, server, expected, level, repeat, phase="search")
+            if record.status == TrialStatus.FAILED:
+                state = TargetStatus.FAILED if server.alive() else TargetStatus.DIED
+                self._target_status(planned, state, record.invalid_reason)
+                search.record(rate, record.trial_id, None, undetermined=record.invalid_reason)
+                alive = False
+                break
+            if record.outcome == "invalid":
+                search.record(rate, record.trial_id, None, undetermined=record.invalid_reason)
+                continue
+            why = record.invalid_reason if record.outcome == "overloaded" else slo.check(record)
+            search.record(rate, record.trial_id, why)
+        found = search.result()
+        self.writer.append_capacity(CapacityRecord(
+            server=planned.server, repeat=repeat, gateway=planned.target.server.gateway,
+            app=planned.target.app, slo=slo.describe(), status=found.status,
+            capacity_rps=found.capacity_rps, proof_trial=found.proof_trial,
+            failed_rate=found.failed_rate, failed_trial=found.failed_trial, steps=found.steps,
+            note=found.note))
+        self.observer.capacity_found(planned, slo, found)
+        return alive
+
+    def _path(self, planned: PlannedTarget) -> str:
+        """The scenario's request, or a user's own app's path (the contract's endpoints and
+        their parameters mean nothing to it)."""
+        own = planned.target.family.check_path
+        return own if own is not None else self.plan.scenario.path
+
+    def _spec(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
+              level: Level, *, phase: str = "sweep") -> LoadSpec:
+        """What the generator is asked to do for one level (HTTP, or WebSocket)."""
+        timing = self.plan.search_timing if phase == "search" else self.plan.timing
         scenario = self.plan.scenario
-        spec = LoadSpec(
-            url=url, method=scenario.method, concurrency=level.concurrency, rate=level.rate,
-            duration_s=timing.duration_s, warmup_s=timing.warmup_s,
-            timeout_s=scenario.timeout_s, procs=1, cpus=self.plan.loadgen_cpus,
-            expect_body=expected, max_connections=scenario.max_connections,
-        )
+        common = dict(duration_s=timing.duration_s, warmup_s=timing.warmup_s,
+                      timeout_s=scenario.timeout_s, procs=1, cpus=self.plan.loadgen_cpus,
+                      max_connections=scenario.max_connections)
+        ws = scenario.websocket
+        if ws is None:
+            return LoadSpec(url=server.url + self._path(planned), method=scenario.method,
+                            headers=scenario.headers, body=scenario.body,
+                            concurrency=level.concurrency, rate=level.rate,
+                            expect_body=expected, **common)  # type: ignore[arg-type]
+        base = "ws://" + server.url.removeprefix("http://")
+        mode = {"broadcast": "broadcast", "idle": "idle"}.get(level.load_model, "echo")
+        path = ws.broadcast_path if mode == "broadcast" else scenario.path
+        return LoadSpec(url=base + path, concurrency=level.concurrency, rate=level.rate,
+                        message_size=level.message_size or ws.message_sizes[0], text=ws.text,
+                        websocket_mode=mode, **common)  # type: ignore[arg-type]
+
+    def _trial(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
+               level: Level, repeat: int, *, phase: str = "sweep") -> TrialRecord:
+        spec = self._spec(planned, server, expected, level, phase=phase)
         self._index += 1
-        tid = trial_id(self._index, planned.server, level.load_model, level.value, repeat)
-        started_at = _now_iso()
-        self.observer.trial_started(planned, level, repeat, timing.warmup_s + timing.duration_s)
-        sampler = TreeSampler(server.processes, watch_cpus=self.plan.loadgen_cpus)
+        key = TrialKey(trial_id=trial_id(self._index, planned.server, level.load_model,
+                                         level.value, repeat,
+                                         level.message_size if level.load_model in
+                                         ("closed", "open") else None),
+                       planned=planned, level=level, repeat=repeat, started_at=_now_iso(),
+                       phase=phase)
+        unsupported = self.driver.supports(spec)
+        if unsupported is not None:
+            record = self._record(key, failure=f"unsupported by the {self.driver.name} driver: "
+                                  f"{unsupported}", unsupported=True)
+            self.writer.append_trial(record)
+            self.outcome.records.append(record)
+            self.observer.trial_done(record)
+            return record
+        self.observer.trial_started(planned, level, repeat, spec.warmup_s + spec.duration_s)
+        sampler = server.sampler(watch_cpus=self.plan.loadgen_cpus)
+        noise = NoiseProbe()
+        noise.start()
         sampler.start()
         try:
-            result = self.measure(spec)
-        except (UsageError, RuntimeError) as exc:
+            result = self.driver.measure(spec)
+        except (UnreachableError, GeneratorError) as exc:
             # The generator checks the target before it starts: a server that died (or stopped
             # accepting) since the last trial is this trial's failure, not the run's; so is a
-            # generator process that failed (RuntimeError), with its reason.
+            # generator process that failed, with its reason.
             sampler.stop()
             died = None if server.alive() else server.exit_reason()
-            what = "not measured" if isinstance(exc, UsageError) else "generator failed"
-            record = self._unmeasured(tid, planned, level, repeat, started_at,
-                                      f"server died: {died}" if died else f"{what}: {exc}")
+            what = "not measured" if isinstance(exc, UnreachableError) else "generator failed"
+            record = self._record(key, failure=f"server died: {died}" if died
+                                  else f"{what}: {exc}")
             self.writer.append_trial(record)
         else:
             usage = sampler.stop()
             died = None if server.alive() else server.exit_reason()
-            record = self._record(tid, planned, level, repeat, result, usage, died, started_at)
+            server_cpu_s = 0.0 if server.in_harness_tree else usage.cpu_seconds()
+            record = self._record(key, result=result, usage=usage, died=died,
+                                  noise=noise.stop(extra_cpu_s=server_cpu_s))
             self.writer.append_trial(
                 record,
                 latency_hdr=result.latency.encode(),
                 service_hdr=result.service_time.encode()
                 if result.service_time is not None else None,
                 series=self._series(result, usage),
+                by_name={name: {"latency_hdr": hist.encode().decode("ascii"),
+                                "errors": result.by_name_errors.get(name, 0)}
+                         for name, hist in result.by_name.items()},
             )
         finally:
             if sampler.running:
@@ -290,51 +448,39 @@ class Runner:
                  "server_cpu_pct": srv["cpu_pct"], "server_rss_mb": srv["rss_mb"]}
                 for point, srv in zip(result.series, server, strict=True)]
 
-    def _unmeasured(self, tid: str, planned: PlannedTarget, level: Level, repeat: int,
-                    started_at: str, reason: str) -> TrialRecord:
-        """The row of a trial that could not run: kept, failed, with the reason."""
-        preset = planned.target.preset
-        return TrialRecord(
-            trial_id=tid, scenario=self.plan.scenario.name, server=planned.server,
-            gateway=planned.target.server.gateway, app=planned.target.app,
-            endpoint=self.plan.scenario.path, load_model=level.load_model,
-            concurrency=level.concurrency, rate=level.rate, repeat=repeat,
-            duration_s=0.0, requests=0, achieved_rps=0.0, offered_rps=level.rate, errors=0,
-            error_rate=0.0, errors_connect=0, errors_io=0, errors_timeout=0, errors_status=0,
-            errors_body=0, p50_ms=None, p75_ms=None, p90_ms=None, p99_ms=None, p99_9_ms=None,
-            p99_99_ms=None, max_ms=None, mean_ms=None, service_p50_ms=None,
-            service_p99_ms=None, behind=0, out_of_range=0, server_cpu_pct=None,
-            server_rss_mb=None, server_pss_mb=None, loadgen_cpu_pct=None, saturated=False,
-            valid=False, invalid_reason=reason, status="failed", workers=preset.workers,
-            threads=preset.threads, server_cpus=cpus_text(self.plan.server_cpus),
-            loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=started_at,
-        )
-
-    def _record(self, tid: str, planned: PlannedTarget, level: Level, repeat: int,
-                result: LoadResult, usage: Usage, died: str | None,
-                started_at: str) -> TrialRecord:
+    def _record(self, key: TrialKey, *, result: LoadResult | None = None,
+                usage: Usage | None = None, died: str | None = None,
+                failure: str | None = None, unsupported: bool = False,
+                noise: Noise | None = None) -> TrialRecord:
+        """The one builder of a trial's row: measured (``result`` and ``usage``), or not
+        measured (``failure``: kept, status failed, with the reason)."""
+        planned, level = key.planned, key.level
+        if result is None:
+            result = LoadResult.unmeasured(url=self.plan.scenario.path,
+                                           concurrency=level.concurrency, rate=level.rate)
+        usage = usage if usage is not None else Usage()
         errors = result.errors
         total_errors = errors.get("total", 0)
         window = (result.window_start_ns, result.window_end_ns)
-        saturation = list(result.saturation_reasons)
-        busy = usage.watched_busy_pct(*window)
-        if busy is not None and busy > LOADGEN_CPUS_BUSY_MAX_PCT:
-            saturation.append(
-                f"the generator's CPUs ({cpus_text(self.plan.loadgen_cpus)}) were {busy:.0f}% "
-                f"busy (> {LOADGEN_CPUS_BUSY_MAX_PCT:.0f}%; the generator shares them with the "
-                "upstream and the harness): the generator may have been starved")
-        valid, reason = judge(requests=result.requests, errors=total_errors,
-                              saturated=bool(saturation), saturation_reasons=saturation,
-                              died=died)
+        saturation = [] if failure else saturation_reasons(result, usage,
+                                                           self.plan.loadgen_cpus)
+        idle = level.load_model == "idle"
+        short = (f"the server held only {result.open_at_end} of {level.concurrency} idle "
+                 "connections to the end") if idle and not failure \
+            and result.open_at_end < (level.concurrency or 0) else None
+        verdict = judge(requests=result.requests, errors=total_errors,
+                        saturation_reasons=saturation, died=died, failure=failure,
+                        overload_reasons=result.overload_reasons, connections_short=short,
+                        expect_requests=not idle)
         attempts = result.requests + total_errors
         lat, svc = percentiles_ms(result.latency), percentiles_ms(result.service_time)
-        preset = planned.target.preset
         rss_mb, pss_mb = usage.peak_mb(*window)
+        preset = planned.target.preset
         return TrialRecord(
-            trial_id=tid, scenario=self.plan.scenario.name, server=planned.server,
+            trial_id=key.trial_id, scenario=self.plan.scenario.name, server=planned.server,
             gateway=planned.target.server.gateway, app=planned.target.app,
             endpoint=self.plan.scenario.path, load_model=level.load_model,
-            concurrency=level.concurrency, rate=level.rate, repeat=repeat,
+            concurrency=level.concurrency, rate=level.rate, repeat=key.repeat,
             duration_s=result.duration_s, requests=result.requests,
             achieved_rps=result.achieved_rps, offered_rps=result.offered_rps,
             errors=total_errors, error_rate=total_errors / attempts if attempts else 0.0,
@@ -346,12 +492,43 @@ class Runner:
             mean_ms=lat["mean"], service_p50_ms=svc["p50"], service_p99_ms=svc["p99"],
             behind=result.behind, out_of_range=result.out_of_range,
             server_cpu_pct=usage.cpu_pct(*window), server_rss_mb=rss_mb,
-            server_pss_mb=pss_mb, loadgen_cpu_pct=result.generator_cpu_pct,
-            saturated=bool(saturation), valid=valid, invalid_reason=reason,
-            status="failed" if died else "ok", workers=preset.workers, threads=preset.threads,
+            server_pss_mb=pss_mb,
+            loadgen_cpu_pct=None if failure else result.generator_cpu_pct,
+            saturated=bool(saturation), valid=verdict.valid, invalid_reason=verdict.reason,
+            outcome=verdict.outcome, phase=key.phase,
+            status=TrialStatus.UNSUPPORTED if unsupported
+            else TrialStatus.FAILED if died or failure else TrialStatus.OK,
+            workers=preset.workers, threads=preset.threads,
             server_cpus=cpus_text(self.plan.server_cpus),
-            loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=started_at,
+            loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=key.started_at,
+            notes="; ".join([*result.notes, *([noise.note()] if noise and noise.busy else [])]),
+            others_cpu_pct=noise.others_cpu_pct if noise else None,
+            steal_pct=noise.steal_pct if noise else None,
+            protocol=result.protocol if not failure else (
+                "websocket" if self.plan.scenario.websocket else "http"),
+            message_size=level.message_size,
+            connections_at_end=None if failure else result.open_at_end,
+            memory_per_connection_kb=_memory_per_connection_kb(usage, window, level)
+            if idle and not failure else None,
         )
+
+
+def _memory_per_connection_kb(usage: Usage, window: tuple[int, int],
+                              level: Level) -> float | None:
+    """The server's memory growth while it held the idle connections, per connection: peak
+    PSS (RSS where PSS is unreadable) in the window minus the first sample, taken before the
+    generator connected."""
+    if not usage.samples or not level.concurrency:
+        return None
+    first = usage.samples[0]
+    rss, pss = usage.peak_mb(*window)
+    if pss is not None and first.pss_mb is not None:
+        grown = pss - first.pss_mb
+    elif rss is not None:
+        grown = rss - first.rss_mb
+    else:
+        return None
+    return grown * 1024.0 / level.concurrency
 
 
 def default_run_dir(scenario: str, now: float | None = None) -> Path:

@@ -68,6 +68,10 @@ class Usage:
             t0_ns, lambda s: s.cpus_busy_s)
         return 100.0 * busy / total if total > 0 else None
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the tree over all the samples."""
+        return self.samples[-1].cpu_s - self.samples[0].cpu_s if self.samples else 0.0
+
     def cpu_pct(self, t0_ns: int, t1_ns: int) -> float | None:
         """Mean CPU of the tree over [t0, t1], percent of one CPU."""
         if not self.samples or t1_ns <= t0_ns:
@@ -93,6 +97,22 @@ class Usage:
             a, b = t0_ns + k * NS_PER_S, t0_ns + (k + 1) * NS_PER_S
             rows.append({"cpu_pct": self.cpu_pct(a, b), "rss_mb": self.peak_mb(a, b)[0]})
         return rows
+
+
+def watched_cpu_seconds(cpus: Sequence[int]) -> tuple[float, float]:
+    """Cumulative (busy, total) CPU seconds of ``cpus`` on this machine (/proc/stat), for how
+    busy the generator's CPUs were; (0, 0) for none."""
+    busy_s = total_s = 0.0
+    if cpus:
+        per_cpu = psutil.cpu_times(percpu=True)
+        for cpu in cpus:
+            if cpu < len(per_cpu):
+                times = per_cpu[cpu]
+                idle = times.idle + getattr(times, "iowait", 0.0)
+                total = sum(times)
+                busy_s += total - idle
+                total_s += total
+    return busy_s, total_s
 
 
 class TreeSampler:
@@ -135,16 +155,7 @@ class TreeSampler:
         procs = list(self._processes())
         self._cpu_now(procs)
         t_ns = time.monotonic_ns()  # when the CPU times were read, not after the memory reads
-        busy_s = total_s = 0.0
-        if self._watch_cpus:
-            per_cpu = psutil.cpu_times(percpu=True)
-            for cpu in self._watch_cpus:
-                if cpu < len(per_cpu):
-                    times = per_cpu[cpu]
-                    idle = times.idle + getattr(times, "iowait", 0.0)
-                    total = sum(times)
-                    busy_s += total - idle
-                    total_s += total
+        busy_s, total_s = watched_cpu_seconds(self._watch_cpus)
         rss = 0
         pss: int | None = 0
         for proc in procs:

@@ -8,6 +8,7 @@ field and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,14 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlencode
 
 from harness.errors import UsageError
+from harness.loadgen.spec import (
+    BROADCAST_HEADER_BYTES,
+    DEFAULT_MESSAGE_SIZE_BYTES,
+    MAX_MESSAGE_SIZE_BYTES,
+    parse_header,
+)
+from harness.registry import did_you_mean
+from harness.slo import SearchPolicy, Slo, parse_slo
 from harness.units import parse_duration
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -26,6 +35,8 @@ MAX_CONCURRENCY = 10_000  # the generator holds this many connections, not more
 MAX_DURATION_S = 3600.0  # one trial; a bound on every load loop
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 2048  # open loop: connections opened to keep up with the schedule
+# WebSocket open loop: the connections opened up front that carry the messages
+DEFAULT_WS_CONNECTIONS = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +50,24 @@ class Timing:
 class Levels:
     concurrency: tuple[int, ...] = ()
     rate: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSocketLevels:
+    """A WebSocket scenario's levels beyond the echo loops (``[websocket]``).
+
+    Echo: every closed- and open-loop level of ``[load]`` runs once per message size.
+    Broadcast: one publisher at ``broadcast_rate`` messages/s to each subscriber count.
+    Idle: each count of connections held without a message.
+    """
+
+    message_sizes: tuple[int, ...] = (DEFAULT_MESSAGE_SIZE_BYTES,)
+    text: bool = False
+    broadcast_path: str = "/ws/broadcast"
+    broadcast_subscribers: tuple[int, ...] = ()
+    broadcast_rate: float = 100.0
+    broadcast_message_size: int = DEFAULT_MESSAGE_SIZE_BYTES
+    idle_connections: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +88,12 @@ class Scenario:
     quick_timing: Timing
     timeout_s: float
     max_connections: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    websocket: WebSocketLevels | None
+    quick_websocket: WebSocketLevels | None
+    slo: Slo | None
+    search: SearchPolicy
     source: str
     sha256: str
     raw: Mapping[str, Any] = field(repr=False)
@@ -71,50 +106,79 @@ class Scenario:
             "kind": self.kind,
             "endpoint": self.path,
             "method": self.method,
+            "headers": [f"{name}: {value}" for name, value in self.headers],
+            "body_bytes": len(self.body),
             "app": self.app,
             "servers": list(self.servers),
             "needs_upstream": self.needs_upstream,
             "source": self.source,
             "hash": f"sha256:{self.sha256}",
+            "websocket": dataclasses.asdict(self.websocket) if self.websocket else None,
             "definition": dict(self.raw),
         }
 
 
 class _Fields:
-    """Typed access to one TOML table with errors that name the file and the field."""
+    """Typed access to one TOML table with errors that name the file and the field.
 
-    def __init__(self, source: str, table: Mapping[str, Any], prefix: str = "") -> None:
+    Every key read (or asked about) is remembered, so that after parsing ``check_unknown``
+    can refuse a key nobody reads: a misspelt ``duraton`` must not silently become the default.
+    """
+
+    def __init__(self, source: str, table: Mapping[str, Any], prefix: str = "",
+                 tables: list[_Fields] | None = None) -> None:
         self.source = source
         self.table = table
         self.prefix = prefix
+        self.read: set[str] = set()
+        self.tables = tables if tables is not None else []
+        self.tables.append(self)
 
     def fail(self, key: str, expected: str, got: object) -> UsageError:
         return UsageError(f"{self.source}: field '{self.prefix}{key}': expected {expected}, "
                           f"got {got!r}")
 
+    def get(self, key: str, default: object = None) -> Any:
+        self.read.add(key)
+        return self.table.get(key, default)
+
     def sub(self, key: str) -> _Fields:
-        value = self.table.get(key, {})
+        value = self.get(key, {})
         if not isinstance(value, dict):
             raise self.fail(key, "a table", value)
-        return _Fields(self.source, value, f"{self.prefix}{key}.")
+        return _Fields(self.source, value, f"{self.prefix}{key}.", self.tables)
 
     def has(self, key: str) -> bool:
+        self.read.add(key)
         return key in self.table
 
+    def check_unknown(self) -> None:
+        """UsageError naming the file, the table and the first key that nothing read."""
+        for fields in self.tables:
+            unknown = sorted(set(fields.table) - fields.read)
+            if unknown:
+                key = unknown[0]
+                where = f"table [{fields.prefix.rstrip('.')}]" if fields.prefix \
+                    else "the top level"
+                raise UsageError(
+                    f"{fields.source}: unknown key '{key}' in {where}"
+                    f"{did_you_mean(key, sorted(fields.read))}: expected one of "
+                    f"{', '.join(sorted(fields.read))}")
+
     def string(self, key: str, default: str | None = None) -> str:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if not isinstance(value, str) or not value.strip():
             raise self.fail(key, "a non-empty string", value)
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if not isinstance(value, bool):
             raise self.fail(key, "true or false", value)
         return value
 
     def duration(self, key: str, default: str | float) -> float:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         try:
             seconds = parse_duration(value, what=key)
         except UsageError:
@@ -124,15 +188,21 @@ class _Fields:
         return seconds
 
     def positive_int(self, key: str, default: int, *, maximum: int | None = None) -> int:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(key, "a positive integer", value)
         if maximum is not None and value > maximum:
             raise self.fail(key, f"an integer of at most {maximum}", value)
         return value
 
-    def int_list(self, key: str, *, maximum: int) -> tuple[int, ...]:
-        value = self.table.get(key, [])
+    def positive_float(self, key: str, default: float) -> float:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.fail(key, "a positive number", value)
+        return float(value)
+
+    def int_list(self, key: str, *, maximum: int, default: tuple[int, ...] = ()) -> tuple[int, ...]:
+        value = self.get(key, list(default))
         if not isinstance(value, list) or any(
             isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= maximum for v in value
         ):
@@ -140,7 +210,7 @@ class _Fields:
         return tuple(value)
 
     def rate_list(self, key: str) -> tuple[float, ...]:
-        value = self.table.get(key, [])
+        value = self.get(key, [])
         if not isinstance(value, list) or any(
             isinstance(v, bool) or not isinstance(v, int | float) or v <= 0 for v in value
         ):
@@ -148,7 +218,7 @@ class _Fields:
         return tuple(float(v) for v in value)
 
     def string_list(self, key: str, default: list[str]) -> tuple[str, ...]:
-        value = self.table.get(key, default)
+        value = self.get(key, default)
         if not isinstance(value, list) or not value or any(
             not isinstance(v, str) or not v for v in value
         ):
@@ -156,15 +226,68 @@ class _Fields:
         return tuple(value)
 
 
-def _levels(fields: _Fields, what: str) -> Levels:
+def _levels(fields: _Fields, what: str, *, optional: bool = False) -> Levels:
     levels = Levels(
         concurrency=fields.int_list("concurrency", maximum=MAX_CONCURRENCY),
         rate=fields.rate_list("rate"),
     )
-    if not levels.concurrency and not levels.rate:
+    if not levels.concurrency and not levels.rate and not optional:
         raise UsageError(f"{fields.source}: table '{what}': expected at least one of "
                          "'concurrency' (closed loop) or 'rate' (open loop)")
     return levels
+
+
+def _websocket(fields: _Fields, default: WebSocketLevels) -> WebSocketLevels:
+    """``[websocket]`` (or the same keys in ``[quick]``, falling back to ``default``)."""
+    sizes = fields.int_list("message_sizes", maximum=MAX_MESSAGE_SIZE_BYTES,
+                            default=default.message_sizes)
+    broadcast_size = fields.positive_int("broadcast_message_size",
+                                         default.broadcast_message_size,
+                                         maximum=MAX_MESSAGE_SIZE_BYTES)
+    if broadcast_size < BROADCAST_HEADER_BYTES:
+        raise fields.fail("broadcast_message_size",
+                          f"at least {BROADCAST_HEADER_BYTES} bytes", broadcast_size)
+    path = fields.string("broadcast_path", default.broadcast_path)
+    if not path.startswith("/"):
+        raise fields.fail("broadcast_path", "a path starting with '/'", path)
+    return WebSocketLevels(
+        message_sizes=sizes,
+        text=fields.boolean("text", default.text),
+        broadcast_path=path,
+        broadcast_subscribers=fields.int_list("broadcast_subscribers", maximum=MAX_CONCURRENCY,
+                                              default=default.broadcast_subscribers),
+        broadcast_rate=fields.positive_float("broadcast_rate", default.broadcast_rate),
+        broadcast_message_size=broadcast_size,
+        idle_connections=fields.int_list("idle_connections", maximum=MAX_CONCURRENCY,
+                                         default=default.idle_connections),
+    )
+
+
+def _slo(fields: _Fields) -> tuple[Slo | None, SearchPolicy]:
+    """``[slo]``: ``objective = "p99=100ms,errors=0.1%"`` and the search's bounds."""
+    default = SearchPolicy()
+    objective = fields.get("objective")
+    slo = None
+    if objective is not None:
+        if not isinstance(objective, str):
+            raise fields.fail("objective", "a string like 'p99=100ms'", objective)
+        try:
+            slo = parse_slo(objective, what=f"{fields.source}: field 'slo.objective'")
+        except UsageError as exc:
+            raise UsageError(str(exc)) from None
+    resolution = fields.positive_float("resolution", default.resolution)
+    if resolution >= 1:
+        raise fields.fail("resolution", "a fraction below 1, like 0.05", resolution)
+    search = SearchPolicy(
+        start_rate=fields.positive_float("start_rate", default.start_rate),
+        min_rate=fields.positive_float("min_rate", default.min_rate),
+        max_rate=fields.positive_float("max_rate", default.max_rate),
+        resolution=resolution,
+        max_steps=fields.positive_int("max_steps", default.max_steps, maximum=100),
+        warmup_s=fields.duration("warmup", 0.0) if fields.has("warmup") else None,
+        duration_s=fields.duration("duration", 1.0) if fields.has("duration") else None,
+    )
+    return slo, search
 
 
 def _timing(fields: _Fields, default: Timing | None) -> Timing:
@@ -182,23 +305,16 @@ def parse_scenario(text: str, source: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{source}: not valid TOML: {exc}") from None
     top = _Fields(source, data)
-    known = {"name", "description", "kind", "app", "servers", "request", "upstream", "load",
-             "timing", "quick"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UsageError(f"{source}: unknown field '{unknown[0]}': expected one of "
-                         f"{', '.join(sorted(known))}")
     kind = top.string("kind")
     if kind not in KINDS:
         raise top.fail("kind", f"one of {', '.join(KINDS)}", kind)
-    if kind == "websocket":
-        raise top.fail("kind", "an HTTP scenario (the WebSocket runner is not built yet)", kind)
+    is_ws = kind == "websocket"
 
     request = top.sub("request")
     path = request.string("path")
     if not path.startswith("/"):
         raise request.fail("path", "a path starting with '/'", path)
-    params = request.table.get("params", {})
+    params = request.get("params", {})
     if not isinstance(params, dict) or any(
         isinstance(v, bool) or not isinstance(v, str | int | float) for v in params.values()
     ):
@@ -206,14 +322,29 @@ def parse_scenario(text: str, source: str) -> Scenario:
     if params:
         path = f"{path}?{urlencode(params)}"
     method = request.string("method", "GET").upper()
+    headers = _headers(request)
+    body = request.get("body", "")
+    if not isinstance(body, str):
+        raise request.fail("body", "a string (sent as UTF-8)", body)
 
     load = top.sub("load")
     timing = _timing(top.sub("timing"), None)
     quick = top.sub("quick")
-    quick_levels = _levels(quick, "quick") if quick.has("concurrency") or quick.has("rate") \
-        else _levels(load, "load")
+    levels = _levels(load, "load", optional=is_ws)
+    quick_levels = _levels(quick, "quick", optional=is_ws) \
+        if quick.has("concurrency") or quick.has("rate") else levels
+    websocket = quick_websocket = None
+    if is_ws:
+        websocket = _websocket(top.sub("websocket"), WebSocketLevels())
+        quick_websocket = _websocket(quick, websocket)
+        if not (levels.concurrency or levels.rate or websocket.broadcast_subscribers
+                or websocket.idle_connections):
+            raise UsageError(f"{source}: expected at least one level: [load] 'concurrency' or "
+                             "'rate' (echo), or [websocket] 'broadcast_subscribers' or "
+                             "'idle_connections'")
+    slo, search = _slo(top.sub("slo"))
     upstream = top.sub("upstream")
-    return Scenario(
+    scenario = Scenario(
         name=top.string("name"),
         description=top.string("description"),
         kind=kind,  # type: ignore[arg-type]  # checked against KINDS above
@@ -222,17 +353,38 @@ def parse_scenario(text: str, source: str) -> Scenario:
         app=top.string("app", "raw"),
         servers=top.string_list("servers", []),
         needs_upstream=upstream.boolean("enabled", kind == "io"),
-        levels=_levels(load, "load"),
+        levels=levels,
         timing=timing,
         quick_levels=quick_levels,
         quick_timing=_timing(quick, Timing(warmup_s=0.5, duration_s=2.0, repeat=1)),
         timeout_s=load.duration("timeout", DEFAULT_TIMEOUT_S),
-        max_connections=load.positive_int("max_connections", DEFAULT_MAX_CONNECTIONS,
-                                          maximum=MAX_CONCURRENCY),
+        max_connections=load.positive_int(
+            "max_connections", DEFAULT_WS_CONNECTIONS if is_ws else DEFAULT_MAX_CONNECTIONS,
+            maximum=MAX_CONCURRENCY),
+        headers=headers,
+        body=body.encode(),
+        websocket=websocket,
+        quick_websocket=quick_websocket,
+        slo=slo,
+        search=search,
         source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         raw=data,
     )
+    top.check_unknown()
+    return scenario
+
+
+def _headers(request: _Fields) -> tuple[tuple[str, str], ...]:
+    """``[request] headers = { Name = "value" }``, checked as the generator checks --header."""
+    value = request.get("headers", {})
+    if not isinstance(value, dict) or any(not isinstance(v, str) for v in value.values()):
+        raise request.fail("headers", "a table of header names to string values", value)
+    try:
+        return tuple(parse_header(f"{name}: {text}") for name, text in value.items())
+    except UsageError as exc:
+        raise request.fail("headers", f"valid header names and values ({exc})", value) \
+            from None
 
 
 def available() -> list[str]:

@@ -30,27 +30,3 @@ def parse_duration(text: str | float | int, *, what: str = "duration") -> float:
     if seconds < 0:
         raise UsageError(f"{what}: expected a duration >= 0, got {text!r}")
     return seconds
-
-
-def parse_cpus(text: str, *, what: str = "--cpus") -> tuple[int, ...]:
-    """Parse a CPU list like ``"0"``, ``"0,1"`` or ``"0-3"`` (taskset's syntax) into a tuple."""
-    cpus: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                if high < low:
-                    raise ValueError(part)
-                cpus.extend(range(low, high + 1))
-            else:
-                cpus.append(int(part))
-    except ValueError:
-        raise UsageError(
-            f"{what}: expected a CPU list like '0', '0,1' or '0-3', got {text!r}"
-        ) from None
-    if not cpus or any(c < 0 for c in cpus):
-        raise UsageError(f"{what}: expected a CPU list like '0', '0,1' or '0-3', got {text!r}")
-    return tuple(sorted(set(cpus)))

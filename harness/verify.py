@@ -3,8 +3,8 @@
 A server that answers fast with the wrong bytes would win every benchmark, so each target must
 first pass these checks: exact status, Content-Type, body framing and body of every endpoint,
 the ``/cpu`` result computed here, ``/io`` waits at least the asked time, and the WebSocket echo
-where the server supports it. A missing Date header is a warning, not a failure (daphne sends
-none).
+and broadcast where the server supports it. A missing Date header is a warning, not a failure
+(daphne sends none).
 
 The checks use blocking stdlib clients (http.client, the websockets sync client), independent of
 the apps' own clients, each bounded by a timeout so a stuck target fails instead of hanging::
@@ -16,6 +16,7 @@ the apps' own clients, each bounded by a timeout so a stuck target fails instead
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from apps.raw import common
+from harness.catalogue import Target
 from harness.errors import UsageError
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -37,6 +39,12 @@ CPU_CHECK_NS = (0, 1000, 5000)
 NOT_FOUND_PATH = "/no-such-path"
 WS_TEXT = "echo ✓ text"
 WS_BYTES = bytes(range(256))
+# /ws/broadcast reaches only the subscribers on the publisher's worker process, so several
+# subscribers listen, and a new publisher tries again when none of them shared its worker.
+WS_BROADCAST_SUBSCRIBERS = 8
+WS_BROADCAST_ATTEMPTS = 4
+WS_BROADCAST_WAIT_S = 2.0  # for the first subscriber to receive: one worker's fan-out
+WS_BROADCAST_QUIET_S = 0.3  # the publisher hears nothing, the other subscribers are served
 _MAX_BODY_SHOWN = 80
 
 
@@ -224,13 +232,81 @@ def _check_ws_echo(target: _Target) -> Check:
     return Check(name=name, ok=True, detail=f"WebSocket {url}: text and bytes echoed")
 
 
+async def _broadcast_once(base: str, timeout_s: float) -> tuple[list[str], int]:
+    """Problems seen broadcasting one message, and how many subscribers received it; raises
+    when a connection fails."""
+    from websockets.asyncio.client import ClientConnection, connect
+
+    async def dial(role: str) -> ClientConnection:
+        return await connect(f"{base}?role={role}", open_timeout=timeout_s,
+                             close_timeout=timeout_s, compression=None, ping_interval=None)
+
+    subscribers: list[ClientConnection] = []
+    publishers: list[ClientConnection] = []
+    try:
+        for _ in range(WS_BROADCAST_SUBSCRIBERS):
+            subscribers.append(await dial("subscriber"))
+        for attempt in range(WS_BROADCAST_ATTEMPTS):
+            publisher = await dial("publisher")
+            publishers.append(publisher)
+            payload = bytes((attempt,)) + WS_BYTES  # opaque, and which attempt it came from
+            await publisher.send(payload)
+            waits = [asyncio.ensure_future(s.recv()) for s in subscribers]
+            done, pending = await asyncio.wait(waits, timeout=min(timeout_s, WS_BROADCAST_WAIT_S),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if done and pending:
+                more, pending = await asyncio.wait(pending, timeout=WS_BROADCAST_QUIET_S)
+                done |= more
+            for wait in pending:
+                wait.cancel()
+            if not done:
+                continue  # no subscriber on this publisher's worker: a new publisher
+            problems = [f"a subscriber got {_shorten(got) if isinstance(got, bytes) else got!r}"
+                        f", expected the {len(payload)} bytes published"
+                        for got in (wait.result() for wait in done) if got != payload][:1]
+            try:
+                echoed = await asyncio.wait_for(publisher.recv(), WS_BROADCAST_QUIET_S)
+            except TimeoutError:
+                pass
+            else:
+                problems.append(f"the publisher got a message back ({len(echoed)} bytes)")
+            return problems, len(done)
+        return [f"none of {WS_BROADCAST_SUBSCRIBERS} subscribers received a message from any "
+                f"of {WS_BROADCAST_ATTEMPTS} publishers within {WS_BROADCAST_WAIT_S:g} s"], 0
+    finally:
+        for connection in publishers + subscribers:
+            await connection.close()
+
+
+def _check_ws_broadcast(target: _Target) -> Check:
+    name = "ws_broadcast"
+    base = target.ws_url("/ws/broadcast")
+    if target.silent_since is not None:
+        return Check(name=name, ok=False,
+                     detail=f"WebSocket {base}: not tried, GET {target.silent_since} got no "
+                            "answer")
+    from websockets.exceptions import WebSocketException
+    try:
+        problems, received = asyncio.run(_broadcast_once(base, target.timeout_s))
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        return Check(name=name, ok=False, detail=f"WebSocket {base}: {type(exc).__name__}: {exc}")
+    if problems:
+        return Check(name=name, ok=False, detail=f"WebSocket {base}: " + "; ".join(problems))
+    others = " (the others: on other workers)" if received < WS_BROADCAST_SUBSCRIBERS else ""
+    return Check(name=name, ok=True,
+                 detail=f"WebSocket {base}: a publisher's message reached {received} of "
+                        f"{WS_BROADCAST_SUBSCRIBERS} subscribers{others}, not the publisher")
+
+
 def verify_target(base_url: str, *, websocket: bool, io: bool = True,
+                  broadcast: bool | None = None,
                   timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifyReport:
     """Check the live target at ``base_url`` against the app contract.
 
     ``io=False`` skips ``/io`` in upstream mode (no delay service is running); the sleep mode is
-    always checked. ``websocket=False`` skips the echo (a WSGI server). Every request is bounded
-    by ``timeout_s`` (which must exceed the ``/io`` wait of 100 ms).
+    always checked. ``websocket=False`` skips the echo and the broadcast (a WSGI server);
+    ``broadcast`` (default: as ``websocket``) says whether ``/ws/broadcast`` is checked. Every
+    request is bounded by ``timeout_s`` (which must exceed the ``/io`` wait of 100 ms).
     """
     target = _Target(base_url, timeout_s)
     text, json_type = common.TEXT_PLAIN, common.APPLICATION_JSON
@@ -262,4 +338,19 @@ def verify_target(base_url: str, *, websocket: bool, io: bool = True,
                               extra=_waited(ms)))
     if websocket:
         checks.append(_check_ws_echo(target))
+        if broadcast is None or broadcast:
+            checks.append(_check_ws_broadcast(target))
     return VerifyReport(checks=tuple(checks))
+
+
+def verify_family_target(base_url: str, target: Target, *, io: bool = True) -> VerifyReport:
+    """Verify a live target as its app family asks: the whole app contract (WebSocket where
+    both the server and the family have it), or, for a user's own app, that its path answers
+    2xx (the one thing the harness can know about it)."""
+    family = target.family
+    if family.check_path is not None:
+        from harness.ownapp import verify_path  # ownapp builds on this module's checks
+
+        return verify_path(base_url, family.check_path).report
+    return verify_target(base_url, websocket=target.server.websocket and family.websocket,
+                         io=io)

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from harness.loadgen import LoadResult, LoadSpec
+
 POLL_S = 0.05
 
 
@@ -139,3 +141,22 @@ def start_test_server(*args: str) -> tuple[subprocess.Popen[str], str]:
             assert time.monotonic() < deadline, "test server never accepted"
             time.sleep(POLL_S)
     return proc, f"http://127.0.0.1:{port}/"
+
+
+class FunctionDriver:
+    """A driver whose measure is a test's function (to kill a server between trials, or to
+    fail as a crashed generator would)."""
+
+    name = "function"
+
+    def __init__(self, measure: Callable[[LoadSpec], LoadResult]) -> None:
+        self._measure = measure
+
+    def measure(self, spec: LoadSpec) -> LoadResult:
+        return self._measure(spec)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def supports(self, spec: LoadSpec) -> str | None:
+        return None

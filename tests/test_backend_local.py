@@ -26,13 +26,15 @@ from harness import catalogue
 from harness.backends import local
 from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
+from harness.cpus import allocate_for_server
 from harness.errors import TargetError, UsageError
+from harness.signals import interrupts_deferred
 from tests.runhelpers import http_get
 
 pytestmark = pytest.mark.e2e
 
-CPUS = local.default_server_cpus()
-UPSTREAM_CPUS = local.default_upstream_cpus(CPUS)
+CPUS = allocate_for_server(None).server
+UPSTREAM_CPUS = allocate_for_server(None).loadgen
 GONE_TIMEOUT_S = 15.0
 POLL_S = 0.02
 
@@ -176,7 +178,7 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(
         started.append(self)
 
     monkeypatch.setattr(RunningServer, "__init__", spy)
-    with pytest.raises(TargetError, match=r"(?s)did not answer GET /hello with 200 on "
+    with pytest.raises(TargetError, match=r"(?s)did not answer GET /hello with a 2xx status on "
                        r"http://127.0.0.1:\d+ within 0.5s.*sleeping"):
         start_target(target, cpus=CPUS)
     assert started and not started[0].alive()
@@ -328,11 +330,11 @@ def test_ctrl_c_during_a_stop_waits_until_the_group_is_gone(
 
 def test_interrupts_deferred_delivers_after_the_block() -> None:
     finished = False
-    with pytest.raises(KeyboardInterrupt), local._interrupts_deferred():
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
-        with local._interrupts_deferred():  # nested: passed outwards, still held
+        with interrupts_deferred():  # nested: passed outwards, still held
             os.kill(os.getpid(), signal.SIGINT)
         finished = True
     assert finished
-    with local._interrupts_deferred():  # nothing received: nothing delivered
+    with interrupts_deferred():  # nothing received: nothing delivered
         pass

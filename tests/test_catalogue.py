@@ -47,8 +47,8 @@ def test_unknown_server_lists_every_known_name() -> None:
 
 
 def test_unknown_app_family_lists_the_known_ones() -> None:
-    with pytest.raises(UsageError, match=r"unknown app family 'django'.*raw"):
-        make_target(get_server("uvicorn"), app="django")
+    with pytest.raises(UsageError, match=r"unknown app family 'bottle'.*raw.*django"):
+        make_target(get_server("uvicorn"), app="bottle")
 
 
 @pytest.mark.parametrize(("name", "cpus", "workers", "threads"), [

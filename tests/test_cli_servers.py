@@ -16,6 +16,7 @@ from harness import catalogue
 from harness.backends import local
 from harness.cli import main as cli_main
 from harness.commands import verify as verify_command
+from harness.cpus import CpuPlan, allocate_cpus, allocate_for_server
 from tests.runhelpers import all_gone, descendants, harness_cmd, http_get, start_harness, wait_for
 
 CLI_TIMEOUT_S = 120.0
@@ -120,7 +121,7 @@ def test_verify_passes_real_servers_and_shows_a_table() -> None:
             for name in ("gunicorn-sync", "uvicorn") if re.match(rf"│ {name}\s", line)}
     assert "pass" in rows["gunicorn-sync"] and "unsupported (WSGI)" in rows["gunicorn-sync"]
     assert "pass" in rows["uvicorn"] and "checked" in rows["uvicorn"]
-    assert "13/13" in rows["uvicorn"]
+    assert "14/14" in rows["uvicorn"]  # the WebSocket echo and broadcast checks included
 
 
 @pytest.fixture
@@ -139,7 +140,9 @@ def test_verify_reports_the_failing_check_unsupported_pairs_and_exits_1(
         broken_server: str, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    args = argparse.Namespace(servers=[broken_server, "gunicorn-sync"], app="broken", cpus=None)
+    args = argparse.Namespace(servers=[broken_server, "gunicorn-sync"], app="broken", cpus=None,
+                              backend="local", wsgi_app=None, asgi_app=None, app_dir=None,
+                              env=None, path=None)
     code = verify_command.main(args)
     out = capsys.readouterr().out
     assert code == 1, out
@@ -155,10 +158,10 @@ def test_verify_reports_the_failing_check_unsupported_pairs_and_exits_1(
     assert not local._LIVE
 
 
-def test_default_cpus_put_the_server_last_and_the_upstream_elsewhere() -> None:
-    assert local.default_server_cpus([0, 1]) == (1,)
-    assert local.default_upstream_cpus((1,), [0, 1]) == (0,)
-    assert local.default_server_cpus([0, 1, 2, 3]) == (3,)
-    assert local.default_upstream_cpus((3,), [0, 1, 2, 3]) == (0, 1, 2)
+def test_serve_and_verify_use_the_run_policy_for_cpus() -> None:
+    # the same split as `harness run`, so a server is verified where it is measured
+    assert allocate_for_server(None, [0, 1]) == allocate_cpus([0, 1])
+    assert allocate_for_server(None, [0, 1, 2, 3]).server == (2, 3)
+    assert allocate_for_server((3,), [0, 1, 2, 3]).loadgen == (0, 1, 2)
     # one CPU: nothing to separate, the upstream shares it
-    assert local.default_upstream_cpus((0,), [0]) == (0,)
+    assert allocate_for_server(None, [0]) == CpuPlan(server=(0,), loadgen=(0,))

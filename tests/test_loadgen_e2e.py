@@ -112,10 +112,12 @@ def test_stall_shows_in_corrected_latency_only(server: Server) -> None:
     assert corrected["p99"] > 400.0, corrected
     assert service["p99"] < 50.0, service  # only one request saw the stall on the wire
     assert result.behind > 0.01 * result.scheduled
-    # its one connection was busy on the stalled server: the cap, not a late generator
-    assert result.behind_at_cap == result.behind_generator
-    assert result.saturated and any(r.startswith("connection cap reached")
-                                    for r in result.saturation_reasons), result.saturation_reasons
+    # its one connection was busy on the stalled server: the cap, not a late generator, so
+    # the server's overload and not the generator's saturation
+    assert result.behind_at_cap >= 0.9 * result.behind_generator  # a busy CPU may add a few
+    assert not result.saturated, result.saturation_reasons
+    assert any(r.startswith("connection cap reached") for r in result.overload_reasons), \
+        result.overload_reasons
     worst = max(p.p99_ms or 0.0 for p in result.series)
     assert worst > 400.0
 

@@ -7,15 +7,16 @@ import sys
 
 import pytest
 
+from harness.cpus import CpuPlan, allocate_cpus
 from harness.errors import UsageError
-from harness.plan import allocate_cpus, build_plan
+from harness.plan import build_plan
 from harness.scenarios import load_scenario
 
 
 def test_two_cores_split_server_one_generator_zero() -> None:
-    assert allocate_cpus([0, 1]) == ((1,), (0,))
-    assert allocate_cpus([0, 1, 2, 3]) == ((2, 3), (0, 1))
-    assert allocate_cpus([0, 1, 2, 3], server=[3]) == ((3,), (0, 1, 2))
+    assert allocate_cpus([0, 1]) == CpuPlan(server=(1,), loadgen=(0,))
+    assert allocate_cpus([0, 1, 2, 3]) == CpuPlan(server=(2, 3), loadgen=(0, 1))
+    assert allocate_cpus([0, 1, 2, 3], server=[3]) == CpuPlan(server=(3,), loadgen=(0, 1, 2))
 
 
 @pytest.mark.parametrize(
@@ -25,7 +26,7 @@ def test_two_cores_split_server_one_generator_zero() -> None:
 )
 def test_bad_cpu_sets(server: list[int], loadgen: list[int] | None, fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
-        allocate_cpus([0, 1], server, loadgen)
+        allocate_cpus([0, 1], server=server, loadgen=loadgen)
 
 
 def test_one_cpu_needs_explicit_sets() -> None:

@@ -15,8 +15,11 @@ import psutil
 import pytest
 
 from harness.analysis import load_series
+from harness.backends.local import LocalBackend
 from harness.catalogue import get_server, make_target
+from harness.errors import GeneratorError
 from harness.loadgen import LoadResult, LoadSpec, run_load
+from harness.loadgen.spec import encode_request
 from harness.plan import build_plan
 from harness.results import (
     RunWriter,
@@ -27,8 +30,9 @@ from harness.results import (
     series_path,
 )
 from harness.runner import Runner
-from harness.scenarios import load_scenario
+from harness.scenarios import load_scenario, parse_scenario
 from tests.runhelpers import (
+    FunctionDriver,
     all_gone,
     descendants,
     harness_cmd,
@@ -193,6 +197,8 @@ class _Quiet:
     def trial_done(self, record: TrialRecord) -> None:
         self.done.append(record.trial_id)
 
+    def capacity_found(self, planned: object, slo: object, capacity: object) -> None: ...
+
 
 def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path) -> None:
     scenario = load_scenario("hello")
@@ -213,7 +219,8 @@ def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path)
         return run_load(spec)
 
     observer = _Quiet()
-    outcome = Runner(plan, writer, observer, measure=measure).run()
+    outcome = Runner(plan, writer, observer, backend=LocalBackend(),
+                     driver=FunctionDriver(measure)).run()
     rows = read_trials_rows(tmp_path / "run")
     assert [(r["server"], r["status"], r["valid"]) for r in rows] == [
         ("uvicorn", "ok", "true"), ("uvicorn", "failed", "false"),
@@ -233,12 +240,55 @@ def test_generator_failure_fails_that_trial_and_the_run_goes_on(tmp_path: Path) 
     def measure(spec: LoadSpec) -> LoadResult:
         calls.append(spec)
         if len(calls) == 1:  # as run_load reports a crashed generator process
-            raise RuntimeError("generator process 0 exited with code -9")
+            raise GeneratorError("generator process 0 exited with code -9")
         return run_load(spec)
 
-    outcome = Runner(plan, writer, _Quiet(), measure=measure).run()
+    outcome = Runner(plan, writer, _Quiet(), backend=LocalBackend(),
+                     driver=FunctionDriver(measure)).run()
     rows = read_trials_rows(tmp_path / "run")
     assert [(r["server"], r["status"]) for r in rows] == [
         ("uvicorn", "failed"), ("granian-asgi", "ok"), ("granian-asgi", "ok")]
     assert rows[0]["invalid_reason"].startswith("generator failed: generator process 0")
     assert outcome.target_status["uvicorn"][0] == "failed"
+
+
+def test_scenario_request_headers_and_body_reach_the_generator(tmp_path: Path) -> None:
+    """[request] method, headers and body are sent, not accepted and ignored (issue 9)."""
+    text = (Path("scenarios/hello.toml").read_text()
+            .replace('path = "/hello"', 'path = "/hello"\nheaders = { "X-Trace" = "on" }'))
+    scenario = parse_scenario(text, "hello-with-headers.toml")
+    plan = build_plan(scenario, servers=["uvicorn"], concurrency=[2], duration_s=0.3,
+                      warmup_s=0.0)
+    writer = RunWriter(tmp_path / "run", {"run_id": "t"})
+    specs: list[LoadSpec] = []
+
+    def measure(spec: LoadSpec) -> LoadResult:
+        specs.append(spec)
+        return run_load(spec)
+
+    Runner(plan, writer, _Quiet(), backend=LocalBackend(), driver=FunctionDriver(measure)).run()
+    assert specs and specs[0].headers == (("X-Trace", "on"),)
+    assert b"\r\nX-Trace: on\r\n" in encode_request(specs[0])
+    (row,) = read_trials_rows(tmp_path / "run")
+    # answered, and every answer had the body of the very request the load sends
+    assert row["status"] == "ok" and int(row["requests"]) > 0 and row["errors"] == "0", row
+
+
+def test_repeats_restart_servers_and_interleave_targets(tmp_path: Path) -> None:
+    """--repeat N: each repeat starts every server afresh, each round one target further on
+    (A B, then B A), so what varies between server starts is in the spread (issue 13)."""
+    plan = build_plan(load_scenario("hello"), servers=["uvicorn", "granian-asgi"],
+                      concurrency=[2], duration_s=0.3, warmup_s=0.0, repeat=2)
+    writer = RunWriter(tmp_path / "run", {"run_id": "t"})
+    seen: list[str] = []
+
+    def measure(spec: LoadSpec) -> LoadResult:
+        seen.append(spec.url)
+        return run_load(spec)
+
+    Runner(plan, writer, _Quiet(), backend=LocalBackend(), driver=FunctionDriver(measure)).run()
+    rows = read_trials_rows(tmp_path / "run")
+    assert [(r["server"], r["repeat"]) for r in rows] == [
+        ("uvicorn", "1"), ("granian-asgi", "1"), ("granian-asgi", "2"), ("uvicorn", "2")]
+    # a new server process (on a new port) for every repeat of every target
+    assert len({urlsplit(url).port for url in seen}) == 4

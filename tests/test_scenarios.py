@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.cpus import parse_cpus
 from harness.errors import UsageError
 from harness.scenarios import available, load_scenario, parse_scenario
-from harness.units import parse_cpus, parse_duration
+from harness.units import parse_duration
 
 GOOD = """
 name = "mine"
@@ -120,4 +121,56 @@ def test_cli_bad_scenario_file_exits_2_and_writes_nothing(tmp_path: Path) -> Non
     assert "timing.repeat" in proc.stderr and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (('duration = "1s"', 'duraton = "1s"'),
+         "unknown key 'duraton' in table [timing] (did you mean 'duration'?)"),
+        (("rate = [10]", "rate = [10]\nmax_conections = 5"),
+         "unknown key 'max_conections' in table [load] (did you mean 'max_connections'?)"),
+        (('path = "/io"', 'path = "/io"\nheader = { A = "b" }'),
+         "unknown key 'header' in table [request] (did you mean 'headers'?)"),
+        (("params = { ms = 5 }", "params = { ms = 5 }\n[upstream]\nenable = true"),
+         "unknown key 'enable' in table [upstream] (did you mean 'enabled'?)"),
+        (('name = "mine"', 'name = "mine"\ncolour = "blue"'),
+         "unknown key 'colour' in the top level"),
+        (("repeat = 2", "repeat = 2\n[quick]\nconcurency = [1]"),
+         "unknown key 'concurency' in table [quick] (did you mean 'concurrency'?)"),
+    ],
+)
+def test_unknown_keys_anywhere_are_named_with_their_table(edit: tuple[str, str],
+                                                         fragment: str) -> None:
+    """A misspelt key must not silently fall back to the default (issue 9)."""
+    with pytest.raises(UsageError) as info:
+        parse_scenario(GOOD.replace(*edit), "bad.toml")
+    message = str(info.value)
+    assert message.startswith("bad.toml: ") and fragment in message, message
+    assert "\n" not in message
+
+
+def test_request_headers_and_body_are_parsed_and_checked() -> None:
+    text = GOOD.replace('path = "/io"', 'path = "/io"\nmethod = "post"\nbody = "x=1"\n'
+                        'headers = { "X-Token" = "abc", Accept = "text/plain" }')
+    scenario = parse_scenario(text, "mine.toml")
+    assert scenario.method == "POST" and scenario.body == b"x=1"
+    assert scenario.headers == (("X-Token", "abc"), ("Accept", "text/plain"))
+    bad = GOOD.replace('path = "/io"', 'path = "/io"\nheaders = { "Bad Name" = "x" }')
+    with pytest.raises(UsageError, match=r"'request\.headers'"):
+        parse_scenario(bad, "bad.toml")
+
+
+def test_cli_misspelt_key_exits_2_names_it_and_starts_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "typo.toml"
+    bad.write_text(GOOD.replace('duration = "1s"', 'duraton = "30s"'))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--scenario", str(bad), "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "'duraton'" in proc.stderr and "[timing]" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not out.exists()

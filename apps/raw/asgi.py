@@ -5,6 +5,9 @@ session is made at lifespan startup when the server sends lifespan, and otherwis
 (daphne sends no lifespan); it is closed at lifespan shutdown. Sessions are keyed by loop and
 process id because a session is bound to the loop it was made on, and a server may run lifespan
 and requests on different loops or fork after import.
+
+``/ws/broadcast`` keeps its subscribers the same way, per event loop and process: a publisher's
+message goes to the subscribers of its own worker process only (apps/README.md).
 """
 
 from __future__ import annotations
@@ -24,9 +27,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 WS_PATH = "/ws/echo"
+WS_BROADCAST_PATH = "/ws/broadcast"
 
 # (pid, id(loop)) -> (loop, session); the loop is kept so its id cannot be reused while listed.
 _sessions: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+# /ws/broadcast: (pid, id(loop)) -> (loop, {id(send): send}) of the subscribers connected to this
+# worker process's event loop. A broadcast reaches no other process: that would need a broker.
+_subscribers: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, dict[int, Send]]] = {}
 
 
 def _session_key() -> tuple[int, int]:
@@ -91,25 +98,81 @@ async def _http(scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    if scope["path"] != WS_PATH:
-        # Closing before accepting makes the server answer the handshake with 403.
-        await send({"type": "websocket.close", "code": 1000})
-        return
+def _local_subscribers() -> dict[int, Send]:
+    key = _session_key()
+    entry = _subscribers.get(key)
+    if entry is None:
+        entry = (asyncio.get_running_loop(), {})
+        _subscribers[key] = entry
+    return entry[1]
+
+
+def _outgoing(message: Message) -> Message:
+    """The websocket.send carrying a received message's payload unchanged (text or bytes)."""
+    if message.get("text") is not None:
+        return {"type": "websocket.send", "text": message["text"]}
+    return {"type": "websocket.send", "bytes": message.get("bytes") or b""}
+
+
+async def _ws_echo(receive: Receive, send: Send) -> None:
     await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message["type"] == "websocket.receive":
+            await send(_outgoing(message))
+
+
+async def _ws_subscriber(receive: Receive, send: Send) -> None:
+    await send({"type": "websocket.accept"})
+    subscribers = _local_subscribers()
+    subscribers[id(send)] = send  # registered from the accept on, before any await
+    try:
+        while True:  # what a subscriber sends is read and ignored
+            if (await receive())["type"] == "websocket.disconnect":
+                return
+    finally:
+        subscribers.pop(id(send), None)
+
+
+async def _ws_publisher(receive: Receive, send: Send) -> None:
+    await send({"type": "websocket.accept"})
+    subscribers = _local_subscribers()
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
             return
         if message["type"] != "websocket.receive":
             continue
-        if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
-        else:
-            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+        outgoing = _outgoing(message)
+        # One after another, in the order they subscribed, from this handler: a subscriber
+        # whose connection pushes back (flow control) delays the rest, as in a plain app.
+        for key, subscriber in list(subscribers.items()):
+            try:
+                await subscriber(outgoing)
+            except Exception:  # the subscriber went away mid-send; servers differ in what
+                subscribers.pop(key, None)  # they raise, and the others must still be served
+
+
+async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    path = scope["path"]
+    if path == WS_PATH:
+        await _ws_echo(receive, send)
+        return
+    role = None
+    if path == WS_BROADCAST_PATH:
+        role = common.query_param(scope.get("query_string", b"").decode("latin-1"), "role")
+    if role == "subscriber":
+        await _ws_subscriber(receive, send)
+    elif role == "publisher":
+        await _ws_publisher(receive, send)
+    else:
+        # Closing before accepting makes the server answer the handshake with 403.
+        await send({"type": "websocket.close", "code": 1000})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,14 @@ from harness.results import (
 
 # Columns that name a small set of values: categories make grouping and plotting cheap.
 CATEGORY_COLUMNS = ("server", "gateway", "load_model")
-# The key of one load level of one target; repeats of it are merged.
-GROUP_KEYS = ("run_id", "scenario", "server", "gateway", "load_model", "level")
+# The key of one load level of one target; repeats of it are merged. ``message_size`` (bytes
+# per WebSocket message) keeps a 64 B and an 8 KiB level of the same connection count apart;
+# it is empty (NA) for HTTP trials and for idle connections, which send nothing.
+GROUP_KEYS = ("run_id", "scenario", "server", "gateway", "load_model", "message_size", "level")
+# What "level" counts, by load model.
+LEVEL_MEANINGS = {"closed": "concurrent clients (WebSocket: connections)",
+                  "open": "offered rate, requests (WebSocket: messages) per second",
+                  "broadcast": "subscribers", "idle": "idle connections held"}
 
 
 def _dtype_for(annotation: str) -> str:
@@ -99,6 +106,26 @@ def _convert(column: pd.Series, dtype: str, where: str) -> pd.Series:
     return numbers.astype("float64")
 
 
+# Columns added after schema version 1 was first written, with what older runs mean by them.
+OPTIONAL_TRIAL_COLUMNS = {"notes": "", "protocol": "http", "message_size": "",
+                          "connections_at_end": "", "memory_per_connection_kb": "",
+                          "phase": "sweep", "others_cpu_pct": "", "steal_pct": ""}
+
+
+# Reasons that, in a version 1 run, meant the harness could not vouch for the trial; any other
+# reason was the server failing the load (errors, a connection cap against a slow server).
+_LEGACY_INVALID = ("server died", "no successful request", "generator process",
+                   "itself was late", "may have been starved", "not measured",
+                   "generator failed")
+
+
+def legacy_outcome(valid: str, reason: str) -> str:
+    """The outcome of a schema version 1 row (which had only ``valid``)."""
+    if valid.strip().lower() == "true":
+        return "valid"
+    return "invalid" if any(word in reason for word in _LEGACY_INVALID) else "overloaded"
+
+
 def load_run(path: Path | str) -> pd.DataFrame:
     """The trials table of one run folder, typed, with ``run_id`` and ``level`` columns.
 
@@ -113,6 +140,12 @@ def load_run(path: Path | str) -> pd.DataFrame:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UsageError(f"{csv_path}: not a readable CSV table ({exc})") from None
+    for column, default in OPTIONAL_TRIAL_COLUMNS.items():
+        if column not in raw.columns:  # a run written before the column existed
+            raw[column] = default
+    if "outcome" not in raw.columns:  # schema version 1: valid or not, nothing between
+        raw["outcome"] = [legacy_outcome(v, r) for v, r in
+                          zip(raw["valid"], raw["invalid_reason"], strict=True)]
     missing = [c for c in TRIAL_COLUMNS if c not in raw.columns]
     if missing:
         raise UsageError(f"{csv_path}: missing column(s) {', '.join(missing)}: expected the "
@@ -123,8 +156,9 @@ def load_run(path: Path | str) -> pd.DataFrame:
     for name in raw.columns:
         dtype = TRIAL_DTYPES.get(name, "string")
         frame[name] = _convert(raw[name], dtype, f"{csv_path}: column {name}")
-    closed = frame["load_model"].astype("string") == "closed"
-    frame["level"] = frame["rate"].where(~closed, frame["concurrency"].astype("float64"))
+    # the rate for the open loop; connections (clients, subscribers, idle) for the others
+    by_rate = frame["load_model"].astype("string") == "open"
+    frame["level"] = frame["rate"].where(by_rate, frame["concurrency"].astype("float64"))
     return frame
 
 
@@ -269,16 +303,20 @@ def summarize(run: RunData) -> pd.DataFrame:
     repeats' histograms added together (falling back to the worst repeat's value when a
     histogram is missing); RSS is the peak. A level is ``valid`` only when every repeat is
     valid and measured: a level with one bad repeat is shown, never ranked.
-    Columns: GROUP_KEYS, trial_ids (tuple), repeats, achieved_rps, rps_std, rps_cv, requests,
-    errors, error_rate, p50_ms, p99_ms, p99_9_ms, max_ms, server_cpu_pct, server_rss_mb,
+    Columns: GROUP_KEYS, trial_ids (tuple), repeats, measured_repeats, achieved_rps, rps_std,
+    rps_cv, requests, errors, error_rate, p50_ms, p99_ms, p99_9_ms, max_ms, server_cpu_pct,
+    server_rss_mb,
     server_pss_mb, loadgen_cpu_pct, rps_per_cpu_s, workers, threads, server_cpus, valid,
-    invalid_reason.
+    invalid_reason, outcome (the worst of the repeats': invalid, overloaded, valid), and
+    WS_SUMMARY_COLUMNS (filled for WebSocket levels: see there).
     """
     trials = run.trials
-    columns = [*GROUP_KEYS, "trial_ids", "repeats", "achieved_rps", "rps_std", "rps_cv",
-               "requests", "errors", "error_rate", "p50_ms", "p99_ms", "p99_9_ms", "max_ms",
+    columns = [*GROUP_KEYS, "trial_ids", "repeats", "measured_repeats", "achieved_rps",
+               "rps_std", "rps_cv", "requests", "errors", "error_rate", "p50_ms", "p99_ms",
+               "p99_9_ms", "max_ms",
                "server_cpu_pct", "server_rss_mb", "server_pss_mb", "loadgen_cpu_pct",
-               "rps_per_cpu_s", "workers", "threads", "server_cpus", "valid", "invalid_reason"]
+               "rps_per_cpu_s", "workers", "threads", "server_cpus", "valid", "invalid_reason",
+               "outcome", *WS_SUMMARY_COLUMNS]
     rows: list[dict[str, Any]] = []
     if trials.empty:
         return pd.DataFrame(columns=columns)
@@ -336,9 +374,87 @@ def summarize(run: RunData) -> pd.DataFrame:
             "server_cpus": str(group["server_cpus"].iloc[0]),
             "valid": valid,
             "invalid_reason": reason,
+            "outcome": _worst_outcome(group),
+            **_websocket_fields(run.run_dir, group, ids),
         })
     summary = pd.DataFrame(rows, columns=columns)
-    for name in ("server", "gateway", "load_model"):
+    for name in ("server", "gateway", "load_model", "protocol", "outcome"):
         summary[name] = summary[name].astype("string")
     summary["level"] = summary["level"].astype("float64")
+    for name in ("message_size", "connections_at_end", "deliveries_expected",
+                 "subscribers_reached"):
+        summary[name] = summary[name].astype("Int64")
     return summary
+
+
+def _worst_outcome(group: pd.DataFrame) -> str:
+    outcomes = set(group["outcome"].astype(str)) if "outcome" in group else set()
+    if not (group["status"] == "ok").all() or "invalid" in outcomes:
+        return "invalid"
+    if "overloaded" in outcomes:
+        return "overloaded"
+    return "valid" if bool(group["valid"].all()) else "invalid"
+
+
+# Summary columns about WebSocket levels (NaN/NA for HTTP ones, except protocol):
+# protocol; service_p50_ms/service_p99_ms: open loop, timed from the actual send (the repeats'
+# service histograms added); connections_at_end: the fewest connections any repeat still held;
+# memory_per_connection_kb: idle, mean of the measured repeats; deliveries_expected and
+# delivered_fraction: broadcast, summed over repeats (from the generator's notes);
+# subscribers_reached: broadcast, the fewest subscribers that shared the publisher's worker.
+WS_SUMMARY_COLUMNS = ("protocol", "service_p50_ms", "service_p99_ms", "connections_at_end",
+                      "memory_per_connection_kb", "deliveries_expected", "delivered_fraction",
+                      "subscribers_reached")
+# The generator's broadcast notes (harness.loadgen.models.ws_fanout): "broadcast: 19990 of
+# 20000 expected deliveries arrived (99.95%)" and "broadcast: 100 of 100 subscribers shared
+# the publisher's server worker process ...".
+_DELIVERED = re.compile(r"broadcast: (\d+) of (\d+) expected deliveries arrived")
+_REACHED = re.compile(r"broadcast: (\d+) of (\d+) subscribers shared the publisher")
+
+
+def broadcast_counts(notes: str) -> tuple[int, int] | None:
+    """(delivered, expected) from a broadcast trial's notes, or None when they do not say."""
+    match = _DELIVERED.search(notes)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def subscribers_reached(notes: str) -> tuple[int, int] | None:
+    """(subscribers on the publisher's worker, subscribers) from a broadcast trial's notes."""
+    match = _REACHED.search(notes)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _websocket_fields(run_dir: Path, group: pd.DataFrame, ids: tuple[str, ...]
+                      ) -> dict[str, Any]:
+    protocol = str(group["protocol"].iloc[0]) if "protocol" in group else "http"
+    fields: dict[str, Any] = {"protocol": protocol, "service_p50_ms": math.nan,
+                              "service_p99_ms": math.nan, "connections_at_end": pd.NA,
+                              "memory_per_connection_kb": math.nan,
+                              "deliveries_expected": pd.NA, "delivered_fraction": math.nan,
+                              "subscribers_reached": pd.NA}
+    if protocol != "websocket":
+        return fields
+    measured = group[group["status"] == "ok"]
+    held = measured["connections_at_end"].dropna()
+    if len(held):
+        fields["connections_at_end"] = int(held.min())
+    memory = measured["memory_per_connection_kb"].astype("float64").dropna()
+    if len(memory):
+        fields["memory_per_connection_kb"] = float(memory.mean())
+    service = merged_histogram(run_dir, ids, "service")
+    for percentile, column in ((50, "service_p50_ms"), (99, "service_p99_ms")):
+        value = histogram_ms(service, percentile)
+        worst = group[column].astype("float64").max()
+        fields[column] = value if value is not None else (
+            float(worst) if pd.notna(worst) else math.nan)
+    notes = [str(n) for n in measured["notes"].fillna("")]
+    counts = [c for c in map(broadcast_counts, notes) if c is not None]
+    if counts and len(counts) == len(notes):
+        expected = sum(c[1] for c in counts)
+        fields["deliveries_expected"] = expected
+        fields["delivered_fraction"] = (sum(c[0] for c in counts) / expected if expected
+                                        else math.nan)
+    reached = [r for r in map(subscribers_reached, notes) if r is not None]
+    if reached:
+        fields["subscribers_reached"] = min(r[0] for r in reached)
+    return fields

@@ -18,8 +18,8 @@ import pandas as pd
 from scipy import stats
 
 from harness.analysis.frames import RunData
+from harness.cpus import parse_cpus
 from harness.errors import UsageError
-from harness.units import parse_cpus
 
 # A level whose repeats' throughput varies more than this (coefficient of variation) is noisy.
 NOISY_CV_MAX = 0.10
@@ -90,6 +90,10 @@ def fmt_mb(value: float) -> str:
 def level_phrase(load_model: str, level: float) -> str:
     if load_model == "closed":
         return f"{level:g} concurrent clients"
+    if load_model == "broadcast":
+        return f"{level:g} subscribers (broadcast)"
+    if load_model == "idle":
+        return f"{level:g} idle connections"
     return f"{level:g} req/s offered (open loop)"
 
 
@@ -412,6 +416,11 @@ def _targets(run: RunData) -> list[GuidanceItem]:
 def compute_guidance(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
     """Findings first (best throughput, WSGI vs ASGI, tail, CPU efficiency, memory), then the
     caveats (invalid levels, noise, targets not measured)."""
+    # imported here: the WebSocket module builds on this one's helpers
+    from harness.analysis.websocket import is_websocket, websocket_guidance
+
+    if is_websocket(run.meta):
+        return websocket_guidance(run, summary)
     kind = kind_label(run.meta)
     ranked = _ranked(summary)
     items: list[GuidanceItem] = []
@@ -429,6 +438,13 @@ def compute_guidance(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
             topic="none_valid", caveat=True, run_id=run.run_id,
             text="No valid trial in this run: nothing is ranked (see the caveats below)."))
     return items
+
+
+# The helpers other guidance modules (harness.analysis.websocket) build on.
+row_label = _row_label
+trial_ids_of = _ids
+noise_items = _noise
+target_items = _targets
 
 
 def guidance_table(items: Sequence[GuidanceItem]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ markers with a cross and a legend entry "invalid (not ranked)", never joined to 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from harness.analysis.frames import RunData, load_series, merged_histogram, percentile_spectrum
@@ -339,14 +340,169 @@ def save_figure(fig: Figure, base: Path,
     return paths
 
 
-def figure_titles() -> Mapping[str, str]:
-    """What each figure of a report shows (used for captions and alt text)."""
-    return {
-        "throughput": "Throughput vs concurrency",
-        "latency-closed": "Latency p50/p99 vs concurrency",
-        "latency-open": "Latency p50/p99 vs offered rate",
-        "spectrum-closed": "Latency percentile spectrum (closed loop)",
-        "spectrum-open": "Latency percentile spectrum (open loop)",
-        "timeline": "Throughput and p99 per second",
-        "resources": "CPU and memory per server",
-    }
+# -- WebSocket ---------------------------------------------------------------------------------
+
+def _message_sizes(rows: pd.DataFrame) -> list[int]:
+    return sorted(set(rows["message_size"].dropna().astype(int)))
+
+
+def _size_label(size: int) -> str:
+    return f"{size // 1024} KiB messages" if size >= 1024 and size % 1024 == 0 \
+        else f"{size} B messages"
+
+
+def plot_ws_throughput(summary: pd.DataFrame, title: str = "") -> Figure | None:
+    """WebSocket echo, closed loop: messages/s against connections, one line per server, one
+    panel per message size (side by side, same y axis)."""
+    rows = summary[summary["load_model"] == "closed"]
+    sizes = _message_sizes(rows)
+    if not sizes:
+        return None
+    fig = _new_figure((max(FIGSIZE_IN[0], 4.2 * len(sizes)), FIGSIZE_IN[1]))
+    axes = fig.subplots(1, len(sizes), sharey=True, squeeze=False)[0]
+    styles = _styles_for(summary)
+    invalid = False
+    for ax, size in zip(axes, sizes, strict=True):
+        part = rows[rows["message_size"].astype("Int64") == size]
+        for server in _server_order(part):
+            invalid |= _draw_series(ax, part[part["server"] == server], "achieved_rps",
+                                    styles[server], label=ax is axes[0])
+        _level_axis(ax, "closed", part["level"].tolist())
+        ax.set_xlabel("connections (closed loop)")
+        ax.set_title(_size_label(size), fontsize=10)
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("messages/s (echo round trips)")
+    fig.suptitle(title or "WebSocket echo: messages/s vs connections")
+    _legend(axes[0], invalid)
+    return fig
+
+
+def plot_ws_open_latency(summary: pd.DataFrame, title: str = "") -> Figure | None:
+    """WebSocket echo, open loop: p50 and p99 (from the intended send) against the offered
+    message rate; a column of panels per message size."""
+    rows = summary[summary["load_model"] == "open"]
+    sizes = _message_sizes(rows)
+    if not sizes:
+        return None
+    fig = _new_figure((max(FIGSIZE_IN[0], 4.2 * len(sizes)), TALL_FIGSIZE_IN[1]))
+    grid = fig.subplots(2, len(sizes), sharex="col", squeeze=False)
+    styles = _styles_for(summary)
+    invalid = False
+    for col, size in enumerate(sizes):
+        part = rows[rows["message_size"].astype("Int64") == size]
+        for row_index, (column, name) in enumerate((("p50_ms", "p50"), ("p99_ms", "p99"))):
+            ax = grid[row_index][col]
+            for server in _server_order(part):
+                invalid |= _draw_series(ax, part[part["server"] == server], column,
+                                        styles[server], label=row_index == 0 and col == 0)
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.25)
+            _level_axis(ax, "open", part["level"].tolist())
+            ax.set_xlabel("offered messages/s (open loop)" if row_index == 1 else "")
+            if col == 0:
+                ax.set_ylabel(f"{name} latency, ms")
+            if row_index == 0:
+                ax.set_title(_size_label(size), fontsize=10)
+    fig.suptitle(title or "WebSocket echo: latency vs offered message rate")
+    _legend(grid[0][0], invalid)
+    return fig
+
+
+def _bars(ax: Axes, rows: pd.DataFrame, column: str, styles: dict[str, Style],
+          servers: Sequence[str], levels: Sequence[float], *, label: bool,
+          annotate: dict[tuple[str, float], str] | None = None) -> bool:
+    """Grouped bars: one group per level, one bar per server; invalid bars grey and hatched."""
+    width = 0.8 / max(len(servers), 1)
+    invalid = False
+    for index, server in enumerate(servers):
+        style = styles[server]
+        labelled = not label
+        for position, level in enumerate(levels):
+            match = rows[(rows["server"] == server) & (rows["level"] == level)]
+            if match.empty or pd.isna(match.iloc[0][column]):
+                continue
+            row = match.iloc[0]
+            ok = bool(row["valid"])
+            # overloaded: a result about the server (it fell short), drawn in its colour
+            overloaded = not ok and str(row.get("outcome", "")) == "overloaded"
+            invalid |= not ok and not overloaded
+            x = position - 0.4 + width * (index + 0.5)
+            ax.bar(x, float(row[column]), width=width * 0.92,
+                   color=style.colour if ok else "none",
+                   edgecolor=style.colour if ok or overloaded else INVALID_COLOUR,
+                   hatch=None if ok else "//" if overloaded else "xx",
+                   label=None if labelled else style.label)
+            labelled = True
+            note = (annotate or {}).get((server, level))
+            if note:
+                ax.annotate(note, (x, float(row[column])), xytext=(0, 2),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(levels)))
+    ax.set_xticklabels([f"{lv:,.0f}" for lv in levels])
+    ax.grid(True, axis="y", alpha=0.3)
+    return invalid
+
+
+def _bar_legend(ax: Axes, invalid: bool) -> None:
+    found, labels = ax.get_legend_handles_labels()
+    handles: list[Any] = list(found)
+    if invalid:
+        handles.append(Patch(facecolor="none", edgecolor=INVALID_COLOUR, hatch="xx"))
+        labels.append(INVALID_LABEL)
+    if handles:
+        ax.legend(handles, labels, fontsize=8, loc="best", framealpha=0.85)
+
+
+def plot_ws_broadcast(summary: pd.DataFrame, title: str = "") -> Figure | None:
+    """Broadcast: p50 and p99 delivery latency per server per subscriber count, the fraction
+    of expected deliveries that arrived written over each p99 bar."""
+    rows = summary[summary["load_model"] == "broadcast"]
+    if rows.empty or rows["p99_ms"].isna().all():
+        return None
+    fig = _new_figure(TALL_FIGSIZE_IN)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    styles = _styles_for(summary)
+    servers = _server_order(rows)
+    levels = sorted(set(rows["level"].astype(float)))
+    delivered = {(str(r["server"]), float(r["level"])):
+                 (f"{100 * r['delivered_fraction']:.1f} %"
+                  if pd.notna(r["delivered_fraction"]) else "")
+                 for _, r in rows.iterrows()}
+    invalid = _bars(top, rows, "p50_ms", styles, servers, levels, label=True)
+    _bars(bottom, rows, "p99_ms", styles, servers, levels, label=False, annotate=delivered)
+    top.set_ylabel("p50 delivery, ms")
+    bottom.set_ylabel("p99 delivery, ms")
+    bottom.set_xlabel("subscribers (label: share of expected deliveries that arrived)")
+    for ax in (top, bottom):
+        ax.set_ylim(bottom=0)
+        ax.margins(y=0.15)
+    top.set_title(title or "WebSocket broadcast: delivery latency")
+    _bar_legend(top, invalid)
+    return fig
+
+
+def plot_ws_idle(summary: pd.DataFrame, title: str = "") -> Figure | None:
+    """Idle connections: the server's memory per connection held, a bar per server per
+    connection count, labelled with how many connections it still held at the end."""
+    rows = summary[summary["load_model"] == "idle"]
+    if rows.empty or rows["memory_per_connection_kb"].isna().all():
+        return None
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    styles = _styles_for(summary)
+    levels = sorted(set(rows["level"].astype(float)))
+    held = {}
+    for _, r in rows.iterrows():
+        count = r["connections_at_end"]
+        held[(str(r["server"]), float(r["level"]))] = (
+            "" if pd.isna(count) else "all held" if int(count) >= float(r["level"])
+            else f"held {int(count):,}")
+    invalid = _bars(ax, rows, "memory_per_connection_kb", styles, _server_order(rows), levels,
+                    label=True, annotate=held)
+    ax.set_ylabel("server memory per connection, KiB")
+    ax.set_xlabel("idle connections held")
+    ax.set_ylim(bottom=0)
+    ax.margins(y=0.15)
+    ax.set_title(title or "WebSocket: memory per idle connection")
+    _bar_legend(ax, invalid)
+    return fig

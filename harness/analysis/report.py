@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness import __version__
-from harness.analysis import plots
+from harness.analysis import plots, websocket
 from harness.analysis.frames import RunData, summarize
 from harness.analysis.guidance import (
     GuidanceItem,
@@ -80,14 +80,50 @@ def _ordered(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return summary
     gateway_rank = summary["gateway"].str.lower().map({"wsgi": 0, "asgi": 1}).fillna(2)
-    model_rank = summary["load_model"].map({"closed": 0, "open": 1}).fillna(2)
+    model_rank = summary["load_model"].map(
+        {"closed": 0, "open": 1, "broadcast": 2, "idle": 3}).fillna(4)
     return (summary.assign(_m=model_rank, _g=gateway_rank)
-            .sort_values(["_m", "_g", "server", "level"], kind="stable")
+            .sort_values(["_m", "_g", "server", "message_size", "level"], kind="stable")
             .drop(columns=["_m", "_g"]).reset_index(drop=True))
+
+
+def _ws_figures(run: RunData, summary: pd.DataFrame) -> list[tuple[str, str, FigureFactory]]:
+    """The figures of a WebSocket run: echo msgs/s and latency, broadcast, idle memory."""
+    models = set(summary["load_model"]) if not summary.empty else set()
+    wanted: list[tuple[str, str, FigureFactory]] = []
+    if "closed" in models:
+        title = "WebSocket echo: messages/s vs connections (closed loop)"
+        wanted.append(("ws-throughput", title, partial(plots.plot_ws_throughput, summary, title)))
+    if "open" in models:
+        title = ("WebSocket echo: latency p50 / p99 vs offered message rate (open loop, from "
+                 "the intended send)")
+        wanted.append(("ws-latency-open", title,
+                       partial(plots.plot_ws_open_latency, summary, title)))
+        echo = summary[summary["load_model"] == "open"]
+        sizes = sorted(set(echo["message_size"].dropna().astype(int)))
+        if sizes:
+            at_size = summary[summary["message_size"].astype("Int64") == sizes[0]]
+            ranked = at_size[at_size["valid"]]
+            choice = (pick_level(ranked[ranked["load_model"] == "open"])
+                      or pick_level(at_size[at_size["load_model"] == "open"]))
+            if choice is not None:
+                title = (f"WebSocket echo, {websocket.fmt_size(sizes[0])} messages: latency by "
+                         f"percentile at {choice[1]:g} msgs/s offered (open loop)")
+                wanted.append(("spectrum-open", title, partial(
+                    plots.plot_spectrum, run, at_size, "open", choice[1], title)))
+    if "broadcast" in models:
+        title = "WebSocket broadcast: delivery latency per subscriber count"
+        wanted.append(("ws-broadcast", title, partial(plots.plot_ws_broadcast, summary, title)))
+    if "idle" in models:
+        title = "WebSocket: server memory per idle connection"
+        wanted.append(("ws-idle", title, partial(plots.plot_ws_idle, summary, title)))
+    return wanted
 
 
 def _figures(run: RunData, summary: pd.DataFrame) -> list[tuple[str, str, FigureFactory]]:
     """(name, title, factory) of the figures this run has data for."""
+    if websocket.is_websocket(run.meta):
+        return _ws_figures(run, summary)
     kind = kind_label(run.meta)
     models = set(summary["load_model"]) if not summary.empty else set()
     ranked = summary[summary["valid"]] if not summary.empty else summary
@@ -192,6 +228,49 @@ def short_id(trial_id: str) -> str:
     return head if head.isdigit() else trial_id
 
 
+# The words both renderings share, written once so the HTML and Markdown reports cannot drift.
+PLOT_LEGEND = ("WSGI servers in blues and greens, ASGI in oranges and reds; grey crossed "
+               "markers are invalid (not ranked).")
+RESULTS_NOTE = ("Throughput and CPU: mean of the measured repeats; p50/p99: the repeats' "
+                "histograms added together; RSS: peak. CPU is percent of one core. A level is "
+                "ranked only when every repeat is valid.")
+MODEL_HEADINGS = {"closed": "Closed loop (level = concurrent clients)",
+                  "open": "Open loop (level = offered req/s)",
+                  "broadcast": "Broadcast (level = subscribers)",
+                  "idle": "Idle connections (level = connections held)"}
+NO_FINDINGS = "No valid trial to rank."
+# The WebSocket section, shown instead of the HTTP results tables for a WebSocket run.
+WS_HEADING = "WebSocket results"
+WS_MODEL_HEADINGS = {**MODEL_HEADINGS,
+                     "closed": "Echo, closed loop (level = connections)",
+                     "open": "Echo, open loop (level = offered messages/s)"}
+WS_NOTE = ("A request here is one message round trip (a broadcast: one delivery to one "
+           "subscriber): msgs/s counts them. Open-loop and broadcast latency is timed from the "
+           "message's intended send time, so a stall cannot hide; service latency from the "
+           "actual send. Errors: refused upgrades, wrong echoes, connections the server "
+           "closed, deliveries that never arrived. Levels of different message sizes are never "
+           "merged. KiB per connection: the growth of the server's memory (PSS, else RSS) "
+           "while it held the idle connections, per connection.")
+WS_NO_WSGI = ("WSGI servers: none in this run. They are unsupported for WebSocket: the WSGI "
+              "interface has no way to hold a WebSocket connection.")
+
+
+def ws_unsupported_text(run: RunData) -> str:
+    """What the WebSocket section says about the servers that could not run it."""
+    return websocket.unsupported_sentence(run.meta) or WS_NO_WSGI
+
+
+def _ws_parts(section: RunSection) -> list[tuple[str, list[dict[str, str]]]]:
+    """(heading, table rows) of each load model of a WebSocket run, in order."""
+    parts = []
+    for model in websocket.LOAD_MODELS:
+        part = section.summary[section.summary["load_model"] == model] \
+            if not section.summary.empty else section.summary
+        if not part.empty:
+            parts.append((WS_MODEL_HEADINGS[model], websocket.table_rows(part, model, short_id)))
+    return parts
+
+
 def _num(value: Any, fmt: Callable[[float], str]) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
         return "–"
@@ -206,7 +285,9 @@ def _table_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
             "server": str(r["server"]),
             "gateway": str(r["gateway"]).upper(),
             "level": f"{r['level']:g}",
-            "repeats": str(r["repeats"]),
+            # measured of planned: a repeat that could not be measured is not in the means
+            "repeats": (str(r["repeats"]) if r["measured_repeats"] == r["repeats"]
+                        else f"{r['measured_repeats']} of {r['repeats']}"),
             "req/s": _num(r["achieved_rps"], fmt_rps),
             "CV": _num(r["rps_cv"] * 100 if pd.notna(r["rps_cv"]) else None, fmt_pct),
             "p50 ms": _num(r["p50_ms"], fmt_ms),
@@ -389,7 +470,7 @@ def _html_section(section: RunSection) -> str:
     out.append("<h3>Guidance</h3>")
     out.append('<ul class="guidance">' + "".join(
         f"<li>{_e(i.text)}{_html_refs(i, slug)}</li>" for i in findings) + "</ul>"
-        if findings else "<p><em>No valid trial to rank.</em></p>")
+        if findings else f"<p><em>{_e(NO_FINDINGS)}</em></p>")
     if caveats:
         out.append("<h3>Caveats</h3>")
         out.append('<ul class="guidance">' + "".join(
@@ -397,24 +478,28 @@ def _html_section(section: RunSection) -> str:
             + "</ul>")
     if section.plots:
         out.append("<h3>Plots</h3>")
-        out.append('<p class="legend-key"><span class="wsgi">WSGI: blues and greens</span>'
-                   '<span class="asgi">ASGI: oranges and reds</span>grey crossed markers: '
-                   "invalid (not ranked)</p>")
+        out.append(f'<p class="legend-key">{_e(PLOT_LEGEND)}</p>')
     for plot in section.plots:
         out.append(f'<figure><img src="{_data_uri(plot.svg)}" alt="{_e(plot.title)}" '
                    f'width="880"><figcaption>{_e(plot.title)}</figcaption></figure>')
-    out.append("<h3>Results per server and level</h3>")
-    out.append('<p class="meta">Throughput and CPU: mean of repeats; p50/p99: the repeats\' '
-               "histograms added together; RSS: peak. CPU is percent of one core. A level is "
-               "ranked only when every repeat is valid.</p>")
-    for model in ("closed", "open"):
+    if websocket.is_websocket(run.meta):
+        out.append(f"<h3>{_e(WS_HEADING)}</h3>")
+        out.append(f'<p class="meta">{_e(WS_NOTE)}</p>')
+        out.append(f"<p>{_e(ws_unsupported_text(run))}</p>")
+        for heading, rows in _ws_parts(section):
+            out.append(f"<h4>{_e(heading)}</h4>")
+            out.append(_html_table(rows, left=("server", "gateway", "status", "trials"),
+                                   row_class=lambda r: "" if r["status"] == "valid"
+                                   else "invalid", cell_class={"status": "status"}))
+    else:
+        out.append("<h3>Results per server and level</h3>")
+        out.append(f'<p class="meta">{_e(RESULTS_NOTE)}</p>')
+    for model in () if websocket.is_websocket(run.meta) else ("closed", "open"):
         part = section.summary[section.summary["load_model"] == model] \
             if not section.summary.empty else section.summary
         if part.empty:
             continue
-        heading = ("Closed loop (level = concurrent clients)" if model == "closed"
-                   else "Open loop (level = offered req/s)")
-        out.append(f"<h4>{heading}</h4>")
+        out.append(f"<h4>{_e(MODEL_HEADINGS[model])}</h4>")
         out.append(_html_table(_table_rows(part), left=("server", "gateway", "status", "trials"),
                                row_class=lambda r: "" if r["status"] == "valid" else "invalid",
                                cell_class={"status": "status"}))
@@ -497,27 +582,27 @@ def _md_section(section: RunSection) -> str:
     out += ["### Guidance", ""]
     findings = [i for i in section.guidance if not i.caveat]
     caveats = [i for i in section.guidance if i.caveat]
-    out += [f"- {i.text}{_md_refs(i)}" for i in findings] or ["_No valid trial to rank._"]
+    out += [f"- {i.text}{_md_refs(i)}" for i in findings] or [f"_{NO_FINDINGS}_"]
     if caveats:
         out += ["", "### Caveats", ""]
         out += [f"- {i.text}{_md_refs(i)}" for i in caveats]
     if section.plots:
-        out += ["", "### Plots", "",
-                "WSGI servers in blues and greens, ASGI in oranges and reds; grey crossed "
-                "markers are invalid (not ranked).", ""]
+        out += ["", "### Plots", "", PLOT_LEGEND, ""]
     for plot in section.plots:
         out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
                 f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
-    out += ["", "### Results per server and level", "",
-            "Throughput and CPU: mean of repeats; p50/p99: the repeats' histograms added "
-            "together; RSS: peak. CPU is percent of one core.", ""]
-    for model in ("closed", "open"):
+    if websocket.is_websocket(run.meta):
+        out += ["", f"### {WS_HEADING}", "", WS_NOTE, "", ws_unsupported_text(run), ""]
+        for heading, rows in _ws_parts(section):
+            out += [f"#### {heading}", "", _md_table(rows)]
+    else:
+        out += ["", "### Results per server and level", "", RESULTS_NOTE, ""]
+    for model in () if websocket.is_websocket(run.meta) else ("closed", "open"):
         part = section.summary[section.summary["load_model"] == model] \
             if not section.summary.empty else section.summary
         if part.empty:
             continue
-        out += [f"#### {'Closed loop' if model == 'closed' else 'Open loop'}", "",
-                _md_table(_table_rows(part))]
+        out += [f"#### {MODEL_HEADINGS[model]}", "", _md_table(_table_rows(part))]
     out += ["### What ran on what", "", _md_table([{"": k, "value": v} for k, v in _facts(run)]),
             "#### Servers and presets", "", _md_table(_targets(run))]
     versions = _versions(run)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.results import RunWriter, TrialRecord, trial_id
+from harness.results import LoadModel, Outcome, RunWriter, TrialRecord, TrialStatus, trial_id
 
 IO_WAIT_MS = 50.0
 HIST_LOWEST_US = 1
@@ -133,7 +133,7 @@ def write_synthetic_run(run_dir: Path, spec: SyntheticSpec | None = None) -> Pat
     rng = np.random.default_rng(spec.seed)
     writer = RunWriter(run_dir, _meta(spec))
     index = 0
-    levels: list[tuple[str, float]] = [("closed", float(c)) for c in spec.concurrency]
+    levels: list[tuple[LoadModel, float]] = [("closed", float(c)) for c in spec.concurrency]
     levels += [("open", r) for r in spec.rates]
     for server in spec.servers:
         for load_model, level in levels:
@@ -144,7 +144,8 @@ def write_synthetic_run(run_dir: Path, spec: SyntheticSpec | None = None) -> Pat
     return run_dir
 
 
-def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer, load_model: str,
+def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer,
+           load_model: LoadModel,
            level: float, repeat: int, index: int
            ) -> tuple[TrialRecord, HdrHistogram, list[dict[str, object]]]:
     noise = 0.25 if server.name in spec.noisy else 0.03
@@ -190,7 +191,7 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer, lo
         service_p50_ms=None, service_p99_ms=None, behind=behind, out_of_range=0,
         server_cpu_pct=cpu_pct, server_rss_mb=rss, server_pss_mb=rss * 0.8,
         loadgen_cpu_pct=min(85.0, rps / 40.0), saturated=bool(behind), valid=not reasons,
-        invalid_reason="; ".join(reasons), status="ok", workers=server.workers,
+        invalid_reason="; ".join(reasons), status=TrialStatus.OK, workers=server.workers,
         threads=server.threads,
         server_cpus="1", loadgen_cpus="0", started_at="2026-11-24T23:16:00+00:00",
     )
@@ -204,6 +205,182 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer, lo
             "server_cpu_pct": cpu_pct * jitter, "server_rss_mb": rss,
         })
     return record, hist, series
+
+
+# -- WebSocket ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class FakeWsServer:
+    """An ASGI server of the synthetic WebSocket model."""
+
+    name: str
+    echo_capacity: float  # 64 B echo round trips per second at saturation
+    idle_kib: float  # memory per idle connection
+    rss_mb: float
+    max_idle: int = 1_000_000  # connections it holds before it drops the rest
+
+
+DEFAULT_WS_SERVERS: tuple[FakeWsServer, ...] = (
+    FakeWsServer(name="uvicorn", echo_capacity=18_000.0, idle_kib=21.5, rss_mb=40.0),
+    FakeWsServer(name="daphne", echo_capacity=7_000.0, idle_kib=13.2, rss_mb=60.0,
+                 max_idle=9_000),
+    FakeWsServer(name="granian-asgi", echo_capacity=30_000.0, idle_kib=8.7, rss_mb=35.0),
+)
+# WSGI servers are listed as unsupported, as the runner does.
+UNSUPPORTED_WS = ("gunicorn-sync", "uwsgi")
+WS_UNSUPPORTED_REASON = "the WSGI interface has no way to hold a WebSocket connection"
+# An 8 KiB message costs the server this much more than a 64 B one.
+LARGE_MESSAGE_COST = 2.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticWsSpec:
+    """What to generate for a WebSocket run. ``invalid`` names (server, load_model, level)
+    triples whose trials are marked invalid (the generator saturated)."""
+
+    servers: tuple[FakeWsServer, ...] = DEFAULT_WS_SERVERS
+    connections: tuple[int, ...] = (1, 16, 64)
+    rates: tuple[float, ...] = (1000.0, 5000.0)
+    message_sizes: tuple[int, ...] = (64, 8192)
+    subscribers: tuple[int, ...] = (100, 1000)
+    broadcast_rate: float = 50.0
+    idle: tuple[int, ...] = (1000, 10_000)
+    duration_s: float = 4.0
+    seed: int = 11
+    invalid: tuple[tuple[str, str, float], ...] = (("uvicorn", "open", 5000.0),)
+    run_id: str = "synthetic-websocket"
+
+
+def _ws_meta(spec: SyntheticWsSpec) -> dict[str, Any]:
+    meta = _meta(SyntheticSpec(scenario="websocket", kind="websocket", run_id=spec.run_id))
+    meta["command_line"] = ["harness", "run", "--scenario", "websocket"]
+    meta["scenario"].update(endpoint="/ws/echo", description=(
+        "Synthetic WebSocket data: echo, broadcast and idle connections."))
+    meta["targets"] = [
+        {"server": s.name, "gateway": "asgi", "app": "raw", "workers": 1, "threads": None,
+         "preset_note": "one worker per core", "version": "0.0", "websocket": True,
+         "command": [s.name, "apps.raw.asgi:app"], "status": "ok", "reason": ""}
+        for s in spec.servers]
+    meta["targets"] += [
+        {"server": name, "gateway": "wsgi", "app": "raw", "workers": 3, "threads": None,
+         "preset_note": "", "version": "0.0", "websocket": False, "status": "unsupported",
+         "reason": f"{name} is a WSGI server: {WS_UNSUPPORTED_REASON}"}
+        for name in UNSUPPORTED_WS]
+    return meta
+
+
+def write_synthetic_ws_run(run_dir: Path, spec: SyntheticWsSpec | None = None) -> Path:
+    """Write a synthetic WebSocket run folder (echo closed/open per message size, broadcast,
+    idle) at ``run_dir`` and return it."""
+    spec = spec or SyntheticWsSpec()
+    rng = np.random.default_rng(spec.seed)
+    writer = RunWriter(run_dir, _ws_meta(spec))
+    levels: list[tuple[LoadModel, float, int | None]] = []
+    for message_size in spec.message_sizes:
+        levels += [("closed", float(c), message_size) for c in spec.connections]
+        levels += [("open", r, message_size) for r in spec.rates]
+    levels += [("broadcast", float(n), spec.message_sizes[0]) for n in spec.subscribers]
+    levels += [("idle", float(n), None) for n in spec.idle]
+    index = 0
+    for server in spec.servers:
+        for load_model, level, size in levels:
+            index += 1
+            record, hist, service = _ws_trial(rng, spec, server, load_model, level, size, index)
+            writer.append_trial(record, latency_hdr=hist.encode() if hist else None,
+                                service_hdr=service.encode() if service else None)
+    return run_dir
+
+
+def _ws_trial(rng: np.random.Generator, spec: SyntheticWsSpec, server: FakeWsServer,
+              load_model: LoadModel, level: float, size: int | None, index: int
+              ) -> tuple[TrialRecord, HdrHistogram | None, HdrHistogram | None]:
+    factor = float(np.clip(rng.normal(1.0, 0.03), 0.9, 1.1))
+    capacity = server.echo_capacity * factor / (LARGE_MESSAGE_COST if (size or 0) > 1024
+                                                else 1.0)
+    service_ms = 1000.0 / capacity
+    hist: HdrHistogram | None = None
+    service: HdrHistogram | None = None
+    notes: list[str] = []
+    held = int(level)
+    memory_kb: float | None = None
+    errors_timeout = 0
+    if load_model == "closed":
+        rps = min(level * 1000.0 / (0.05 + service_ms), capacity)
+        hist = _histogram(_latencies_us(rng, level * 1000.0 / rps, SAMPLES_PER_TRIAL),
+                          int(rps * spec.duration_s))
+    elif load_model == "open":
+        rps = min(level, capacity)
+        busy = level / capacity
+        median = service_ms / max(1.0 - busy, 0.05)
+        hist = _histogram(_latencies_us(rng, median * 1.1, SAMPLES_PER_TRIAL),
+                          int(rps * spec.duration_s))
+        service = _histogram(_latencies_us(rng, median, SAMPLES_PER_TRIAL),
+                             int(rps * spec.duration_s))
+        held = min(MAX_WS_CONNECTIONS, max(1, int(level * median / 1000.0) + 1))
+    elif load_model == "broadcast":
+        expected = int(spec.broadcast_rate * spec.duration_s * level)
+        delivered = expected - (int(expected * 0.002) if level >= 1000 else 0)
+        errors_timeout = expected - delivered
+        rps = delivered / spec.duration_s
+        hist = _histogram(_latencies_us(rng, service_ms * level / 4.0, SAMPLES_PER_TRIAL),
+                          delivered)
+        held = int(level) + 1
+        notes += [f"broadcast: {int(level)} of {int(level)} subscribers shared the publisher's "
+                  "server worker process and were expected to receive each message (a "
+                  "broadcast does not cross worker processes without a broker)",
+                  f"broadcast: {delivered} of {expected} expected deliveries arrived "
+                  f"({delivered / expected:.2%})"]
+    else:
+        rps = 0.0
+        held = min(int(level), server.max_idle)
+        memory_kb = server.idle_kib * float(rng.uniform(0.97, 1.03))
+        notes.append(f"idle: the server held {held} of {int(level)} connections to the end")
+    requests = int(rps * spec.duration_s)
+    reasons: list[str] = []
+    outcome: Outcome = "valid"
+    if (server.name, load_model, level) in spec.invalid:
+        reasons.append("generator saturated: the generator's CPUs (0) were 97% busy (> 90%)")
+        outcome = "invalid"
+    elif load_model == "idle" and held < level:
+        reasons.append(f"the server held only {held} of {int(level)} idle connections to the "
+                       "end")
+        outcome = "overloaded"
+    rss = server.rss_mb + (memory_kb or 0.0) * held / 1024.0
+    cpu_pct = min(100.0, 100.0 * rps / capacity) if load_model != "idle" else 0.5
+    tid = trial_id(index, server.name, load_model, level, 1,
+                   size if load_model in ("closed", "open") else None)
+    record = TrialRecord(
+        trial_id=tid, scenario="websocket", server=server.name, gateway="asgi", app="raw",
+        endpoint="/ws/echo", load_model=load_model,
+        concurrency=None if load_model == "open" else int(level),
+        rate=level if load_model == "open" else (
+            spec.broadcast_rate if load_model == "broadcast" else None),
+        repeat=1, duration_s=spec.duration_s, requests=requests,
+        achieved_rps=requests / spec.duration_s,
+        offered_rps=level if load_model == "open" else (
+            spec.broadcast_rate if load_model == "broadcast" else None),
+        errors=errors_timeout, error_rate=errors_timeout / max(requests + errors_timeout, 1),
+        errors_connect=0, errors_io=0, errors_timeout=errors_timeout, errors_status=0,
+        errors_body=0,
+        p50_ms=_ms(hist, 50) if hist else None, p75_ms=_ms(hist, 75) if hist else None,
+        p90_ms=_ms(hist, 90) if hist else None, p99_ms=_ms(hist, 99) if hist else None,
+        p99_9_ms=_ms(hist, 99.9) if hist else None, p99_99_ms=_ms(hist, 99.99) if hist else None,
+        max_ms=hist.get_max_value() / 1000.0 if hist else None,
+        mean_ms=hist.get_mean_value() / 1000.0 if hist else None,
+        service_p50_ms=_ms(service, 50) if service else None,
+        service_p99_ms=_ms(service, 99) if service else None,
+        behind=0, out_of_range=0, server_cpu_pct=cpu_pct, server_rss_mb=rss,
+        server_pss_mb=rss * 0.85, loadgen_cpu_pct=40.0, saturated=outcome == "invalid",
+        valid=outcome == "valid", invalid_reason="; ".join(reasons), status=TrialStatus.OK,
+        workers=1, threads=None, server_cpus="1", loadgen_cpus="0",
+        started_at="2026-11-24T23:16:00+00:00", notes="; ".join(notes), protocol="websocket",
+        message_size=size, connections_at_end=held, memory_per_connection_kb=memory_kb,
+        outcome=outcome,
+    )
+    return record, hist, service
+
+
+MAX_WS_CONNECTIONS = 256
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,14 +38,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import psutil
 
+from harness.backends.base import Backend, ResourceSampler, RunningTarget
 from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
+from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError, UsageError
+from harness.sampling import TreeSampler
+from harness.signals import interrupts_deferred
 
 READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05
@@ -56,12 +59,9 @@ GONE_POLL_S = 0.02
 WATCHDOG_POLL_S = 0.1
 LOG_TAIL_LINES = 15
 LOG_TAIL_BYTES = 16_384
-# Signals held back (see _interrupts_deferred) while a process group is spawned or stopped.
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A free port picked here can be taken by someone else before the server binds it.
 PORT_ATTEMPTS = 3
 
-READY_PATH = "/hello"
 UPSTREAM_READY_PATH = "/delay?ms=0"
 UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
 UPSTREAM_READY_RE = re.compile(rb"upstream listening on (http://[0-9.]+:\d+)")
@@ -98,36 +98,6 @@ if pgid is not None:
     except OSError:
         pass
 """.replace("POLL_S", repr(WATCHDOG_POLL_S))
-
-
-def cpus_text(cpus: Sequence[int]) -> str:
-    return ",".join(str(c) for c in sorted(cpus))
-
-
-def default_server_cpus(available: Sequence[int] | None = None) -> tuple[int, ...]:
-    """The last available CPU (on 2 cores: CPU 1)."""
-    avail = sorted(available if available is not None else os.sched_getaffinity(0))
-    return (avail[-1],)
-
-
-def default_upstream_cpus(server_cpus: Sequence[int],
-                          available: Sequence[int] | None = None) -> tuple[int, ...]:
-    """Every available CPU the server does not use (all of them on a single-CPU machine)."""
-    avail = sorted(available if available is not None else os.sched_getaffinity(0))
-    rest = tuple(c for c in avail if c not in set(server_cpus))
-    return rest or tuple(avail)
-
-
-def _check_cpus(cpus: Sequence[int]) -> tuple[int, ...]:
-    # Checked against the machine, not this process's affinity: the harness may have pinned
-    # itself to the generator's CPUs. A CPU outside a container's cpuset makes taskset fail,
-    # and that failure is reported with the server's output.
-    online = range(os.cpu_count() or 1)
-    wanted = tuple(sorted(set(cpus)))
-    missing = [c for c in wanted if c not in online]
-    if not wanted or missing:
-        raise UsageError(f"CPU set {list(cpus)}: expected CPUs from 0 to {len(online) - 1}")
-    return wanted
 
 
 def free_port(host: str = HOST) -> int:
@@ -227,36 +197,7 @@ def _wait_gone(procs: Sequence[psutil.Process], timeout_s: float) -> list[psutil
     return alive
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver the first that arrived.
-
-    Python-level handlers, not a blocked signal mask: a mask would be inherited across exec by
-    the servers spawned inside the block. Nested blocks pass the signal outwards. Signals only
-    reach Python's main thread, so elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread() or any(
-            signal.getsignal(signum) is None for signum in DEFERRED_SIGNALS):
-        yield  # (None: a handler set outside Python, which could not be put back)
-        return
-    received: list[int] = []
-
-    def hold(signum: int, frame: object) -> None:
-        received.append(signum)
-
-    previous = {signum: signal.signal(signum, hold) for signum in DEFERRED_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:
-            # through whatever handler was in place before: KeyboardInterrupt, the run's SIGTERM
-            # handler, an outer deferral, or the default action
-            signal.raise_signal(received[0])
-
-
-class RunningServer:
+class RunningServer(RunningTarget):
     """A started process group: a target (or the upstream) answering on ``url``.
 
     ``stop()`` is idempotent and runs at interpreter exit for anything still running; the
@@ -316,6 +257,12 @@ class RunningServer:
         reason = f"{self.name} exited ({_describe_returncode(code)})"
         return f"{reason}; its output ends with:\n{tail}" if tail else reason
 
+    def sampler(self, *, watch_cpus: Sequence[int] = ()) -> ResourceSampler:
+        return TreeSampler(self.processes, watch_cpus=watch_cpus)
+
+    def describe(self) -> dict[str, object]:
+        return {"url": self.url, "command": list(self.command), "pid": self.pid}
+
     def processes(self) -> list[psutil.Process]:
         """The whole tree now (leader first), for CPU and memory sampling."""
         if self._stopped or not _alive(self._leader):
@@ -333,9 +280,10 @@ class RunningServer:
     def stop(self) -> None:
         """TERM to the group, a grace period, then KILL; every process of the tree is reaped.
 
-        A Ctrl-C meanwhile is delivered when the group is gone (see _interrupts_deferred).
+        A Ctrl-C meanwhile is delivered when the group is gone (see
+        harness.signals.interrupts_deferred).
         """
-        with _interrupts_deferred():
+        with interrupts_deferred():
             self._stop()
 
     def _stop(self) -> None:
@@ -385,12 +333,6 @@ class RunningServer:
             with contextlib.suppress(OSError):
                 self._watchdog.stdin.close()
 
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 _LIVE: set[RunningServer] = set()
@@ -444,11 +386,14 @@ def _spawn(name: str, command: list[str], cpus: tuple[int, ...], env: dict[str, 
     return popen, watchdog, log_path
 
 
-def _environment(upstream_url: str | None) -> dict[str, str]:
+def _environment(upstream_url: str | None, target: Target | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    app_paths = list(target.family.paths) if target is not None else []
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
+        [*app_paths, str(REPO_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if target is not None:
+        env.update(target.family.env)
     if upstream_url:
         env[UPSTREAM_URL_ENV] = upstream_url
     else:
@@ -471,8 +416,9 @@ def _wait_ready(server: RunningServer, ready: Callable[[], bool], what: str) -> 
         time.sleep(READY_POLL_S)
 
 
-def _answers_ready(server: RunningServer) -> bool:
-    return http_status(server.url, READY_PATH) == 200
+def _answers_ready(server: RunningServer, path: str) -> bool:
+    status = http_status(server.url, path)
+    return status is not None and 200 <= status < 300
 
 
 def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
@@ -483,22 +429,23 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
     Raises TargetError (with the tail of the server's output) when it cannot start.
     """
     require_installed(target.server)
-    pinned = _check_cpus(cpus)
-    env = _environment(upstream_url)
+    pinned = check_online(cpus)
+    env = _environment(upstream_url, target)
     notes: list[str] = []
     chosen, note = choose_port(port)
     if note:
         notes.append(note)
     for attempt in range(1, PORT_ATTEMPTS + 1):
         command = render_command(target, port=chosen)
-        with _interrupts_deferred():  # until the group is registered for stopping
+        with interrupts_deferred():  # until the group is registered for stopping
             popen, watchdog, log_path = _spawn(target.server.name, command, pinned, env)
             server = RunningServer(name=target.server.name, popen=popen, command=command,
                                    cpus=pinned, port=chosen, log_path=log_path,
                                    watchdog=watchdog, target=target, notes=notes)
         try:
-            _wait_ready(server, functools.partial(_answers_ready, server),
-                        f"answer GET {READY_PATH} with 200 on {server.url}")
+            ready_path = target.family.ready_path
+            _wait_ready(server, functools.partial(_answers_ready, server, ready_path),
+                        f"answer GET {ready_path} with a 2xx status on {server.url}")
         except TargetError as exc:
             server.stop()
             if attempt < PORT_ATTEMPTS and PORT_IN_USE_RE.search(str(exc)):
@@ -522,10 +469,10 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
 
     It binds the port itself (port 0: the kernel picks), so there is no race for the port.
     """
-    pinned = _check_cpus(cpus)
+    pinned = check_online(cpus)
     chosen, note = choose_port(port) if port else (0, "")
     command = [sys.executable, "-m", "apps.upstream", "--port", str(chosen)]
-    with _interrupts_deferred():  # until the group is registered for stopping
+    with interrupts_deferred():  # until the group is registered for stopping
         popen, watchdog, log_path = _spawn("upstream", command, pinned, _environment(None))
         server = RunningServer(name="upstream", popen=popen, command=command, cpus=pinned,
                                port=chosen, log_path=log_path, watchdog=watchdog,
@@ -549,3 +496,16 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
         server.stop()
         raise
     return server
+
+
+class LocalBackend(Backend):
+    """Targets as local process groups pinned with taskset (the default backend)."""
+
+    name = "local"
+
+    def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
+                     upstream_url: str | None = None) -> RunningServer:
+        return start_target(target, cpus=cpus, port=port, upstream_url=upstream_url)
+
+    def start_upstream(self, *, cpus: Sequence[int], port: int = 0) -> RunningServer:
+        return start_upstream(cpus, port=port)

@@ -25,6 +25,9 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         body=args.body.encode() if args.body is not None else b"",
         expect_body=args.expect_body.encode() if args.expect_body is not None else None,
         max_connections=args.max_connections,
+        message_size=args.message_size,
+        text=args.text,
+        websocket_mode=args.ws_mode,
     )
 
 

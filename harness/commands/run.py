@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 from rich.console import Console
 from rich.table import Table
 
 from harness import environment
+from harness.backends import get_backend
+from harness.cpus import cpus_text
+from harness.drivers import get_driver
 from harness.errors import UsageError
+from harness.ownapp import family_from_args
 from harness.plan import Plan, build_plan
-from harness.results import RunWriter, TrialRecord
-from harness.runner import RichObserver, Runner, cpus_text, default_run_dir
+from harness.results import RunWriter, TargetStatus, TrialRecord
+from harness.runner import RichObserver, Runner, default_run_dir
 from harness.scenarios import load_scenario
+from harness.signals import terminate_as_interrupt
+from harness.slo import parse_slo
 
 PIPE_WIDTH_COLUMNS = 140
 
@@ -47,14 +51,17 @@ def _print_plan(console: Console, plan: Plan) -> None:
         f"repeat {plan.timing.repeat}\n"
         f"CPUs: server {cpus_text(plan.server_cpus)}, load generator"
         f"{' + upstream' if plan.scenario.needs_upstream else ''} {cpus_text(plan.loadgen_cpus)}\n"
-        f"{plan.trial_count} trials, estimated {minutes}m{seconds:02d}s"
+        + (f"capacity search at {plan.slo.describe()} for each server (up to "
+           f"{plan.search.max_steps} steps)\n" if plan.slo is not None else "")
+        + f"{plan.trial_count} trials, estimated {minutes}m{seconds:02d}s"
     )
 
 
 def _common_level(records: Sequence[TrialRecord]) -> int | None:
     """The closed-loop concurrency that the most servers passed validly (the highest on a tie),
     so p99 is compared at one level."""
-    levels = {r.concurrency for r in records if r.concurrency and r.valid}
+    levels = {r.concurrency for r in records
+              if r.concurrency and r.valid and r.load_model == "closed"}
     if not levels:
         return None
     return max(levels, key=lambda c: (len({r.server for r in records
@@ -62,7 +69,7 @@ def _common_level(records: Sequence[TrialRecord]) -> int | None:
 
 
 def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
-                   status: dict[str, tuple[str, str]]) -> None:
+                   status: dict[str, tuple[TargetStatus, str]]) -> None:
     common = _common_level(records)
     table = Table(title="summary (valid trials only; invalid ones are in trials.csv)",
                   title_justify="left")
@@ -75,9 +82,13 @@ def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
     for planned in plan.targets:
         mine = [r for r in records if r.server == planned.server]
         valid = [r for r in mine if r.valid]
-        best = max(valid, key=lambda r: r.achieved_rps, default=None)
-        at_common = [r.p99_ms for r in valid if r.concurrency == common and r.p99_ms is not None]
-        state, reason = status.get(planned.server, ("not run", ""))
+        # requests (or echo round trips) per second: broadcast deliveries are another unit
+        best = max((r for r in valid if r.load_model in ("closed", "open")),
+                   key=lambda r: r.achieved_rps, default=None)
+        at_common = [r.p99_ms for r in valid if r.concurrency == common
+                     and r.load_model == "closed" and r.p99_ms is not None]
+        state, reason = status.get(planned.server, (None, ""))
+        state_text = state.label if state is not None else "not run"
         table.add_row(
             planned.server, planned.target.server.gateway,
             f"{best.achieved_rps:,.0f}" if best else "-",
@@ -87,23 +98,9 @@ def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
             f"{best.server_cpu_pct:.0f}" if best and best.server_cpu_pct is not None else "-",
             f"{best.server_pss_mb:.0f}" if best and best.server_pss_mb is not None else "-",
             str(len(mine) - len(valid)),
-            state if not reason else f"{state}: {reason[:60]}",
+            state_text if not reason else f"{state_text}: {reason[:60]}",
         )
     console.print(table)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the same path as Ctrl-C, so servers are stopped and the folder closed."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -121,6 +118,27 @@ def _pinned(cpus: tuple[int, ...]) -> Iterator[None]:
         os.sched_setaffinity(0, previous)
 
 
+# Options that only the locust driver takes: (argument, the driver's keyword, its default).
+_LOCUST_OPTIONS = (("locustfile", "locustfile", None), ("locust_workers", "workers", None),
+                   ("locust_remote_workers", "remote_workers", 0),
+                   ("locust_master_bind", "master_bind_host", "127.0.0.1"),
+                   ("locust_master_port", "master_port", None),
+                   ("stop_timeout", "stop_timeout_s", None))
+
+
+def _driver_options(args: argparse.Namespace) -> dict[str, object]:
+    """The chosen driver's own options; another driver's options are an error, not ignored."""
+    given = {keyword: getattr(args, name) for name, keyword, default in _LOCUST_OPTIONS
+             if getattr(args, name, default) != default}
+    if args.driver == "locust":
+        return given
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name, keyword, _ in _LOCUST_OPTIONS
+                          if keyword in given)
+        raise UsageError(f"{flags}: only with --driver locust (the driver is {args.driver})")
+    return {}
+
+
 def main(args: argparse.Namespace) -> int:
     # Piped output (CI, tee) has no terminal width, so rich would fold the tables into 80
     # columns, and is block-buffered, so progress would show only at the end.
@@ -129,20 +147,24 @@ def main(args: argparse.Namespace) -> int:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH_COLUMNS)
     scenario = load_scenario(args.scenario)
     plan = build_plan(
-        scenario, servers=args.servers, app=args.app, quick=args.quick,
+        scenario, servers=args.servers, app=family_from_args(args, None), quick=args.quick,
         concurrency=args.concurrency, rate=args.rate, duration_s=args.duration,
         warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
         loadgen_cpus=args.loadgen_cpus, workers=args.workers, threads=args.threads,
+        slo=parse_slo(args.slo) if args.slo else None,
     )
     run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UsageError(f"--out {run_dir}: already exists and is not empty: expected a new "
                          "or empty folder (results are never overwritten)")
+    backend = get_backend(args.backend)
+    driver = get_driver(args.driver, **_driver_options(args))
     _print_plan(console, plan)
     if args.dry_run:
         return 0
     if not plan.runnable:
         raise UsageError("no server in the plan supports this scenario: expected at least one")
+    backend.check()  # no engine, no run folder
 
     writer = RunWriter(run_dir, {
         "run_id": run_dir.name,
@@ -153,11 +175,13 @@ def main(args: argparse.Namespace) -> int:
         "plan": plan.summary(),
         "environment": environment.collect(),
         "cpus": {"server": list(plan.server_cpus), "loadgen": list(plan.loadgen_cpus)},
+        "backend": backend.describe(),
+        "driver": driver.describe(),
     })
-    runner = Runner(plan, writer, RichObserver(console, plan))
+    observer = RichObserver(console, plan)
+    runner = Runner(plan, writer, observer, backend=backend, driver=driver)
     try:
-        with _sigterm_as_interrupt(), _pinned(plan.loadgen_cpus), \
-                runner.observer:  # type: ignore[attr-defined]
+        with terminate_as_interrupt(), _pinned(plan.loadgen_cpus), backend, observer:
             runner.run()
     except KeyboardInterrupt:
         writer.update_meta(status="interrupted",

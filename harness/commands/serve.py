@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from types import FrameType
+import time
+from contextlib import ExitStack
 
 from harness import catalogue
-from harness.backends import local
+from harness.backends import get_backend
+from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
+from harness.ownapp import family_from_args
+from harness.signals import terminate_as_interrupt
 
-EXIT_INTERRUPTED = 130
 # How often the main loop looks whether the server is still alive.
 WATCH_INTERVAL_S = 0.5
 
 ENDPOINTS = ("/hello", "/json", "/io?ms=50", "/io?ms=50&mode=sleep", "/cpu?n=5000")
-
-
-@contextmanager
-def stop_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM; the handlers only set it, the main loop acts."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def check_upstream_url(url: str) -> str:
@@ -45,36 +28,48 @@ def check_upstream_url(url: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     server = catalogue.get_server(args.name)
-    cpus = tuple(args.cpus) if args.cpus else local.default_server_cpus()
-    target = catalogue.make_target(server, app=args.app, cpus=len(cpus), workers=args.workers,
-                                   threads=args.threads)
+    cpus = allocate_for_server(args.cpus)
+    family = family_from_args(args, "raw")
+    assert family is not None
+    target = catalogue.make_target(server, app=family, cpus=len(cpus.server),
+                                   workers=args.workers, threads=args.threads)
     upstream_url = check_upstream_url(args.upstream_url) if args.upstream_url else None
-    with stop_signals() as stop, ExitStack() as stack:
+    # Ctrl-C and SIGTERM both unwind through the ExitStack, which stops the target (and the
+    # upstream): the CLI then exits 130.
+    with terminate_as_interrupt(), ExitStack() as stack:
+        backend = stack.enter_context(get_backend(args.backend))
         try:
             if upstream_url is None:
-                upstream = stack.enter_context(
-                    local.start_upstream(local.default_upstream_cpus(cpus)))
+                upstream = stack.enter_context(backend.start_upstream(cpus=cpus.loadgen))
                 upstream_url = upstream.url
                 print(f"upstream delay service: {upstream.url}/delay?ms=N "
-                      f"(CPUs {local.cpus_text(upstream.cpus)})", flush=True)
-            srv = stack.enter_context(
-                local.start_target(target, cpus=cpus, port=args.port, upstream_url=upstream_url))
+                      f"(CPUs {cpus_text(upstream.cpus)})", flush=True)
+            srv = stack.enter_context(backend.start_target(
+                target, cpus=cpus.server, port=args.port, upstream_url=upstream_url))
         except TargetError as exc:
             print(f"harness serve: error: {exc}", file=sys.stderr)
             return 1
         for note in srv.notes:
             print(note, flush=True)
+        where = ", ".join(f"{k} {v}" for k, v in srv.describe().items()
+                          if k not in ("url", "command"))
         print(f"{target.describe()}\n"
-              f"pid {srv.pid}, CPUs {local.cpus_text(srv.cpus)}; preset: {target.preset.note}\n"
+              f"{backend.name} backend, {where}, CPUs {cpus_text(srv.cpus)}; "
+              f"preset: {target.preset.note}\n"
               f"command: {' '.join(srv.command)}\n"
               f"listening on {srv.url}", flush=True)
-        paths = list(ENDPOINTS) + (["/ws/echo (WebSocket)"] if server.websocket else [])
+        own_path = target.family.check_path
+        paths = [own_path] if own_path is not None else list(ENDPOINTS) + (
+            ["/ws/echo (WebSocket)", "/ws/broadcast (WebSocket)"]
+            if server.websocket and target.family.websocket else [])
         for path in paths:
             print(f"  {srv.url}{path}")
         print("Ctrl-C stops it", flush=True)
-        while not stop.wait(WATCH_INTERVAL_S):
-            if not srv.alive():
-                print(f"harness serve: error: {srv.exit_reason()}", file=sys.stderr)
-                return 1
-        print("stopping...", flush=True)
-    return EXIT_INTERRUPTED
+        try:
+            while srv.alive():
+                time.sleep(WATCH_INTERVAL_S)
+        except KeyboardInterrupt:
+            print("stopping...", flush=True)
+            raise
+        print(f"harness serve: error: {srv.exit_reason()}", file=sys.stderr)
+        return 1

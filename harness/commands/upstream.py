@@ -6,20 +6,12 @@ import argparse
 import os
 
 from apps import upstream
+from harness.cpus import available_cpus, check_usable, cpus_text
 from harness.errors import UsageError
 
 
-def _pin(cpus: tuple[int, ...]) -> None:
-    available = os.sched_getaffinity(0)
-    missing = [cpu for cpu in cpus if cpu not in available]
-    if missing:
-        raise UsageError(f"--cpus: CPU(s) {missing} not available; this process may use "
-                         f"{sorted(available)}")
-    os.sched_setaffinity(0, cpus)
-
-
 def _print_ready(url: str) -> None:
-    cpus = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
+    cpus = cpus_text(available_cpus())
     print(f"{upstream.READY_LINE_PREFIX}{url} (CPUs {cpus}); GET /delay?ms=N; Ctrl-C stops it",
           flush=True)
 
@@ -28,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: expected 0..65535 (0 picks a free port), got {args.port}")
     if args.cpus:
-        _pin(args.cpus)
+        os.sched_setaffinity(0, check_usable(args.cpus))
     try:
         upstream.run(upstream.serve(upstream.DEFAULT_HOST, args.port, on_ready=_print_ready))
     except OSError as exc:

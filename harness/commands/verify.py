@@ -10,9 +10,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import catalogue
-from harness.backends import local
+from harness.backends import get_backend
+from harness.backends.base import Backend
+from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
-from harness.verify import verify_target
+from harness.ownapp import family_from_args
+from harness.signals import terminate_as_interrupt
+from harness.verify import verify_family_target
 
 # The table shows the first failing check; the full details fit in a terminal, not a cell.
 DETAIL_MAX_CHARS = 240
@@ -35,8 +39,8 @@ class Outcome:
         return self.status not in ("pass", "unsupported")
 
 
-def verify_server(server: catalogue.Server, *, app: str, cpus: tuple[int, ...],
-                  upstream_url: str) -> Outcome:
+def verify_server(backend: Backend, server: catalogue.Server, *, app: str | catalogue.AppFamily,
+                  cpus: tuple[int, ...], upstream_url: str) -> Outcome:
     try:
         target = catalogue.make_target(server, app=app, cpus=len(cpus))
     except UsageError as exc:
@@ -44,8 +48,8 @@ def verify_server(server: catalogue.Server, *, app: str, cpus: tuple[int, ...],
         return Outcome(server=server, status="unsupported", detail=str(exc))
     preset = target.preset.describe()
     try:
-        with local.start_target(target, cpus=cpus, upstream_url=upstream_url) as srv:
-            report = verify_target(srv.url, websocket=server.websocket, io=True)
+        with backend.start_target(target, cpus=cpus, upstream_url=upstream_url) as srv:
+            report = verify_family_target(srv.url, target, io=True)
             died = None if srv.alive() else srv.exit_reason()
     except TargetError as exc:
         return Outcome(server=server, status="start failed", detail=_shorten(str(exc)),
@@ -64,34 +68,46 @@ def verify_server(server: catalogue.Server, *, app: str, cpus: tuple[int, ...],
     return Outcome(server=server, status="pass", detail=warnings, preset=preset, checks=counts)
 
 
+def _colour(outcome: Outcome) -> str:
+    return {"pass": "green", "unsupported": "yellow"}.get(outcome.status, "red")
+
+
+def _verify_one(console: Console, backend: Backend, server: catalogue.Server, *,
+                app: str | catalogue.AppFamily,
+                cpus: tuple[int, ...], upstream_url: str) -> Outcome:
+    outcome = verify_server(backend, server, app=app, cpus=cpus, upstream_url=upstream_url)
+    console.print(f"{server.name}: [{_colour(outcome)}]{outcome.status}[/]")
+    return outcome
+
+
 def main(args: argparse.Namespace) -> int:
     names = args.servers or list(catalogue.SERVERS)
     servers = [catalogue.get_server(name) for name in names]
-    catalogue.get_app(args.app)
-    cpus = tuple(args.cpus) if args.cpus else local.default_server_cpus()
-    upstream_cpus = local.default_upstream_cpus(cpus)
+    family = family_from_args(args, "raw")
+    assert family is not None
+    label = family if isinstance(family, str) else family.name
+    plan = allocate_for_server(args.cpus)
+    cpus = plan.server
     console = Console()
     outcomes: list[Outcome] = []
-    try:
-        upstream = local.start_upstream(upstream_cpus)
-    except TargetError as exc:
-        console.print(f"[red]upstream delay service failed to start[/]: {exc}")
-        return 1
-    with upstream:
-        console.print(f"server CPUs {local.cpus_text(cpus)}, upstream {upstream.url} on CPUs "
-                      f"{local.cpus_text(upstream_cpus)}")
-        for server in servers:
-            outcome = verify_server(server, app=args.app, cpus=cpus, upstream_url=upstream.url)
-            colour = {"pass": "green", "unsupported": "yellow"}.get(outcome.status, "red")
-            console.print(f"{server.name}: [{colour}]{outcome.status}[/]")
-            outcomes.append(outcome)
-    table = Table(title=f"verify: app {args.app!r}, CPUs {local.cpus_text(cpus)}",
+    with terminate_as_interrupt(), get_backend(args.backend) as backend:
+        try:
+            upstream = backend.start_upstream(cpus=plan.loadgen)
+        except TargetError as exc:
+            console.print(f"[red]upstream delay service failed to start[/]: {exc}")
+            return 1
+        with upstream:
+            console.print(f"{backend.name} backend: server CPUs {cpus_text(cpus)}, upstream "
+                          f"{upstream.url} on CPUs {cpus_text(plan.loadgen)}")
+            outcomes = [_verify_one(console, backend, server, app=family, cpus=cpus,
+                                    upstream_url=upstream.url) for server in servers]
+    table = Table(title=f"verify: app {label!r}, CPUs {cpus_text(cpus)}",
                   title_justify="left")
     table.add_column("server", no_wrap=True)
     for column in ("gateway", "preset", "WebSocket", "checks", "result", "detail"):
         table.add_column(column, overflow="fold")
     for outcome in outcomes:
-        colour = {"pass": "green", "unsupported": "yellow"}.get(outcome.status, "red")
+        colour = _colour(outcome)
         ws = "checked" if outcome.server.websocket else "unsupported (WSGI)"
         table.add_row(outcome.server.name, outcome.server.gateway, outcome.preset, ws,
                       outcome.checks, f"[{colour}]{outcome.status}[/]", escape(outcome.detail))

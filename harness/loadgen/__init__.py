@@ -7,7 +7,7 @@ arrival rate, latency timed from the intended send) for honest latency.
 >>> result.achieved_rps, result.percentiles_ms(result.latency)["p99"]  # doctest: +SKIP
 """
 
-from harness.loadgen.client import BEHIND_THRESHOLD_MS, ERROR_KINDS
+from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, ERROR_KINDS
 from harness.loadgen.histograms import (
     HIGHEST_US,
     LOWEST_US,

@@ -56,4 +56,5 @@ def render(result: LoadResult) -> str:
     if result.saturated:
         lines.extend(f"WARNING: generator saturated: {reason}"
                      for reason in result.saturation_reasons)
+    lines.extend(f"OVERLOADED: {reason}" for reason in result.overload_reasons)
     return "\n".join(lines)

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from harness.loadgen.client import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
+from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
 from harness.loadgen.histograms import new_histogram, percentiles_ms
+from harness.loadgen.websocket import CLIENT_SETTINGS
 
 # The generator is the bottleneck when one of its processes uses more than this of its CPU.
 SATURATED_CPU_PCT = 90.0
@@ -66,7 +67,7 @@ class LoadResult:
     behind_at_cap: int
     scheduled: int  # open loop: requests due in the measured window; closed loop: 0
     saturated: bool
-    saturation_reasons: list[str]
+    saturation_reasons: list[str]  # why the generator may have been the limit (invalid)
     generator_cpu_pct: float
     generator_cpu_s: float
     generator_proc_cpu_pct: list[float]
@@ -79,6 +80,34 @@ class LoadResult:
     resent: int = 0  # sent again after the server closed a reused connection (RFC 9112 9.3.1)
     window_start_ns: int = 0  # the measured window, on time.monotonic_ns()
     window_end_ns: int = 0
+    # what a reader should know that is no reason to reject the numbers (a fallback timer)
+    notes: list[str] = field(default_factory=list)
+    # "http", or "websocket": a request is then one message round trip (errors: status = a
+    # refused upgrade, body = a wrong echo, io = closed by the server), and ``client_settings``
+    # say what the client offered (no extensions, no pings)
+    protocol: str = "http"
+    client_settings: list[str] = field(default_factory=list)
+    open_at_end: int = 0  # connections still open when the load ended
+    # why the server did not keep up with an open-loop schedule (it, not the generator, failed
+    # the load: the trial is "overloaded", a result)
+    overload_reasons: list[str] = field(default_factory=list)
+    # drivers that know more (Locust): latency of successes per request name ("GET /hello"),
+    # errors per name, and each generator process (role, host, pid, cpus, cpu_pct, counts)
+    by_name: dict[str, HdrHistogram] = field(default_factory=dict)
+    by_name_errors: dict[str, int] = field(default_factory=dict)
+    generator_processes: list[dict[str, object]] = field(default_factory=list)
+
+    @classmethod
+    def unmeasured(cls, *, url: str, concurrency: int | None,
+                   rate: float | None) -> LoadResult:
+        """The result of a load that could not run: nothing counted, empty histograms."""
+        return cls(load_model="open" if rate is not None else "closed", url=url,
+                   concurrency=concurrency, requests=0, duration_s=0.0, achieved_rps=0.0,
+                   offered_rps=rate, errors={"total": 0}, latency=new_histogram(),
+                   service_time=None, out_of_range=0, behind=0, behind_generator=0,
+                   behind_at_cap=0, scheduled=0, saturated=False, saturation_reasons=[],
+                   generator_cpu_pct=0.0, generator_cpu_s=0.0, generator_proc_cpu_pct=[],
+                   peak_connections=0, procs=0)
 
     @staticmethod
     def percentiles_ms(hist: HdrHistogram | None) -> dict[str, float | None]:
@@ -108,10 +137,15 @@ class LoadResult:
             "scheduled": self.scheduled,
             "saturated": self.saturated,
             "saturation_reasons": list(self.saturation_reasons),
+            "overload_reasons": list(self.overload_reasons),
+            "notes": list(self.notes),
+            "protocol": self.protocol,
+            "client_settings": list(self.client_settings),
             "generator_cpu_pct": round(self.generator_cpu_pct, 1),
             "generator_cpu_s": round(self.generator_cpu_s, 4),
             "generator_proc_cpu_pct": [round(p, 1) for p in self.generator_proc_cpu_pct],
             "peak_connections": self.peak_connections,
+            "open_at_end": self.open_at_end,
             "procs": self.procs,
             "series": [
                 {"second": p.second, "requests": p.requests, "completed": p.completed,
@@ -123,7 +157,7 @@ class LoadResult:
 
 
 def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int | None,
-                  rate: float | None, duration_s: float) -> LoadResult:
+                  rate: float | None, duration_s: float, websocket: bool = False) -> LoadResult:
     """Add every process's histograms and counts; decide whether the generator saturated."""
     latency = new_histogram()
     service = new_histogram() if rate is not None else None
@@ -149,12 +183,15 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
             reasons.append(f"generator process {report.proc} used {pct:.0f}% of its CPU "
                            f"(> {SATURATED_CPU_PCT:.0f}%): the generator, not the server, may "
                            f"be the limit; give it more --procs and --cpus")
-    if rate is not None and scheduled and \
-            behind_generator > SATURATED_BEHIND_FRACTION * scheduled:
-        reasons.extend(_behind_reasons(late=behind_generator - behind_at_cap,
-                                       at_cap=behind_at_cap, scheduled=scheduled, rate=rate,
-                                       cap=sum(r.max_connections for r in reports),
-                                       peak=sum(r.peak_connections for r in reports)))
+    overload: list[str] = []
+    if rate is not None and scheduled:
+        late = behind_generator - behind_at_cap
+        if late > SATURATED_BEHIND_FRACTION * scheduled:
+            reasons.append(_late_reason(late, scheduled))
+        if behind_at_cap > SATURATED_BEHIND_FRACTION * scheduled:
+            overload.append(_at_cap_reason(behind_at_cap, scheduled, rate=rate,
+                                           cap=sum(r.max_connections for r in reports),
+                                           peak=sum(r.peak_connections for r in reports)))
 
     return LoadResult(
         load_model="open" if rate is not None else "closed",
@@ -178,6 +215,7 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
         scheduled=scheduled,
         saturated=bool(reasons),
         saturation_reasons=reasons,
+        overload_reasons=overload,
         generator_cpu_pct=sum(proc_pct),
         generator_cpu_s=sum(r.cpu_s for r in reports),
         generator_proc_cpu_pct=proc_pct,
@@ -185,31 +223,46 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
         procs=len(reports),
         series=_merge_series(reports),
         late_max_ms=max((r.late_max_ms for r in reports), default=0.0),
+        notes=_notes(reports),
+        protocol="websocket" if websocket else "http",
+        open_at_end=sum(r.open_at_end for r in reports),
+        client_settings=list(CLIENT_SETTINGS) if websocket else [],
     )
 
 
-def _behind_reasons(*, late: int, at_cap: int, scheduled: int, rate: float, cap: int,
-                    peak: int) -> list[str]:
-    """Why an open-loop schedule fell behind, by cause: the generator, or its connection cap."""
-    def share(n: int) -> str:
-        return f"{n} of {scheduled} requests ({100.0 * n / scheduled:.1f}%)"
+def _notes(reports: Sequence[WorkerReport]) -> list[str]:
+    """Every process's notes, once, and a word when one fell back to millisecond timers."""
+    notes: list[str] = []
+    coarse = [r.proc for r in reports if not r.precise_timer]
+    if coarse:
+        notes.append(f"generator process(es) {', '.join(map(str, coarse))} had no timerfd and "
+                     "fell back to the event loop's millisecond timers: open-loop sends are "
+                     "spaced to the millisecond, not the microsecond")
+    for report in reports:
+        notes.extend(n for n in report.notes if n not in notes)
+    return notes
 
-    reasons = []
-    if late:
-        reasons.append(f"open-loop schedule fell behind: {share(late)} went out more than "
-                       f"{BEHIND_THRESHOLD_MS:g} ms after their due time because the generator "
-                       "itself was late")
-    if at_cap:
-        # every connection was waiting on the server: not a slow generator, but the schedule
-        # was not kept, so the trial cannot show the latency of the offered rate
-        # the cap counts connections still being opened: against a full listen backlog most
-        # of them may be, so the peak of open ones is said too
-        reasons.append(f"connection cap reached: {share(at_cap)} waited more than "
-                       f"{BEHIND_THRESHOLD_MS:g} ms for a connection, with all {cap} the "
-                       f"generator may hold open or opening ({peak} open at most) and busy on a "
-                       f"server that fell behind {rate:g} req/s (or the scenario's "
-                       "max_connections is too low)")
-    return reasons
+
+def _share(n: int, scheduled: int) -> str:
+    return f"{n} of {scheduled} requests ({100.0 * n / scheduled:.1f}%)"
+
+
+def _late_reason(late: int, scheduled: int) -> str:
+    """The generator itself fell behind its schedule: the trial cannot be vouched for."""
+    return (f"open-loop schedule fell behind: {_share(late, scheduled)} went out more than "
+            f"{BEHIND_THRESHOLD_MS:g} ms after their due time because the generator itself was "
+            "late")
+
+
+def _at_cap_reason(at_cap: int, scheduled: int, *, rate: float, cap: int, peak: int) -> str:
+    """Every connection the generator may hold was waiting on a server that fell behind the
+    offered rate: the server failed the load (overload), the generator did not."""
+    # the cap counts connections still being opened: against a full listen backlog most of
+    # them may be, so the peak of open ones is said too
+    return (f"connection cap reached: {_share(at_cap, scheduled)} waited more than "
+            f"{BEHIND_THRESHOLD_MS:g} ms for a connection, with all {cap} the generator may "
+            f"hold open or opening ({peak} open at most) busy on a server that fell behind "
+            f"{rate:g} req/s (or the scenario's max_connections is too low)")
 
 
 def _merge_series(reports: Sequence[WorkerReport]) -> list[SeriesPoint]:

@@ -17,10 +17,12 @@ import socket
 import time
 from typing import Any
 
-from harness.errors import UsageError
-from harness.loadgen.client import INITIAL_CONNECT_WAIT_S, Worker, WorkerPlan, WorkerReport
+from harness.errors import GeneratorError, UnreachableError, UsageError
+from harness.loadgen.accounting import WorkerReport
+from harness.loadgen.models import WorkerPlan
 from harness.loadgen.result import LoadResult, merge_reports
 from harness.loadgen.spec import LoadSpec, Target, encode_request
+from harness.loadgen.worker import INITIAL_CONNECT_WAIT_S, Worker
 
 try:
     import resource
@@ -60,9 +62,15 @@ def run_load(spec: LoadSpec) -> LoadResult:
             child_end.close()
             children.append((proc, parent_end))
         ready = _collect(children, "ready", time.monotonic() + READY_TIMEOUT_S)
-        if sum(int(n) for n in ready) == 0:
-            raise UsageError(f"could not open any connection to {target.host}:{target.port}; "
-                             "expected a server accepting connections")
+        if sum(int(n) for n, _ in ready) == 0:
+            failures = [why for _, why in ready if why]
+            if failures and target.websocket:
+                raise UnreachableError(f"WebSocket upgrade of {target.path} on {target.host}:"
+                                       f"{target.port} failed: {failures[0]}; expected a "
+                                       "WebSocket echo endpoint")
+            raise UnreachableError(f"could not open any connection to {target.host}:"
+                                   f"{target.port}" + (f" ({failures[0]})" if failures else "")
+                                   + "; expected a server accepting connections")
         start_ns = time.monotonic_ns() + int(START_DELAY_S * NS_PER_S)
         for _, pipe in children:
             pipe.send(("go", start_ns))
@@ -74,7 +82,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
         for _, pipe in children:
             pipe.close()
     return merge_reports(reports, url=spec.url, concurrency=spec.concurrency, rate=spec.rate,
-                         duration_s=spec.duration_s)
+                         duration_s=spec.duration_s, websocket=spec.websocket)
 
 
 def check_reachable(target: Target, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
@@ -84,17 +92,17 @@ def check_reachable(target: Target, timeout_s: float = REACHABILITY_TIMEOUT_S) -
         with socket.create_connection((target.host, target.port), timeout=timeout_s):
             pass
     except socket.gaierror as exc:
-        raise UsageError(f"cannot resolve host {target.host!r} ({exc.strerror}); "
-                         "expected a reachable host") from None
+        raise UnreachableError(f"cannot resolve host {target.host!r} ({exc.strerror}); "
+                               "expected a reachable host") from None
     except ConnectionRefusedError:
-        raise UsageError(f"connection to {where} refused; expected a server listening there") \
-            from None
+        raise UnreachableError(f"connection to {where} refused; expected a server listening "
+                               "there") from None
     except TimeoutError:
-        raise UsageError(f"connection to {where} timed out after {timeout_s:g}s; "
-                         "expected a reachable server") from None
+        raise UnreachableError(f"connection to {where} timed out after {timeout_s:g}s; "
+                               "expected a reachable server") from None
     except OSError as exc:
-        raise UsageError(f"cannot connect to {where} ({exc.strerror or exc}); "
-                         "expected a reachable server") from None
+        raise UnreachableError(f"cannot connect to {where} ({exc.strerror or exc}); "
+                               "expected a reachable server") from None
 
 
 def raise_open_files_limit() -> int | None:
@@ -131,6 +139,8 @@ def split(spec: LoadSpec, target: Target, *, files_hard_limit: int | None) -> li
                                  "(ulimit -n) or use more --procs")
             cap = max(1, min(cap, usable))  # the open-loop cap is a ceiling; keep it possible
         plans.append(WorkerPlan(
+            load_model=spec.load_model, websocket=target.websocket,
+            host_header=target.host_header, path=target.path, text=spec.text,
             host=target.host, port=target.port, request=request,
             expect_body=spec.expect_body, concurrency=concurrency, rate=spec.rate,
             proc=k, procs=spec.procs, max_connections=cap,
@@ -147,7 +157,7 @@ def _collect(children: list[tuple[Any, mpc.Connection]], kind: str, deadline: fl
     while pending:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise RuntimeError(f"load generator: no '{kind}' from {len(pending)} process(es) "
+            raise GeneratorError(f"load generator: no '{kind}' from {len(pending)} process(es) "
                                "in time")
         pipes = [pipe for _, pipe in children if id(pipe) in pending]
         for pipe in mpc.wait(pipes, timeout=min(left, 0.5)):
@@ -155,10 +165,10 @@ def _collect(children: list[tuple[Any, mpc.Connection]], kind: str, deadline: fl
             try:
                 tag, payload = pipe.recv()  # type: ignore[union-attr,call-arg]
             except EOFError:
-                raise RuntimeError(f"load generator process {index} exited unexpectedly "
+                raise GeneratorError(f"load generator process {index} exited unexpectedly "
                                    f"(exit code {children[index][0].exitcode})") from None
             if tag == "error":
-                raise RuntimeError(f"load generator process {index} failed: {payload}")
+                raise GeneratorError(f"load generator process {index} failed: {payload}")
             out[index] = payload
     return out
 
@@ -197,7 +207,7 @@ def child_main(pipe: mpc.Connection, plan: WorkerPlan, cpu: int | None) -> None:
     try:
         worker = Worker(plan, loop)
         connected = loop.run_until_complete(worker.connect())
-        pipe.send(("ready", connected))
+        pipe.send(("ready", (connected, worker.pool.last_failure)))
         if not pipe.poll(GO_TIMEOUT_S):
             return
         tag, start_ns = pipe.recv()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
+from harness.cpus import check_usable
 from harness.errors import UsageError
 
 DEFAULT_MAX_CONNECTIONS = 10_000
@@ -17,13 +18,23 @@ MAX_PROCS = 256
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
+WebSocketMode = Literal["echo", "broadcast", "idle"]
+WEBSOCKET_MODES: tuple[str, ...] = get_args(WebSocketMode)
+# A broadcast message carries a sequence number and its intended send time (8 bytes each).
+BROADCAST_HEADER_BYTES = 16
+# WebSocket messages: at least a byte, at most what servers accept by default (uvicorn 16 MiB).
+MAX_MESSAGE_SIZE_BYTES = 16 * 1024 * 1024
+DEFAULT_MESSAGE_SIZE_BYTES = 64
+
+
 @dataclass(frozen=True, kw_only=True)
 class Target:
-    """An ``http://host:port/path`` URL split into what the client needs."""
+    """An ``http://`` or ``ws://host:port/path`` URL split into what the client needs."""
 
     host: str
     port: int
     path: str  # path plus query, as sent on the request line
+    websocket: bool = False
 
     @property
     def host_header(self) -> str:
@@ -32,23 +43,26 @@ class Target:
 
 
 def parse_url(url: str) -> Target:
-    """Accept ``http://HOST[:PORT][/PATH][?QUERY]`` only; everything else is a UsageError."""
+    """Accept ``http://`` or ``ws://HOST[:PORT][/PATH][?QUERY]``; else a UsageError."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"URL {url!r} is malformed ({exc}); "
-                         "expected http://HOST:PORT/PATH") from None
-    if parts.scheme == "https":
-        raise UsageError(f"URL {url!r}: https is not supported; expected an http:// URL")
-    if parts.scheme != "http" or not parts.hostname:
-        raise UsageError(f"URL {url!r} is not an http URL; expected http://HOST:PORT/PATH")
+                         "expected http://HOST:PORT/PATH or ws://HOST:PORT/PATH") from None
+    if parts.scheme in ("https", "wss"):
+        raise UsageError(f"URL {url!r}: TLS ({parts.scheme}) is not supported; expected an "
+                         "http:// or ws:// URL")
+    if parts.scheme not in ("http", "ws") or not parts.hostname:
+        raise UsageError(f"URL {url!r} is not an http or ws URL; expected "
+                         "http://HOST:PORT/PATH or ws://HOST:PORT/PATH")
     if any(c in url for c in " \r\n\t"):
         raise UsageError(f"URL {url!r} contains whitespace; expected http://HOST:PORT/PATH")
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(host=parts.hostname, port=port if port is not None else 80, path=path)
+    return Target(host=parts.hostname, port=port if port is not None else 80, path=path,
+                  websocket=parts.scheme == "ws")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,13 +87,27 @@ class LoadSpec:
     body: bytes = b""
     expect_body: bytes | None = None
     max_connections: int | None = DEFAULT_MAX_CONNECTIONS
+    # WebSocket (a ws:// URL): each message round trip is one "request"
+    message_size: int = DEFAULT_MESSAGE_SIZE_BYTES
+    text: bool = False
+    # echo (closed or open loop), broadcast (``concurrency`` subscribers, one publisher at
+    # ``rate``) or idle (``concurrency`` connections held, no message)
+    websocket_mode: WebSocketMode = "echo"
 
     def __post_init__(self) -> None:
         self.validate()
 
     @property
-    def open_loop(self) -> bool:
-        return self.rate is not None
+    def websocket(self) -> bool:
+        return self.target.websocket
+
+    @property
+    def load_model(self) -> str:
+        """The name of the load model in harness.loadgen.models.LOAD_MODELS."""
+        if self.websocket and self.websocket_mode != "echo":
+            return f"ws-{self.websocket_mode}"
+        model = "closed" if self.rate is None else "open"
+        return f"ws-{model}" if self.websocket else model
 
     @property
     def connection_cap(self) -> int:
@@ -90,8 +118,17 @@ class LoadSpec:
         return parse_url(self.url)
 
     def validate(self) -> None:
-        parse_url(self.url)
-        if (self.concurrency is None) == (self.rate is None):
+        target = parse_url(self.url)
+        if target.websocket and not (isinstance(self.message_size, int)
+                                     and 1 <= self.message_size <= MAX_MESSAGE_SIZE_BYTES):
+            raise UsageError(f"--message-size must be between 1 and {MAX_MESSAGE_SIZE_BYTES} "
+                             f"bytes, got {self.message_size!r}")
+        if self.websocket_mode not in WEBSOCKET_MODES:
+            raise UsageError(f"WebSocket mode {self.websocket_mode!r}: expected one of "
+                             f"{', '.join(WEBSOCKET_MODES)}")
+        if self.websocket_mode != "echo":
+            _check_fanout(self, target.websocket)
+        elif (self.concurrency is None) == (self.rate is None):
             raise UsageError("give exactly one of --concurrency (closed loop) "
                              "or --rate (open loop)")
         if self.concurrency is not None and (
@@ -118,13 +155,7 @@ class LoadSpec:
             raise UsageError(f"--max-connections ({self.max_connections}) must be at least "
                              f"--procs ({self.procs})")
         if self.cpus is not None:
-            if not self.cpus:
-                raise UsageError("--cpus is empty; expected a CPU list like '0' or '0-1'")
-            available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-            missing = sorted(set(self.cpus) - available) if available else []
-            if missing:
-                raise UsageError(f"--cpus names CPU {missing[0]}, which this process cannot use; "
-                                 f"expected some of {sorted(available)}")
+            check_usable(self.cpus)
         if not _TOKEN_RE.match(self.method):
             raise UsageError(f"--method {self.method!r} is not an HTTP method token like GET")
         for name, value in self.headers:
@@ -132,9 +163,41 @@ class LoadSpec:
                 raise UsageError(f"--header {name!r}: expected 'Name: value' without line breaks")
 
 
+def _check_fanout(spec: LoadSpec, websocket: bool) -> None:
+    mode = spec.websocket_mode
+    if not websocket:
+        raise UsageError(f"WebSocket {mode}: expected a ws:// URL, got {spec.url!r}")
+    if spec.concurrency is None or spec.concurrency < 1:
+        what = "subscribers" if mode == "broadcast" else "connections to hold"
+        raise UsageError(f"WebSocket {mode}: --concurrency (the {what}) must be >= 1")
+    if mode == "broadcast":
+        if spec.rate is None:
+            raise UsageError("WebSocket broadcast: --rate (the publisher's messages/s) is "
+                             "required")
+        if spec.message_size < BROADCAST_HEADER_BYTES:
+            raise UsageError(f"WebSocket broadcast: --message-size must be at least "
+                             f"{BROADCAST_HEADER_BYTES} bytes (a sequence number and a send "
+                             "time)")
+    elif spec.rate is not None:
+        raise UsageError("WebSocket idle connections send nothing: drop --rate")
+    if spec.procs != 1:
+        raise UsageError(f"WebSocket {mode}: expected --procs 1 (one publisher, one view of "
+                         "the subscribers)")
+
+
+def websocket_message(size: int, *, text: bool) -> bytes:
+    """A message of ``size`` bytes: printable ASCII (valid UTF-8 for text frames)."""
+    pattern = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if text \
+        else bytes(range(256))
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
 def encode_request(spec: LoadSpec) -> bytes:
-    """The request's bytes, built once and written as-is for every request."""
+    """HTTP: the request's bytes, built once and written as-is for every request. WebSocket:
+    the message's payload (each frame is masked with a fresh key as it goes out)."""
     target = spec.target
+    if target.websocket:
+        return websocket_message(spec.message_size, text=spec.text)
     names = {name.lower() for name, _ in spec.headers}
     lines = [f"{spec.method} {target.path} HTTP/1.1"]
     if "host" not in names:

@@ -1,0 +1,1 @@
+"""FastAPI family (ASGI): async def path operations, the usual destination of a Flask app."""

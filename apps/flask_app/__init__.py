@@ -1,0 +1,1 @@
+"""Flask family (WSGI): the contract as Flask views; its twin is apps/quart_app."""

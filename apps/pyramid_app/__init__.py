@@ -1,0 +1,1 @@
+"""Pyramid family (WSGI), set up as TechEmpower's Pyramid entry is."""

@@ -1,0 +1,1 @@
+"""Quart family (ASGI): apps/flask_app's route code with async views."""

@@ -1,0 +1,116 @@
+"""The Backend seam: how a target (a server serving an app) is started, watched and stopped.
+
+A backend starts a target pinned to a CPU set and hands back a :class:`RunningTarget`: its URL,
+whether it is alive and why it exited, how to stop it (everything it started, gone), and a
+resource sampler for the server's CPU and memory during a trial. It also starts the upstream
+delay service. The runner, ``serve`` and ``verify`` hold only this interface; backends are
+chosen by name from :data:`harness.backends.BACKENDS`.
+
+>>> from harness.backends import get_backend
+>>> with get_backend("local") as backend:  # doctest: +SKIP
+...     with backend.start_target(target, cpus=(1,)) as running:
+...         urlopen(running.url + "/hello")
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+from harness.catalogue import Target
+from harness.sampling import Usage
+
+
+@runtime_checkable
+class ResourceSampler(Protocol):
+    """Samples the server's CPU and memory between ``start()`` and ``stop()``.
+
+    ``stop()`` returns the samples as :class:`harness.sampling.Usage`, on ``time.monotonic_ns``
+    (the clock the generator's measured window is on). ``watch_cpus`` given to the factory are
+    the generator's CPUs: how busy they were is sampled too.
+    """
+
+    def start(self) -> None: ...
+    def stop(self) -> Usage: ...
+    @property
+    def running(self) -> bool: ...
+
+
+class RunningTarget(abc.ABC):
+    """A started target (or the upstream). ``stop()`` is idempotent; also a context manager."""
+
+    name: str
+    url: str  # http://HOST:PORT, no trailing slash
+    command: list[str]
+    cpus: tuple[int, ...]
+    notes: list[str]  # what the user should know (a port that was taken, ...)
+    # whether its processes descend from the harness's (a local process group: yes; a
+    # container: no), so what else used the machine is not mistaken for it (harness.noise)
+    in_harness_tree: bool = True
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """Whether it is still running (False once stopped)."""
+
+    @abc.abstractmethod
+    def exit_reason(self) -> str:
+        """Why it is not running, with the end of its output; meaningful once not alive."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """TERM, a grace period, KILL: every process (or container) it started is gone."""
+
+    @abc.abstractmethod
+    def sampler(self, *, watch_cpus: Sequence[int] = ()) -> ResourceSampler:
+        """A new sampler of this target's CPU and memory (whole process tree or container)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records of this running target (pid, container, ...)."""
+        return {"url": self.url, "command": list(self.command)}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Backend(abc.ABC):
+    """Starts targets and the upstream. Use it as a context manager: ``close()`` removes
+    whatever the backend itself set up (images are kept; containers and networks are not)."""
+
+    name: ClassVar[str]
+
+    def check(self) -> None:  # noqa: B027 - optional hook: most backends always work
+        """Raise UsageError (one line: what is missing, how to get it) when it cannot work."""
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records of the backend (its name, engine version, ...)."""
+        return {"name": self.name}
+
+    @abc.abstractmethod
+    def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
+                     upstream_url: str | None = None) -> RunningTarget:
+        """Start ``target`` pinned to ``cpus``; return once it answers GET /hello with 200.
+
+        Port 0 picks a free port. Raises TargetError (with the end of the server's output)
+        when it cannot start, UsageError for input that can never work.
+        """
+
+    @abc.abstractmethod
+    def start_upstream(self, *, cpus: Sequence[int], port: int = 0) -> RunningTarget:
+        """Start the upstream delay service (apps.upstream) pinned to ``cpus``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends set nothing up
+        """Remove what the backend set up for this session; idempotent."""
+
+    def __enter__(self) -> Self:
+        self.check()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

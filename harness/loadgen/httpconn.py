@@ -1,0 +1,94 @@
+"""An HTTP/1.1 keep-alive connection of the pool, parsed with httptools.
+
+The hot path (``on_message_complete`` -> the load model's ``ready`` -> the next write) reads
+the clock once, appends one int to a per-second sample array and writes a request that was
+encoded once. No futures, tasks, timers or closures are created per request: timeouts are
+found by a periodic sweep over the connections.
+"""
+
+from __future__ import annotations
+
+from time import monotonic_ns as time_ns
+
+import httptools
+
+from harness.loadgen.histograms import NS_PER_S
+from harness.loadgen.pool import Connection, Pool
+
+# Methods a client may send again when the server closed the connection before answering.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+
+
+class HttpConnection(Connection):
+    """Counts each answer (status, body) into the book, then hands itself to the model."""
+
+    __slots__ = ("body", "expect_body", "parser")
+
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(pool)
+        self.parser = httptools.HttpResponseParser(self)
+        self.body: bytearray | None = None
+        self.expect_body: bytes | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.fresh = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.pool.retire(self, "io")
+
+    def on_message_complete(self) -> None:
+        now = time_ns()
+        if not self.busy:  # a response nobody asked for
+            self.pool.retire(self, "io")
+            return
+        self.busy = False
+        self.reused = True
+        self.pool.busy -= 1
+        book = self.book
+        due = self.due_ns
+        due_in_window = book.m0 <= due < book.m1
+        done_in_window = book.m0 <= now < book.m1
+        if due_in_window or done_in_window:
+            status = self.parser.get_status_code()
+            body = self.body
+            if not 200 <= status < 300:
+                if due_in_window:
+                    book.count_error("status", due)
+            elif body is not None and body != self.expect_body:  # type: ignore[comparison-overlap]
+                if due_in_window:
+                    book.count_error("body", due)
+            else:
+                if done_in_window:  # throughput, whenever it was due (even in the warm-up)
+                    book.completed += 1
+                    book.done_sec[(now - book.m0) // NS_PER_S] += 1
+                if due_in_window:  # the latency sample
+                    sec = (due - book.m0) // NS_PER_S
+                    book.lat[sec].append(now - due)
+                    svc = book.svc
+                    if svc is not None:
+                        svc[sec].append(now - self.sent_ns)
+        if self.body is not None:
+            self.body.clear()
+        if not self.parser.should_keep_alive():
+            self.pool.retire(self, None)
+            return
+        self.model.ready(self, now)
+
+
+class CheckingHttpConnection(HttpConnection):
+    """Keeps the body to compare it; httptools only calls on_body on protocols that define it."""
+
+    __slots__ = ()
+
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(pool)
+        self.body = bytearray()
+        self.expect_body = pool.model.expect_body
+
+    def on_body(self, data: bytes) -> None:
+        self.body += data  # type: ignore[operator]
+
+
+def http_connection_class(expect_body: bytes | None) -> type[HttpConnection]:
+    return HttpConnection if expect_body is None else CheckingHttpConnection

@@ -1,0 +1,126 @@
+"""Open loop: request i is due at start + i/R whatever happened before it (wrk2's model).
+
+Latency is timed from the intended send, so a stalled server cannot hide (coordinated
+omission); the service time from the actual send is kept beside it. Connections are opened
+only for requests that wait for one, up to the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from harness.loadgen.accounting import (
+    AT_CAP,
+    BEHIND_THRESHOLD_NS,
+    GENERATOR_LATE,
+    NOT_GENERATOR,
+    Book,
+)
+from harness.loadgen.models.base import LoadModel, WorkerPlan
+from harness.loadgen.pool import Connection
+from harness.loadgen.schedule import OpenLoopSchedule
+from harness.loadgen.timer import PreciseTimer
+
+# The scheduler wakes at most this often; requests due in between go out together.
+SCHEDULER_MIN_TICK_NS = 50_000
+OPEN_LOOP_INITIAL_CONNECTIONS = 16
+
+
+class OpenLoop(LoadModel):
+    name = "open"
+
+    def __init__(self, plan: WorkerPlan, loop: asyncio.AbstractEventLoop, book: Book) -> None:
+        super().__init__(plan, loop, book)
+        # (due time, cause) of requests waiting for a connection; the generator's fault when
+        # it was already late (GENERATOR_LATE) or every connection was in use (AT_CAP)
+        self.queue: deque[tuple[int, int]] = deque()
+        self.schedule: OpenLoopSchedule | None = None
+        self.timer: PreciseTimer | None = None
+
+    def cap(self) -> int:
+        return self.plan.max_connections
+
+    def initial_connections(self) -> int:
+        return min(OPEN_LOOP_INITIAL_CONNECTIONS, self.cap())
+
+    def start(self, start_ns: int) -> None:
+        assert self.plan.rate is not None
+        self.started = True
+        self.schedule = OpenLoopSchedule(start_ns=start_ns, end_ns=self.book.m1,
+                                         rate=self.plan.rate, proc=self.plan.proc,
+                                         procs=self.plan.procs)
+        self.timer = PreciseTimer(self.loop, self._tick)
+        self.precise_timer = self.timer.precise
+        self.timer.at(start_ns)
+
+    def send_late(self, conn: Connection, due: int, now: int, cause: int) -> None:
+        self.book.sent_late(due, now, cause)
+        self.send(conn, due, now)
+
+    def ready(self, conn: Connection, now: int) -> None:
+        if self.queue:
+            due, cause = self.queue.popleft()
+            self.send_late(conn, due, now, cause)
+        else:
+            self.pool.idle.append(conn)
+
+    def resend(self, due_ns: int) -> None:
+        self.queue.appendleft((due_ns, NOT_GENERATOR))
+
+    def replenish(self) -> None:
+        # Only for a request waiting for a connection (or before the start). A spare
+        # connection opened ahead of need is worse than useless against a server that closes
+        # after every answer (gunicorn's sync worker, uWSGI's http-socket): a worker accepts it
+        # and blocks reading a request that goes out on another connection.
+        pool = self.pool
+        if pool.stopping:
+            return
+        wanted = bool(self.queue) or not self.started
+        if wanted and pool.connecting < max(1, len(self.queue)):
+            pool.open()
+
+    def _tick(self) -> None:
+        schedule = self.schedule
+        pool = self.pool
+        if schedule is None or pool.stopping:
+            return
+        now = time.monotonic_ns()
+        m0, m1 = self.book.m0, self.book.m1
+        idle = pool.idle
+        for due in schedule.take_due(now):
+            if m0 <= due < m1:
+                self.book.scheduled += 1
+            if idle:
+                self.send_late(idle.popleft(), due, now, GENERATOR_LATE)
+            else:
+                if pool.at_cap:
+                    cause = AT_CAP
+                elif now - due > BEHIND_THRESHOLD_NS:
+                    cause = GENERATOR_LATE
+                else:
+                    cause = NOT_GENERATOR  # it only waits for a connection being opened
+                self.queue.append((due, cause))
+                if pool.connecting < len(self.queue):
+                    pool.open()
+        nxt = schedule.next_due_ns()
+        if nxt is not None and self.timer is not None:
+            self.timer.at(max(nxt, now + SCHEDULER_MIN_TICK_NS))
+
+    def schedule_over(self) -> bool:
+        return self.schedule is not None and self.schedule.finished
+
+    def waiting(self) -> int:
+        return len(self.queue)
+
+    def expire(self, limit_ns: int) -> None:
+        queue = self.queue
+        while queue and queue[0][0] < limit_ns:
+            self.book.count_error("timeout", queue.popleft()[0])
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.close()
+        while self.queue:
+            self.book.count_error("timeout", self.queue.popleft()[0])

@@ -1,0 +1,235 @@
+"""The connection pool of one generator process: opening, idling, losing and retiring
+connections, whatever protocol they speak and whatever load model drives them.
+
+Connects run on a few long-lived connector tasks (at most CONNECT_PARALLELISM) that take
+requests for a connection from a counter; a connector with nothing to do parks on a future.
+A reconnect therefore costs no new Task and no semaphore: that matters against servers that
+close every connection (gunicorn's sync worker, uWSGI's http-socket), where there is one
+reconnect per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from harness.loadgen.accounting import Book
+
+if TYPE_CHECKING:
+    from harness.loadgen.models.base import LoadModel
+
+CONNECT_PARALLELISM = 256  # simultaneous connects, so 10k connections don't flood the backlog
+RECONNECT_DELAY_S = 0.01  # pause before re-opening after a failed connect (bounds the retry rate)
+
+
+class Connection(asyncio.Protocol):
+    """What every connection of the pool carries; subclasses speak a protocol.
+
+    ``busy``: a request (or message) is in flight; ``due_ns`` its intended send time (closed
+    loop: its send time) and ``sent_ns`` the actual one; ``fresh``: no byte of its answer has
+    arrived yet; ``reused``: this connection has carried a complete answer before.
+    """
+
+    __slots__ = ("book", "busy", "dead", "due_ns", "fresh", "model", "pool", "reused",
+                 "sent_ns", "transport")
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.book = pool.book
+        self.model = pool.model
+        self.transport: asyncio.Transport | None = None
+        self.due_ns = 0
+        self.sent_ns = 0
+        self.busy = False
+        self.fresh = False
+        self.reused = False
+        self.dead = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.pool.connected(self)
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close; connection_lost does the accounting
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.lost(self)
+
+    def write(self, data: bytes) -> None:
+        """Send one request or message (already encoded)."""
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+class Pool:
+    """Opens connections on demand up to ``cap`` and tells the load model when one is free."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, host: str, port: int,
+                 factory: Callable[[Pool], Connection], cap: int, connect_timeout_s: float,
+                 book: Book) -> None:
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.factory = factory
+        self.cap = cap
+        self.connect_timeout_s = connect_timeout_s
+        self.book = book
+        self.model: LoadModel  # set by the load model that drives the pool
+        self.conns: set[Connection] = set()
+        # oldest first: a connection a server worker has accepted and is waiting on is used
+        # before newer ones (wrk2 likewise goes round its connections)
+        self.idle: deque[Connection] = deque()
+        self.busy = 0
+        self.connecting = 0  # asked for, not yet connected (queued or in progress)
+        self.pending = 0  # asked for, not yet taken by a connector
+        self.peak = 0
+        self.connect_failures = 0
+        self.last_failure = ""  # why the last connect failed, for an error that says so
+        self.stopping = False
+        self._parked: deque[asyncio.Future[None]] = deque()
+        self._connectors: set[asyncio.Task[None]] = set()
+
+    @property
+    def at_cap(self) -> bool:
+        return len(self.conns) + self.connecting >= self.cap
+
+    def open(self) -> None:
+        """Ask for one more connection, unless stopping or at the cap."""
+        if self.stopping or self.at_cap:
+            return
+        self.connecting += 1
+        self.pending += 1
+        while self._parked:
+            waiter = self._parked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        if len(self._connectors) < CONNECT_PARALLELISM:
+            task = self.loop.create_task(self._connector())
+            self._connectors.add(task)
+            task.add_done_callback(self._connectors.discard)
+        # else: a busy connector takes it when its connect is done
+
+    async def _connector(self) -> None:
+        loop = self.loop
+        while not self.stopping:
+            if not self.pending:
+                waiter = loop.create_future()
+                self._parked.append(waiter)
+                await waiter
+                continue
+            self.pending -= 1
+            # ``connecting`` drops in connected() (the protocol's connection_made), not here:
+            # the connection may already be used and even lost before create_connection returns.
+            try:
+                # asyncio.timeout, not wait_for: wait_for wraps the connect in a second task
+                async with asyncio.timeout(self.connect_timeout_s):
+                    await loop.create_connection(lambda: self.factory(self), self.host,
+                                                 self.port)
+            except (TimeoutError, OSError) as exc:
+                self.connect_failed("connect", str(exc) or type(exc).__name__)
+
+    def connect_failed(self, kind: str, reason: str) -> None:
+        """A connection asked for could not be opened (TCP, or a protocol's handshake)."""
+        self.last_failure = reason
+        self.connecting -= 1
+        self.connect_failures += 1
+        self.book.count_error(kind, time.monotonic_ns())
+        if not self.stopping:
+            # after a pause (bounds the retry rate); the model decides whether it still wants one
+            self.loop.call_later(RECONNECT_DELAY_S, self.model.replenish)
+
+    def connected(self, conn: Connection) -> None:
+        self.connecting -= 1
+        if self.stopping:
+            conn.dead = True
+            conn.transport.abort()  # type: ignore[union-attr]
+            return
+        self.conns.add(conn)
+        if len(self.conns) > self.peak:
+            self.peak = len(self.conns)
+        self.model.ready(conn, time.monotonic_ns())
+
+    def take_idle(self) -> Connection | None:
+        return self.idle.popleft() if self.idle else None
+
+    def lost(self, conn: Connection) -> None:
+        """The server (or the network) closed a connection."""
+        if conn.dead:
+            return
+        if conn.busy and conn.fresh and conn.reused and self.model.may_resend:
+            # RFC 9112 9.3.1: a server may close a persistent connection at any time (uWSGI's
+            # http-socket does after every answer, without "Connection: close"). A request that
+            # got no byte back on a reused connection was not processed; an idempotent one is
+            # sent again on a new connection, as HTTP clients do. In open loop it keeps its due
+            # time, so the extra round trip shows in its latency.
+            due = conn.due_ns
+            self.drop(conn, None)
+            self.book.resent += 1
+            self.model.resend(due)
+        else:
+            self.drop(conn, "io")
+        self.model.replenish()
+
+    def retire(self, conn: Connection, kind: str | None, *, abort: bool = False) -> None:
+        """Close a connection we will not use again (error, timeout, or Connection: close)."""
+        if conn.dead:
+            return
+        self.drop(conn, kind)
+        transport = conn.transport
+        if transport is not None:
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
+        self.model.replenish()
+
+    def drop(self, conn: Connection, kind: str | None) -> None:
+        """Forget a connection; its request in flight, if any, counts as an error of ``kind``."""
+        conn.dead = True
+        self.conns.discard(conn)
+        if conn.busy:
+            conn.busy = False
+            self.busy -= 1
+            if kind is not None:
+                self.book.count_error(kind, conn.due_ns)
+        else:
+            with contextlib.suppress(ValueError):
+                self.idle.remove(conn)
+
+    def sweep_timeouts(self, limit_ns: int) -> None:
+        """Abort connections whose request was sent before ``limit_ns`` (a timeout each)."""
+        if self.busy:
+            for conn in [c for c in self.conns if c.busy and c.sent_ns < limit_ns]:
+                self.retire(conn, "timeout", abort=True)
+
+    async def wait_initial(self, want: int, deadline_s: float) -> int:
+        """Wait until ``want`` connections are up, the deadline passes, or connects fail."""
+        deadline = time.monotonic() + deadline_s
+        while len(self.conns) < want and time.monotonic() < deadline \
+                and not (self.connecting == 0 and self.connect_failures):
+            await asyncio.sleep(0.005)
+        return len(self.conns)
+
+    async def close(self) -> None:
+        """Abort every connection; whatever was in flight counts as a timeout."""
+        self.stopping = True
+        for conn in list(self.conns):
+            if conn.busy:
+                conn.busy = False
+                self.busy -= 1
+                self.book.count_error("timeout", conn.due_ns)
+            conn.dead = True
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.conns.clear()
+        self.idle.clear()
+        for waiter in self._parked:
+            if not waiter.done():
+                waiter.set_result(None)
+        for task in list(self._connectors):
+            task.cancel()
+        await asyncio.sleep(0)  # let the aborted transports call connection_lost

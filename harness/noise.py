@@ -1,0 +1,97 @@
+"""What else used the machine during a trial: CPU time of processes outside the harness (its
+own process, the generator, the upstream and the servers it started), and steal time (CPU the
+hypervisor gave to other guests).
+
+Two readings of cumulative counters, at the start and the end of a trial, are enough: the
+machine's busy and steal time (/proc/stat), the harness's own CPU with its reaped children
+(``os.times``: the generator processes, joined before the end), and the CPU of its live
+descendants (the upstream, the servers). What the machine spent beyond those was someone
+else's. Runs on a shared machine are then flagged, not silently trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+NS_PER_S = 1_000_000_000
+# A trial is flagged as taken on a busy machine above this much CPU used by other processes
+# (percent of one CPU) or this much steal.
+BUSY_OTHERS_PCT = 20.0
+BUSY_STEAL_PCT = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Noise:
+    """Over one trial, percent of one CPU: used by processes outside the harness, stolen."""
+
+    others_cpu_pct: float
+    steal_pct: float
+
+    @property
+    def busy(self) -> bool:
+        return self.others_cpu_pct > BUSY_OTHERS_PCT or self.steal_pct > BUSY_STEAL_PCT
+
+    def note(self) -> str:
+        return (f"busy machine: processes outside the harness used {self.others_cpu_pct:.0f}% "
+                f"of a CPU and steal was {self.steal_pct:.0f}% during the trial")
+
+
+def _machine() -> tuple[float, float]:
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return sum(times) - idle, getattr(times, "steal", 0.0)
+
+
+def _self_and_reaped() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class NoiseProbe:
+    """``start()`` before a trial, ``stop()`` after it; ``extra_cpu_s`` is CPU of the server
+    that is not a descendant of the harness (a container), which is ours too."""
+
+    def __init__(self) -> None:
+        self._t0 = 0
+        self._machine0 = (0.0, 0.0)
+        self._self0 = 0.0
+        self._live0: dict[int, float] = {}
+
+    @staticmethod
+    def _descendants() -> dict[int, float]:
+        found: dict[int, float] = {}
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return found
+        for child in children:
+            try:
+                times = child.cpu_times()
+            except psutil.Error:
+                continue
+            found[child.pid] = times.user + times.system
+        return found
+
+    def start(self) -> None:
+        self._live0 = self._descendants()
+        self._self0 = _self_and_reaped()
+        self._machine0 = _machine()
+        self._t0 = time.monotonic_ns()
+
+    def stop(self, *, extra_cpu_s: float = 0.0) -> Noise:
+        busy1, steal1 = _machine()
+        t1 = time.monotonic_ns()
+        self_s = _self_and_reaped() - self._self0
+        live1 = self._descendants()
+        # a descendant alive at both readings counts its difference; one born since, all of
+        # its time; one gone since was reaped (in os.times) or not ours to wait for
+        live_s = sum(cpu - self._live0.get(pid, 0.0) for pid, cpu in live1.items())
+        wall_s = max(1e-9, (t1 - self._t0) / NS_PER_S)
+        busy_s = busy1 - self._machine0[0]
+        others_s = max(0.0, busy_s - self_s - live_s - extra_cpu_s)
+        return Noise(others_cpu_pct=100.0 * others_s / wall_s,
+                     steal_pct=100.0 * max(0.0, steal1 - self._machine0[1]) / wall_s)

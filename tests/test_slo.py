@@ -1,0 +1,80 @@
+"""The capacity search's scheduling and the objective's parsing (no server: a fake one whose
+capacity is known)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import UsageError
+from harness.slo import CapacitySearch, SearchPolicy, parse_slo, start_rate_from
+
+
+def _search(capacity: float, start: float, policy: SearchPolicy | None = None,
+            invalid_at: float | None = None) -> tuple[CapacitySearch, list[float]]:
+    search = CapacitySearch(policy or SearchPolicy(), start)
+    rates: list[float] = []
+    while (rate := search.next_rate()) is not None:
+        rates.append(rate)
+        assert len(rates) <= 50, "the search must be bounded"
+        if invalid_at is not None and rate >= invalid_at:
+            search.record(rate, f"t{len(rates)}", None, undetermined="generator saturated")
+            continue
+        search.record(rate, f"t{len(rates)}", None if rate <= capacity else "p99 too high")
+    return search, rates
+
+
+@pytest.mark.parametrize(("capacity", "start"), [(57.0, 25.0), (5200.0, 3000.0),
+                                                 (5200.0, 50.0), (300.0, 2000.0)])
+def test_search_brackets_the_capacity_within_the_resolution(capacity: float,
+                                                            start: float) -> None:
+    search, rates = _search(capacity, start)
+    result = search.result()
+    assert result.status == "found", result
+    assert result.capacity_rps is not None and result.failed_rate is not None
+    assert result.capacity_rps <= capacity < result.failed_rate
+    assert (result.failed_rate - result.capacity_rps) / result.capacity_rps <= 0.05
+    assert result.steps == len(rates) <= SearchPolicy().max_steps
+    assert result.proof_trial == f"t{rates.index(result.capacity_rps) + 1}"
+
+
+def test_search_is_bounded_in_steps_and_rate() -> None:
+    search, rates = _search(1e9, 50.0, SearchPolicy(max_rate=1000.0))
+    result = search.result()
+    assert result.status == "at_least" and result.capacity_rps == 1000.0
+    assert max(rates) == 1000.0
+    search, rates = _search(0.5, 50.0)
+    assert search.result().status == "below_min" and search.result().capacity_rps is None
+    search, rates = _search(5000.0, 1.0, SearchPolicy(max_steps=3))
+    assert len(rates) == 3 and search.result().status == "at_least"
+
+
+def test_an_invalid_step_ends_the_search_undetermined_with_what_was_met() -> None:
+    search, _ = _search(5000.0, 100.0, invalid_at=800.0)
+    result = search.result()
+    assert result.status == "undetermined" and result.capacity_rps == 400.0
+    assert "could not be judged" in result.note and "met the objective at 400" in result.note
+
+
+def test_start_rate_is_half_the_closed_loop_peak() -> None:
+    assert start_rate_from([57.3, 40.0]) == 29.0
+    assert start_rate_from([6737.0]) == 3400.0
+    assert start_rate_from([]) is None
+
+
+def test_parse_slo() -> None:
+    slo = parse_slo("p99=100ms")
+    assert (slo.percentile, slo.threshold_ms, slo.max_error_rate) == ("p99", 100.0, 0.001)
+    slo = parse_slo("p99.9=1s, errors=0.5%")
+    assert (slo.percentile, slo.threshold_ms, slo.max_error_rate) == ("p99.9", 1000.0, 0.005)
+    assert slo.describe() == "p99.9 <= 1000 ms, errors <= 0.5%"
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("p99", "is not 'pNN=DURATION'"), ("p98=1ms", "expected one of"),
+    ("p99=fast", "positive duration"), ("errors=1%", "names no latency percentile"),
+    ("p99=1ms,p50=1ms", "one latency percentile"), ("p99=1ms,errors=200%", "percentage"),
+])
+def test_bad_slo_is_one_line(text: str, fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment) as info:
+        parse_slo(text)
+    assert "\n" not in str(info.value)
