@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 # Signals held back (see interrupts_deferred) while a process group is spawned or stopped.
@@ -30,6 +30,13 @@ def terminate_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    with _handling(handler):
+        yield
+
+
+@contextlib.contextmanager
+def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM inside the block; the previous ones restored."""
     previous = {signum: signal.signal(signum, handler) for signum in DEFERRED_SIGNALS}
     try:
         yield
@@ -52,15 +59,13 @@ def interrupts_deferred() -> Iterator[None]:
         return
     received: list[int] = []
 
-    def hold(signum: int, frame: object) -> None:
+    def hold(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    previous = {signum: signal.signal(signum, hold) for signum in DEFERRED_SIGNALS}
     try:
-        yield
+        with _handling(hold):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if received:
             # through whatever handler was in place before: KeyboardInterrupt, the run's SIGTERM
             # handler, an outer deferral, or the default action

@@ -101,6 +101,29 @@ class Book:
         self.done_sec = [0] * seconds
         self.m0, self.m1 = window.m0_ns, window.m1_ns
 
+    def answered(self, due: int, sent: int, now: int, error: str | None) -> None:
+        """An answer arrived at ``now`` to what was due at ``due`` and sent at ``sent``:
+        ``error`` is its kind when it was wrong (a status, a body), None when it succeeded.
+
+        A success answered inside the window is throughput, whenever it was due; one due
+        inside the window is a latency sample (from ``due``; the service time from ``sent``).
+        """
+        m0, m1 = self.m0, self.m1
+        due_in_window = m0 <= due < m1
+        if error is not None:
+            if due_in_window:
+                self.count_error(error, due)
+            return
+        if m0 <= now < m1:
+            self.completed += 1
+            self.done_sec[(now - m0) // NS_PER_S] += 1
+        if due_in_window:
+            sec = (due - m0) // NS_PER_S
+            self.lat[sec].append(now - due)
+            svc = self.svc
+            if svc is not None:
+                svc[sec].append(now - sent)
+
     def count_error(self, kind: str, t_ns: int) -> None:
         if self.m0 <= t_ns < self.m1:
             self.errors[kind] += 1

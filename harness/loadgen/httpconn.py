@@ -12,7 +12,6 @@ from time import monotonic_ns as time_ns
 
 import httptools
 
-from harness.loadgen.histograms import NS_PER_S
 from harness.loadgen.pool import Connection, Pool
 
 # Methods a client may send again when the server closed the connection before answering.
@@ -47,27 +46,14 @@ class HttpConnection(Connection):
         self.pool.busy -= 1
         book = self.book
         due = self.due_ns
-        due_in_window = book.m0 <= due < book.m1
-        done_in_window = book.m0 <= now < book.m1
-        if due_in_window or done_in_window:
+        if book.m0 <= due < book.m1 or book.m0 <= now < book.m1:
             status = self.parser.get_status_code()
             body = self.body
-            if not 200 <= status < 300:
-                if due_in_window:
-                    book.count_error("status", due)
-            elif body is not None and body != self.expect_body:  # type: ignore[comparison-overlap]
-                if due_in_window:
-                    book.count_error("body", due)
-            else:
-                if done_in_window:  # throughput, whenever it was due (even in the warm-up)
-                    book.completed += 1
-                    book.done_sec[(now - book.m0) // NS_PER_S] += 1
-                if due_in_window:  # the latency sample
-                    sec = (due - book.m0) // NS_PER_S
-                    book.lat[sec].append(now - due)
-                    svc = book.svc
-                    if svc is not None:
-                        svc[sec].append(now - self.sent_ns)
+            book.answered(due, self.sent_ns, now,
+                          "status" if not 200 <= status < 300
+                          else "body" if body is not None
+                          and body != self.expect_body  # type: ignore[comparison-overlap]
+                          else None)
         if self.body is not None:
             self.body.clear()
         if not self.parser.should_keep_alive():

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from time import monotonic_ns
 
-from harness.loadgen.accounting import Book
-from harness.loadgen.histograms import NS_PER_S
-from harness.loadgen.pool import Pool
+from harness.loadgen.pool import Connection, Pool
 from harness.loadgen.websocket import (
     ERROR_CLOSED,
     ERROR_CONNECT,
@@ -33,28 +31,21 @@ BOOK_KIND = {ERROR_CONNECT: "connect", ERROR_HANDSHAKE: "status", ERROR_CLOSED: 
              ERROR_TIMEOUT: "timeout", ERROR_ECHO: "body"}
 
 
-class WsConnection(WsClientProtocol):
-    """Carries the pool's per-connection state (see harness.loadgen.pool.Connection)."""
+class WsConnection(WsClientProtocol, Connection):
+    """The RFC 6455 client (its protocol callbacks first in the MRO) with the pool's
+    per-connection state (Connection's)."""
 
     def __init__(self, pool: Pool, *, host_header: str, path: str, text: bool) -> None:
-        super().__init__(host_header, path)
-        self.pool = pool
-        self.book: Book = pool.book
-        self.model = pool.model
+        WsClientProtocol.__init__(self, host_header, path)
+        Connection.__init__(self, pool)
         self.opcode = OP_TEXT if text else OP_BINARY
         self.message = pool.model.request
-        self.due_ns = 0
-        self.sent_ns = 0
-        self.busy = False
-        self.fresh = False
-        self.reused = False
-        self.dead = False
 
     def write(self, payload: bytes) -> None:
         self.transport.write(self.encoder.frame(self.opcode, payload))  # type: ignore[union-attr]
 
     def on_open(self) -> None:
-        self.pool.connected(self)  # type: ignore[arg-type]
+        self.pool.connected(self)
 
     def on_data(self, opcode: int, payload: bytes) -> None:
         now = monotonic_ns()
@@ -63,23 +54,9 @@ class WsConnection(WsClientProtocol):
         self.busy = False
         self.reused = True
         self.pool.busy -= 1
-        book = self.book
-        due = self.due_ns
-        if book.m0 <= due < book.m1 or book.m0 <= now < book.m1:
-            if payload != self.message or opcode != self.opcode:
-                if book.m0 <= due < book.m1:
-                    book.count_error("body", due)
-            else:
-                if book.m0 <= now < book.m1:
-                    book.completed += 1
-                    book.done_sec[(now - book.m0) // NS_PER_S] += 1
-                if book.m0 <= due < book.m1:
-                    sec = (due - book.m0) // NS_PER_S
-                    book.lat[sec].append(now - due)
-                    svc = book.svc
-                    if svc is not None:
-                        svc[sec].append(now - self.sent_ns)
-        self.model.ready(self, now)  # type: ignore[arg-type]
+        wrong = payload != self.message or opcode != self.opcode
+        self.book.answered(self.due_ns, self.sent_ns, now, "body" if wrong else None)
+        self.model.ready(self, now)
 
     def on_failed(self, kind: str, reason: str) -> None:
         if self.dead:  # the pool retired it (a timeout, the end of the run)
@@ -88,7 +65,7 @@ class WsConnection(WsClientProtocol):
             self.dead = True
             self.pool.connect_failed(BOOK_KIND.get(kind, "connect"), reason)
             return
-        self.pool.drop(self, BOOK_KIND.get(kind, "io"))  # type: ignore[arg-type]
+        self.pool.drop(self, BOOK_KIND.get(kind, "io"))
         self.model.replenish()
 
     def on_closed(self) -> None:

@@ -7,6 +7,7 @@ only for requests that wait for one, up to the cap.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 from collections import deque
@@ -28,22 +29,15 @@ SCHEDULER_MIN_TICK_NS = 50_000
 OPEN_LOOP_INITIAL_CONNECTIONS = 16
 
 
-class OpenLoop(LoadModel):
-    name = "open"
+class Paced(LoadModel):
+    """Requests (or messages) due at start + i/R, this process's share of the one schedule,
+    handed to ``dispatch`` by a tick that a timerfd wakes (uvloop's timers only resolve to
+    whole milliseconds)."""
 
     def __init__(self, plan: WorkerPlan, loop: asyncio.AbstractEventLoop, book: Book) -> None:
         super().__init__(plan, loop, book)
-        # (due time, cause) of requests waiting for a connection; the generator's fault when
-        # it was already late (GENERATOR_LATE) or every connection was in use (AT_CAP)
-        self.queue: deque[tuple[int, int]] = deque()
         self.schedule: OpenLoopSchedule | None = None
         self.timer: PreciseTimer | None = None
-
-    def cap(self) -> int:
-        return self.plan.max_connections
-
-    def initial_connections(self) -> int:
-        return min(OPEN_LOOP_INITIAL_CONNECTIONS, self.cap())
 
     def start(self, start_ns: int) -> None:
         assert self.plan.rate is not None
@@ -54,6 +48,48 @@ class OpenLoop(LoadModel):
         self.timer = PreciseTimer(self.loop, self._tick)
         self.precise_timer = self.timer.precise
         self.timer.at(start_ns)
+
+    @abc.abstractmethod
+    def dispatch(self, due: int, now: int) -> None:
+        """The request due at ``due`` goes out (or waits) now."""
+
+    def _tick(self) -> None:
+        schedule = self.schedule
+        if schedule is None or self.pool.stopping:
+            return
+        now = time.monotonic_ns()
+        book = self.book
+        m0, m1 = book.m0, book.m1
+        for due in schedule.take_due(now):
+            if m0 <= due < m1:
+                book.scheduled += 1
+            self.dispatch(due, now)
+        nxt = schedule.next_due_ns()
+        if nxt is not None and self.timer is not None:
+            self.timer.at(max(nxt, now + SCHEDULER_MIN_TICK_NS))
+
+    def schedule_over(self) -> bool:
+        return self.schedule is not None and self.schedule.finished
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.close()
+
+
+class OpenLoop(Paced):
+    name = "open"
+
+    def __init__(self, plan: WorkerPlan, loop: asyncio.AbstractEventLoop, book: Book) -> None:
+        super().__init__(plan, loop, book)
+        # (due time, cause) of requests waiting for a connection; the generator's fault when
+        # it was already late (GENERATOR_LATE) or every connection was in use (AT_CAP)
+        self.queue: deque[tuple[int, int]] = deque()
+
+    def cap(self) -> int:
+        return self.plan.max_connections
+
+    def initial_connections(self) -> int:
+        return min(OPEN_LOOP_INITIAL_CONNECTIONS, self.cap())
 
     def send_late(self, conn: Connection, due: int, now: int, cause: int) -> None:
         self.book.sent_late(due, now, cause)
@@ -81,35 +117,20 @@ class OpenLoop(LoadModel):
         if wanted and pool.connecting < max(1, len(self.queue)):
             pool.open()
 
-    def _tick(self) -> None:
-        schedule = self.schedule
+    def dispatch(self, due: int, now: int) -> None:
         pool = self.pool
-        if schedule is None or pool.stopping:
+        if pool.idle:
+            self.send_late(pool.idle.popleft(), due, now, GENERATOR_LATE)
             return
-        now = time.monotonic_ns()
-        m0, m1 = self.book.m0, self.book.m1
-        idle = pool.idle
-        for due in schedule.take_due(now):
-            if m0 <= due < m1:
-                self.book.scheduled += 1
-            if idle:
-                self.send_late(idle.popleft(), due, now, GENERATOR_LATE)
-            else:
-                if pool.at_cap:
-                    cause = AT_CAP
-                elif now - due > BEHIND_THRESHOLD_NS:
-                    cause = GENERATOR_LATE
-                else:
-                    cause = NOT_GENERATOR  # it only waits for a connection being opened
-                self.queue.append((due, cause))
-                if pool.connecting < len(self.queue):
-                    pool.open()
-        nxt = schedule.next_due_ns()
-        if nxt is not None and self.timer is not None:
-            self.timer.at(max(nxt, now + SCHEDULER_MIN_TICK_NS))
-
-    def schedule_over(self) -> bool:
-        return self.schedule is not None and self.schedule.finished
+        if pool.at_cap:
+            cause = AT_CAP
+        elif now - due > BEHIND_THRESHOLD_NS:
+            cause = GENERATOR_LATE
+        else:
+            cause = NOT_GENERATOR  # it only waits for a connection being opened
+        self.queue.append((due, cause))
+        if pool.connecting < len(self.queue):
+            pool.open()
 
     def waiting(self) -> int:
         return len(self.queue)
@@ -120,7 +141,6 @@ class OpenLoop(LoadModel):
             self.book.count_error("timeout", queue.popleft()[0])
 
     def close(self) -> None:
-        if self.timer is not None:
-            self.timer.close()
+        super().close()
         while self.queue:
             self.book.count_error("timeout", self.queue.popleft()[0])

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.loadgen.models.base import LoadModel
 from harness.loadgen.models.closed import ClosedLoop
 from harness.loadgen.models.open import OpenLoop
 from harness.loadgen.pool import Connection, Pool
 from harness.loadgen.wsconn import WsConnection
 
 
-def ws_factory(model: ClosedLoop | OpenLoop) -> Callable[[Pool], Connection]:
+def ws_factory(model: LoadModel) -> Callable[[Pool], Connection]:
+    """WebSocket connections to the plan's path (a model's ``connection_factory``)."""
     plan = model.plan
 
     def factory(pool: Pool) -> Connection:
-        conn = WsConnection(pool, host_header=plan.host_header, path=plan.path, text=plan.text)
-        return conn  # type: ignore[return-value]  # duck-typed: the pool's connection state
+        return WsConnection(pool, host_header=plan.host_header, path=plan.path, text=plan.text)
 
     return factory
 

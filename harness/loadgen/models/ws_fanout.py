@@ -22,12 +22,12 @@ from collections.abc import Callable
 
 from harness.loadgen.accounting import GENERATOR_LATE, Book
 from harness.loadgen.histograms import NS_PER_S
-from harness.loadgen.models.base import LoadModel, WorkerPlan
-from harness.loadgen.models.open import SCHEDULER_MIN_TICK_NS
+from harness.loadgen.models.base import WorkerPlan
+from harness.loadgen.models.closed import ClosedLoop
+from harness.loadgen.models.open import Paced
+from harness.loadgen.models.ws import ws_factory
 from harness.loadgen.pool import Connection, Pool
-from harness.loadgen.schedule import OpenLoopSchedule
 from harness.loadgen.spec import BROADCAST_HEADER_BYTES
-from harness.loadgen.timer import PreciseTimer
 from harness.loadgen.wsconn import WsConnection
 
 # A message: 8 bytes of sequence number, 8 of intended send time (monotonic ns), then padding.
@@ -86,7 +86,7 @@ class Publisher(WsConnection):
         self.book.count_error("body", time.monotonic_ns())  # the app must not answer
 
 
-class WsBroadcast(LoadModel):
+class WsBroadcast(Paced):
     """One publisher at ``rate`` messages/s, ``concurrency`` subscribers."""
 
     name = "ws-broadcast"
@@ -98,8 +98,7 @@ class WsBroadcast(LoadModel):
         self.subscribers: list[Subscriber] = []
         self.reached = 0
         self.probe_done: asyncio.Future[None] = loop.create_future()
-        self.schedule: OpenLoopSchedule | None = None
-        self.timer: PreciseTimer | None = None
+        self.seq = 0  # the next message's sequence number
         self.sent_due = 0  # messages due in the window that went out
         self.delivered_due = 0  # deliveries of those
         self.padding = b"\0" * max(0, len(plan.request) - HEADER_BYTES)
@@ -111,7 +110,7 @@ class WsBroadcast(LoadModel):
                 conn: WsConnection = Publisher(pool, self)
             else:
                 conn = Subscriber(pool, self)
-            return conn  # type: ignore[return-value]  # duck-typed pool connection
+            return conn
         return factory
 
     def cap(self) -> int:
@@ -156,48 +155,25 @@ class WsBroadcast(LoadModel):
     def _message(self, seq: int, due: int) -> bytes:
         return seq.to_bytes(8, "little") + due.to_bytes(8, "little") + self.padding
 
-    def start(self, start_ns: int) -> None:
-        assert self.plan.rate is not None
-        self.started = True
-        self.schedule = OpenLoopSchedule(start_ns=start_ns, end_ns=self.book.m1,
-                                         rate=self.plan.rate)
-        self.timer = PreciseTimer(self.loop, self._tick)
-        self.precise_timer = self.timer.precise
-        self.timer.at(start_ns)
-
-    def _tick(self) -> None:
-        schedule, publisher = self.schedule, self.publisher
-        if schedule is None or self.pool.stopping:
+    def dispatch(self, due: int, now: int) -> None:
+        publisher, book = self.publisher, self.book
+        in_window = book.m0 <= due < book.m1
+        seq, self.seq = self.seq, self.seq + 1
+        if publisher is None or publisher.dead:
+            if in_window:
+                book.count_error("io", due)  # the publisher's connection is gone
             return
-        now = time.monotonic_ns()
-        book = self.book
-        for due in schedule.take_due(now):
-            seq = schedule.next_index - 1
-            in_window = book.m0 <= due < book.m1
-            if in_window:
-                book.scheduled += 1
-            if publisher is None or publisher.dead:
-                if in_window:
-                    book.count_error("io", due)  # the publisher's connection is gone
-                continue
-            book.sent_late(due, now, GENERATOR_LATE)
-            if in_window:
-                self.sent_due += 1
-            publisher.write(self._message(seq, due))
-        nxt = schedule.next_due_ns()
-        if nxt is not None and self.timer is not None:
-            self.timer.at(max(nxt, now + SCHEDULER_MIN_TICK_NS))
-
-    def schedule_over(self) -> bool:
-        return self.schedule is not None and self.schedule.finished
+        book.sent_late(due, now, GENERATOR_LATE)
+        if in_window:
+            self.sent_due += 1
+        publisher.write(self._message(seq, due))
 
     def waiting(self) -> int:
         """Deliveries still expected: the drain waits for them (bounded by the timeout)."""
         return max(0, self.sent_due * self.reached - self.delivered_due)
 
     def close(self) -> None:
-        if self.timer is not None:
-            self.timer.close()
+        super().close()
         lost = max(0, self.sent_due * self.reached - self.delivered_due)
         if lost:
             self.book.errors["timeout"] += lost  # by message, not by second: not in err_sec
@@ -207,25 +183,13 @@ class WsBroadcast(LoadModel):
                               f"deliveries arrived ({self.delivered_due / expected:.2%})")
 
 
-class WsIdle(LoadModel):
+class WsIdle(ClosedLoop):
     """``concurrency`` connections opened, then held without a message."""
 
     name = "ws-idle"
 
     def connection_factory(self) -> Callable[[Pool], Connection]:
-        plan = self.plan
-
-        def factory(pool: Pool) -> Connection:
-            conn = WsConnection(pool, host_header=plan.host_header, path=plan.path,
-                                text=plan.text)
-            return conn  # type: ignore[return-value]
-        return factory
-
-    def cap(self) -> int:
-        return self.plan.concurrency or 1
-
-    def initial_connections(self) -> int:
-        return self.cap()
+        return ws_factory(self)
 
     def start(self, start_ns: int) -> None:
         self.started = True
