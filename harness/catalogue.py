@@ -388,8 +388,9 @@ class Target:
 
     @property
     def app_spec(self) -> str:
-        """The import string the server loads, e.g. ``apps.raw.wsgi:app``."""
-        return self.family.modules[self.server.gateway]
+        """The import string the server loads, e.g. ``apps.raw.wsgi:app`` ("" when the family
+        has no app of the server's gateway: such a target is planned as unsupported)."""
+        return self.family.modules.get(self.server.gateway, "")
 
     def describe(self) -> str:
         return (f"{self.server.name} ({self.server.gateway}) serving {self.app_spec}, "

@@ -62,10 +62,17 @@ class PlannedTarget:
     target: catalogue.Target
     supported: bool
     reason: str = ""
+    # how the run names this target: the server, or server+family when the plan compares
+    # several app families (trial ids, statuses and the console use it)
+    key: str = ""
 
     @property
     def server(self) -> str:
         return self.target.server.name
+
+    @property
+    def name(self) -> str:
+        return self.key or self.server
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +159,16 @@ def _levels(levels: Levels, concurrency: Sequence[int] | None,
     return tuple(out)
 
 
+def _families(app: str | catalogue.AppFamily) -> list[catalogue.AppFamily]:
+    """``raw``, ``django,raw`` (compare families, each behind every server), or one family."""
+    if isinstance(app, catalogue.AppFamily):
+        return [app]
+    names = [n.strip() for n in app.split(",") if n.strip()]
+    if len(set(names)) != len(names) or not names:
+        raise UsageError(f"--app: expected distinct family names like 'django,raw', got {app!r}")
+    return [catalogue.get_app(name) for name in names]
+
+
 def build_plan(
     scenario: Scenario,
     *,
@@ -195,17 +212,27 @@ def build_plan(
     names = list(servers) if servers else list(scenario.servers)
     if len(set(names)) != len(names):
         raise UsageError(f"--servers: a server is named twice in {','.join(names)}")
-    app_name = app or scenario.app
+    families = _families(app if app is not None else scenario.app)
+    servers_ = [catalogue.get_server(name) for name in names]  # UsageError: the known names
     planned: list[PlannedTarget] = []
-    for name in names:
-        server = catalogue.get_server(name)  # UsageError listing the known names
-        target = catalogue.make_target(server, app=app_name, cpus=len(cpus_server),
-                                       workers=workers, threads=threads)
-        ok, reason = catalogue.supports(server, websocket=scenario.kind == "websocket")
-        if ok and scenario.kind == "websocket" and not target.family.websocket:
-            ok, reason = False, (f"app family {target.app!r} has no WebSocket route on "
-                                 f"{server.gateway.upper()}")
-        planned.append(PlannedTarget(target=target, supported=ok, reason=reason))
+    for family in families:
+        for server in servers_:
+            key = f"{server.name}+{family.name}" if len(families) > 1 else ""
+            if server.gateway not in family.modules:
+                # a pair that cannot work: a row of the plan, not an error
+                target = catalogue.Target(server=server, family=family,
+                                          preset=catalogue.preset_for(server, len(cpus_server)))
+                planned.append(PlannedTarget(
+                    target=target, supported=False, key=key,
+                    reason=f"app family {family.name!r} has no {server.gateway.upper()} app"))
+                continue
+            target = catalogue.make_target(server, app=family, cpus=len(cpus_server),
+                                           workers=workers, threads=threads)
+            ok, reason = catalogue.supports(server, websocket=scenario.kind == "websocket")
+            if ok and scenario.kind == "websocket" and not family.websocket:
+                ok, reason = False, (f"app family {family.name!r} has no WebSocket route on "
+                                     f"{server.gateway.upper()}")
+            planned.append(PlannedTarget(target=target, supported=ok, reason=reason, key=key))
     # The scenario's objective runs with its own full plan; --quick, or levels given on the
     # command line, search only when --slo asks.
     own_plan = not quick and concurrency is None and rate is None

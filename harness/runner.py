@@ -129,17 +129,17 @@ class RichObserver:
 
     def target_started(self, planned: PlannedTarget) -> None:
         preset = planned.target.preset
-        self.console.print(f"[bold]{planned.server}[/] ({planned.target.server.gateway}) "
+        self.console.print(f"[bold]{planned.name}[/] ({planned.target.server.gateway}) "
                            f"workers={preset.workers} threads={preset.threads}")
 
     def target_skipped(self, planned: PlannedTarget, status: TargetStatus,
                        reason: str) -> None:
-        self.console.print(f"[yellow]{planned.server}: {status.label}[/]: {reason}")
+        self.console.print(f"[yellow]{planned.name}: {status.label}[/]: {reason}")
 
     def trial_started(self, planned: PlannedTarget, level: Level, repeat: int,
                       seconds: float) -> None:
         self._end_ticker()
-        self.trial = self.progress.add_task(f"  {planned.server} {level.label()} #{repeat}",
+        self.trial = self.progress.add_task(f"  {planned.name} {level.label()} #{repeat}",
                                             total=max(seconds, 0.1))
         self._trial_t0 = time.monotonic()
         self._stop = threading.Event()
@@ -238,9 +238,9 @@ class Runner:
             for repeat in range(1, self.plan.timing.repeat + 1):
                 shift = (repeat - 1) % len(runnable) if runnable else 0
                 for planned in runnable[shift:] + runnable[:shift]:
-                    if planned.server not in broken and not self._run_target(
+                    if planned.name not in broken and not self._run_target(
                             planned, upstream_url, repeat):
-                        broken.add(planned.server)
+                        broken.add(planned.name)
         return self.outcome
 
     @contextlib.contextmanager
@@ -258,16 +258,16 @@ class Runner:
 
     def _set_targets_meta(self) -> None:
         self.writer.update_meta(targets=[
-            {**p.target.to_dict(),
+            {**p.target.to_dict(), "target": p.name,
              "status": TargetStatus.PENDING if p.supported else TargetStatus.UNSUPPORTED,
              "reason": p.reason} for p in self.plan.targets])
 
     def _target_status(self, planned: PlannedTarget, status: TargetStatus, reason: str = "",
                        **extra: Any) -> None:
-        self.outcome.target_status[planned.server] = (status, reason)
+        self.outcome.target_status[planned.name] = (status, reason)
         targets = self.writer.meta.get("targets", [])
         for entry in targets:
-            if entry.get("server") == planned.server:
+            if entry.get("target") == planned.name:
                 entry.update(status=status, reason=reason, **extra)
         self.writer.update_meta(targets=targets)
 
@@ -305,7 +305,7 @@ class Runner:
             if self.plan.slo is not None and not self._search_capacity(
                     planned, server, expected, self.plan.slo, repeat):
                 return True
-            if self.outcome.target_status.get(planned.server, (None,))[0] not in (
+            if self.outcome.target_status.get(planned.name, (None,))[0] not in (
                     TargetStatus.FAILED, TargetStatus.DIED):
                 self._target_status(planned, TargetStatus.OK)
             return True
@@ -317,7 +317,8 @@ class Runner:
         """The highest open-loop rate that meets ``slo`` (harness.slo), each step a trial;
         the answer goes to capacity.csv. False when the server failed under it."""
         peaks = [r.achieved_rps for r in self.outcome.records
-                 if r.server == planned.server and r.valid and r.load_model == "closed"
+                 if r.server == planned.server and r.app == planned.target.app and r.valid
+                 and r.load_model == "closed"
                  and r.repeat == repeat]
         search = CapacitySearch(self.plan.search, start_rate_from(peaks))
         alive = True
@@ -384,7 +385,7 @@ class Runner:
                level: Level, repeat: int, *, phase: str = "sweep") -> TrialRecord:
         spec = self._spec(planned, server, expected, level, phase=phase)
         self._index += 1
-        key = TrialKey(trial_id=trial_id(self._index, planned.server, level.load_model,
+        key = TrialKey(trial_id=trial_id(self._index, planned.name, level.load_model,
                                          level.value, repeat,
                                          level.message_size if level.load_model in
                                          ("closed", "open") else None),

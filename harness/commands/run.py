@@ -39,7 +39,7 @@ def _print_plan(console: Console, plan: Plan) -> None:
     table.add_column("status")
     for planned in plan.targets:
         preset = planned.target.preset
-        table.add_row(planned.server, planned.target.server.gateway, str(preset.workers),
+        table.add_row(planned.name, planned.target.server.gateway, str(preset.workers),
                       str(preset.threads or "-"),
                       "planned" if planned.supported else f"unsupported: {planned.reason}")
     console.print(table)
@@ -80,17 +80,18 @@ def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
                             ("invalid", "right"), ("status", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for planned in plan.targets:
-        mine = [r for r in records if r.server == planned.server]
+        mine = [r for r in records if r.server == planned.server
+                and r.app == planned.target.app]
         valid = [r for r in mine if r.valid]
         # requests (or echo round trips) per second: broadcast deliveries are another unit
         best = max((r for r in valid if r.load_model in ("closed", "open")),
                    key=lambda r: r.achieved_rps, default=None)
         at_common = [r.p99_ms for r in valid if r.concurrency == common
                      and r.load_model == "closed" and r.p99_ms is not None]
-        state, reason = status.get(planned.server, (None, ""))
+        state, reason = status.get(planned.name, (None, ""))
         state_text = state.label if state is not None else "not run"
         table.add_row(
-            planned.server, planned.target.server.gateway,
+            planned.name, planned.target.server.gateway,
             f"{best.achieved_rps:,.0f}" if best else "-",
             (f"{best.concurrency} conn" if best.load_model == "closed" else f"{best.rate:g}/s")
             if best else "-",
