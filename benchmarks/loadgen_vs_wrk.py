@@ -96,7 +96,7 @@ def server(kind: str, cpu: int, *extra: str) -> Iterator[str]:
                           "3", "--worker-class", "sync", "apps.raw.wsgi:app"],
     }
     proc = subprocess.Popen(["taskset", "-c", str(cpu), *commands[kind]], cwd=ROOT,
-                            stdout=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(port, proc)
         yield f"http://127.0.0.1:{port}{PATHS.get(kind, '/')}"

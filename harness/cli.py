@@ -273,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upstream.add_argument("--cpus", type=_cpus, help="CPUs to pin it to")
 
+    compose = sub.add_parser(
+        "compose", help="Compose files kept in step with the catalogue; engine check")
+    compose_sub = compose.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                         parser_class=_Parser)
+    compose_sub.add_parser(
+        "write", help="regenerate compose/docker-compose.yml and .dockerignore from the catalogue")
+    compose_check = compose_sub.add_parser(
+        "check", help="files in step with the catalogue; engine, Compose tool and the servers' "
+                      "image (built if needed)")
+    compose_check.add_argument("--files-only", action="store_true",
+                               help="only compare the files (no engine needed)")
+
     worker = sub.add_parser(
         "locust-worker",
         help="a Locust worker for a harness run on another machine "

@@ -1,0 +1,60 @@
+"""harness compose write | check: the Compose files kept in step with the catalogue, and whether
+``--backend compose`` can work here (engine, Compose tool, the servers' image)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness import compose_file
+from harness.backends.compose import ComposeBackend, docker_host
+from harness.catalogue import REPO_DIR
+
+EXIT_STALE = 1
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_DIR))
+    except ValueError:
+        return str(path)
+
+
+def write() -> int:
+    changed = compose_file.write_files()
+    for path in changed:
+        print(f"wrote {_rel(path)}")
+    if not changed:
+        print("compose files already match the catalogue")
+    return 0
+
+
+def check(*, engine: bool) -> int:
+    stale = compose_file.stale_files()
+    for path in stale:
+        print(f"{_rel(path)} differs from the catalogue: run 'harness compose write'",
+              file=sys.stderr)
+    if not stale:
+        print("compose files match the catalogue")
+    if engine:
+        started = time.monotonic()
+        with ComposeBackend() as backend:  # check(): engine, Compose tool, image (UsageError)
+            info = backend.describe()
+            how = "built" if backend.image_built else "cached"
+            print(f"engine {info['engine'].get('version')} at DOCKER_HOST={docker_host()}, "
+                  f"{info.get('compose')}; image {backend.image} ({how}, base "
+                  f"{backend.base_image}) in {time.monotonic() - started:.0f}s")
+            versions = backend.image_versions()
+            print("servers in the image: " + ", ".join(
+                f"{name} {versions[name]}" for name in sorted(versions)
+                if name in {"gunicorn", "uwsgi", "uvicorn", "hypercorn", "daphne", "granian",
+                            "gevent"}))
+    return EXIT_STALE if stale else 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "write":
+        return write()
+    return check(engine=not args.files_only)
