@@ -4,6 +4,7 @@ Builds a synthetic run folder (real RunWriter output, real HDR histograms) in a 
 folder, then times write_report on it, best of a few rounds.
 
     .venv/bin/python benchmarks/report_speed.py [--servers 6] [--repeats 3] [--rounds 3]
+        [--slo p99=200ms | --slo off]  (with an objective: capacity searches and capacity.csv)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness.analysis.synthetic import (
     SyntheticSpec,
     write_synthetic_run,
 )
+from harness.slo import parse_slo
 
 REPORT_BUDGET_S = 10.0
 EXTRA_SERVERS = (
@@ -37,10 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=6, help="servers (up to 6)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slo", default="p99=200ms",
+                        help="latency objective of the capacity searches, or 'off'")
     args = parser.parse_args(argv)
+    slo = None if args.slo == "off" else parse_slo(args.slo)
     servers = (DEFAULT_SERVERS + EXTRA_SERVERS)[: args.servers]
     spec = SyntheticSpec(servers=servers, concurrency=(1, 16, 64, 256), rates=(50.0, 200.0, 800.0),
-                         repeats=args.repeats, noisy=("hypercorn",), run_id="report-speed")
+                         repeats=args.repeats, noisy=("hypercorn",), run_id="report-speed",
+                         slo=slo, busy=(("uvicorn", 64),))
     with tempfile.TemporaryDirectory(prefix="report-speed-") as tmp:
         run_dir = write_synthetic_run(Path(tmp) / "report-speed", spec)
         trials = len(load_run(run_dir))

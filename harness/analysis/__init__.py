@@ -2,14 +2,19 @@
 
 >>> from harness.analysis import load_run, write_report               # doctest: +SKIP
 >>> df = load_run("results/20261124-231500-io_bound")                  # doctest: +SKIP
+>>> caps = load_capacity("results/20261124-231500-io_bound")           # doctest: +SKIP
 >>> write_report([Path("results/20261124-231500-io_bound")])           # doctest: +SKIP
 """
 
+from harness.analysis.capacity import ServerCapacity, capacity_guidance, server_capacities
+from harness.analysis.families import family_guidance, multi_app, series_view
 from harness.analysis.frames import (
     GROUP_KEYS,
     TRIAL_DTYPES,
     RunData,
+    busy_trials,
     histogram_ms,
+    load_capacity,
     load_histogram,
     load_meta,
     load_run,
@@ -21,14 +26,21 @@ from harness.analysis.frames import (
     summarize,
 )
 from harness.analysis.guidance import (
+    CEILING_FRACTION,
     NOISY_CV_MAX,
+    SIGNIFICANCE_LEVEL,
     SINGLE_RUN_NOISE_FRACTION,
     GuidanceItem,
+    compare_repeats,
     compute_guidance,
     guidance_table,
+    mean_ci,
+    service_floor,
 )
 from harness.analysis.plots import (
     INVALID_LABEL,
+    OVERLOADED_LABEL,
+    plot_capacity,
     plot_latency,
     plot_resources,
     plot_spectrum,
@@ -40,31 +52,46 @@ from harness.analysis.plots import (
 from harness.analysis.report import write_report
 
 __all__ = [
+    "CEILING_FRACTION",
     "GROUP_KEYS",
     "INVALID_LABEL",
     "NOISY_CV_MAX",
+    "OVERLOADED_LABEL",
+    "SIGNIFICANCE_LEVEL",
     "SINGLE_RUN_NOISE_FRACTION",
     "TRIAL_DTYPES",
     "GuidanceItem",
     "RunData",
+    "ServerCapacity",
+    "busy_trials",
+    "capacity_guidance",
+    "compare_repeats",
     "compute_guidance",
+    "family_guidance",
     "guidance_table",
     "histogram_ms",
+    "load_capacity",
     "load_histogram",
     "load_meta",
     "load_run",
     "load_runs",
     "load_series",
+    "mean_ci",
     "merge_histograms",
     "merged_histogram",
+    "multi_app",
     "percentile_spectrum",
+    "plot_capacity",
     "plot_latency",
     "plot_resources",
     "plot_spectrum",
     "plot_throughput",
     "plot_timeline",
     "save_figure",
+    "series_view",
+    "server_capacities",
     "server_styles",
+    "service_floor",
     "summarize",
     "write_report",
 ]

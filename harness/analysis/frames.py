@@ -23,13 +23,16 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from harness.errors import UsageError
+from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT
 from harness.results import (
+    CAPACITY_COLUMNS,
     RUN_FILE,
     SERIES_COLUMNS,
     TRIAL_COLUMNS,
     TRIALS_FILE,
     TrialRecord,
     histogram_path,
+    read_capacity_rows,
     read_meta,
     series_path,
 )
@@ -38,8 +41,10 @@ from harness.results import (
 CATEGORY_COLUMNS = ("server", "gateway", "load_model")
 # The key of one load level of one target; repeats of it are merged. ``message_size`` (bytes
 # per WebSocket message) keeps a 64 B and an 8 KiB level of the same connection count apart;
-# it is empty (NA) for HTTP trials and for idle connections, which send nothing.
-GROUP_KEYS = ("run_id", "scenario", "server", "gateway", "load_model", "message_size", "level")
+# it is empty (NA) for HTTP trials and for idle connections, which send nothing. ``app`` (the
+# app family) keeps two families on one server apart (harness.analysis.families).
+GROUP_KEYS = ("run_id", "scenario", "server", "app", "gateway", "load_model", "message_size",
+              "level")
 # What "level" counts, by load model.
 LEVEL_MEANINGS = {"closed": "concurrent clients (WebSocket: connections)",
                   "open": "offered rate, requests (WebSocket: messages) per second",
@@ -173,6 +178,50 @@ def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:
     return combined
 
 
+# capacity.csv's columns by type (the rest are strings).
+_CAPACITY_INTS = ("repeat", "steps")
+_CAPACITY_FLOATS = ("capacity_rps", "failed_rate")
+
+
+def load_capacity(path: Path | str) -> pd.DataFrame:
+    """capacity.csv of a run folder, typed: one row per target and repeat of the capacity
+    search at the run's latency objective, with ``run_id``.
+
+    Columns: run_id, CAPACITY_COLUMNS (``repeat``/``steps`` Int64, ``capacity_rps``/
+    ``failed_rate`` float64, the others strings; empty trial ids are NA). An empty frame with
+    those columns when the run searched no capacity.
+    """
+    run_dir = check_run_dir(path)
+    meta = load_meta(run_dir)
+    rows = read_capacity_rows(run_dir)
+    raw = pd.DataFrame(rows, columns=list(CAPACITY_COLUMNS), dtype=str).fillna("")
+    frame = pd.DataFrame(index=raw.index)
+    frame["run_id"] = pd.Series(str(meta.get("run_id") or run_dir.name), index=raw.index,
+                                dtype="string")
+    where = run_dir / "capacity.csv"
+    for name in CAPACITY_COLUMNS:
+        dtype = ("Int64" if name in _CAPACITY_INTS else
+                 "float64" if name in _CAPACITY_FLOATS else "string")
+        frame[name] = _convert(raw[name].astype(str), dtype, f"{where}: column {name}")
+    for name in ("proof_trial", "failed_trial"):
+        frame[name] = frame[name].mask(frame[name].str.strip() == "")
+    return frame
+
+
+def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials taken on a busy machine (harness.noise): their notes say so, or the CPU used
+    by processes outside the harness or steal was above the limits (BUSY_OTHERS_PCT,
+    BUSY_STEAL_PCT). Runs written before the columns existed have none."""
+    if trials.empty:
+        return trials
+    others = trials["others_cpu_pct"].astype("float64")
+    steal = trials["steal_pct"].astype("float64")
+    noted = trials["notes"].astype("string").fillna("").str.contains("busy machine",
+                                                                     regex=False)
+    busy = noted | (others > BUSY_OTHERS_PCT).fillna(False) | (steal > BUSY_STEAL_PCT).fillna(False)
+    return trials[busy.astype(bool)]
+
+
 def load_histogram(run_dir: Path | str, trial_id: str,
                    kind: str = "latency") -> HdrHistogram | None:
     """The trial's HDR histogram (values in microseconds), or None when it was not written."""
@@ -296,8 +345,11 @@ def _reasons(group: pd.DataFrame) -> str:
                      for r, why in zip(bad["repeat"], bad["invalid_reason"], strict=True))
 
 
-def summarize(run: RunData) -> pd.DataFrame:
+def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.DataFrame:
     """One row per target and load level, repeats pooled.
+
+    ``phases``: the trials of these phases only (default: the plan's levels, not the steps of
+    a capacity search, whose rates differ between repeats; None: every trial).
 
     Throughput, CPU and error counts are means/sums over repeats; p50/p99 come from the
     repeats' histograms added together (falling back to the worst repeat's value when a
@@ -311,6 +363,8 @@ def summarize(run: RunData) -> pd.DataFrame:
     WS_SUMMARY_COLUMNS (filled for WebSocket levels: see there).
     """
     trials = run.trials
+    if phases is not None and "phase" in trials:
+        trials = trials[trials["phase"].astype("string").fillna("sweep").isin(list(phases))]
     columns = [*GROUP_KEYS, "trial_ids", "repeats", "measured_repeats", "achieved_rps",
                "rps_std", "rps_cv", "requests", "errors", "error_rate", "p50_ms", "p99_ms",
                "p99_9_ms", "max_ms",
@@ -378,7 +432,7 @@ def summarize(run: RunData) -> pd.DataFrame:
             **_websocket_fields(run.run_dir, group, ids),
         })
     summary = pd.DataFrame(rows, columns=columns)
-    for name in ("server", "gateway", "load_model", "protocol", "outcome"):
+    for name in ("server", "app", "gateway", "load_model", "protocol", "outcome"):
         summary[name] = summary[name].astype("string")
     summary["level"] = summary["level"].astype("float64")
     for name in ("message_size", "connections_at_end", "deliveries_expected",

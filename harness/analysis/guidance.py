@@ -1,25 +1,48 @@
 """Guidance: sentences computed from the trials, each carrying the trial ids it came from.
 
 Every item's numbers are recomputed from rows of trials.csv (and, for pooled percentiles, the
-histograms those rows name): throughput is the mean ``achieved_rps`` of the referenced repeats,
-CPU the mean ``server_cpu_pct``, memory the peak ``server_pss_mb`` (else ``server_rss_mb``),
-p50/p99 the percentile of the referenced histograms added together. Invalid levels (any repeat
-invalid or not measured) are never ranked; they appear only as caveats, with their reasons.
+histograms those rows name; for capacities, capacity.csv): throughput is the mean
+``achieved_rps`` of the referenced repeats, CPU the mean ``server_cpu_pct``, memory the peak
+``server_pss_mb`` (else ``server_rss_mb``), p50/p99 the percentile of the referenced histograms
+added together. Only valid levels are ranked: overloaded ones (the server did not keep up) are
+stated as results, invalid ones (the harness cannot vouch for them) as caveats, with reasons.
+
+Rankings that hold. With repeats, a comparison names a winner only when the difference is
+significant: Student's t-test on the logarithm of the repeats' figures, two-sided, at
+SIGNIFICANCE_LEVEL; otherwise it says "no significant difference". Logarithms because servers
+differ by a factor and the noise of a shared machine is proportional to the figure; a pooled
+variance because that proportional noise is the machine's, common to the servers it runs, and
+with 2 or 3 repeats a per-server variance (Welch) leaves about one degree of freedom, too few
+to separate even 50x. (Mann-Whitney's U, distribution-free, cannot go below p = 0.1 with 3
+repeats per server, so it could never separate them at 0.05.) Each figure
+with repeats carries the 95 % confidence interval of its mean (Student's t). Without repeats a
+difference under SINGLE_RUN_NOISE_FRACTION is called noise, not a ranking.
+
+Little's law. In closed loop, N clients on work that takes at least D seconds cannot pass
+N / D req/s. D is the scenario's declared wait when its path says one (``/io?ms=50``: 0.05 s,
+a floor no server can beat), else the smallest p50 of any valid closed-loop level of the run
+(the fastest server's unloaded latency: a floor measured on this machine). A server at or above
+CEILING_FRACTION of N / D sits at the load's own ceiling: two such servers are not ranked at
+that level, the report says a higher concurrency is needed to separate them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.analysis.frames import RunData
+from harness.analysis.frames import RunData, busy_trials
 from harness.cpus import parse_cpus
 from harness.errors import UsageError
+from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT
 
 # A level whose repeats' throughput varies more than this (coefficient of variation) is noisy.
 NOISY_CV_MAX = 0.10
@@ -34,7 +57,16 @@ CLASSIC_PAIR = ("gunicorn-sync", "uvicorn")
 # Below this ratio two throughputs are reported as "about the same".
 SAME_THROUGHPUT_RATIO_MAX = 1.05
 CONFIDENCE_LEVEL = 0.95
-MIN_REPEATS_FOR_STATS = 3
+# A difference between two servers' repeats is significant below this p-value (two-sided).
+SIGNIFICANCE_LEVEL = 0.05
+# Fewest repeats per server for a confidence interval and a test.
+MIN_REPEATS_FOR_STATS = 2
+# A closed-loop level whose throughput reaches this fraction of N / D is at the load's ceiling.
+CEILING_FRACTION = 0.90
+# The wait a scenario's path declares: /io?ms=50
+_DECLARED_WAIT_RE = re.compile(r"[?&]ms=(\d+(?:\.\d+)?)")
+# Busy trials named one by one in the caveat; the rest are counted.
+MAX_BUSY_LISTED = 8
 
 KIND_LABELS = {
     "io": "I/O-bound",
@@ -85,6 +117,124 @@ def fmt_pct(value: float) -> str:
 
 def fmt_mb(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+# -- statistics over repeats -------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class MeanCi:
+    """The mean of a figure's repeats and the 95 % confidence interval of that mean."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def text(self, fmt: Callable[[float], str] = fmt_rps, unit: str = "req/s") -> str:
+        return (f"{CONFIDENCE_LEVEL:.0%} CI of the mean {fmt(self.low)}–{fmt(self.high)} "
+                f"{unit} over {self.n} repeats").replace("95%", "95 %")
+
+
+def mean_ci(values: Sequence[float]) -> MeanCi | None:
+    """Mean and Student's t confidence interval of the mean; None under MIN_REPEATS_FOR_STATS."""
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if len(data) < MIN_REPEATS_FOR_STATS:
+        return None
+    mean = float(data.mean())
+    sem = float(stats.sem(data))
+    if sem == 0.0:
+        return MeanCi(mean=mean, low=mean, high=mean, n=len(data))
+    low, high = stats.t.interval(CONFIDENCE_LEVEL, len(data) - 1, loc=mean, scale=sem)
+    if (data >= 0).all():  # a rate is never negative, whatever a wide interval says
+        low = max(float(low), 0.0)
+    return MeanCi(mean=mean, low=float(low), high=float(high), n=len(data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Significance:
+    """Student's t-test (pooled variance) on the logarithm of two servers' repeats."""
+
+    p_value: float
+    n_a: int
+    n_b: int
+    what: str = "throughput"
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE_LEVEL
+
+    def text(self) -> str:
+        p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
+        return f"t-test on log {self.what}, {self.n_a} vs {self.n_b} repeats: {p}"
+
+
+def compare_repeats(a: Sequence[float], b: Sequence[float], what: str = "throughput"
+                    ) -> Significance | None:
+    """Whether the repeats ``a`` and ``b`` differ (module docstring); None when either has
+    fewer than MIN_REPEATS_FOR_STATS values."""
+    xa = np.asarray([v for v in a if not math.isnan(v)], dtype=np.float64)
+    xb = np.asarray([v for v in b if not math.isnan(v)], dtype=np.float64)
+    if min(len(xa), len(xb)) < MIN_REPEATS_FOR_STATS:
+        return None
+    if (xa > 0).all() and (xb > 0).all():
+        xa, xb = np.log(xa), np.log(xb)
+    if xa.std() == 0.0 and xb.std() == 0.0:  # identical repeats: t is undefined
+        p_value = 1.0 if xa.mean() == xb.mean() else 0.0
+    else:
+        with warnings.catch_warnings():  # nearly identical repeats: scipy warns, t is still fine
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = stats.ttest_ind(xa, xb, equal_var=True)
+        p_value = float(result.pvalue)
+        if math.isnan(p_value):
+            p_value = 1.0
+    return Significance(p_value=p_value, n_a=len(xa), n_b=len(xb), what=what)
+
+
+# -- Little's law ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceFloor:
+    """D: the least time one request takes in this run (module docstring), and its source."""
+
+    seconds: float
+    source: str
+    trial_ids: tuple[str, ...] = ()
+
+    def ceiling_rps(self, clients: float) -> float:
+        return clients / self.seconds
+
+
+def service_floor(run: RunData, summary: pd.DataFrame) -> ServiceFloor | None:
+    """The scenario's declared wait, else the smallest p50 of a valid closed-loop level."""
+    endpoint = str((run.meta.get("scenario") or {}).get("endpoint") or "")
+    if not endpoint and not run.trials.empty:
+        endpoint = str(run.trials["endpoint"].iloc[0])
+    match = _DECLARED_WAIT_RE.search(endpoint)
+    if match and float(match.group(1)) > 0:
+        return ServiceFloor(seconds=float(match.group(1)) / 1000.0,
+                            source=f"the scenario's declared wait, ms={match.group(1)} in "
+                                   f"{endpoint}")
+    closed = summary[(summary["load_model"] == "closed") & summary["valid"]
+                     & (summary["p50_ms"] > 0)] if not summary.empty else summary
+    if closed.empty:
+        return None
+    row = _best(closed, "p50_ms", lowest=True)
+    return ServiceFloor(
+        seconds=float(row["p50_ms"]) / 1000.0, trial_ids=_ids(row),
+        source=(f"the smallest p50 of any valid closed-loop level, {fmt_ms(row['p50_ms'])} ms "
+                f"({row['server']} at {level_phrase('closed', row['level'])})"))
+
+
+def at_ceiling(row: pd.Series, floor: ServiceFloor | None) -> bool:
+    """Whether a closed-loop level reached CEILING_FRACTION of N / D."""
+    if floor is None or row["load_model"] != "closed" or math.isnan(row["achieved_rps"]):
+        return False
+    return bool(row["achieved_rps"] >= CEILING_FRACTION * floor.ceiling_rps(row["level"]))
+
+
+def ceiling_phrase(level: float, floor: ServiceFloor) -> str:
+    return (f"{level:g} clients / {fmt_ms(1000 * floor.seconds)} ms = "
+            f"{fmt_rps(floor.ceiling_rps(level))} req/s")
 
 
 def level_phrase(load_model: str, level: float) -> str:
@@ -149,59 +299,102 @@ def pick_level(rows: pd.DataFrame) -> tuple[str, float] | None:
     return None
 
 
-def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str) -> list[GuidanceItem]:
+def _rps_values(run: RunData, row: pd.Series) -> list[float]:
+    """The measured repeats' throughput of a summary row, from trials.csv."""
+    trials = run.trials.set_index("trial_id")
+    rows = trials.loc[list(row["trial_ids"])]
+    return rows[rows["status"] == "ok"]["achieved_rps"].astype("float64").tolist()
+
+
+def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
+                     floor: ServiceFloor | None) -> list[GuidanceItem]:
     if ranked.empty:
         return []
     closed = ranked[ranked["load_model"] == "closed"]
     row = _best(closed if not closed.empty else ranked)
     text = (f"{kind}: the highest valid throughput was {_row_label(row)}, "
             f"{fmt_rps(row['achieved_rps'])} req/s at "
-            f"{level_phrase(row['load_model'], row['level'])}, p99 {fmt_ms(row['p99_ms'])} ms")
+            f"{level_phrase(row['load_model'], row['level'])}")
     values: dict[str, float] = {"rps": row["achieved_rps"], "p99_ms": row["p99_ms"]}
+    spread = mean_ci(_rps_values(run, row))
+    if spread is not None:
+        text += f" ({spread.text()})"
+        values.update(ci_low=spread.low, ci_high=spread.high)
+    text += f", p99 {fmt_ms(row['p99_ms'])} ms"
     if not math.isnan(row["server_cpu_pct"]):
         text += f", server CPU {fmt_pct(row['server_cpu_pct'])} of one core"
         values["cpu_pct"] = row["server_cpu_pct"]
+    if floor is not None and at_ceiling(row, floor):
+        text += (f"; that is the load's own ceiling (Little's law: "
+                 f"{ceiling_phrase(row['level'], floor)}): a higher concurrency may give more")
+        values["ceiling_rps"] = floor.ceiling_rps(row["level"])
     return [GuidanceItem(topic="best", text=text + ".", run_id=run.run_id, trial_ids=_ids(row),
                          values=values)]
 
 
-def _mann_whitney(run: RunData, a: pd.Series, b: pd.Series) -> str:
-    trials = run.trials.set_index("trial_id")
-    rps_a = trials.loc[list(a["trial_ids"]), "achieved_rps"].astype("float64").tolist()
-    rps_b = trials.loc[list(b["trial_ids"]), "achieved_rps"].astype("float64").tolist()
-    if min(len(rps_a), len(rps_b)) < MIN_REPEATS_FOR_STATS:
-        return ""
-    result = stats.mannwhitneyu(rps_a, rps_b, alternative="two-sided")
-    return (f" (Mann-Whitney U on {len(rps_a)} vs {len(rps_b)} repeats: "
-            f"p = {float(result.pvalue):.3f})")
-
-
 def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.Series,
-            b: pd.Series) -> GuidanceItem:
-    """One closed-loop comparison of two servers at one level, with its numbers."""
+            b: pd.Series, floor: ServiceFloor | None = None) -> GuidanceItem:
+    """One closed-loop comparison of two servers at one level, with its numbers.
+
+    A winner is named only when the difference holds: significant over repeats, above the
+    single-run noise without them, and not two servers both at the load's own ceiling."""
     win, lose = (a, b) if a["achieved_rps"] >= b["achieved_rps"] else (b, a)
     ratio = win["achieved_rps"] / lose["achieved_rps"]
     cpus = (cpu_phrase(str(win["server_cpus"])) if win["server_cpus"] == lose["server_cpus"]
             else f"CPUs {win['server_cpus']} vs {lose['server_cpus']}")
-    values = {"level": level, "rps_winner": win["achieved_rps"],
-              "rps_loser": lose["achieved_rps"], "ratio": ratio,
-              "p99_winner_ms": win["p99_ms"], "p99_loser_ms": lose["p99_ms"]}
+    values: dict[str, float] = {
+        "level": level, "rps_winner": win["achieved_rps"], "rps_loser": lose["achieved_rps"],
+        "ratio": ratio, "p99_winner_ms": win["p99_ms"], "p99_loser_ms": lose["p99_ms"]}
     head = f"{kind}, {level_phrase('closed', level)}, {what}: "
-    if ratio < SAME_THROUGHPUT_RATIO_MAX:
-        text = (f"{head}{_row_label(win)} and {_row_label(lose)} served about the same "
-                f"throughput ({fmt_rps(win['achieved_rps'])} vs "
-                f"{fmt_rps(lose['achieved_rps'])} req/s, {fmt_ratio(ratio)})")
+    rps_win, rps_lose = _rps_values(run, win), _rps_values(run, lose)
+    test = compare_repeats(rps_win, rps_lose)
+    numbers = f"({fmt_rps(win['achieved_rps'])} vs {fmt_rps(lose['achieved_rps'])} req/s)"
+    latency = f"p99 of {fmt_ms(win['p99_ms'])} ms vs {fmt_ms(lose['p99_ms'])} ms"
+    both_at_ceiling = at_ceiling(win, floor) and at_ceiling(lose, floor)
+    if both_at_ceiling and floor is not None:
+        values.update(ranked=0.0, ceiling_rps=floor.ceiling_rps(level))
+        text = (f"{head}{_row_label(win)} and {_row_label(lose)} both sat at the load's own "
+                f"ceiling {numbers}: Little's law, {ceiling_phrase(level, floor)} "
+                f"(D: {floor.source}); the load, not the server, set their throughput, so they "
+                f"are not ranked here: a higher concurrency is needed to separate them")
+    elif test is not None and not test.significant:
+        values.update(ranked=0.0, p_value=test.p_value)
+        text = (f"{head}no significant difference between {_row_label(win)} and "
+                f"{_row_label(lose)} {numbers}, {fmt_ratio(ratio)}, at a {latency}")
+    elif test is None and ratio < 1.0 + SINGLE_RUN_NOISE_FRACTION:
+        values.update(ranked=0.0)
+        same = "about the same throughput" if ratio < SAME_THROUGHPUT_RATIO_MAX else \
+            f"throughputs {fmt_ratio(ratio)} apart"
+        text = (f"{head}{_row_label(win)} and {_row_label(lose)} served {same} {numbers} at a "
+                f"{latency}: measured once, a difference under "
+                f"{SINGLE_RUN_NOISE_FRACTION:.0%} is within run-to-run noise, not a ranking")
     else:
+        values.update(ranked=1.0)
         text = (f"{head}{_row_label(win)} served {fmt_ratio(ratio)} the throughput of "
-                f"{_row_label(lose)} ({fmt_rps(win['achieved_rps'])} vs "
-                f"{fmt_rps(lose['achieved_rps'])} req/s)")
-    text += (f" at a p99 of {fmt_ms(win['p99_ms'])} ms vs {fmt_ms(lose['p99_ms'])} ms, "
-             f"on the {cpus}{_mann_whitney(run, win, lose)}.")
-    return GuidanceItem(topic=topic, text=text, run_id=run.run_id, trial_ids=_ids(win, lose),
-                        values=values)
+                f"{_row_label(lose)} {numbers} at a {latency}, on the {cpus}")
+        if floor is not None and at_ceiling(win, floor):
+            values["ceiling_rps"] = floor.ceiling_rps(level)
+            text += (f"; {win['server']} sat at the load's own ceiling (Little's law, "
+                     f"{ceiling_phrase(level, floor)}), so the ratio is a lower bound")
+    if values["ranked"] == 0.0:
+        text += f", on the {cpus}"
+    spreads = [mean_ci(rps_win), mean_ci(rps_lose)]
+    if spreads[0] is not None and spreads[1] is not None:
+        text += (f"; {CONFIDENCE_LEVEL:.0%} CIs of the mean: {win['server']} "
+                 f"{fmt_rps(spreads[0].low)}–{fmt_rps(spreads[0].high)}, {lose['server']} "
+                 f"{fmt_rps(spreads[1].low)}–{fmt_rps(spreads[1].high)} req/s"
+                 ).replace("95%", "95 %")
+        values.update(ci_low_winner=spreads[0].low, ci_high_winner=spreads[0].high,
+                      ci_low_loser=spreads[1].low, ci_high_loser=spreads[1].high)
+    if test is not None:
+        text += f"; {test.text()}"
+        values["p_value"] = test.p_value
+    return GuidanceItem(topic=topic, text=text + ".", run_id=run.run_id,
+                        trial_ids=_ids(win, lose), values=values)
 
 
-def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str) -> list[GuidanceItem]:
+def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str,
+                  floor: ServiceFloor | None) -> list[GuidanceItem]:
     # Closed loop only: in open loop every server that keeps up serves the offered rate, so
     # throughput says nothing there (the tail item compares open-loop latency instead).
     part = ranked[ranked["load_model"] == "closed"]
@@ -213,7 +406,8 @@ def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str) -> list[Guidanc
     at = part[part["level"] == level]
     at_gw = gateways[at.index]
     wsgi, asgi = _best(at[at_gw == "wsgi"]), _best(at[at_gw == "asgi"])
-    items = [_versus(run, kind, "best WSGI vs best ASGI", "wsgi_vs_asgi", level, wsgi, asgi)]
+    items = [_versus(run, kind, "best WSGI vs best ASGI", "wsgi_vs_asgi", level, wsgi, asgi,
+                     floor)]
     # The choice most teams face: the default sync WSGI deployment or the default ASGI one.
     sync_name, async_name = CLASSIC_PAIR
     if {wsgi["server"], asgi["server"]} != set(CLASSIC_PAIR):
@@ -225,7 +419,35 @@ def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str) -> list[Guidanc
             items.append(_versus(
                 run, kind, "classic sync WSGI vs an event loop", "classic", level,
                 sync_rows[sync_rows["level"] == level].iloc[0],
-                async_rows[async_rows["level"] == level].iloc[0]))
+                async_rows[async_rows["level"] == level].iloc[0], floor))
+    return items
+
+
+def _ceiling(run: RunData, ranked: pd.DataFrame, floor: ServiceFloor | None
+             ) -> list[GuidanceItem]:
+    """Closed-loop levels where two or more servers sat at the load's own ceiling."""
+    if floor is None:
+        return []
+    closed = ranked[ranked["load_model"] == "closed"]
+    items = []
+    for level in sorted(float(v) for v in closed["level"].unique()):
+        at = closed[closed["level"] == level]
+        capped = [row for _, row in at.sort_values(["achieved_rps", "server"],
+                                                    ascending=[False, True]).iterrows()
+                  if at_ceiling(row, floor)]
+        if len(capped) < 2:
+            continue
+        names = ", ".join(f"{_row_label(r)} {fmt_rps(r['achieved_rps'])}" for r in capped)
+        text = (f"Little's law: at {level_phrase('closed', level)} no server can pass "
+                f"{ceiling_phrase(level, floor)} (D: {floor.source}); {names} req/s reached "
+                f"at least {100 * CEILING_FRACTION:.0f} % of it, so the load, not the server, "
+                f"set their throughput: they are not ranked at this level, a higher "
+                f"concurrency is needed to separate them.")
+        items.append(GuidanceItem(
+            topic="ceiling", caveat=True, run_id=run.run_id, text=text,
+            trial_ids=tuple(dict.fromkeys(_ids(*capped) + floor.trial_ids)),
+            values={"level": level, "ceiling_rps": floor.ceiling_rps(level),
+                    "floor_s": floor.seconds, "servers": float(len(capped))}))
     return items
 
 
@@ -345,14 +567,57 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
                                  "high_mb": high[column], "ratio": ratio})]
 
 
+def _overloaded(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
+    """Levels a server did not keep up with: a result about the server (one item per server)."""
+    part = summary[summary["outcome"] == "overloaded"]
+    items = []
+    for _server, rows in part.groupby("server", sort=True):
+        first = rows.iloc[0]
+        levels = "; ".join(f"{level_phrase(r['load_model'], r['level'])} "
+                           f"({r['invalid_reason'] or 'overloaded'})"
+                           for _, r in rows.iterrows())
+        text = (f"Overloaded: {_row_label(first)} did not keep up at {levels}. A result about "
+                f"the server, shown but not ranked.")
+        items.append(GuidanceItem(topic="overloaded", text=text, run_id=run.run_id,
+                                  trial_ids=_ids(*(r for _, r in rows.iterrows())),
+                                  values={"levels": float(len(rows))}))
+    return items
+
+
 def _invalid(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
     items = []
-    for _, row in summary[~summary["valid"]].iterrows():
+    for _, row in summary[summary["outcome"] == "invalid"].iterrows():
         text = (f"Not ranked: {_row_label(row)} at {level_phrase(row['load_model'], row['level'])}"
-                f": {row['invalid_reason'] or 'invalid'}.")
+                f": invalid, the harness cannot vouch for it: "
+                f"{row['invalid_reason'] or 'no reason recorded'}.")
         items.append(GuidanceItem(topic="invalid", text=text, run_id=run.run_id,
                                   trial_ids=_ids(row), caveat=True))
     return items
+
+
+def _busy(run: RunData) -> list[GuidanceItem]:
+    """Trials taken while other processes used the machine (harness.noise)."""
+    busy = busy_trials(run.trials)
+    if busy.empty:
+        return []
+    listed = []
+    for _, row in busy.head(MAX_BUSY_LISTED).iterrows():
+        others, steal = row["others_cpu_pct"], row["steal_pct"]
+        numbers = ", ".join(part for part in (
+            f"others {others:.0f} %" if pd.notna(others) else "",
+            f"steal {steal:.0f} %" if pd.notna(steal) else "") if part)
+        listed.append(f"{row['trial_id']}" + (f" ({numbers})" if numbers else ""))
+    more = len(busy) - len(listed)
+    text = (f"Busy machine during {len(busy)} of {len(run.trials)} trials: processes outside "
+            f"the harness used more than {BUSY_OTHERS_PCT:.0f} % of a CPU, or steal was above "
+            f"{BUSY_STEAL_PCT:.0f} %: " + "; ".join(listed)
+            + (f"; and {more} more" if more > 0 else "")
+            + ". Their throughput may be low and their latency high: measure them again on a "
+              "quiet machine before relying on them.")
+    return [GuidanceItem(topic="busy", text=text, run_id=run.run_id, caveat=True,
+                         trial_ids=tuple(str(t) for t in busy["trial_id"]),
+                         values={"trials": float(len(busy)),
+                                 "max_others_pct": float(busy["others_cpu_pct"].max())})]
 
 
 def _noise(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
@@ -414,23 +679,39 @@ def _targets(run: RunData) -> list[GuidanceItem]:
 
 
 def compute_guidance(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
-    """Findings first (best throughput, WSGI vs ASGI, tail, CPU efficiency, memory), then the
-    caveats (invalid levels, noise, targets not measured)."""
+    """Findings first (capacity at the objective, best throughput, WSGI vs ASGI, tail, CPU
+    efficiency, memory, overloaded levels), then the caveats (Little's-law ceilings, noise, a
+    busy machine, invalid levels, targets not measured)."""
     # imported here: the WebSocket module builds on this one's helpers
     from harness.analysis.websocket import is_websocket, websocket_guidance
 
     if is_websocket(run.meta):
         return websocket_guidance(run, summary)
+    from harness.analysis.capacity import capacity_guidance
+    from harness.analysis.families import family_guidance, multi_app, series_run, series_view
+
+    # Several app families: each (server, app) is a series of its own ("uvicorn · django") in
+    # every item below, and the comparisons within a family follow the cross-server ones.
+    family_items: list[GuidanceItem] = []
+    if multi_app(summary):
+        family_items = family_guidance(run, summary)
+        run, summary = series_run(run), series_view(summary)
     kind = kind_label(run.meta)
     ranked = _ranked(summary)
+    floor = service_floor(run, summary)
     items: list[GuidanceItem] = []
-    items += _best_throughput(run, ranked, kind)
-    items += _wsgi_vs_asgi(run, ranked, kind)
+    items += capacity_guidance(run)
+    items += _best_throughput(run, ranked, kind, floor)
+    items += _wsgi_vs_asgi(run, ranked, kind, floor)
+    items += family_items
     items += _open_capacity(run, ranked, summary)
     items += _tail(run, ranked)
     items += _efficiency(run, ranked)
     items += _memory(run, ranked)
+    items += _overloaded(run, summary)
+    items += _ceiling(run, ranked, floor)
     items += _noise(run, ranked)
+    items += _busy(run)
     items += _invalid(run, summary)
     items += _targets(run)
     if ranked.empty:

@@ -26,8 +26,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from harness import __version__
+from harness.analysis import capacity as capacity_mod
 from harness.analysis import plots, websocket
-from harness.analysis.frames import RunData, summarize
+from harness.analysis.families import multi_app, series_view
+from harness.analysis.frames import RunData, busy_trials, load_capacity, summarize
 from harness.analysis.guidance import (
     GuidanceItem,
     compute_guidance,
@@ -68,6 +70,7 @@ class RunSection:
     summary: pd.DataFrame
     guidance: list[GuidanceItem]
     plots: list[PlotFile]
+    capacity: pd.DataFrame  # capacity.csv, typed (empty without a capacity search)
 
 
 # -- building ------------------------------------------------------------------------------
@@ -83,7 +86,7 @@ def _ordered(summary: pd.DataFrame) -> pd.DataFrame:
     model_rank = summary["load_model"].map(
         {"closed": 0, "open": 1, "broadcast": 2, "idle": 3}).fillna(4)
     return (summary.assign(_m=model_rank, _g=gateway_rank)
-            .sort_values(["_m", "_g", "server", "message_size", "level"], kind="stable")
+            .sort_values(["_m", "_g", "server", "app", "message_size", "level"], kind="stable")
             .drop(columns=["_m", "_g"]).reset_index(drop=True))
 
 
@@ -120,14 +123,23 @@ def _ws_figures(run: RunData, summary: pd.DataFrame) -> list[tuple[str, str, Fig
     return wanted
 
 
-def _figures(run: RunData, summary: pd.DataFrame) -> list[tuple[str, str, FigureFactory]]:
+def _figures(run: RunData, summary: pd.DataFrame, capacity: pd.DataFrame
+             ) -> list[tuple[str, str, FigureFactory]]:
     """(name, title, factory) of the figures this run has data for."""
+    summary = series_view(summary)  # several app families: a series per (server, app)
     if websocket.is_websocket(run.meta):
         return _ws_figures(run, summary)
     kind = kind_label(run.meta)
     models = set(summary["load_model"]) if not summary.empty else set()
     ranked = summary[summary["valid"]] if not summary.empty else summary
     wanted: list[tuple[str, str, FigureFactory]] = []
+    objective = capacity_mod.objective_of(run.meta, capacity)
+    if objective is not None and not capacity.empty:
+        title = (f"{kind}: capacity at {objective.percentile} <= {objective.threshold_ms:g} ms "
+                 f"(open loop, search steps included)")
+        wanted.append(("capacity", title, partial(
+            plots.plot_capacity, run.trials, capacity, objective.column, objective.percentile,
+            objective.threshold_ms, title)))
     if "closed" in models:
         title = f"{kind}: throughput vs concurrency"
         wanted.append(("throughput", title, partial(plots.plot_throughput, summary, title)))
@@ -160,15 +172,16 @@ def _figures(run: RunData, summary: pd.DataFrame) -> list[tuple[str, str, Figure
 
 def _build_section(run: RunData, slug: str, plot_dir: Path) -> RunSection:
     summary = _ordered(summarize(run))
+    capacity = load_capacity(run.run_dir)
     files: list[PlotFile] = []
-    for name, title, factory in _figures(run, summary):
+    for name, title, factory in _figures(run, summary, capacity):
         fig = factory()
         if fig is None:
             continue
         paths = plots.save_figure(fig, plot_dir / f"{slug}-{name}")
         files.append(PlotFile(name=name, title=title, png=paths["png"], svg=paths["svg"]))
     return RunSection(run=run, slug=slug, summary=summary,
-                      guidance=compute_guidance(run, summary), plots=files)
+                      guidance=compute_guidance(run, summary), plots=files, capacity=capacity)
 
 
 def load_sections_input(run_dirs: Sequence[Path | str]) -> list[RunData]:
@@ -229,11 +242,40 @@ def short_id(trial_id: str) -> str:
 
 
 # The words both renderings share, written once so the HTML and Markdown reports cannot drift.
-PLOT_LEGEND = ("WSGI servers in blues and greens, ASGI in oranges and reds; grey crossed "
-               "markers are invalid (not ranked).")
+PLOT_LEGEND = ("WSGI servers in blues and greens, ASGI in oranges and reds; hollow markers "
+               "in a server's colour are overloaded (the server did not keep up: a result, "
+               "shown, not ranked); grey crossed markers are invalid (not ranked): the harness "
+               "cannot vouch for them.")
 RESULTS_NOTE = ("Throughput and CPU: mean of the measured repeats; p50/p99: the repeats' "
                 "histograms added together; RSS: peak. CPU is percent of one core. A level is "
-                "ranked only when every repeat is valid.")
+                "ranked only when every repeat is valid. Status: valid; overloaded (the server "
+                "did not keep up: a result); invalid (the harness cannot vouch for the number). "
+                "The capacity search's steps are in the capacity table and the trials list.")
+CAPACITY_HEADING = "Capacity at the objective"
+FAMILY_LEGEND = ("Several app families: a line per server · family, in the server's colour "
+                 "with a marker per family.")
+
+
+def plot_legend(section: RunSection) -> str:
+    """PLOT_LEGEND, and how families are drawn when the run has several."""
+    return (f"{PLOT_LEGEND} {FAMILY_LEGEND}" if multi_app(section.summary) else PLOT_LEGEND)
+STATUS_VALID = "valid"
+
+
+def status_text(outcome: str, reason: str) -> str:
+    """The status cell of a results table: valid / overloaded: why / invalid (not ranked): why."""
+    if outcome == "valid":
+        return STATUS_VALID
+    if outcome == "overloaded":
+        return f"overloaded: {reason}" if reason else "overloaded"
+    return f"invalid (not ranked): {reason}" if reason else "invalid (not ranked)"
+
+
+def _row_class(row: Mapping[str, str]) -> str:
+    status = row.get("status", row.get("outcome", ""))
+    if status.startswith("overloaded"):
+        return "overloaded"
+    return "" if status == STATUS_VALID else "invalid"
 MODEL_HEADINGS = {"closed": "Closed loop (level = concurrent clients)",
                   "open": "Open loop (level = offered req/s)",
                   "broadcast": "Broadcast (level = subscribers)",
@@ -277,12 +319,15 @@ def _num(value: Any, fmt: Callable[[float], str]) -> str:
     return fmt(float(value))
 
 
-def _table_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
+def _table_rows(summary: pd.DataFrame, with_app: bool | None = None) -> list[dict[str, str]]:
+    """The results table; an ``app`` column when ``with_app`` (default: several families)."""
+    with_app = multi_app(summary) if with_app is None else with_app
     rows = []
     for _, r in summary.iterrows():
         threads = "" if pd.isna(r["threads"]) else f"×{r['threads']}"
         rows.append({
             "server": str(r["server"]),
+            **({"app": str(r["app"])} if with_app else {}),
             "gateway": str(r["gateway"]).upper(),
             "level": f"{r['level']:g}",
             # measured of planned: a repeat that could not be measured is not in the means
@@ -299,7 +344,8 @@ def _table_rows(summary: pd.DataFrame) -> list[dict[str, str]]:
             "PSS MB": _num(r["server_pss_mb"], fmt_mb),
             "req/CPU-s": _num(r["rps_per_cpu_s"], fmt_rps),
             "workers": ("–" if pd.isna(r["workers"]) else str(r["workers"])) + threads,
-            "status": "valid" if r["valid"] else f"invalid (not ranked): {r['invalid_reason']}",
+            "status": status_text(str(r["outcome"]) if r["valid"] or r["outcome"] != "valid"
+                                  else "invalid", str(r["invalid_reason"])),
             "trials": ", ".join(short_id(t) for t in r["trial_ids"]),
         })
     return rows
@@ -309,6 +355,7 @@ _TRIAL_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("trial", "trial_id", str),
     ("server", "server", str),
     ("model", "load_model", str),
+    ("phase", "phase", str),
     ("level", "level", lambda v: f"{v:g}"),
     ("repeat", "repeat", str),
     ("req/s", "achieved_rps", lambda v: _num(v, fmt_rps)),
@@ -319,9 +366,40 @@ _TRIAL_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("RSS MB", "server_rss_mb", lambda v: _num(v, fmt_mb)),
     ("PSS MB", "server_pss_mb", lambda v: _num(v, fmt_mb)),
     ("gen CPU %", "loadgen_cpu_pct", lambda v: _num(v, lambda x: f"{x:.0f}")),
-    ("valid", "valid", lambda v: "yes" if v else "NO"),
+    ("others CPU %", "others_cpu_pct", lambda v: _num(v, lambda x: f"{x:.0f}")),
+    ("outcome", "outcome", str),
     ("reason", "invalid_reason", str),
+    ("notes", "notes", lambda v: "" if pd.isna(v) else str(v)),
 )
+
+
+def _trial_rows(run: RunData) -> list[dict[str, str]]:
+    columns = _TRIAL_COLUMNS
+    if multi_app(run.trials):  # several app families: which one each trial ran
+        at = [label for label, _c, _f in columns].index("server") + 1
+        columns = (*columns[:at], ("app", "app", str), *columns[at:])
+    busy = set(busy_trials(run.trials)["trial_id"].astype(str)) if not run.trials.empty \
+        else set()
+    rows = []
+    for _, r in run.trials.iterrows():
+        row = {label: fn(r[col]) for label, col, fn in columns}
+        if str(r["trial_id"]) in busy and not row["notes"].startswith("busy machine"):
+            row["notes"] = "; ".join(x for x in ("busy machine", row["notes"]) if x)
+        rows.append(row)
+    return rows
+
+
+def _capacity_rows(section: RunSection) -> list[dict[str, str]]:
+    objective = capacity_mod.objective_of(section.run.meta, section.capacity)
+    if section.capacity.empty or objective is None:
+        return []
+    return capacity_mod.table_rows(section.run, section.capacity, objective, short_id)
+
+
+def capacity_intro(section: RunSection) -> str:
+    objective = capacity_mod.objective_of(section.run.meta, section.capacity)
+    where = f"Objective: {objective.text}. " if objective is not None else ""
+    return where + capacity_mod.CAPACITY_NOTE
 
 
 def _facts(run: RunData) -> list[tuple[str, str]]:
@@ -406,6 +484,7 @@ th{background:#f4f6f8;position:sticky;top:0}
 td.l,th.l{text-align:left}
 tr.invalid td{color:#8a8f98;background:#fafafa}
 tr.invalid td.status{color:#b3261e}
+tr.overloaded td.status{color:#7a4b00}
 table.facts td{text-align:left}table.facts td:first-child{font-weight:600;width:13em}
 code{font-size:.85em;background:#f4f6f8;padding:.05em .3em;border-radius:3px;word-break:break-all}
 figure{margin:1.2em 0;text-align:center}
@@ -476,9 +555,17 @@ def _html_section(section: RunSection) -> str:
         out.append('<ul class="guidance">' + "".join(
             f'<li class="caveat">{_e(i.text)}{_html_refs(i, slug)}</li>' for i in caveats)
             + "</ul>")
+    capacity_rows = _capacity_rows(section)
+    if capacity_rows:
+        out.append(f"<h3>{_e(CAPACITY_HEADING)}</h3>")
+        out.append(f'<p class="meta">{_e(capacity_intro(section))}</p>')
+        out.append(_html_table(capacity_rows, left=("server", "gateway", "status", "spread",
+                                                    "first failed", "note"),
+                               cell_class={"first failed": "wrap", "note": "wrap",
+                                           "spread": "wrap"}))
     if section.plots:
         out.append("<h3>Plots</h3>")
-        out.append(f'<p class="legend-key">{_e(PLOT_LEGEND)}</p>')
+        out.append(f'<p class="legend-key">{_e(plot_legend(section))}</p>')
     for plot in section.plots:
         out.append(f'<figure><img src="{_data_uri(plot.svg)}" alt="{_e(plot.title)}" '
                    f'width="880"><figcaption>{_e(plot.title)}</figcaption></figure>')
@@ -489,8 +576,7 @@ def _html_section(section: RunSection) -> str:
         for heading, rows in _ws_parts(section):
             out.append(f"<h4>{_e(heading)}</h4>")
             out.append(_html_table(rows, left=("server", "gateway", "status", "trials"),
-                                   row_class=lambda r: "" if r["status"] == "valid"
-                                   else "invalid", cell_class={"status": "status"}))
+                                   row_class=_row_class, cell_class={"status": "status"}))
     else:
         out.append("<h3>Results per server and level</h3>")
         out.append(f'<p class="meta">{_e(RESULTS_NOTE)}</p>')
@@ -500,9 +586,9 @@ def _html_section(section: RunSection) -> str:
         if part.empty:
             continue
         out.append(f"<h4>{_e(MODEL_HEADINGS[model])}</h4>")
-        out.append(_html_table(_table_rows(part), left=("server", "gateway", "status", "trials"),
-                               row_class=lambda r: "" if r["status"] == "valid" else "invalid",
-                               cell_class={"status": "status"}))
+        out.append(_html_table(_table_rows(part, multi_app(section.summary)),
+                               left=("server", "app", "gateway", "status", "trials"),
+                               row_class=_row_class, cell_class={"status": "status"}))
     if section.summary.empty:
         out.append("<p><em>No trial was recorded.</em></p>")
     out.append("<h3>What ran on what</h3>")
@@ -523,10 +609,11 @@ def _html_section(section: RunSection) -> str:
                                left=("package", "version")))
     trials = run.trials
     out.append(f"<details><summary>All {len(trials)} trials (trials.csv)</summary>")
-    rows = [{label: fn(r[col]) for label, col, fn in _TRIAL_COLUMNS} for _, r in trials.iterrows()]
-    out.append(_html_table(rows, left=("trial", "server", "model", "valid", "reason"),
-                           row_class=lambda r: "" if r["valid"] == "yes" else "invalid",
-                           row_id=lambda r: f"{slug}-t-{r['trial']}"))
+    rows = _trial_rows(run)
+    out.append(_html_table(rows, left=("trial", "server", "model", "phase", "outcome", "reason",
+                                       "notes"),
+                           row_class=_row_class, row_id=lambda r: f"{slug}-t-{r['trial']}",
+                           cell_class={"reason": "wrap", "notes": "wrap"}))
     out.append("</details></section>")
     return "\n".join(out)
 
@@ -586,8 +673,12 @@ def _md_section(section: RunSection) -> str:
     if caveats:
         out += ["", "### Caveats", ""]
         out += [f"- {i.text}{_md_refs(i)}" for i in caveats]
+    capacity_rows = _capacity_rows(section)
+    if capacity_rows:
+        out += ["", f"### {CAPACITY_HEADING}", "", capacity_intro(section), "",
+                _md_table(capacity_rows)]
     if section.plots:
-        out += ["", "### Plots", "", PLOT_LEGEND, ""]
+        out += ["", "### Plots", "", plot_legend(section), ""]
     for plot in section.plots:
         out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
                 f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
@@ -602,15 +693,15 @@ def _md_section(section: RunSection) -> str:
             if not section.summary.empty else section.summary
         if part.empty:
             continue
-        out += [f"#### {MODEL_HEADINGS[model]}", "", _md_table(_table_rows(part))]
+        out += [f"#### {MODEL_HEADINGS[model]}", "",
+                _md_table(_table_rows(part, multi_app(section.summary)))]
     out += ["### What ran on what", "", _md_table([{"": k, "value": v} for k, v in _facts(run)]),
             "#### Servers and presets", "", _md_table(_targets(run))]
     versions = _versions(run)
     if versions:
         out += ["#### Versions", "", _md_table([{"package": k, "version": v}
                                                 for k, v in versions.items()])]
-    rows = [{label: fn(r[col]) for label, col, fn in _TRIAL_COLUMNS}
-            for _, r in run.trials.iterrows()]
+    rows = _trial_rows(run)
     out += [f"#### All {len(rows)} trials", "", _md_table(rows)]
     return "\n".join(out)
 

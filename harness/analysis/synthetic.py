@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from harness.results import LoadModel, Outcome, RunWriter, TrialRecord, TrialStatus, trial_id
+from harness.noise import Noise
+from harness.results import (
+    CapacityRecord,
+    LoadModel,
+    Outcome,
+    RunWriter,
+    TrialRecord,
+    TrialStatus,
+    trial_id,
+)
+from harness.slo import CapacitySearch, SearchPolicy, Slo, parse_slo, start_rate_from
 
 IO_WAIT_MS = 50.0
 HIST_LOWEST_US = 1
@@ -61,7 +71,16 @@ DEFAULT_SERVERS: tuple[FakeServer, ...] = (
 
 @dataclass(frozen=True, kw_only=True)
 class SyntheticSpec:
-    """What to generate. ``invalid`` names (server, concurrency) pairs whose trials fail."""
+    """What to generate.
+
+    ``overloaded``: (server, concurrency) pairs whose trials fail 4 % of their requests (the
+    server did not keep up: outcome overloaded); ``invalid``: pairs whose generator saturated
+    (outcome invalid). Open-loop levels past a server's capacity are overloaded (it fell
+    behind with every connection busy). ``busy``: (server, concurrency) pairs taken while
+    other processes used the machine (notes and ``others_cpu_pct`` say so). ``slo``: a
+    latency objective: each server and repeat then gets a capacity search (phase "search"
+    trials, judged by harness.slo's own search) and a capacity.csv row.
+    """
 
     servers: tuple[FakeServer, ...] = DEFAULT_SERVERS
     concurrency: tuple[int, ...] = (1, 16, 64, 256)
@@ -71,8 +90,12 @@ class SyntheticSpec:
     seed: int = 7
     scenario: str = "io_bound"
     kind: str = "io"
-    invalid: tuple[tuple[str, int], ...] = (("gunicorn-sync", 256),)
+    overloaded: tuple[tuple[str, int], ...] = (("gunicorn-sync", 256),)
+    invalid: tuple[tuple[str, int], ...] = (("hypercorn", 256),)
+    busy: tuple[tuple[str, int], ...] = ()
     noisy: tuple[str, ...] = ()  # servers whose repeats vary by ~25 %
+    slo: Slo | None = None
+    search_steps: int = 8
     run_id: str = "synthetic-io_bound"
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
@@ -123,6 +146,7 @@ def _meta(spec: SyntheticSpec) -> dict[str, Any]:
                      "threads": s.threads, "preset_note": s.note, "version": "0.0",
                      "command": [s.name, "apps.raw"], "status": "ok", "reason": ""}
                     for s in spec.servers],
+        "plan": ({"slo": spec.slo.to_dict()} if spec.slo is not None else {}),
         **spec.extra_meta,
     }
 
@@ -136,17 +160,48 @@ def write_synthetic_run(run_dir: Path, spec: SyntheticSpec | None = None) -> Pat
     levels: list[tuple[LoadModel, float]] = [("closed", float(c)) for c in spec.concurrency]
     levels += [("open", r) for r in spec.rates]
     for server in spec.servers:
+        peaks: list[float] = []
         for load_model, level in levels:
             for repeat in range(1, spec.repeats + 1):
                 index += 1
                 record, hist, series = _trial(rng, spec, server, load_model, level, repeat, index)
                 writer.append_trial(record, latency_hdr=hist.encode(), series=series)
+                if record.load_model == "closed" and record.valid:
+                    peaks.append(record.achieved_rps)
+        if spec.slo is None:
+            continue
+        for repeat in range(1, spec.repeats + 1):
+            index = _search(rng, spec, spec.slo, writer, server, repeat, index, peaks)
     return run_dir
+
+
+def _search(rng: np.random.Generator, spec: SyntheticSpec, slo: Slo, writer: RunWriter,
+            server: FakeServer, repeat: int, index: int, peaks: list[float]) -> int:
+    """One capacity search of ``server`` (harness.slo's own state machine); returns the index
+    of the last trial written."""
+    search = CapacitySearch(SearchPolicy(max_steps=spec.search_steps), start_rate_from(peaks))
+    while (rate := search.next_rate()) is not None:
+        index += 1
+        record, hist, series = _trial(rng, spec, server, "open", rate, repeat, index,
+                                      phase="search")
+        writer.append_trial(record, latency_hdr=hist.encode(), series=series)
+        if record.outcome == "invalid":
+            search.record(rate, record.trial_id, None, undetermined=record.invalid_reason)
+        else:
+            why = record.invalid_reason if record.outcome == "overloaded" else slo.check(record)
+            search.record(rate, record.trial_id, why)
+    found = search.result()
+    writer.append_capacity(CapacityRecord(
+        server=server.name, repeat=repeat, gateway=server.gateway, app="raw",
+        slo=slo.describe(), status=found.status, capacity_rps=found.capacity_rps,
+        proof_trial=found.proof_trial, failed_rate=found.failed_rate,
+        failed_trial=found.failed_trial, steps=found.steps, note=found.note))
+    return index
 
 
 def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer,
            load_model: LoadModel,
-           level: float, repeat: int, index: int
+           level: float, repeat: int, index: int, *, phase: str = "sweep"
            ) -> tuple[TrialRecord, HdrHistogram, list[dict[str, object]]]:
     noise = 0.25 if server.name in spec.noisy else 0.03
     factor = float(np.clip(rng.normal(1.0, noise), 0.5, 1.5))
@@ -160,21 +215,31 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer,
         rps = min(level, capacity)
         # Past capacity the open-loop queue grows for the whole trial.
         median_ms = IO_WAIT_MS * 1.03 if level < capacity * 0.9 else (
-            IO_WAIT_MS + 1000.0 * spec.duration_s * (1.0 - capacity / level) / 2.0)
+            IO_WAIT_MS * 1.03 + 1000.0 * spec.duration_s * max(0.0, 1.0 - capacity / level) / 2.0)
         offered = level
     requests = int(rps * spec.duration_s)
-    broken = load_model == "closed" and (server.name, int(level)) in spec.invalid
+    closed_key = (server.name, int(level)) if load_model == "closed" else None
+    broken = closed_key in spec.overloaded
+    saturated = closed_key in spec.invalid
     errors = int(requests * 0.04) if broken else 0
-    behind = 0 if load_model == "closed" or level < capacity * 0.9 else int(level - capacity)
+    behind = 0 if load_model == "closed" else max(0, int(level - capacity))
     samples = _latencies_us(rng, median_ms, SAMPLES_PER_TRIAL)
     hist = _histogram(samples, requests)
     cpu_pct = min(100.0, rps * server.cpu_per_request_ms / 10.0 + 2.0)
     rss = server.rss_mb * (1.0 + min(level, 512) / 2048.0)
     reasons = []
+    if behind:
+        reasons.append(f"connection cap reached: {behind * int(spec.duration_s)} requests "
+                       "waited for a connection, with every connection busy on a server that "
+                       f"fell behind {level:g} req/s")
     if broken:
         reasons.append(f"errors {errors / (requests + errors):.2%} of requests (limit 0.1%)")
-    if behind:
-        reasons.append(f"generator saturated: {behind} requests behind schedule")
+    if saturated:
+        reasons.append("generator saturated: the generator's CPUs (0) were 97% busy (> 90%)")
+    outcome: Outcome = "invalid" if saturated else "overloaded" if reasons else "valid"
+    machine = (Noise(others_cpu_pct=float(rng.uniform(30.0, 60.0)), steal_pct=0.0)
+               if closed_key in spec.busy else
+               Noise(others_cpu_pct=float(rng.uniform(1.0, 6.0)), steal_pct=0.0))
     tid = trial_id(index, server.name, load_model, level, repeat)
     record = TrialRecord(
         trial_id=tid, scenario=spec.scenario, server=server.name, gateway=server.gateway,
@@ -190,10 +255,12 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer,
         max_ms=hist.get_max_value() / 1000.0, mean_ms=hist.get_mean_value() / 1000.0,
         service_p50_ms=None, service_p99_ms=None, behind=behind, out_of_range=0,
         server_cpu_pct=cpu_pct, server_rss_mb=rss, server_pss_mb=rss * 0.8,
-        loadgen_cpu_pct=min(85.0, rps / 40.0), saturated=bool(behind), valid=not reasons,
-        invalid_reason="; ".join(reasons), status=TrialStatus.OK, workers=server.workers,
-        threads=server.threads,
+        loadgen_cpu_pct=97.0 if saturated else min(85.0, rps / 40.0), saturated=saturated,
+        valid=outcome == "valid", invalid_reason="; ".join(reasons), status=TrialStatus.OK,
+        workers=server.workers, threads=server.threads,
         server_cpus="1", loadgen_cpus="0", started_at="2026-11-24T23:16:00+00:00",
+        notes=machine.note() if machine.busy else "", outcome=outcome, phase=phase,
+        others_cpu_pct=machine.others_cpu_pct, steal_pct=machine.steal_pct,
     )
     series: list[dict[str, object]] = []
     for second in range(int(spec.duration_s)):
@@ -383,12 +450,167 @@ def _ws_trial(rng: np.random.Generator, spec: SyntheticWsSpec, server: FakeWsSer
 MAX_WS_CONNECTIONS = 256
 
 
+# -- several app families ------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class FakeFamilyTarget:
+    """One server running one app family in the synthetic model (harness.analysis.families):
+    the request rate it saturates at, and its CPU cost per request."""
+
+    server: str
+    gateway: str
+    app: str
+    capacity_rps: float
+    cpu_per_request_ms: float = 1.0
+    rss_mb: float = 60.0
+    workers: int = 1
+
+
+# Groups as harness.catalogue.APPS names them (copied: a synthetic run must not change when
+# the catalogue does).
+FAMILY_GROUPS: dict[str, tuple[str, ...]] = {
+    "raw": (), "django": ("django",), "django-async": ("django",),
+    "flask": ("flask-quart", "flask-fastapi"), "quart": ("flask-quart",),
+    "fastapi": ("flask-fastapi",), "starlette": ("starlette-pyramid",),
+    "pyramid": ("starlette-pyramid",),
+}
+DEFAULT_FAMILY_TARGETS: tuple[FakeFamilyTarget, ...] = (
+    FakeFamilyTarget(server="gunicorn-sync", gateway="wsgi", app="raw", capacity_rps=58.0,
+                     workers=3),
+    FakeFamilyTarget(server="gunicorn-sync", gateway="wsgi", app="django", capacity_rps=52.0,
+                     cpu_per_request_ms=4.0, workers=3),
+    FakeFamilyTarget(server="gunicorn-sync", gateway="wsgi", app="flask", capacity_rps=56.0,
+                     cpu_per_request_ms=2.0, workers=3),
+    FakeFamilyTarget(server="gunicorn-sync", gateway="wsgi", app="pyramid", capacity_rps=55.0,
+                     cpu_per_request_ms=2.5, workers=3),
+    FakeFamilyTarget(server="uvicorn", gateway="asgi", app="raw", capacity_rps=2400.0,
+                     cpu_per_request_ms=0.4),
+    FakeFamilyTarget(server="uvicorn", gateway="asgi", app="django", capacity_rps=300.0,
+                     cpu_per_request_ms=3.2),
+    FakeFamilyTarget(server="uvicorn", gateway="asgi", app="django-async", capacity_rps=900.0,
+                     cpu_per_request_ms=1.1),
+    FakeFamilyTarget(server="uvicorn", gateway="asgi", app="quart", capacity_rps=700.0,
+                     cpu_per_request_ms=1.4),
+    FakeFamilyTarget(server="uvicorn", gateway="asgi", app="fastapi", capacity_rps=1500.0,
+                     cpu_per_request_ms=0.7),
+    FakeFamilyTarget(server="uvicorn", gateway="asgi", app="starlette", capacity_rps=2000.0,
+                     cpu_per_request_ms=0.5),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticFamiliesSpec:
+    """A run of several app families on several servers (the ``frameworks`` scenario).
+
+    Trial ids name the target "server+family" as a real run does. ``overloaded`` and
+    ``invalid``: (server, app, concurrency) triples (4 % errors; generator saturated).
+    ``failed``: (server, app, status, reason) of targets run.json lists as never measured.
+    Every family is listed on every server; the other gateway's are "unsupported". Throughput
+    is the model's exactly (no noise), so tests can predict the guidance.
+    """
+
+    targets: tuple[FakeFamilyTarget, ...] = DEFAULT_FAMILY_TARGETS
+    concurrency: tuple[int, ...] = (1, 64, 256)
+    repeats: int = 1
+    duration_s: float = 5.0
+    seed: int = 13
+    overloaded: tuple[tuple[str, str, int], ...] = (("gunicorn-sync", "flask", 256),)
+    invalid: tuple[tuple[str, str, int], ...] = (
+        ("uvicorn", "starlette", 1), ("uvicorn", "starlette", 64), ("uvicorn", "starlette", 256))
+    failed: tuple[tuple[str, str, str, str], ...] = ()
+    run_id: str = "synthetic-frameworks"
+
+
+def _families_meta(spec: SyntheticFamiliesSpec) -> dict[str, Any]:
+    meta = _meta(SyntheticSpec(scenario="frameworks", run_id=spec.run_id))
+    meta["command_line"] = ["harness", "run", "--scenario", "frameworks"]
+    meta["scenario"]["description"] = "Synthetic frameworks data: every request waits 50 ms."
+    failed = {(s, a): (status, reason) for s, a, status, reason in spec.failed}
+    servers = {t.server: t.gateway for t in spec.targets}
+    measured = {(t.server, t.app) for t in spec.targets}
+    targets = []
+    for app in dict.fromkeys(t.app for t in spec.targets):
+        for server, gateway in servers.items():
+            status, reason = failed.get((server, app), ("ok", ""))
+            if (server, app) not in measured and (server, app) not in failed:
+                status = "unsupported"
+                reason = f"app family '{app}' has no {gateway.upper()} app"
+            targets.append({
+                "server": server, "gateway": gateway, "app": app, "target": f"{server}+{app}",
+                "workers": 1, "threads": None, "preset_note": "", "version": "0.0",
+                "command": [server, f"apps.{app}"], "status": status, "reason": reason,
+                "family": {"name": app, "description": f"synthetic {app}",
+                           "groups": list(FAMILY_GROUPS.get(app, ())), "versions": {}}})
+    meta["targets"] = targets
+    return meta
+
+
+def write_synthetic_families_run(run_dir: Path,
+                                 spec: SyntheticFamiliesSpec | None = None) -> Path:
+    """Write a synthetic run of several app families at ``run_dir`` and return it."""
+    spec = spec or SyntheticFamiliesSpec()
+    rng = np.random.default_rng(spec.seed)
+    writer = RunWriter(run_dir, _families_meta(spec))
+    failed = {(s, a) for s, a, _status, _reason in spec.failed}
+    index = 0
+    for target in spec.targets:
+        if (target.server, target.app) in failed:
+            continue
+        for clients in spec.concurrency:
+            for repeat in range(1, spec.repeats + 1):
+                index += 1
+                record, hist = _family_trial(rng, spec, target, clients, repeat, index)
+                writer.append_trial(record, latency_hdr=hist.encode())
+    return run_dir
+
+
+def _family_trial(rng: np.random.Generator, spec: SyntheticFamiliesSpec,
+                  target: FakeFamilyTarget, clients: int, repeat: int, index: int
+                  ) -> tuple[TrialRecord, HdrHistogram]:
+    rps = min(clients * 1000.0 / IO_WAIT_MS * 0.97, target.capacity_rps)
+    requests = int(rps * spec.duration_s)
+    median_ms = max(IO_WAIT_MS * 1.02, clients * 1000.0 / rps)
+    hist = _histogram(_latencies_us(rng, median_ms, SAMPLES_PER_TRIAL), requests)
+    key = (target.server, target.app, clients)
+    broken, saturated = key in spec.overloaded, key in spec.invalid
+    errors = int(requests * 0.04) if broken else 0
+    reason = ("generator saturated: the generator's CPUs (0) were 97% busy (> 90%)" if saturated
+              else f"errors {errors / (requests + errors):.2%} of requests (limit 0.1%)"
+              if broken else "")
+    outcome: Outcome = "invalid" if saturated else "overloaded" if broken else "valid"
+    cpu_pct = min(100.0, rps * target.cpu_per_request_ms / 10.0 + 2.0)
+    name = f"{target.server}+{target.app}"
+    record = TrialRecord(
+        trial_id=trial_id(index, name, "closed", float(clients), repeat), scenario="frameworks",
+        server=target.server, gateway=target.gateway, app=target.app, endpoint="/io?ms=50",
+        load_model="closed", concurrency=clients, rate=None, repeat=repeat,
+        duration_s=spec.duration_s, requests=requests, achieved_rps=requests / spec.duration_s,
+        offered_rps=None, errors=errors,
+        error_rate=errors / (requests + errors) if requests + errors else 0.0,
+        errors_connect=0, errors_io=errors, errors_timeout=0, errors_status=0, errors_body=0,
+        p50_ms=_ms(hist, 50), p75_ms=_ms(hist, 75), p90_ms=_ms(hist, 90), p99_ms=_ms(hist, 99),
+        p99_9_ms=_ms(hist, 99.9), p99_99_ms=_ms(hist, 99.99),
+        max_ms=hist.get_max_value() / 1000.0, mean_ms=hist.get_mean_value() / 1000.0,
+        service_p50_ms=None, service_p99_ms=None, behind=0, out_of_range=0,
+        server_cpu_pct=cpu_pct, server_rss_mb=target.rss_mb, server_pss_mb=target.rss_mb * 0.8,
+        loadgen_cpu_pct=97.0 if saturated else min(85.0, rps / 40.0), saturated=saturated,
+        valid=outcome == "valid", invalid_reason=reason, status=TrialStatus.OK,
+        workers=target.workers, threads=None, server_cpus="1", loadgen_cpus="0",
+        started_at="2026-11-24T23:16:00+00:00", outcome=outcome,
+    )
+    return record, hist
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="write a synthetic run folder (not a measurement)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--slo", help="a latency objective, e.g. p99=200ms: adds capacity "
+                        "searches and capacity.csv")
     args = parser.parse_args(argv)
-    path = write_synthetic_run(args.out, SyntheticSpec(repeats=args.repeats, noisy=("hypercorn",)))
+    path = write_synthetic_run(args.out, SyntheticSpec(
+        repeats=args.repeats, noisy=("hypercorn",),
+        slo=parse_slo(args.slo) if args.slo else None))
     print(path)
     return 0
 

@@ -1,0 +1,297 @@
+"""Capacity at the run's latency objective (capacity.csv): per-server figures, the table and the
+guidance that compares them.
+
+Each row of capacity.csv is one search (a target, one repeat): the highest open-loop rate that
+met the objective, the trial that proves it and the first trial above it that failed. With
+repeats, a server's capacity is the mean of its repeats' figures with the 95 % confidence
+interval of that mean (Student's t), and two servers are ranked only when a t-test on the
+logarithm of their repeats' capacities is significant (harness.analysis.guidance).
+
+>>> caps = server_capacities(load_capacity("results/20261124-231500-io_bound"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis.frames import RunData, load_capacity
+from harness.analysis.guidance import (
+    CLASSIC_PAIR,
+    SINGLE_RUN_NOISE_FRACTION,
+    GuidanceItem,
+    MeanCi,
+    compare_repeats,
+    fmt_ms,
+    fmt_ratio,
+    fmt_rps,
+    mean_ci,
+)
+from harness.errors import UsageError
+from harness.slo import PERCENTILE_COLUMNS, parse_slo
+
+# The statuses of harness.slo.SearchStatus, as the report words them.
+STATUS_WORDS = {"found": "found", "at_least": "at least (the search stopped first)",
+                "below_min": "below the search's minimum rate",
+                "undetermined": "undetermined (a step could not be judged)"}
+MEASURED_STATUSES = ("found", "at_least")
+CAPACITY_NOTE = ("Capacity: the highest open-loop rate (latency timed from the intended send) "
+                 "whose trial met the objective, found by a ramp and then bisection to 5 %; "
+                 "each step is a trial (phase 'search'). 'proof' is the trial at the capacity, "
+                 "'first failed' the lowest rate that missed it. With repeats (each restarts "
+                 "the server), the server's row gives the mean of the repeats and the 95 % "
+                 "confidence interval of that mean.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Objective:
+    """The latency objective of a run: ``percentile`` (p99, ...) <= ``threshold_ms``."""
+
+    percentile: str
+    threshold_ms: float
+    text: str
+
+    @property
+    def column(self) -> str:
+        return PERCENTILE_COLUMNS.get(self.percentile, "p99_ms")
+
+
+def objective_of(meta: Mapping[str, Any], capacity: pd.DataFrame) -> Objective | None:
+    """run.json's plan.slo, else the objective capacity.csv names; None when neither does."""
+    slo = (meta.get("plan") or {}).get("slo")
+    if isinstance(slo, Mapping) and slo.get("percentile") and slo.get("threshold_ms"):
+        threshold = float(slo["threshold_ms"])
+        if math.isfinite(threshold):
+            return Objective(percentile=str(slo["percentile"]), threshold_ms=threshold,
+                             text=str(slo.get("text") or f"{slo['percentile']} <= "
+                                      f"{threshold:g} ms"))
+    if capacity.empty:
+        return None
+    text = str(capacity["slo"].iloc[0])
+    try:
+        parsed = parse_slo(text, what="capacity.csv slo")
+    except UsageError:
+        return None
+    return Objective(percentile=parsed.percentile, threshold_ms=parsed.threshold_ms, text=text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerCapacity:
+    """One server's capacity searches (a row of capacity.csv per repeat)."""
+
+    server: str
+    gateway: str
+    rows: pd.DataFrame  # its capacity.csv rows, by repeat
+
+    @property
+    def _with_figure(self) -> pd.DataFrame:
+        # found, at_least, and an undetermined search that met the objective before it stopped
+        rows = self.rows
+        return rows[rows["status"].isin((*MEASURED_STATUSES, "undetermined"))
+                    & rows["capacity_rps"].notna()]
+
+    @property
+    def figures(self) -> list[float]:
+        """Each repeat's capacity (or lower bound), when it has one."""
+        return [float(v) for v in self._with_figure["capacity_rps"]]
+
+    @property
+    def measured(self) -> bool:
+        """Every repeat has a capacity or a lower bound: the server can be compared."""
+        return len(self._with_figure) == len(self.rows) > 0
+
+    @property
+    def lower_bound(self) -> bool:
+        """Some repeat's figure is only a lower bound: its search stopped before it failed
+        (at_least), or at a step the harness could not vouch for (undetermined)."""
+        return bool(self._with_figure["status"].isin(("at_least", "undetermined")).any())
+
+    def stop_reasons(self) -> list[str]:
+        """Why the searches that gave only a lower bound stopped (the notes' first clause)."""
+        rows = self.rows[self.rows["status"].isin(("at_least", "undetermined"))]
+        return list(dict.fromkeys(str(n).split(": ", 1)[0] for n in rows["note"] if str(n)))
+
+    @property
+    def mean(self) -> float:
+        figures = self.figures
+        return sum(figures) / len(figures) if figures else math.nan
+
+    @property
+    def spread(self) -> MeanCi | None:
+        return mean_ci(self.figures) if self.measured else None
+
+    @property
+    def trial_ids(self) -> tuple[str, ...]:
+        ids = [str(t) for col in ("proof_trial", "failed_trial")
+               for t in self.rows[col].dropna()]
+        return tuple(dict.fromkeys(sorted(ids)))
+
+    @property
+    def label(self) -> str:
+        return f"{self.server} ({self.gateway.upper()})"
+
+    def figure_text(self) -> str:
+        """``5,200 req/s``, ``at least 100,000 req/s``, with the spread over repeats."""
+        if not self.measured:
+            statuses = sorted(set(self.rows["status"].astype(str)))
+            return " / ".join(STATUS_WORDS.get(s, s) for s in statuses)
+        text = ("at least " if self.lower_bound else "") + f"{fmt_rps(self.mean)} req/s"
+        spread = self.spread
+        if spread is not None:
+            per_repeat = ", ".join(fmt_rps(v) for v in self.figures)
+            text += f" ({spread.text()}: {per_repeat})"
+        return text
+
+
+def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
+    """capacity.csv grouped by server, highest mean capacity first (unmeasured ones last)."""
+    caps = [ServerCapacity(server=str(server), gateway=str(rows["gateway"].iloc[0]),
+                           rows=rows.sort_values("repeat").reset_index(drop=True))
+            for server, rows in capacity.groupby("server", sort=True)]
+    return sorted(caps, key=lambda c: (not c.measured, -(c.mean if c.measured else 0.0),
+                                       c.server))
+
+
+# -- guidance -----------------------------------------------------------------------------------
+
+def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,
+             b: ServerCapacity) -> GuidanceItem:
+    win, lose = (a, b) if a.mean >= b.mean else (b, a)
+    ratio = win.mean / lose.mean if lose.mean > 0 else math.inf
+    values: dict[str, float] = {"capacity_winner": win.mean, "capacity_loser": lose.mean,
+                                "ratio": ratio}
+    head = f"At {objective.text}, {what}: "
+    figures = (f"{win.label} sustained {win.figure_text()}, {lose.label} "
+               f"{lose.figure_text()}")
+    test = compare_repeats(win.figures, lose.figures, what="capacity")
+    if lose.lower_bound:
+        values.update(ranked=0.0)
+        text = (f"{head}{figures}: {lose.server}'s figure is only a lower bound (its search "
+                f"stopped: {'; '.join(lose.stop_reasons())}), so they cannot be ranked")
+    elif test is not None and not test.significant:
+        values.update(ranked=0.0, p_value=test.p_value)
+        text = f"{head}no significant difference: {figures}, {fmt_ratio(ratio)}; {test.text()}"
+    elif test is None and ratio < 1.0 + SINGLE_RUN_NOISE_FRACTION:
+        values.update(ranked=0.0)
+        text = (f"{head}{figures}: {fmt_ratio(ratio)}, measured once; a difference under "
+                f"{SINGLE_RUN_NOISE_FRACTION:.0%} is within run-to-run noise, not a ranking")
+    else:
+        values.update(ranked=1.0)
+        bound = "at least " if win.lower_bound else ""
+        text = f"{head}{figures}: {bound}{fmt_ratio(ratio)}"
+        if test is not None:
+            values["p_value"] = test.p_value
+            text += f" ({test.text()})"
+    return GuidanceItem(topic=topic, text=text + ".", run_id=run.run_id,
+                        trial_ids=tuple(dict.fromkeys(win.trial_ids + lose.trial_ids)),
+                        values=values)
+
+
+def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
+                      ) -> list[GuidanceItem]:
+    """Each server's capacity at the objective, then best WSGI vs best ASGI and the classic
+    pair (gunicorn-sync vs uvicorn) where both ran; empty without capacity.csv."""
+    capacity = load_capacity(run.run_dir) if capacity is None else capacity
+    objective = objective_of(run.meta, capacity)
+    if capacity.empty or objective is None:
+        return []
+    caps = server_capacities(capacity)
+    parts = []
+    for cap in caps:
+        part = f"{cap.label} {cap.figure_text()}"
+        if not cap.measured:
+            notes = "; ".join(dict.fromkeys(str(n) for n in cap.rows["note"] if str(n)))
+            part += f" ({notes})" if notes else ""
+        elif cap.lower_bound:
+            part += f" (a lower bound, the search stopped: {'; '.join(cap.stop_reasons())})"
+        parts.append(part)
+    items = [GuidanceItem(
+        topic="capacity", run_id=run.run_id,
+        text=(f"Capacity at {objective.text} (open-loop rate search, latency from the intended "
+              f"send): " + "; ".join(parts) + "."),
+        trial_ids=tuple(dict.fromkeys(t for cap in caps for t in cap.trial_ids)),
+        values={f"capacity_{cap.server}": cap.mean for cap in caps if cap.measured})]
+    measured = [c for c in caps if c.measured and c.mean > 0]
+    by_gateway = {g: [c for c in measured if c.gateway.lower() == g] for g in ("wsgi", "asgi")}
+    if by_gateway["wsgi"] and by_gateway["asgi"]:
+        wsgi, asgi = by_gateway["wsgi"][0], by_gateway["asgi"][0]  # highest mean first
+        items.append(_compare(run, objective, "capacity_wsgi_vs_asgi",
+                              "best WSGI vs best ASGI", wsgi, asgi))
+        pair = {c.server: c for c in measured if c.server in CLASSIC_PAIR}
+        if len(pair) == 2 and {wsgi.server, asgi.server} != set(CLASSIC_PAIR):
+            items.append(_compare(run, objective, "capacity_classic",
+                                  "classic sync WSGI vs an event loop",
+                                  pair[CLASSIC_PAIR[0]], pair[CLASSIC_PAIR[1]]))
+    return items
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+def _why_failed(trial: pd.Series | None, objective: Objective) -> str:
+    if trial is None:
+        return ""
+    if str(trial["outcome"]) != "valid" and str(trial["invalid_reason"]):
+        return f"{trial['outcome']}: {trial['invalid_reason']}"
+    value = trial[objective.column]
+    if pd.notna(value) and float(value) > objective.threshold_ms:
+        return f"{objective.percentile} {fmt_ms(float(value))} ms > {objective.threshold_ms:g} ms"
+    errors = trial["error_rate"]
+    return f"errors {float(errors):.2%}" if pd.notna(errors) else ""
+
+
+def table_rows(run: RunData, capacity: pd.DataFrame, objective: Objective,
+               short_id: Callable[[str], str]) -> list[dict[str, str]]:
+    """A row per server and repeat (and, with repeats, the server's mean and spread)."""
+    trials = run.trials.set_index("trial_id")
+
+    def trial(tid: object) -> pd.Series | None:
+        if tid is None or tid is pd.NA or str(tid) not in trials.index:
+            return None
+        found = trials.loc[str(tid)]
+        return found if isinstance(found, pd.Series) else None
+
+    latency = f"{objective.percentile} at capacity, ms"
+    rows = []
+    for cap in server_capacities(capacity):
+        for _, r in cap.rows.iterrows():
+            proof, failed = trial(r["proof_trial"]), trial(r["failed_trial"])
+            rows.append({
+                "server": cap.server, "gateway": cap.gateway.upper(),
+                "repeat": str(r["repeat"]),
+                "status": STATUS_WORDS.get(str(r["status"]), str(r["status"])),
+                "capacity req/s": ("–" if pd.isna(r["capacity_rps"]) else
+                                   ("≥ " if r["status"] != "found" else "")
+                                   + fmt_rps(float(r["capacity_rps"]))),
+                "spread": "",
+                latency: ("–" if proof is None or pd.isna(proof[objective.column])
+                          else fmt_ms(float(proof[objective.column]))),
+                "proof": "–" if proof is None else short_id(str(r["proof_trial"])),
+                "first failed": ("–" if pd.isna(r["failed_rate"]) else
+                                 f"{fmt_rps(float(r['failed_rate']))} req/s: "
+                                 f"{_why_failed(failed, objective)}"),
+                "failed trial": "–" if failed is None else short_id(str(r["failed_trial"])),
+                "steps": str(r["steps"]),
+                "note": str(r["note"]) if r["status"] != "found" else "",
+            })
+        if len(cap.rows) > 1:
+            spread = cap.spread
+            figures = cap.figures
+            rows.append({
+                "server": cap.server, "gateway": cap.gateway.upper(),
+                "repeat": f"all {len(cap.rows)}",
+                "status": "found" if cap.measured and not cap.lower_bound else
+                          "at least" if cap.measured else "not every repeat found one",
+                "capacity req/s": ("–" if not cap.measured else
+                                   ("≥ " if cap.lower_bound else "") + fmt_rps(cap.mean)
+                                   + " (mean)"),
+                "spread": ("–" if spread is None else
+                           f"95 % CI of the mean {fmt_rps(spread.low)}–{fmt_rps(spread.high)}"
+                           f"; range {fmt_rps(min(figures))}–{fmt_rps(max(figures))}"),
+                latency: "", "proof": "", "first failed": "", "failed trial": "",
+                "steps": str(int(cap.rows["steps"].sum())), "note": "",
+            })
+    return rows

@@ -1,0 +1,371 @@
+"""Issue 13, the report side: capacity at an objective, three outcomes, rankings that hold,
+Little's law, a busy machine. Fast: synthetic run folders only."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.analysis import (
+    INVALID_LABEL,
+    OVERLOADED_LABEL,
+    GuidanceItem,
+    RunData,
+    compute_guidance,
+    load_capacity,
+    mean_ci,
+    plot_capacity,
+    plot_throughput,
+    summarize,
+    write_report,
+)
+from harness.analysis.capacity import objective_of
+from harness.analysis.guidance import SINGLE_RUN_NOISE_FRACTION, fmt_ratio, fmt_rps
+from harness.analysis.report import PLOT_LEGEND
+from harness.noise import BUSY_OTHERS_PCT
+from harness.results import CAPACITY_FILE, TRIALS_FILE, CapacityRecord, RunWriter
+from harness.slo import parse_slo
+from tests.analysis_fixtures import meta, record, synthetic_run, write_run
+
+SLO = parse_slo("p99=200ms")
+
+
+@pytest.fixture(scope="module")
+def capacity_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = synthetic_run(tmp_path_factory.mktemp("capacity") / "cap-run", repeats=2,
+                            concurrency=(16, 256), rates=(50.0, 800.0), slo=SLO,
+                            busy=(("uvicorn", 16),))
+    write_report([run_dir])
+    return run_dir
+
+
+def _trials(run_dir: Path) -> dict[str, dict[str, str]]:
+    with open(run_dir / TRIALS_FILE, newline="", encoding="utf-8") as handle:
+        return {row["trial_id"]: row for row in csv.DictReader(handle)}
+
+
+def _capacity_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / CAPACITY_FILE, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _items(run_dir: Path) -> dict[str, list[GuidanceItem]]:
+    run = RunData.load(run_dir)
+    found: dict[str, list[GuidanceItem]] = {}
+    for item in compute_guidance(run, summarize(run)):
+        found.setdefault(item.topic, []).append(item)
+    return found
+
+
+# -- capacity ----------------------------------------------------------------------------------
+
+def test_load_capacity_is_typed(capacity_run: Path, tmp_path: Path) -> None:
+    caps = load_capacity(capacity_run)
+    assert len(caps) == 4 * 2  # four servers, two repeats
+    assert str(caps["repeat"].dtype) == "Int64" and caps["capacity_rps"].dtype == "float64"
+    assert (caps["run_id"] == "cap-run").all()
+    trials = _trials(capacity_run)
+    for tid in caps["proof_trial"].dropna():
+        assert trials[tid]["phase"] == "search"
+        assert float(trials[tid]["p99_ms"]) <= SLO.threshold_ms
+    empty = load_capacity(write_run(tmp_path / "none", []))
+    assert empty.empty and "capacity_rps" in empty.columns
+
+
+def test_capacity_guidance_traces_to_capacity_csv(capacity_run: Path) -> None:
+    rows = _capacity_rows(capacity_run)
+    trials = _trials(capacity_run)
+    by_server: dict[str, list[float]] = {}
+    for row in rows:
+        by_server.setdefault(row["server"], []).append(float(row["capacity_rps"]))
+    items = _items(capacity_run)
+    (summary,) = items["capacity"]
+    for server, figures in by_server.items():
+        assert f"{server} (" in summary.text
+        assert f"{fmt_rps(statistics.mean(figures))} req/s" in summary.text
+        spread = mean_ci(figures)
+        assert spread is not None and spread.text() in summary.text
+    (versus,) = items["capacity_wsgi_vs_asgi"]
+    text = versus.text
+    assert text.startswith("At p99 <= 200 ms, errors <= 0.1%, best WSGI vs best ASGI: ")
+    means = {s: statistics.mean(v) for s, v in by_server.items()}
+    best_wsgi = max(("gunicorn-sync", "gunicorn-gthread"), key=means.__getitem__)
+    best_asgi = max(("uvicorn", "hypercorn"), key=means.__getitem__)
+    ratio = means[best_asgi] / means[best_wsgi]
+    assert f"{best_asgi} (ASGI) sustained {fmt_rps(means[best_asgi])} req/s" in text
+    assert f": {fmt_ratio(ratio)} (t-test on log capacity, 2 vs 2 repeats: p" in text
+    cited = set(versus.trial_ids)
+    expected = {r[c] for r in rows if r["server"] in (best_wsgi, best_asgi)
+                for c in ("proof_trial", "failed_trial") if r[c]}
+    assert cited == expected
+    for tid in cited:  # each failed trial missed the objective or did not keep up
+        row = trials[tid]
+        assert row["server"] in (best_wsgi, best_asgi) and row["phase"] == "search"
+    (classic,) = items["capacity_classic"]
+    assert "gunicorn-sync (WSGI)" in classic.text and "uvicorn (ASGI)" in classic.text
+    assert f"{fmt_ratio(means['uvicorn'] / means['gunicorn-sync'])}" in classic.text
+
+
+def test_report_has_capacity_table_and_plot(capacity_run: Path) -> None:
+    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    assert "### Capacity at the objective" in markdown
+    head = "| server | gateway | repeat | status | capacity req/s | spread | p99 at capacity, ms |"
+    assert head in markdown
+    for row in _capacity_rows(capacity_run):
+        assert f"| {row['server']} | {row['gateway'].upper()} | {row['repeat']} | found | " \
+               f"{fmt_rps(float(row['capacity_rps']))} |" in markdown
+        assert f"| {row['proof_trial'][:4]} |" in markdown
+    assert "| uvicorn | ASGI | all 2 | found |" in markdown
+    assert "95 % CI of the mean" in markdown
+    assert (capacity_run / "plots" / "cap-run-capacity.png").is_file()
+    html = (capacity_run / "report.html").read_text(encoding="utf-8")
+    assert "<h3>Capacity at the objective</h3>" in html
+
+
+def test_capacity_plot_marks_objective_and_capacities(capacity_run: Path) -> None:
+    run = RunData.load(capacity_run)
+    caps = load_capacity(capacity_run)
+    objective = objective_of(run.meta, caps)
+    assert objective is not None and objective.column == "p99_ms"
+    fig = plot_capacity(run.trials, caps, objective.column, "p99", objective.threshold_ms)
+    assert fig is not None
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "objective: p99 <= 200 ms" in labels and OVERLOADED_LABEL in labels
+    horizontal = [line for line in ax.lines
+                  if np.asarray(line.get_ydata(), dtype=float).tolist() == [200.0, 200.0]]
+    assert horizontal
+    stars = [line for line in ax.lines if line.get_marker() == "*"]
+    proofs = set(caps["proof_trial"].dropna())
+    assert sum(len(np.asarray(s.get_xdata())) for s in stars) == len(proofs)
+    # every open-loop trial is drawn, the search steps included
+    opened = run.trials[run.trials["load_model"] == "open"]
+    assert (opened["phase"] == "search").sum() > 0
+    drawn = {(float(x), float(y)) for line in ax.lines
+             for x, y in zip(np.asarray(line.get_xdata(), dtype=float),
+                             np.asarray(line.get_ydata(), dtype=float), strict=True)}
+    assert {(float(r), float(p)) for r, p in zip(opened["rate"], opened["p99_ms"],
+                                                   strict=True)} <= drawn
+
+
+def _capacity_fixture(tmp_path: Path, figures: dict[str, list[tuple[str, float | None]]]
+                      ) -> Path:
+    """A run with capacity.csv rows only (and their proof trials): server -> (status, rps)."""
+    writer = RunWriter(tmp_path / "caprun", meta("caprun", plan={"slo": SLO.to_dict()}))
+    index = 0
+    for server, repeats in figures.items():
+        gateway = "wsgi" if server.startswith("gunicorn") else "asgi"
+        for repeat, (status, rps) in enumerate(repeats, start=1):
+            index += 1
+            tid = f"{index:04d}-{server}-R{rps}-r{repeat}"
+            writer.append_trial(record(tid, server=server, gateway=gateway, load_model="open",
+                                       concurrency=None, rate=rps, achieved_rps=rps or 1.0,
+                                       repeat=repeat, phase="search"))
+            writer.append_capacity(CapacityRecord(
+                server=server, repeat=repeat, gateway=gateway, app="raw", slo=SLO.describe(),
+                status=status, capacity_rps=rps, proof_trial=tid if rps else None,
+                failed_rate=None, failed_trial=None, steps=5,
+                note="" if status == "found" else "trial 0099 at 9000 req/s could not be "
+                "judged: generator saturated"))
+    return tmp_path / "caprun"
+
+
+def test_close_capacities_are_no_significant_difference(tmp_path: Path) -> None:
+    run_dir = _capacity_fixture(tmp_path, {
+        "gunicorn-gthread": [("found", 1000.0), ("found", 1300.0)],
+        "uvicorn": [("found", 1100.0), ("found", 1250.0)]})
+    (item,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
+    assert "no significant difference" in item.text
+    assert item.values["ranked"] == 0.0
+    assert item.values["p_value"] > 0.05
+
+
+def test_a_lower_bound_loser_is_not_ranked(tmp_path: Path) -> None:
+    run_dir = _capacity_fixture(tmp_path, {
+        "gunicorn-sync": [("found", 50.0)],
+        "uvicorn": [("undetermined", 40.0)]})
+    items = _items(run_dir)
+    assert "uvicorn (ASGI) at least 40.0 req/s (a lower bound" in items["capacity"][0].text
+    (versus,) = items["capacity_wsgi_vs_asgi"]
+    assert "cannot be ranked" in versus.text
+    run_dir2 = _capacity_fixture(tmp_path / "b", {
+        "gunicorn-sync": [("found", 50.0)], "uvicorn": [("undetermined", 4800.0)]})
+    (versus,) = _items(run_dir2)["capacity_wsgi_vs_asgi"]
+    assert "uvicorn (ASGI) sustained at least 4,800 req/s" in versus.text
+    assert ": at least 96.0×" in versus.text
+
+
+# -- three outcomes ------------------------------------------------------------------------------
+
+def test_overloaded_is_a_result_invalid_is_not_ranked(capacity_run: Path) -> None:
+    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    trials = _trials(capacity_run)
+    overloaded = [r for r in trials.values() if r["outcome"] == "overloaded"
+                  and r["phase"] == "sweep" and r["load_model"] == "closed"]
+    assert overloaded
+    reason = overloaded[0]["invalid_reason"]
+    assert reason.startswith("errors ")
+    assert "| overloaded: repeat 1: errors" in markdown or f"| overloaded: {reason}" in markdown
+    assert "| invalid (not ranked): generator saturated" in markdown
+    items = _items(capacity_run)
+    over = items["overloaded"]
+    assert over and not any(i.caveat for i in over)
+    for item in over:
+        assert item.text.startswith("Overloaded: ")
+        assert all(trials[t]["outcome"] == "overloaded" for t in item.trial_ids)
+    for item in items["invalid"]:
+        assert item.caveat
+        assert all(trials[t]["outcome"] == "invalid" for t in item.trial_ids)
+        assert "invalid, the harness cannot vouch for it" in item.text
+    assert "overloaded" in PLOT_LEGEND and INVALID_LABEL in PLOT_LEGEND
+    assert PLOT_LEGEND in markdown
+
+
+def test_plots_draw_overloaded_apart_from_invalid(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run", [
+        (record("0001-uvicorn-c16-r1", concurrency=16, achieved_rps=300.0), [50_000] * 10),
+        (record("0002-uvicorn-c64-r1", concurrency=64, achieved_rps=900.0, valid=False,
+                outcome="overloaded", invalid_reason="errors 39.60% of requests"),
+         [50_000] * 10),
+        (record("0003-uvicorn-c256-r1", concurrency=256, achieved_rps=700.0, valid=False,
+                outcome="invalid", invalid_reason="generator saturated"), [50_000] * 10),
+    ])
+    summary = summarize(RunData.load(run_dir))
+    assert summary.set_index("level")["outcome"].to_dict() == {
+        16.0: "valid", 64.0: "overloaded", 256.0: "invalid"}
+    ax = plot_throughput(summary).axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert OVERLOADED_LABEL in labels and INVALID_LABEL in labels
+    uvicorn_colour = "#e8590c"
+    at_900 = [line for line in ax.lines
+              if np.asarray(line.get_ydata(), dtype=float).tolist() == [900.0]]
+    assert len(at_900) == 1 and at_900[0].get_markeredgecolor() == uvicorn_colour
+    assert at_900[0].get_markerfacecolor() == "none"
+    at_700 = [line for line in ax.lines
+              if np.asarray(line.get_ydata(), dtype=float).tolist() == [700.0]]
+    assert {line.get_marker() for line in at_700} == {"s", "x"}  # ASGI: squares
+    assert all(line.get_markeredgecolor() == "#9e9e9e" or line.get_color() == "#9e9e9e"
+               for line in at_700)
+
+
+# -- rankings that hold --------------------------------------------------------------------------
+
+def _pair_run(tmp_path: Path, wsgi: list[float], asgi: list[float], level: int = 256) -> Path:
+    rows = []
+    for i, rps in enumerate(wsgi, start=1):
+        rows.append((record(f"00{i:02d}-granian-wsgi-c{level}-r{i}", server="granian-wsgi",
+                            gateway="wsgi", concurrency=level, repeat=i, achieved_rps=rps),
+                     [60_000] * 20))
+    for i, rps in enumerate(asgi, start=1):
+        rows.append((record(f"01{i:02d}-uvicorn-c{level}-r{i}", concurrency=level, repeat=i,
+                            achieved_rps=rps), [60_000] * 20))
+    return write_run(tmp_path / "pair", rows)
+
+
+def test_overlapping_repeats_are_no_significant_difference(tmp_path: Path) -> None:
+    run_dir = _pair_run(tmp_path, [1000.0, 1300.0, 900.0], [1100.0, 1200.0, 1000.0])
+    (item,) = _items(run_dir)["wsgi_vs_asgi"]
+    text = item.text
+    assert "no significant difference between uvicorn (ASGI) and granian-wsgi (WSGI)" in text
+    assert "served" not in text.split("no significant")[1].split(";")[0]
+    assert "t-test on log throughput, 3 vs 3 repeats: p = " in text
+    spread = mean_ci([1100.0, 1200.0, 1000.0])
+    assert spread is not None
+    assert f"uvicorn {fmt_rps(spread.low)}–{fmt_rps(spread.high)}" in text
+    assert "95 % CIs of the mean" in text
+
+
+def test_separated_repeats_name_a_winner_with_p(tmp_path: Path) -> None:
+    run_dir = _pair_run(tmp_path, [1000.0, 1050.0, 980.0], [3000.0, 3100.0, 2950.0])
+    (item,) = _items(run_dir)["wsgi_vs_asgi"]
+    text = item.text
+    ratio = statistics.mean([3000.0, 3100.0, 2950.0]) / statistics.mean([1000.0, 1050.0, 980.0])
+    assert f"uvicorn (ASGI) served {fmt_ratio(ratio)} the throughput of granian-wsgi" in text
+    assert item.values["p_value"] < 0.05 and item.values["ranked"] == 1.0
+    (best,) = _items(run_dir)["best"]
+    spread = mean_ci([3000.0, 3100.0, 2950.0])
+    assert spread is not None and spread.text() in best.text
+
+
+def test_single_runs_under_the_noise_are_not_ranked(tmp_path: Path) -> None:
+    run_dir = _pair_run(tmp_path, [1000.0], [1150.0])
+    items = _items(run_dir)
+    (item,) = items["wsgi_vs_asgi"]
+    assert 1 + SINGLE_RUN_NOISE_FRACTION > 1150 / 1000
+    assert "within run-to-run noise, not a ranking" in item.text
+    assert "single_repeat" in items  # the caveat stays
+
+
+# -- Little's law --------------------------------------------------------------------------------
+
+def test_servers_at_the_loads_ceiling_are_not_ranked(tmp_path: Path) -> None:
+    # /io?ms=50 and 16 clients: no server can pass 16 / 0.05 = 320 req/s
+    run_dir = _pair_run(tmp_path, [300.0], [310.0], level=16)
+    items = _items(run_dir)
+    (versus,) = items["wsgi_vs_asgi"]
+    text = versus.text
+    assert "both sat at the load's own ceiling" in text
+    assert "16 clients / 50.0 ms = 320 req/s" in text
+    assert "a higher concurrency is needed to separate them" in text
+    assert versus.values["ranked"] == 0.0
+    (ceiling,) = items["ceiling"]
+    assert ceiling.caveat and len(ceiling.trial_ids) == 2
+    trials = _trials(run_dir)
+    for tid in ceiling.trial_ids:
+        assert float(trials[tid]["achieved_rps"]) >= 0.9 * 16 / 0.050
+
+
+def test_the_floor_is_measured_without_a_declared_wait(tmp_path: Path) -> None:
+    rows = [(record("0001-uvicorn-c1-r1", endpoint="/cpu?n=100", concurrency=1,
+                    achieved_rps=240.0), [4_000] * 50),
+            (record("0002-granian-wsgi-c1-r1", server="granian-wsgi", gateway="wsgi",
+                    endpoint="/cpu?n=100", concurrency=1, achieved_rps=230.0), [4_100] * 50),
+            (record("0003-uvicorn-c64-r1", endpoint="/cpu?n=100", concurrency=64,
+                    achieved_rps=250.0), [250_000] * 50)]
+    scenario = {"name": "cpu_bound", "kind": "cpu", "endpoint": "/cpu?n=100", "hash": "x"}
+    run_dir = write_run(tmp_path / "cpu", rows, scenario=scenario)
+    items = _items(run_dir)
+    (ceiling,) = items["ceiling"]
+    text = ceiling.text
+    assert "at 1 concurrent clients" in text and "smallest p50 of any valid closed-loop" in text
+    assert "0001-uvicorn-c1-r1" in ceiling.trial_ids
+    # 250 req/s at 64 clients is far from 64 / 4 ms: no ceiling there
+    assert all(i.values["level"] == 1.0 for i in items["ceiling"])
+
+
+# -- a busy machine --------------------------------------------------------------------------------
+
+def test_busy_trials_are_flagged_with_their_ids(capacity_run: Path) -> None:
+    trials = _trials(capacity_run)
+    busy_ids = {t for t, r in trials.items()
+                if float(r["others_cpu_pct"]) > BUSY_OTHERS_PCT or "busy machine" in r["notes"]}
+    assert busy_ids
+    (item,) = _items(capacity_run)["busy"]
+    assert item.caveat and set(item.trial_ids) == busy_ids
+    assert f"Busy machine during {len(busy_ids)} of {len(trials)} trials" in item.text
+    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    assert "busy machine: processes outside the harness used" in markdown
+    first = sorted(busy_ids)[0]
+    assert f"{first} (others {float(trials[first]['others_cpu_pct']):.0f} %" in item.text
+    assert not math.isnan(item.values["max_others_pct"])
+
+
+def test_search_steps_stay_out_of_the_level_tables(capacity_run: Path) -> None:
+    run = RunData.load(capacity_run)
+    search_ids = set(run.trials[run.trials["phase"] == "search"]["trial_id"])
+    assert search_ids
+    swept = {t for ids in summarize(run)["trial_ids"] for t in ids}
+    assert not swept & search_ids
+    every = {t for ids in summarize(run, phases=None)["trial_ids"] for t in ids}
+    assert search_ids <= every
+    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    assert all(f"| {t} | " in markdown for t in search_ids)  # in the list of all trials
