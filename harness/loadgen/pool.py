@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.loadgen.accounting import Book
 
@@ -91,6 +91,7 @@ class Pool:
         self.stopping = False
         self._parked: deque[asyncio.Future[None]] = deque()
         self._connectors: set[asyncio.Task[None]] = set()
+        self._connecting_since: dict[asyncio.Task[Any], int] = {}  # connector -> its start
 
     @property
     def at_cap(self) -> bool:
@@ -115,6 +116,9 @@ class Pool:
 
     async def _connector(self) -> None:
         loop = self.loop
+        task = asyncio.current_task()
+        assert task is not None
+        make = self._make_protocol
         while not self.stopping:
             if not self.pending:
                 waiter = loop.create_future()
@@ -124,13 +128,24 @@ class Pool:
             self.pending -= 1
             # ``connecting`` drops in connected() (the protocol's connection_made), not here:
             # the connection may already be used and even lost before create_connection returns.
+            # The connect's timeout is the sweep's (sweep_timeouts cancels it), not a timer per
+            # connect: against servers that close every connection that is one per request.
+            self._connecting_since[task] = time.monotonic_ns()
             try:
-                # asyncio.timeout, not wait_for: wait_for wraps the connect in a second task
-                async with asyncio.timeout(self.connect_timeout_s):
-                    await loop.create_connection(lambda: self.factory(self), self.host,
-                                                 self.port)
-            except (TimeoutError, OSError) as exc:
+                await loop.create_connection(make, self.host, self.port)
+            except OSError as exc:
                 self.connect_failed("connect", str(exc) or type(exc).__name__)
+            except asyncio.CancelledError:
+                if self.stopping:
+                    raise
+                task.uncancel()  # the sweep's doing: a timeout, and the connector goes on
+                self.connect_failed("connect", f"no connection within "
+                                    f"{self.connect_timeout_s:g}s")
+            finally:
+                self._connecting_since.pop(task, None)
+
+    def _make_protocol(self) -> Connection:
+        return self.factory(self)
 
     def connect_failed(self, kind: str, reason: str) -> None:
         """A connection asked for could not be opened (TCP, or a protocol's handshake)."""
@@ -200,8 +215,13 @@ class Pool:
             with contextlib.suppress(ValueError):
                 self.idle.remove(conn)
 
-    def sweep_timeouts(self, limit_ns: int) -> None:
-        """Abort connections whose request was sent before ``limit_ns`` (a timeout each)."""
+    def sweep_timeouts(self, limit_ns: int, connect_limit_ns: int | None = None) -> None:
+        """Abort connections whose request was sent before ``limit_ns`` (a timeout each), and
+        cancel connects started before ``connect_limit_ns`` (a failed connect each)."""
+        if connect_limit_ns is not None:
+            for task, since in list(self._connecting_since.items()):
+                if since < connect_limit_ns:
+                    task.cancel()
         if self.busy:
             for conn in [c for c in self.conns if c.busy and c.sent_ns < limit_ns]:
                 self.retire(conn, "timeout", abort=True)

@@ -75,7 +75,7 @@ class Worker:
             return
         now = time.monotonic_ns()
         limit = now - self.plan.timeout_ns
-        self.pool.sweep_timeouts(limit)
+        self.pool.sweep_timeouts(limit, now - int(self.pool.connect_timeout_s * NS_PER_S))
         self.model.expire(limit)
         m1 = self.book.m1
         if now >= m1 and self.model.schedule_over():
