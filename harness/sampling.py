@@ -10,6 +10,7 @@ pre-forked server.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import itertools
 import threading
@@ -115,7 +116,54 @@ def watched_cpu_seconds(cpus: Sequence[int]) -> tuple[float, float]:
     return busy_s, total_s
 
 
-class TreeSampler:
+class PeriodicSampler(abc.ABC):
+    """Takes a Sample every ``interval_s`` in a thread between ``start()`` and ``stop()``;
+    subclasses say how (``_take``), and what to do first (``_begin``)."""
+
+    def __init__(self, *, interval_s: float = SAMPLE_INTERVAL_S,
+                 on_sample: Callable[[Sample], None] | None = None,
+                 watch_cpus: Sequence[int] = ()) -> None:
+        self._interval_s = interval_s
+        self._on_sample = on_sample
+        self._watch_cpus = tuple(watch_cpus)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.samples: list[Sample] = []
+
+    @abc.abstractmethod
+    def _take(self) -> Sample:
+        """One sample, now."""
+
+    def _begin(self) -> None:  # noqa: B027 - optional hook
+        """Before the first sample (a baseline)."""
+
+    def start(self) -> None:
+        self._begin()
+        self.samples = [self._take()]
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__,
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            sample = self._take()
+            self.samples.append(sample)
+            if self._on_sample is not None:
+                self._on_sample(sample)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stop.is_set()
+
+    def stop(self) -> Usage:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.samples.append(self._take())
+        return Usage(samples=self.samples)
+
+
+class TreeSampler(PeriodicSampler):
     """Samples a process tree's CPU and memory in a thread between start() and stop().
 
     ``processes`` returns the tree's processes now; it is called every sample so workers that
@@ -126,18 +174,13 @@ class TreeSampler:
                  interval_s: float = SAMPLE_INTERVAL_S,
                  on_sample: Callable[[Sample], None] | None = None,
                  watch_cpus: Sequence[int] = ()) -> None:
+        super().__init__(interval_s=interval_s, on_sample=on_sample, watch_cpus=watch_cpus)
         self._processes = processes
-        self._watch_cpus = tuple(watch_cpus)
-        self._interval_s = interval_s
-        self._on_sample = on_sample
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # CPU seconds per pid at the start of the window, and the last seen for each pid, so
         # time spent by a worker that exits mid-trial is still counted.
         self._base: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._started = False
-        self.samples: list[Sample] = []
 
     def _cpu_now(self, procs: Sequence[psutil.Process]) -> None:
         for proc in procs:
@@ -177,27 +220,6 @@ class TreeSampler:
                       pss_mb=pss / MB if pss is not None else None, cpus_busy_s=busy_s,
                       cpus_total_s=total_s)
 
-    def start(self) -> None:
+    def _begin(self) -> None:
         self._cpu_now(list(self._processes()))  # the window's baseline
         self._started = True
-        self.samples = [self._take()]
-        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            sample = self._take()
-            self.samples.append(sample)
-            if self._on_sample is not None:
-                self._on_sample(sample)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and not self._stop.is_set()
-
-    def stop(self) -> Usage:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.samples.append(self._take())
-        return Usage(samples=self.samples)

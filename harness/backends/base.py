@@ -15,12 +15,14 @@ chosen by name from :data:`harness.backends.BACKENDS`.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from harness.catalogue import Target
 from harness.sampling import Usage
+from harness.signals import interrupts_deferred
 
 
 @runtime_checkable
@@ -39,7 +41,12 @@ class ResourceSampler(Protocol):
 
 
 class RunningTarget(abc.ABC):
-    """A started target (or the upstream). ``stop()`` is idempotent; also a context manager."""
+    """A started target (or the upstream). ``stop()`` is idempotent; also a context manager.
+
+    Subclasses call ``super().__init__()`` and implement ``_stop_now``; ``stop`` runs it once,
+    with Ctrl-C and SIGTERM held until it is done (harness.signals.interrupts_deferred), so an
+    interrupt cannot end a stop half way.
+    """
 
     name: str
     url: str  # http://HOST:PORT, no trailing slash
@@ -58,9 +65,22 @@ class RunningTarget(abc.ABC):
     def exit_reason(self) -> str:
         """Why it is not running, with the end of its output; meaningful once not alive."""
 
-    @abc.abstractmethod
+    def __init__(self) -> None:
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+
     def stop(self) -> None:
         """TERM, a grace period, KILL: every process (or container) it started is gone."""
+        with interrupts_deferred():
+            with self._stop_lock:
+                if self._stopped:
+                    return
+                self._stopped = True
+            self._stop_now()
+
+    @abc.abstractmethod
+    def _stop_now(self) -> None:
+        """Stop it (called once, by ``stop``)."""
 
     @abc.abstractmethod
     def sampler(self, *, watch_cpus: Sequence[int] = ()) -> ResourceSampler:

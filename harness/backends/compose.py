@@ -65,7 +65,14 @@ from harness.backends.local import (
 from harness.catalogue import HOST, REPO_DIR, Target, listen_backlog
 from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError, UsageError
-from harness.sampling import MB, SAMPLE_INTERVAL_S, Sample, TreeSampler, Usage, watched_cpu_seconds
+from harness.sampling import (
+    MB,
+    SAMPLE_INTERVAL_S,
+    PeriodicSampler,
+    Sample,
+    TreeSampler,
+    watched_cpu_seconds,
+)
 from harness.signals import interrupts_deferred
 
 READY_TIMEOUT_S = 30.0  # after ``up`` returns: the server's own start, as locally
@@ -582,6 +589,9 @@ def _close_all() -> None:
 class ContainerTarget(RunningTarget):
     """A started container: a target (or the upstream) answering on ``url``."""
 
+    # its processes are the engine's children, not the harness's (harness.noise)
+    in_harness_tree = False
+
     def __init__(self, *, backend: ComposeBackend, name: str, service: str, container: Any,
                  command: list[str], cpus: tuple[int, ...], port: int, url: str,
                  compose_path: Path, target: Target | None = None,
@@ -597,8 +607,7 @@ class ContainerTarget(RunningTarget):
         self.target = target
         self.notes = list(notes)
         self.compose_text = compose_path.read_text()
-        self._lock = threading.Lock()
-        self._stopped = False
+        super().__init__()
         self._final_state: dict[str, Any] | None = None
         self._final_tail: str | None = None
         self._procs_path: Path | None = None
@@ -730,18 +739,10 @@ class ContainerTarget(RunningTarget):
 
     # -- stopping
 
-    def stop(self) -> None:
+    def _stop_now(self) -> None:
         """TERM, a grace period, KILL (``docker stop``); then the container is removed."""
-        with interrupts_deferred():
-            self._stop()
-
-    def _stop(self) -> None:
         from docker.errors import APIError, NotFound
 
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
         try:
             with contextlib.suppress(NotFound, APIError):
                 self.container.stop(timeout=int(STOP_GRACE_S))
@@ -770,7 +771,7 @@ class ContainerTarget(RunningTarget):
                     self.container.name)
 
 
-class EngineStatsSampler:
+class EngineStatsSampler(PeriodicSampler):
     """Samples a container through the engine's stats API (an engine on another machine).
 
     CPU: the container's cumulative CPU time. Memory: RSS-like (anonymous memory, or usage
@@ -780,14 +781,10 @@ class EngineStatsSampler:
 
     def __init__(self, container: Any, *, interval_s: float = SAMPLE_INTERVAL_S,
                  watch_cpus: Sequence[int] = ()) -> None:
+        super().__init__(interval_s=interval_s, watch_cpus=watch_cpus)
         self._container = container
-        self._interval_s = interval_s
-        self._watch_cpus = tuple(watch_cpus)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._base_ns: int | None = None
         self._last: Sample | None = None
-        self.samples: list[Sample] = []
 
     def _read(self) -> tuple[int, float] | None:
         from docker.errors import APIError, NotFound
@@ -824,27 +821,6 @@ class EngineStatsSampler:
                             pss_mb=None, cpus_busy_s=busy_s, cpus_total_s=total_s)
         self._last = sample
         return sample
-
-    def start(self) -> None:
-        self.samples = [self._take()]
-        self._thread = threading.Thread(target=self._run, name="engine-stats-sampler",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.samples.append(self._take())
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and not self._stop.is_set()
-
-    def stop(self) -> Usage:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.samples.append(self._take())
-        return Usage(samples=self.samples)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -220,8 +219,7 @@ class RunningServer(RunningTarget):
         self._watchdog = watchdog
         self._pgid = popen.pid  # start_new_session: the leader's pid is the group id
         self._leader = psutil.Process(popen.pid)
-        self._lock = threading.Lock()
-        self._stopped = False
+        super().__init__()
         self._final_tail: str | None = None
         self.leftovers: list[int] = []
         _LIVE.add(self)
@@ -277,20 +275,8 @@ class RunningServer(RunningTarget):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pgid, signum)
 
-    def stop(self) -> None:
-        """TERM to the group, a grace period, then KILL; every process of the tree is reaped.
-
-        A Ctrl-C meanwhile is delivered when the group is gone (see
-        harness.signals.interrupts_deferred).
-        """
-        with interrupts_deferred():
-            self._stop()
-
-    def _stop(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
+    def _stop_now(self) -> None:
+        """TERM to the group, a grace period, then KILL; every process of the tree is reaped."""
         try:
             tree = [self._leader, *self._descendants()]
             self._signal_group(signal.SIGTERM)
