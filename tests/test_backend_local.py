@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from harness import catalogue
-from harness.backends import local
+from harness.backends import base, local
 from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
 from harness.cpus import allocate_for_server
@@ -167,7 +167,7 @@ def test_a_server_that_exits_is_a_target_error_with_its_output() -> None:
 
 def test_a_server_that_never_answers_times_out_and_is_stopped(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "READY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(base, "READY_TIMEOUT_S", 0.5)
     target = _fake(("{python}", "-c", "import time; print('sleeping', flush=True); "
                     "time.sleep(60)"))
     started: list[RunningServer] = []

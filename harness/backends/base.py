@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from harness.catalogue import Target
+from harness.errors import TargetError
 from harness.sampling import Usage
 from harness.signals import interrupts_deferred
+
+# How long a started server may take to answer, and how often it is asked (every backend).
+READY_TIMEOUT_S = 30.0
+READY_POLL_S = 0.05
 
 
 @runtime_checkable
@@ -60,6 +66,28 @@ class RunningTarget(abc.ABC):
     @abc.abstractmethod
     def alive(self) -> bool:
         """Whether it is still running (False once stopped)."""
+
+    @abc.abstractmethod
+    def log_tail(self) -> str:
+        """The end of its output (for errors that must show why it failed)."""
+
+    def wait_ready(self, ready: Callable[[], bool], what: str,
+                   timeout_s: float | None = None) -> None:
+        """Poll ``ready`` until it holds (no sleep-and-hope); TargetError if it exits first or
+        the deadline (default READY_TIMEOUT_S) passes, with the end of its output."""
+        if timeout_s is None:
+            timeout_s = READY_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self.alive():
+                raise TargetError(self.exit_reason())
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                tail = self.log_tail()
+                raise TargetError(f"{self.name} did not {what} within {timeout_s:g}s"
+                                  + (f"; its output ends with:\n{tail}" if tail else ""))
+            time.sleep(READY_POLL_S)
 
     @abc.abstractmethod
     def exit_reason(self) -> str:

@@ -55,7 +55,6 @@ from harness.backends.local import (
     LOG_TAIL_LINES,
     PORT_ATTEMPTS,
     PORT_IN_USE_RE,
-    READY_POLL_S,
     UPSTREAM_READY_PATH,
     UPSTREAM_READY_RE,
     choose_port,
@@ -75,7 +74,6 @@ from harness.sampling import (
 )
 from harness.signals import interrupts_deferred
 
-READY_TIMEOUT_S = 30.0  # after ``up`` returns: the server's own start, as locally
 COMPOSE_TIMEOUT_S = 180.0  # one ``up`` (creating a container copies the image on some drivers)
 CONNECT_TIMEOUT_S = 10.0  # is an engine there?
 # One engine API call. Removing a container or an image can take long: with the vfs storage
@@ -658,20 +656,6 @@ class ContainerTarget(RunningTarget):
         reason = f"{self.name} (container {self.container.name}) exited ({', '.join(why)})"
         tail = self.log_tail()
         return f"{reason}; its output ends with:\n{tail}" if tail else reason
-
-    def wait_ready(self, ready: Callable[[], bool], what: str) -> None:
-        """Poll ``ready`` until it holds; TargetError if the container exits or time runs out."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if not self.alive():
-                raise TargetError(self.exit_reason())
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                tail = self.log_tail()
-                raise TargetError(f"{self.name} did not {what} within {READY_TIMEOUT_S:g}s"
-                                  + (f"; its output ends with:\n{tail}" if tail else ""))
-            time.sleep(READY_POLL_S)
 
     # -- sampling
 

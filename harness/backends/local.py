@@ -49,8 +49,6 @@ from harness.errors import TargetError, UsageError
 from harness.sampling import TreeSampler
 from harness.signals import interrupts_deferred
 
-READY_TIMEOUT_S = 30.0
-READY_POLL_S = 0.05
 PROBE_TIMEOUT_S = 2.0
 STOP_GRACE_S = 5.0
 KILL_WAIT_S = 5.0
@@ -387,21 +385,6 @@ def _environment(upstream_url: str | None, target: Target | None = None) -> dict
     return env
 
 
-def _wait_ready(server: RunningServer, ready: Callable[[], bool], what: str) -> None:
-    """Poll ``ready`` until it holds; TargetError if the process exits or the deadline passes."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if server._popen.poll() is not None:
-            raise TargetError(server.exit_reason())
-        if ready():
-            return
-        if time.monotonic() > deadline:
-            tail = server.log_tail()
-            raise TargetError(f"{server.name} did not {what} within {READY_TIMEOUT_S:g}s"
-                              + (f"; its output ends with:\n{tail}" if tail else ""))
-        time.sleep(READY_POLL_S)
-
-
 def _answers_ready(server: RunningServer, path: str) -> bool:
     status = http_status(server.url, path)
     return status is not None and 200 <= status < 300
@@ -430,7 +413,7 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
                                    watchdog=watchdog, target=target, notes=notes)
         try:
             ready_path = target.family.ready_path
-            _wait_ready(server, functools.partial(_answers_ready, server, ready_path),
+            server.wait_ready(functools.partial(_answers_ready, server, ready_path),
                         f"answer GET {ready_path} with a 2xx status on {server.url}")
         except TargetError as exc:
             server.stop()
@@ -477,7 +460,7 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
         return http_status(server.url, UPSTREAM_READY_PATH) == 200
 
     try:
-        _wait_ready(server, ready, f"print its URL and answer GET {UPSTREAM_READY_PATH}")
+        server.wait_ready(ready, f"print its URL and answer GET {UPSTREAM_READY_PATH}")
     except BaseException:
         server.stop()
         raise
