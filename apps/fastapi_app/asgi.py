@@ -13,25 +13,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException
-from starlette.types import Message
 
-from apps import fanout
 from apps.raw import asgi as raw_asgi
 from apps.raw import common
-
-
-def answer(response: common.Response) -> Response:
-    # Given both contract headers, Starlette adds neither of its own (it would put
-    # content-length before content-type).
-    return Response(response.body, status_code=response.status,
-                    headers=dict(response.header_pairs))
-
-
-def _query(request: Request) -> str:
-    # The contract's parsing is common's (first value counts, ASCII digits only).
-    return request.scope["query_string"].decode("latin-1")  # type: ignore[no-any-return]
+from apps.starlette_app.asgi import answer, query, ws_broadcast, ws_echo
 
 
 @asynccontextmanager
@@ -58,7 +45,7 @@ async def json() -> Response:
 
 @app.get("/io")
 async def io(request: Request) -> Response:
-    parsed = common.parse_io(_query(request))
+    parsed = common.parse_io(query(request))
     if isinstance(parsed, common.Response):
         return answer(parsed)
     # The raw ASGI app's wait: one aiohttp session per event loop, or asyncio.sleep.
@@ -68,54 +55,12 @@ async def io(request: Request) -> Response:
 @app.get("/cpu")
 async def cpu(request: Request) -> Response:
     # Computed on the event loop, as the raw ASGI app does (see apps/README.md).
-    return answer(common.cpu_response(_query(request)))
+    return answer(common.cpu_response(query(request)))
 
 
-@app.websocket("/ws/echo")
-async def ws_echo(websocket: WebSocket) -> None:
-    await websocket.accept()
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("text") is not None:
-                await websocket.send_text(message["text"])
-            else:
-                await websocket.send_bytes(message.get("bytes") or b"")
-    except WebSocketDisconnect:
-        return
-
-
-_subscribers: fanout.Subscribers[WebSocket] = fanout.Subscribers()
-
-
-@app.websocket("/ws/broadcast")
-async def ws_broadcast(websocket: WebSocket) -> None:
-    """``/ws/broadcast?role=subscriber|publisher``: fan-out inside this worker process."""
-    role = fanout.role(websocket.scope["query_string"].decode("latin-1"))
-    if role is None:
-        await websocket.close(code=1000)  # before accepting: the handshake is refused (403)
-        return
-    await websocket.accept()
-    subscribers = _subscribers.local()
-    if role == fanout.ROLE_SUBSCRIBER:
-        subscribers[id(websocket)] = websocket
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if role == fanout.ROLE_PUBLISHER and message["type"] == "websocket.receive":
-                outgoing = ({"type": "websocket.send", "text": message["text"]}
-                            if message.get("text") is not None else
-                            {"type": "websocket.send", "bytes": message.get("bytes") or b""})
-
-                async def send(subscriber: WebSocket, outgoing: Message = outgoing) -> None:
-                    await subscriber.send(outgoing)
-                await _subscribers.publish(send)
-    finally:
-        subscribers.pop(id(websocket), None)
+# FastAPI's WebSocket is Starlette's: the handlers are the Starlette app's, routed by FastAPI.
+app.add_api_websocket_route("/ws/echo", ws_echo)
+app.add_api_websocket_route("/ws/broadcast", ws_broadcast)
 
 
 @app.exception_handler(HTTPException)

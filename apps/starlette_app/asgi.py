@@ -31,7 +31,7 @@ def answer(response: common.Response) -> Response:
                     headers=dict(response.header_pairs))
 
 
-def _query(request: Request) -> str:
+def query(request: Request) -> str:
     # The contract's parsing is common's (first value counts, ASCII digits only).
     return request.scope["query_string"].decode("latin-1")  # type: ignore[no-any-return]
 
@@ -52,7 +52,7 @@ async def json(request: Request) -> Response:
 async def io(request: Request) -> Response:
     if request.method != "GET":
         return answer(common.METHOD_NOT_ALLOWED)
-    parsed = common.parse_io(_query(request))
+    parsed = common.parse_io(query(request))
     if isinstance(parsed, common.Response):
         return answer(parsed)
     # The raw ASGI app's wait: one aiohttp session per event loop, or asyncio.sleep.
@@ -63,7 +63,7 @@ async def cpu(request: Request) -> Response:
     if request.method != "GET":
         return answer(common.METHOD_NOT_ALLOWED)
     # Computed on the event loop, as the raw ASGI app does (see apps/README.md).
-    return answer(common.cpu_response(_query(request)))
+    return answer(common.cpu_response(query(request)))
 
 
 async def ws_echo(websocket: WebSocket) -> None:
