@@ -299,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write report.html and report.md for a run folder")
     report.add_argument("run_dir", nargs="+", help="run folder(s); several are combined")
     report.add_argument("--out", help="where to write the report (default: the first run folder)")
+
+    # -- harness compare ---------------------------------------------------------------------
+    compare = sub.add_parser(
+        "compare", help="does a second run confirm the first? their guidance side by side",
+        description="Print both runs' guidance, sentence by sentence. A finding agrees when "
+                    "its sentence names the same servers with the same verdict (a winner, 'no "
+                    "significant difference', 'not ranked') in both; only figures differ. "
+                    "Caveats are shown, not judged. Exit 0 when every finding agrees, 1 when "
+                    "one differs, 2 on bad input.")
+    compare.add_argument("run_a", help="a run folder")
+    compare.add_argument("run_b", help="a run folder of the same plan")
     return parser
 
 

@@ -141,8 +141,11 @@ def test_guidance_numbers_trace_back_to_trials_csv(report_run: Path) -> None:
     low, high = (rows[t] for t in memory.trial_ids)
     # PSS when the run has it (the synthetic run does), the honest figure for forked workers
     assert memory.values["pss"] == 1.0
-    assert f"at {fmt_mb(float(low['server_pss_mb']))} MB PSS" in memory.text
-    assert f"at {fmt_mb(float(high['server_pss_mb']))} MB (" in memory.text
+    assert memory.text.startswith("Memory (PSS at its peak): the least: ")
+    least, most = memory.text.split("; the most: ")
+    for row, part in ((low, least), (high, most)):
+        mb = fmt_mb(float(row["server_pss_mb"]))
+        assert f"{row['server']} ({row['gateway'].upper()}) {mb} MB (" in part
     valid_rss = [float(r["server_rss_mb"]) for r in rows.values() if r["valid"] == "true"]
     assert float(high["server_rss_mb"]) == max(valid_rss)
 

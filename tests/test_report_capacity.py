@@ -157,19 +157,23 @@ def test_capacity_plot_marks_objective_and_capacities(capacity_run: Path) -> Non
 
 def _capacity_fixture(tmp_path: Path, figures: dict[str, list[tuple[str, float | None]]]
                       ) -> Path:
-    """A run with capacity.csv rows only (and their proof trials): server -> (status, rps)."""
+    """A run with capacity.csv rows only (and their proof trials): server -> (status, rps);
+    ``server/app`` names the app family (default raw)."""
     writer = RunWriter(tmp_path / "caprun", meta("caprun", plan={"slo": SLO.to_dict()}))
     index = 0
-    for server, repeats in figures.items():
+    for key, repeats in figures.items():
+        server, _, app = key.partition("/")
+        app = app or "raw"
         gateway = "wsgi" if server.startswith("gunicorn") else "asgi"
         for repeat, (status, rps) in enumerate(repeats, start=1):
             index += 1
-            tid = f"{index:04d}-{server}-R{rps}-r{repeat}"
-            writer.append_trial(record(tid, server=server, gateway=gateway, load_model="open",
+            tid = f"{index:04d}-{server}+{app}-R{rps}-r{repeat}"
+            writer.append_trial(record(tid, server=server, app=app, gateway=gateway,
+                                       load_model="open",
                                        concurrency=None, rate=rps, achieved_rps=rps or 1.0,
                                        repeat=repeat, phase="search"))
             writer.append_capacity(CapacityRecord(
-                server=server, repeat=repeat, gateway=gateway, app="raw", slo=SLO.describe(),
+                server=server, repeat=repeat, gateway=gateway, app=app, slo=SLO.describe(),
                 status=status, capacity_rps=rps, proof_trial=tid if rps else None,
                 failed_rate=None, failed_trial=None, steps=5,
                 note="" if status == "found" else "trial 0099 at 9000 req/s could not be "
@@ -185,6 +189,21 @@ def test_close_capacities_are_no_significant_difference(tmp_path: Path) -> None:
     assert "no significant difference" in item.text
     assert item.values["ranked"] == 0.0
     assert item.values["p_value"] > 0.05
+
+
+def test_each_app_family_has_its_own_capacity(tmp_path: Path) -> None:
+    # a multi-family run (--app raw,django): one server, two targets, two capacities
+    run_dir = _capacity_fixture(tmp_path, {
+        "gunicorn-sync/raw": [("found", 55.0)], "uvicorn/raw": [("found", 4800.0)],
+        "uvicorn/django": [("found", 1100.0)]})
+    (summary,) = _items(run_dir)["capacity"]
+    assert "uvicorn · raw (ASGI) 4,800 req/s" in summary.text
+    assert "uvicorn · django (ASGI) 1,100 req/s" in summary.text
+    (versus,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
+    assert "uvicorn · raw (ASGI) sustained 4,800 req/s" in versus.text
+    write_report([run_dir])
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| uvicorn · django | ASGI | 1 |" in report
 
 
 def test_a_lower_bound_loser_is_not_ranked(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.families import series_view
 from harness.analysis.frames import RunData, load_capacity
 from harness.analysis.guidance import (
     CLASSIC_PAIR,
@@ -30,6 +31,7 @@ from harness.analysis.guidance import (
     fmt_ratio,
     fmt_rps,
     mean_ci,
+    tied,
 )
 from harness.errors import UsageError
 from harness.slo import PERCENTILE_COLUMNS, parse_slo
@@ -148,7 +150,9 @@ class ServerCapacity:
 
 
 def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
-    """capacity.csv grouped by server, highest mean capacity first (unmeasured ones last)."""
+    """capacity.csv grouped by server, highest mean capacity first (unmeasured ones last).
+    With several app families, by series: ``server`` then reads ``"uvicorn · django"``."""
+    capacity = series_view(capacity)
     caps = [ServerCapacity(server=str(server), gateway=str(rows["gateway"].iloc[0]),
                            rows=rows.sort_values("repeat").reset_index(drop=True))
             for server, rows in capacity.groupby("server", sort=True)]
@@ -158,15 +162,32 @@ def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
 
 # -- guidance -----------------------------------------------------------------------------------
 
+def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
+    """The highest capacity and those tied with it (guidance.tied), by name."""
+    best = caps[0]  # highest mean first
+    return sorted([best] + [c for c in caps[1:] if tied(best.figures, c.figures,
+                                                         what="capacity")],
+                  key=lambda c: c.server)
+
+
 def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,
-             b: ServerCapacity) -> GuidanceItem:
+             b: ServerCapacity, groups: tuple[list[ServerCapacity], ...] = ()) -> GuidanceItem:
+    """``groups``: servers tied with ``a`` or ``b``, named with it."""
+    named: dict[str, str] = {}
+    for group in groups:
+        if len(group) > 1:
+            why = ("no significant difference between them"
+                   if all(c.spread is not None for c in group)
+                   else "measured once, within the noise of each other")
+            names = " and ".join(c.label for c in group)
+            named.update({c.server: f"{names} ({why})" for c in group})
     win, lose = (a, b) if a.mean >= b.mean else (b, a)
     ratio = win.mean / lose.mean if lose.mean > 0 else math.inf
     values: dict[str, float] = {"capacity_winner": win.mean, "capacity_loser": lose.mean,
                                 "ratio": ratio}
     head = f"At {objective.text}, {what}: "
-    figures = (f"{win.label} sustained {win.figure_text()}, {lose.label} "
-               f"{lose.figure_text()}")
+    figures = (f"{named.get(win.server, win.label)} sustained {win.figure_text()}, "
+               f"{named.get(lose.server, lose.label)} {lose.figure_text()}")
     test = compare_repeats(win.figures, lose.figures, what="capacity")
     if lose.lower_bound:
         values.update(ranked=0.0)
@@ -201,7 +222,9 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
         return []
     caps = server_capacities(capacity)
     parts = []
-    for cap in caps:
+    # WSGI first, then by name: a list, not a ranking (the comparisons below rank, where the
+    # measurement can), so its order does not move with the noise
+    for cap in sorted(caps, key=lambda c: (c.gateway.lower() != "wsgi", c.server)):
         part = f"{cap.label} {cap.figure_text()}"
         if not cap.measured:
             notes = "; ".join(dict.fromkeys(str(n) for n in cap.rows["note"] if str(n)))
@@ -218,9 +241,16 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
     measured = [c for c in caps if c.measured and c.mean > 0]
     by_gateway = {g: [c for c in measured if c.gateway.lower() == g] for g in ("wsgi", "asgi")}
     if by_gateway["wsgi"] and by_gateway["asgi"]:
+        # servers tied for best within a gateway are named together; the conservative pair
+        # is compared: the weakest of the leading group against the other gateway's best
+        groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
         wsgi, asgi = by_gateway["wsgi"][0], by_gateway["asgi"][0]  # highest mean first
+        if wsgi.mean >= asgi.mean:
+            wsgi = min(groups[0], key=lambda c: c.mean)
+        else:
+            asgi = min(groups[1], key=lambda c: c.mean)
         items.append(_compare(run, objective, "capacity_wsgi_vs_asgi",
-                              "best WSGI vs best ASGI", wsgi, asgi))
+                              "best WSGI vs best ASGI", wsgi, asgi, groups))
         pair = {c.server: c for c in measured if c.server in CLASSIC_PAIR}
         if len(pair) == 2 and {wsgi.server, asgi.server} != set(CLASSIC_PAIR):
             items.append(_compare(run, objective, "capacity_classic",

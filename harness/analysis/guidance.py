@@ -190,6 +190,65 @@ def compare_repeats(a: Sequence[float], b: Sequence[float], what: str = "through
     return Significance(p_value=p_value, n_a=len(xa), n_b=len(xb), what=what)
 
 
+# -- who cannot be told apart from the best -------------------------------------------------------
+
+def tied(best: Sequence[float], other: Sequence[float], *, lowest: bool = False,
+         what: str = "throughput") -> bool:
+    """Whether ``other`` cannot be told apart from ``best`` (each the figures of a row's
+    repeats; ``lowest``: smaller is better): within SAME_THROUGHPUT_RATIO_MAX of it, or not
+    significantly different over repeats, or, measured once, within the single-run noise."""
+    b, o = float(np.mean(best)), float(np.mean(other))
+    if b <= 0 or o <= 0:
+        return b == o
+    ratio = o / b if lowest else b / o
+    if ratio < SAME_THROUGHPUT_RATIO_MAX:
+        return True
+    test = compare_repeats(best, other, what=what)
+    if test is None:
+        return ratio < 1.0 + SINGLE_RUN_NOISE_FRACTION
+    return not test.significant
+
+
+def leaders(rows: pd.DataFrame, column: str, figures: Callable[[pd.Series], list[float]], *,
+            lowest: bool = False, what: str = "throughput") -> list[pd.Series]:
+    """The best row by ``column`` and every row tied with it (``tied``), by server name.
+
+    A ranking between servers the measurement cannot separate changes from run to run; naming
+    them together is what a second run confirms. ``figures``: a row's repeats' figures."""
+    ordered = rows.sort_values([column, "server"], ascending=[lowest, True], kind="stable")
+    best = ordered.iloc[0]
+    best_figures = figures(best) or [float(best[column])]
+    group = [best] + [row for _, row in ordered.iloc[1:].iterrows()
+                      if tied(best_figures, figures(row) or [float(row[column])],
+                              lowest=lowest, what=what)]
+    return sorted(group, key=lambda r: str(r["server"]))
+
+
+def group_label(group: Sequence[pd.Series]) -> str:
+    """``uvicorn (ASGI)``; ``granian-asgi (ASGI) and uvicorn (ASGI)`` (by name: a stable text)."""
+    names = [_row_label(r) for r in sorted(group, key=lambda r: str(r["server"]))]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def tie_phrase(group: Sequence[pd.Series], repeated: bool | None = None) -> str:
+    """Why a group is named together (empty for one row). ``repeated``: whether the figures
+    had repeats (default: every row's ``repeats``)."""
+    if len(group) < 2:
+        return ""
+    if repeated is None:
+        repeated = all(int(r.get("repeats", 1) or 1) >= MIN_REPEATS_FOR_STATS for r in group)
+    return ("no significant difference between them" if repeated else
+            f"measured once, within {SINGLE_RUN_NOISE_FRACTION:.0%} of each other: not a "
+            f"ranking")
+
+
+def trial_figures(run: RunData, row: pd.Series, column: str) -> list[float]:
+    """A summary row's measured repeats' ``column`` from trials.csv."""
+    trials = run.trials.set_index("trial_id")
+    rows = trials.loc[[t for t in row["trial_ids"] if t in trials.index]]
+    return [float(v) for v in rows[rows["status"] == "ok"][column] if pd.notna(v)]
+
+
 # -- Little's law ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,9 +360,7 @@ def pick_level(rows: pd.DataFrame) -> tuple[str, float] | None:
 
 def _rps_values(run: RunData, row: pd.Series) -> list[float]:
     """The measured repeats' throughput of a summary row, from trials.csv."""
-    trials = run.trials.set_index("trial_id")
-    rows = trials.loc[list(row["trial_ids"])]
-    return rows[rows["status"] == "ok"]["achieved_rps"].astype("float64").tolist()
+    return trial_figures(run, row, "achieved_rps")
 
 
 def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
@@ -311,11 +368,28 @@ def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
     if ranked.empty:
         return []
     closed = ranked[ranked["load_model"] == "closed"]
-    row = _best(closed if not closed.empty else ranked)
+    group = leaders(_peaks(closed if not closed.empty else ranked), "achieved_rps",
+                    lambda r: _rps_values(run, r))
+    row = max(group, key=lambda r: float(r["achieved_rps"]))
+    values: dict[str, float] = {"rps": row["achieved_rps"], "p99_ms": row["p99_ms"],
+                                "servers": float(len(group))}
+    if len(group) > 1:
+        members = "; ".join(
+            f"{_row_label(r)} {fmt_rps(r['achieved_rps'])} req/s at "
+            f"{level_phrase(r['load_model'], r['level'])}, p99 {fmt_ms(r['p99_ms'])} ms"
+            for r in group)
+        text = (f"{kind}: the highest valid throughput, {len(group)} servers that cannot be "
+                f"told apart ({tie_phrase(group)}): {members}")
+        capped = [r for r in group if floor is not None and at_ceiling(r, floor)]
+        if capped and floor is not None:
+            text += (f"; {group_label(capped)} sat at the load's own ceiling (Little's law, "
+                     f"{ceiling_phrase(capped[0]['level'], floor)}): a higher concurrency may "
+                     f"give more")
+        return [GuidanceItem(topic="best", text=text + ".", run_id=run.run_id,
+                             trial_ids=_ids(*group), values=values)]
     text = (f"{kind}: the highest valid throughput was {_row_label(row)}, "
             f"{fmt_rps(row['achieved_rps'])} req/s at "
             f"{level_phrase(row['load_model'], row['level'])}")
-    values: dict[str, float] = {"rps": row["achieved_rps"], "p99_ms": row["p99_ms"]}
     spread = mean_ci(_rps_values(run, row))
     if spread is not None:
         text += f" ({spread.text()})"
@@ -333,12 +407,20 @@ def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
 
 
 def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.Series,
-            b: pd.Series, floor: ServiceFloor | None = None) -> GuidanceItem:
+            b: pd.Series, floor: ServiceFloor | None = None,
+            groups: Sequence[Sequence[pd.Series]] = ()) -> GuidanceItem:
     """One closed-loop comparison of two servers at one level, with its numbers.
 
     A winner is named only when the difference holds: significant over repeats, above the
-    single-run noise without them, and not two servers both at the load's own ceiling."""
+    single-run noise without them, and not two servers both at the load's own ceiling.
+    ``groups``: servers tied with ``a`` or ``b`` (``leaders``), named with it."""
     win, lose = (a, b) if a["achieved_rps"] >= b["achieved_rps"] else (b, a)
+    named = {str(r["server"]): group_label(g) + f" ({tie_phrase(g)})"
+             for g in groups if len(g) > 1 for r in g}
+
+    def label(row: pd.Series) -> str:
+        return named.get(str(row["server"])) or _row_label(row)
+
     ratio = win["achieved_rps"] / lose["achieved_rps"]
     cpus = (cpu_phrase(str(win["server_cpus"])) if win["server_cpus"] == lose["server_cpus"]
             else f"CPUs {win['server_cpus']} vs {lose['server_cpus']}")
@@ -353,37 +435,41 @@ def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.
     both_at_ceiling = at_ceiling(win, floor) and at_ceiling(lose, floor)
     if both_at_ceiling and floor is not None:
         values.update(ranked=0.0, ceiling_rps=floor.ceiling_rps(level))
-        text = (f"{head}{_row_label(win)} and {_row_label(lose)} both sat at the load's own "
+        text = (f"{head}{label(win)} and {label(lose)} both sat at the load's own "
                 f"ceiling {numbers}: Little's law, {ceiling_phrase(level, floor)} "
                 f"(D: {floor.source}); the load, not the server, set their throughput, so they "
                 f"are not ranked here: a higher concurrency is needed to separate them")
     elif test is not None and not test.significant:
         values.update(ranked=0.0, p_value=test.p_value)
-        text = (f"{head}no significant difference between {_row_label(win)} and "
-                f"{_row_label(lose)} {numbers}, {fmt_ratio(ratio)}, at a {latency}")
+        text = (f"{head}no significant difference between {label(win)} and "
+                f"{label(lose)} {numbers}, {fmt_ratio(ratio)}, at a {latency}")
     elif test is None and ratio < 1.0 + SINGLE_RUN_NOISE_FRACTION:
         values.update(ranked=0.0)
         same = "about the same throughput" if ratio < SAME_THROUGHPUT_RATIO_MAX else \
             f"throughputs {fmt_ratio(ratio)} apart"
-        text = (f"{head}{_row_label(win)} and {_row_label(lose)} served {same} {numbers} at a "
+        text = (f"{head}{label(win)} and {label(lose)} served {same} {numbers} at a "
                 f"{latency}: measured once, a difference under "
                 f"{SINGLE_RUN_NOISE_FRACTION:.0%} is within run-to-run noise, not a ranking")
     else:
         values.update(ranked=1.0)
-        text = (f"{head}{_row_label(win)} served {fmt_ratio(ratio)} the throughput of "
-                f"{_row_label(lose)} {numbers} at a {latency}, on the {cpus}")
+        text = (f"{head}{label(win)} served {fmt_ratio(ratio)} the throughput of "
+                f"{label(lose)} {numbers} at a {latency}, on the {cpus}")
         if floor is not None and at_ceiling(win, floor):
             values["ceiling_rps"] = floor.ceiling_rps(level)
-            text += (f"; {win['server']} sat at the load's own ceiling (Little's law, "
+            text += (f"; {label(win)} sat at the load's own ceiling (Little's law, "
                      f"{ceiling_phrase(level, floor)}), so the ratio is a lower bound")
     if values["ranked"] == 0.0:
         text += f", on the {cpus}"
     spreads = [mean_ci(rps_win), mean_ci(rps_lose)]
     if spreads[0] is not None and spreads[1] is not None:
-        text += (f"; {CONFIDENCE_LEVEL:.0%} CIs of the mean: {win['server']} "
-                 f"{fmt_rps(spreads[0].low)}–{fmt_rps(spreads[0].high)}, {lose['server']} "
-                 f"{fmt_rps(spreads[1].low)}–{fmt_rps(spreads[1].high)} req/s"
-                 ).replace("95%", "95 %")
+        # a tied group's figures are those of the member compared: named, its name would read
+        # as a ranking inside the group
+        cis = [f"{row['server']} {fmt_rps(ci.low)}–{fmt_rps(ci.high)}"
+               for row, ci in ((win, spreads[0]), (lose, spreads[1]))
+               if str(row["server"]) not in named]
+        if cis:
+            text += (f"; {CONFIDENCE_LEVEL:.0%} CIs of the mean: " + ", ".join(cis)
+                     + " req/s").replace("95%", "95 %")
         values.update(ci_low_winner=spreads[0].low, ci_high_winner=spreads[0].high,
                       ci_low_loser=spreads[1].low, ci_high_loser=spreads[1].high)
     if test is not None:
@@ -405,9 +491,18 @@ def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str,
     level = common[-1]  # the most demanding level both gateways held without failing
     at = part[part["level"] == level]
     at_gw = gateways[at.index]
-    wsgi, asgi = _best(at[at_gw == "wsgi"]), _best(at[at_gw == "asgi"])
+    groups = [leaders(at[at_gw == gw], "achieved_rps", lambda r: _rps_values(run, r))
+              for gw in ("wsgi", "asgi")]
+    # Servers tied for best within a gateway are named together. The comparison holds for
+    # all of them: the weakest of the leading gateway's group against the strongest of the
+    # other's (the conservative pair).
+    tops = [max(g, key=lambda r: float(r["achieved_rps"])) for g in groups]
+    lead = 0 if tops[0]["achieved_rps"] >= tops[1]["achieved_rps"] else 1
+    ends = list(tops)
+    ends[lead] = min(groups[lead], key=lambda r: float(r["achieved_rps"]))
+    wsgi, asgi = ends
     items = [_versus(run, kind, "best WSGI vs best ASGI", "wsgi_vs_asgi", level, wsgi, asgi,
-                     floor)]
+                     floor, groups)]
     # The choice most teams face: the default sync WSGI deployment or the default ASGI one.
     sync_name, async_name = CLASSIC_PAIR
     if {wsgi["server"], asgi["server"]} != set(CLASSIC_PAIR):
@@ -463,18 +558,34 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
         if level is None:
             continue
         at = part[part["level"] == level]
-        low, high = _best(at, "p99_ms", lowest=True), _best(at, "p99_ms")
+
+        def p99s(row: pd.Series) -> list[float]:
+            return trial_figures(run, row, "p99_ms")
+
+        lows = leaders(at, "p99_ms", p99s, lowest=True, what="p99")
+        highs = leaders(at, "p99_ms", p99s, what="p99")
+        low = min(lows, key=lambda r: float(r["p99_ms"]))
+        high = max(highs, key=lambda r: float(r["p99_ms"]))
         ratio = high["p99_ms"] / low["p99_ms"] if low["p99_ms"] > 0 else math.nan
-        spread = (f"about the same (within {SAME_THROUGHPUT_RATIO_MAX - 1:.0%})"
-                  if ratio < SAME_THROUGHPUT_RATIO_MAX else f"{fmt_ratio(ratio)} higher")
         where = (f"{level:g} req/s offered (open loop, latency timed from the intended send)"
                  if load_model == "open" else level_phrase(load_model, float(level)))
-        text = (f"Tail latency at {where}: "
-                f"{_row_label(low)} had the lowest p99, {fmt_ms(low['p99_ms'])} ms "
-                f"(p50 {fmt_ms(low['p50_ms'])} ms); {_row_label(high)} the highest, "
-                f"{fmt_ms(high['p99_ms'])} ms (p50 {fmt_ms(high['p50_ms'])} ms), {spread}.")
+
+        def members(group: list[pd.Series]) -> str:
+            text = "; ".join(f"{_row_label(r)} {fmt_ms(r['p99_ms'])} ms (p50 "
+                             f"{fmt_ms(r['p50_ms'])} ms)" for r in group)
+            return text + (f" ({tie_phrase(group)})" if len(group) > 1 else "")
+
+        if {str(r["server"]) for r in lows} & {str(r["server"]) for r in highs}:
+            every = sorted((r for _, r in at.iterrows()), key=lambda r: str(r["server"]))
+            text = (f"Tail latency at {where}: the lowest and the highest p99 cannot be told "
+                    f"apart: {members(every)}.")
+        else:
+            spread = (f"about the same (within {SAME_THROUGHPUT_RATIO_MAX - 1:.0%})"
+                      if ratio < SAME_THROUGHPUT_RATIO_MAX else f"{fmt_ratio(ratio)} higher")
+            text = (f"Tail latency at {where}: the lowest p99: {members(lows)}; the highest: "
+                    f"{members(highs)}, {spread}.")
         return [GuidanceItem(topic="tail", text=text, run_id=run.run_id,
-                             trial_ids=_ids(low, high),
+                             trial_ids=_ids(*lows, *highs),
                              values={"level": float(level), "p99_low_ms": low["p99_ms"],
                                      "p50_low_ms": low["p50_ms"], "p99_high_ms": high["p99_ms"],
                                      "p50_high_ms": high["p50_ms"], "ratio": ratio})]
@@ -524,16 +635,35 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
     peaks = _peaks(with_cpu) if not with_cpu.empty else with_cpu
     if len(peaks) < 2:
         return []
-    hi, lo = _best(peaks, "rps_per_cpu_s"), _best(peaks, "rps_per_cpu_s", lowest=True)
+
+    def per_cpu_s(row: pd.Series) -> list[float]:
+        rps, cpu = trial_figures(run, row, "achieved_rps"), trial_figures(run, row,
+                                                                             "server_cpu_pct")
+        return [r / (c / 100.0) for r, c in zip(rps, cpu, strict=False) if c > 0]
+
+    his = leaders(peaks, "rps_per_cpu_s", per_cpu_s, what="requests per CPU-second")
+    los = leaders(peaks, "rps_per_cpu_s", per_cpu_s, lowest=True, what="requests per CPU-second")
+    hi = max(his, key=lambda r: float(r["rps_per_cpu_s"]))
+    lo = min(los, key=lambda r: float(r["rps_per_cpu_s"]))
 
     def part(row: pd.Series) -> str:
         return (f"{_row_label(row)} {fmt_rps(row['rps_per_cpu_s'])} requests per CPU-second "
                 f"({fmt_rps(row['achieved_rps'])} req/s at {fmt_pct(row['server_cpu_pct'])} CPU, "
                 f"{level_phrase(row['load_model'], row['level'])})")
 
-    text = (f"CPU efficiency at each server's peak throughput: {part(hi)}; least efficient: "
-            f"{part(lo)}.")
-    return [GuidanceItem(topic="efficiency", text=text, run_id=run.run_id, trial_ids=_ids(hi, lo),
+    def members(group: list[pd.Series]) -> str:
+        return "; ".join(part(r) for r in group) + (f" ({tie_phrase(group)})"
+                                                     if len(group) > 1 else "")
+
+    if {str(r["server"]) for r in his} & {str(r["server"]) for r in los}:
+        every = sorted((r for _, r in peaks.iterrows()), key=lambda r: str(r["server"]))
+        text = (f"CPU efficiency at each server's peak throughput: the most and the least "
+                f"efficient cannot be told apart: {members(every)}.")
+    else:
+        text = (f"CPU efficiency at each server's peak throughput: {members(his)}; least "
+                f"efficient: {members(los)}.")
+    return [GuidanceItem(topic="efficiency", text=text, run_id=run.run_id,
+                         trial_ids=_ids(*his, *los),
                          values={"rps_per_cpu_s_best": hi["rps_per_cpu_s"],
                                  "rps_best": hi["achieved_rps"], "cpu_best": hi["server_cpu_pct"],
                                  "rps_per_cpu_s_worst": lo["rps_per_cpu_s"],
@@ -552,17 +682,36 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
     rows = rows[rows[column].notna()]
     if rows["server"].nunique() < 2:
         return []
-    # The peak of each server: the row where its memory was highest.
+    # The peak of each server: the row where its memory was highest; its repeats' figures:
+    # each repeat's peak (a repeat restarts the server).
     peak_idx = rows.groupby("server", observed=True)[column].idxmax()
     peaks = rows.loc[peak_idx.tolist()].sort_values([column, "trial_id"])
-    low, high = peaks.iloc[0], peaks.iloc[-1]
+
+    def per_repeat(row: pd.Series) -> list[float]:
+        mine = rows[rows["server"] == row["server"]]
+        return [float(v) for v in mine.groupby("repeat")[column].max()]
+
+    repeated = rows["repeat"].nunique() >= MIN_REPEATS_FOR_STATS
+    lows = leaders(peaks, column, per_repeat, lowest=True, what="memory")
+    highs = leaders(peaks, column, per_repeat, what="memory")
+    low = min(lows, key=lambda r: float(r[column]))
+    high = max(highs, key=lambda r: float(r[column]))
     ratio = high[column] / low[column]
-    text = (f"Memory: {_row_label(low)} peaked at {fmt_mb(low[column])} MB {label} "
-            f"({low['workers']} worker(s)), the least; {_row_label(high)} at "
-            f"{fmt_mb(high[column])} MB ({high['workers']} worker(s)), "
-            f"{fmt_ratio(ratio)} more.")
+
+    def members(group: list[pd.Series]) -> str:
+        return "; ".join(f"{_row_label(r)} {fmt_mb(r[column])} MB ({r['workers']} worker(s))"
+                         for r in group) + (f" ({tie_phrase(group, repeated)})"
+                                            if len(group) > 1 else "")
+
+    if {str(r["server"]) for r in lows} & {str(r["server"]) for r in highs}:
+        every = sorted((r for _, r in peaks.iterrows()), key=lambda r: str(r["server"]))
+        text = (f"Memory ({label} at its peak): the least and the most cannot be told apart: "
+                f"{members(every)}.")
+    else:
+        text = (f"Memory ({label} at its peak): the least: {members(lows)}; the most: "
+                f"{members(highs)}, {fmt_ratio(ratio)} the least.")
     return [GuidanceItem(topic="memory", text=text, run_id=run.run_id,
-                         trial_ids=(str(low["trial_id"]), str(high["trial_id"])),
+                         trial_ids=tuple(dict.fromkeys(str(r["trial_id"]) for r in lows + highs)),
                          values={"pss": float(column == "server_pss_mb"), "low_mb": low[column],
                                  "high_mb": high[column], "ratio": ratio})]
 

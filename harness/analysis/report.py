@@ -138,8 +138,8 @@ def _figures(run: RunData, summary: pd.DataFrame, capacity: pd.DataFrame
         title = (f"{kind}: capacity at {objective.percentile} <= {objective.threshold_ms:g} ms "
                  f"(open loop, search steps included)")
         wanted.append(("capacity", title, partial(
-            plots.plot_capacity, run.trials, capacity, objective.column, objective.percentile,
-            objective.threshold_ms, title)))
+            plots.plot_capacity, series_view(run.trials), series_view(capacity),
+            objective.column, objective.percentile, objective.threshold_ms, title)))
     if "closed" in models:
         title = f"{kind}: throughput vs concurrency"
         wanted.append(("throughput", title, partial(plots.plot_throughput, summary, title)))

@@ -1,0 +1,76 @@
+"""Does a second run confirm the first? Their guidance side by side, sentence by sentence.
+
+Two runs of the same plan agree on a finding when its sentence has the same *shape* in both:
+the same servers in the same roles, the same verdict ("served 1.5x the throughput of", "no
+significant difference", "not ranked here"), only the figures differing. Caveats (a busy
+machine, noisy repeats) and the note that repeats agreed describe how a run was measured, not
+what it found: they are shown but not judged.
+
+>>> rows = compare_runs("results/run-a", "results/run-b")  # doctest: +SKIP
+>>> [r.topic for r in rows if r.finding and not r.same]  # doctest: +SKIP
+[]
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.analysis.frames import RunData, summarize
+from harness.analysis.guidance import GuidanceItem, compute_guidance
+
+# Every figure: 6,737 / 0.012 / 1.5 / 95 (a percentage, a p-value, a ratio, a count). What
+# remains are names, roles and verdicts.
+_FIGURE_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
+# Not caveats in the report (good news reads as a finding), but about the measurement:
+# "repeats agreed within 2 %, worst: uvicorn" ranks no server.
+MEASUREMENT_TOPICS = frozenset({"stable"})
+
+
+def shape(text: str) -> str:
+    """A sentence with its figures replaced by ``#``."""
+    return _FIGURE_RE.sub("#", text)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One topic's sentence (the k-th of its topic) in run A and in run B."""
+
+    topic: str
+    a: str | None  # None: run A has no such sentence
+    b: str | None
+    finding: bool  # a finding (judged), not a caveat
+
+    @property
+    def same(self) -> bool:
+        return self.a is not None and self.b is not None and shape(self.a) == shape(self.b)
+
+
+def _by_topic(items: list[GuidanceItem]) -> dict[str, list[GuidanceItem]]:
+    grouped: dict[str, list[GuidanceItem]] = defaultdict(list)
+    for item in items:
+        grouped[item.topic].append(item)
+    return grouped
+
+
+def compare_runs(run_a: Path | str, run_b: Path | str) -> list[Agreement]:
+    """The guidance of both runs, paired by topic (in run A's order, then B's extra topics)."""
+    guidance = []
+    for path in (run_a, run_b):
+        run = RunData.load(path)
+        guidance.append(compute_guidance(run, summarize(run)))
+    a, b = (_by_topic(items) for items in guidance)
+    topics = list(dict.fromkeys([i.topic for i in guidance[0]] + [i.topic for i in guidance[1]]))
+    rows = []
+    for topic in topics:
+        mine, theirs = a.get(topic, []), b.get(topic, [])
+        for k in range(max(len(mine), len(theirs))):
+            first = mine[k] if k < len(mine) else None
+            second = theirs[k] if k < len(theirs) else None
+            caveat = (first or second).caveat  # type: ignore[union-attr]
+            rows.append(Agreement(topic=topic, a=first.text if first else None,
+                                  b=second.text if second else None,
+                                  finding=not caveat and topic not in MEASUREMENT_TOPICS))
+    return rows

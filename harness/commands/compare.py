@@ -1,0 +1,27 @@
+"""harness compare RUN_A RUN_B: does a second run of the same plan confirm the first?"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+# exit status when some finding differs between the runs (2 stays "bad input")
+EXIT_DISAGREE = 1
+
+
+def main(args: argparse.Namespace) -> int:
+    # Imported here: pandas is paid for only by the commands that analyse.
+    from harness.analysis.agreement import compare_runs
+
+    rows = compare_runs(args.run_a, args.run_b)
+    findings = [r for r in rows if r.finding]
+    differ = [r for r in findings if not r.same]
+    for row in rows:
+        mark = ("same" if row.same else "DIFFERS") if row.finding else "caveat"
+        print(f"[{mark}] {row.topic}")
+        print(f"  A: {row.a if row.a is not None else '(no such sentence)'}")
+        print(f"  B: {row.b if row.b is not None else '(no such sentence)'}")
+    print(f"\n{len(findings) - len(differ)} of {len(findings)} findings have the same servers "
+          f"and verdicts in both runs" + (f"; differ: {', '.join(r.topic for r in differ)}"
+                                          if differ else "."), file=sys.stderr)
+    return EXIT_DISAGREE if differ else 0

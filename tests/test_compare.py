@@ -1,0 +1,94 @@
+"""harness compare: two runs' guidance side by side (synthetic run folders; fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.analysis.agreement import compare_runs, shape
+from tests.analysis_fixtures import record, write_run
+
+
+def _pair_run(run_dir: Path, wsgi: list[float], asgi: list[float]) -> Path:
+    rows = []
+    for i, rps in enumerate(wsgi, start=1):
+        rows.append((record(f"00{i:02d}-granian-wsgi-c256-r{i}", server="granian-wsgi",
+                            gateway="wsgi", concurrency=256, repeat=i, achieved_rps=rps),
+                     [60_000] * 20))
+    for i, rps in enumerate(asgi, start=1):
+        rows.append((record(f"01{i:02d}-uvicorn-c256-r{i}", concurrency=256, repeat=i,
+                            achieved_rps=rps), [60_000] * 20))
+    return write_run(run_dir, rows)
+
+
+def test_shape_keeps_names_and_verdicts_not_figures() -> None:
+    a = "uvicorn (ASGI) served 1.52× the throughput of gunicorn-sync (6,737 vs 57.0 req/s)"
+    b = "uvicorn (ASGI) served 1.31× the throughput of gunicorn-sync (5,418 vs 56.9 req/s)"
+    assert shape(a) == shape(b)
+    assert shape(a) != shape(a.replace("uvicorn", "granian-asgi"))
+
+
+def test_the_same_winner_agrees_a_flipped_one_differs(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    first = _pair_run(tmp_path / "a", [1000.0, 1010.0, 990.0], [3000.0, 3030.0, 2970.0])
+    again = _pair_run(tmp_path / "b", [1100.0, 1080.0, 1120.0], [2500.0, 2550.0, 2450.0])
+    flipped = _pair_run(tmp_path / "c", [3000.0, 3030.0, 2970.0], [1000.0, 1010.0, 990.0])
+    rows = compare_runs(first, again)
+    findings = [r for r in rows if r.finding]
+    assert findings and all(r.same for r in findings)
+    assert cli.main(["compare", str(first), str(again)]) == 0
+    assert "findings have the same servers and verdicts in both runs." in capsys.readouterr().err
+    differ = {r.topic for r in compare_runs(first, flipped) if r.finding and not r.same}
+    assert "wsgi_vs_asgi" in differ and "best" in differ
+    assert cli.main(["compare", str(first), str(flipped)]) == 1
+    assert "[DIFFERS] wsgi_vs_asgi" in capsys.readouterr().out
+
+
+def test_a_missing_run_folder_is_a_usage_error(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    first = _pair_run(tmp_path / "a", [1000.0], [3000.0])
+    assert cli.main(["compare", str(first), str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
+
+
+def _run(run_dir: Path, figures: dict[str, list[float]]) -> Path:
+    rows = []
+    for k, (server, repeats) in enumerate(figures.items()):
+        gateway = "wsgi" if server in ("granian-wsgi", "gunicorn-sync") else "asgi"
+        for i, rps in enumerate(repeats, start=1):
+            rows.append((record(f"{k:02d}{i:02d}-{server}-c256-r{i}", server=server,
+                                gateway=gateway, concurrency=256, repeat=i, achieved_rps=rps,
+                                server_cpu_pct=rps / 50.0), [60_000] * 20))
+    return write_run(run_dir, rows)
+
+
+def test_servers_the_measurement_cannot_separate_are_named_together(tmp_path: Path) -> None:
+    # uvicorn and granian-asgi trade places between the runs, within their repeats' noise;
+    # hypercorn and granian-wsgi are clearly behind in both
+    first = _run(tmp_path / "a", {"uvicorn": [3000.0, 3150.0, 2900.0],
+                                  "granian-asgi": [2950.0, 3050.0, 2900.0],
+                                  "hypercorn": [1500.0, 1520.0, 1480.0],
+                                  "granian-wsgi": [1000.0, 1010.0, 990.0]})
+    again = _run(tmp_path / "b", {"uvicorn": [2900.0, 2950.0, 3000.0],
+                                  "granian-asgi": [3100.0, 3000.0, 2950.0],
+                                  "hypercorn": [1450.0, 1500.0, 1520.0],
+                                  "granian-wsgi": [1020.0, 990.0, 1000.0]})
+    rows = {r.topic: r for r in compare_runs(first, again) if r.finding}
+    best = rows["best"].a or ""
+    assert "2 servers that cannot be told apart (no significant difference between them): " \
+           "granian-asgi (ASGI) " in best and "; uvicorn (ASGI) " in best
+    assert "hypercorn" not in best
+    versus = rows["wsgi_vs_asgi"].a or ""
+    assert "granian-asgi (ASGI) and uvicorn (ASGI) (no significant difference between them) " \
+           "served" in versus and "the throughput of granian-wsgi (WSGI)" in versus
+    assert all(r.same for r in rows.values()), [r for r in rows.values() if not r.same]
+    # a clear winner is still named alone
+    clear = _run(tmp_path / "c", {"uvicorn": [6000.0, 6100.0, 5900.0],
+                                  "granian-asgi": [2950.0, 3050.0, 2900.0],
+                                  "granian-wsgi": [1000.0, 1010.0, 990.0]})
+    best = next(r for r in compare_runs(clear, clear) if r.topic == "best").a or ""
+    assert best.startswith("I/O-bound: the highest valid throughput was uvicorn (ASGI), 6,000")
