@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.analysis.agreement import compare_runs, shape
+from harness.analysis.agreement import compare_guidance, compare_runs, shape
+from harness.analysis.guidance import GuidanceItem
 from tests.analysis_fixtures import record, write_run
 
 
@@ -92,3 +93,18 @@ def test_servers_the_measurement_cannot_separate_are_named_together(tmp_path: Pa
                                   "granian-wsgi": [1000.0, 1010.0, 990.0]})
     best = next(r for r in compare_runs(clear, clear) if r.topic == "best").a or ""
     assert best.startswith("I/O-bound: the highest valid throughput was uvicorn (ASGI), 6,000")
+
+
+def test_sentences_pair_by_content_within_a_topic() -> None:
+    def item(topic: str, text: str, caveat: bool = False) -> GuidanceItem:
+        return GuidanceItem(topic=topic, text=text, run_id="r", caveat=caveat)
+
+    a = [item("overloaded", "Overloaded: gunicorn-gevent (WSGI) did not keep up at 512 clients."),
+         item("overloaded", "Overloaded: gunicorn-sync (WSGI) did not keep up at 800 req/s."),
+         item("busy", "Busy machine during 3 of 90 trials.", caveat=True)]
+    b = [item("overloaded", "Overloaded: gunicorn-sync (WSGI) did not keep up at 640 req/s.")]
+    rows = compare_guidance(a, b)
+    assert [(r.topic, r.same, r.finding) for r in rows] == [
+        ("overloaded", True, True), ("overloaded", False, True), ("busy", False, False)]
+    assert rows[0].a is not None and "gunicorn-sync" in rows[0].a
+    assert rows[1].b is None and rows[2].b is None

@@ -61,14 +61,30 @@ def compare_runs(run_a: Path | str, run_b: Path | str) -> list[Agreement]:
     for path in (run_a, run_b):
         run = RunData.load(path)
         guidance.append(compute_guidance(run, summarize(run)))
-    a, b = (_by_topic(items) for items in guidance)
-    topics = list(dict.fromkeys([i.topic for i in guidance[0]] + [i.topic for i in guidance[1]]))
+    return compare_guidance(*guidance)
+
+
+def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
+                     ) -> list[Agreement]:
+    """Two runs' guidance items paired by topic (run A's order, then B's extra topics)."""
+    a, b = _by_topic(items_a), _by_topic(items_b)
+    topics = list(dict.fromkeys([i.topic for i in items_a] + [i.topic for i in items_b]))
     rows = []
     for topic in topics:
-        mine, theirs = a.get(topic, []), b.get(topic, [])
+        # Pair the same sentence first (a topic can hold one per server or per level), then
+        # what is left, in order: a sentence only one run has is a difference.
+        mine, theirs = list(a.get(topic, [])), list(b.get(topic, []))
+        pairs: list[tuple[GuidanceItem | None, GuidanceItem | None]] = []
+        for item in list(mine):
+            match = next((t for t in theirs if shape(t.text) == shape(item.text)), None)
+            if match is not None:
+                pairs.append((item, match))
+                mine.remove(item)
+                theirs.remove(match)
         for k in range(max(len(mine), len(theirs))):
-            first = mine[k] if k < len(mine) else None
-            second = theirs[k] if k < len(theirs) else None
+            pairs.append((mine[k] if k < len(mine) else None,
+                          theirs[k] if k < len(theirs) else None))
+        for first, second in pairs:
             caveat = (first or second).caveat  # type: ignore[union-attr]
             rows.append(Agreement(topic=topic, a=first.text if first else None,
                                   b=second.text if second else None,
