@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.loadgen import LoadResult, LoadSpec, percentiles_ms, run_load
+from harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 64
@@ -50,12 +51,6 @@ CLOSING_SERVERS = ("uwsgi", "gunicorn-sync")
 CLOSING_CONNECTIONS = 16
 GOAL_CLOSING_RPS_RATIO = 0.9
 PATHS = {"uwsgi": "/hello", "gunicorn-sync": "/hello"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:

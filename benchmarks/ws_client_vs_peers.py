@@ -54,6 +54,8 @@ from typing import Any
 
 import psutil
 
+from harness.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ("ours", "picows", "picows-uvloop", "aiohttp", "websockets")
 SERVERS = ("go", "picows")
@@ -287,12 +289,6 @@ def serve_picows(port: int) -> None:
         await server.serve_forever()
 
     uvloop.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:

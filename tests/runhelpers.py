@@ -86,13 +86,6 @@ GROUP_STOP_TIMEOUT_S = 5.0
 HTTP_TIMEOUT_S = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def stop_group(process: subprocess.Popen[bytes], timeout_s: float = GROUP_STOP_TIMEOUT_S) -> None:
     """TERM, then KILL the process group of a test's server (started with a new session):
     no worker outlives the test."""

@@ -19,7 +19,8 @@ import pytest
 
 from apps import upstream
 from apps.raw import common
-from tests.runhelpers import free_port, stop_group
+from harness.ports import free_port
+from tests.runhelpers import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

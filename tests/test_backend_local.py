@@ -28,6 +28,7 @@ from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
 from harness.cpus import allocate_for_server
 from harness.errors import TargetError, UsageError
+from harness.ports import free_port
 from harness.signals import interrupts_deferred
 from tests.runhelpers import http_get
 
@@ -146,7 +147,7 @@ def test_port_taken_uses_another_free_port() -> None:
 
 
 def test_a_requested_free_port_is_used() -> None:
-    port = local.free_port()
+    port = free_port()
     with start_target(make_target(get_server("uvicorn")), cpus=CPUS, port=port) as srv:
         assert srv.port == port and srv.notes == []
 

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from tests.runhelpers import free_port, start_test_server
+from harness.ports import free_port
+from tests.runhelpers import start_test_server
 
 
 def _harness(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

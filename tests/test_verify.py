@@ -19,8 +19,9 @@ import pytest
 from apps import upstream
 from apps.raw import asgi, common
 from harness.errors import UsageError
+from harness.ports import free_port
 from harness.verify import Check, VerifyReport, verify_target
-from tests.runhelpers import free_port, stop_group
+from tests.runhelpers import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

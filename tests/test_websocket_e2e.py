@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.analysis.report import WS_HEADING
+from harness.ports import free_port
 from tests.runhelpers import (
-    free_port,
     harness_cmd,
     read_json,
     read_rows,

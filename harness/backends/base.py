@@ -15,20 +15,24 @@ chosen by name from :data:`harness.backends.BACKENDS`.
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 from harness.catalogue import Target
 from harness.errors import TargetError
+from harness.ports import PORT_ATTEMPTS, PORT_IN_USE_RE, free_port
 from harness.sampling import Usage
 from harness.signals import interrupts_deferred
 
 # How long a started server may take to answer, and how often it is asked (every backend).
 READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -162,3 +166,36 @@ class Backend(abc.ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+Running = TypeVar("Running", bound=RunningTarget)
+
+
+def start_until_ready(name: str, port: int, notes: list[str], launch: Callable[[int], Running],
+                      ready: Callable[[Running], None]) -> Running:
+    """Launch a server on ``port`` and wait for ``ready`` (which raises TargetError if it never
+    is); whatever was launched is stopped when that fails or is interrupted.
+
+    A free port can be taken by another process between choosing it and the server binding it:
+    when the server's output says so, it is launched again on another free port (up to
+    PORT_ATTEMPTS in all), and ``notes`` says which. The notes are logged once it is up.
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        running = launch(port)
+        try:
+            ready(running)
+        except TargetError as exc:
+            running.stop()
+            if attempt < PORT_ATTEMPTS and PORT_IN_USE_RE.search(str(exc)):
+                taken, port = port, free_port()
+                notes.append(f"Port taken: port {taken} was taken before {name} bound it, so "
+                             f"another free port is used: {port}")
+                continue
+            raise
+        except BaseException:
+            running.stop()
+            raise
+        for line in notes:
+            log.warning("%s", line)
+        return running
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -50,20 +50,17 @@ from urllib.parse import urlsplit
 import psutil
 
 from harness import compose_file
-from harness.backends.base import Backend, ResourceSampler, RunningTarget
+from harness.backends.base import Backend, ResourceSampler, RunningTarget, start_until_ready
 from harness.backends.local import (
     LOG_TAIL_LINES,
-    PORT_ATTEMPTS,
-    PORT_IN_USE_RE,
     UPSTREAM_READY_PATH,
     UPSTREAM_READY_RE,
-    choose_port,
-    free_port,
     http_status,
 )
 from harness.catalogue import HOST, REPO_DIR, Target, listen_backlog
 from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError, UsageError
+from harness.ports import choose_port, free_port
 from harness.sampling import (
     MB,
     SAMPLE_INTERVAL_S,
@@ -460,31 +457,20 @@ class ComposeBackend(Backend):
         if note:
             notes.append(note)
         ready_path = target.family.ready_path
-        for attempt in range(1, PORT_ATTEMPTS + 1):
+
+        def launch(chosen: int) -> ContainerTarget:
             service = self._service(target.server.name)
             spec = compose_file.target_service(
                 target, name=service, port=chosen, cpus=pinned, host=self.bind_host,
                 upstream_url=upstream_url, backlog=listen_backlog(),
                 labels=self._labels(service, chosen))
-            running = self._up(spec, port=chosen, cpus=pinned, target=target, notes=notes)
-            try:
-                running.wait_ready(functools.partial(_answers, running.url, ready_path),
-                                   f"answer GET {ready_path} with 200 on {running.url}")
-            except TargetError as exc:
-                running.stop()
-                if attempt < PORT_ATTEMPTS and PORT_IN_USE_RE.search(str(exc)):
-                    notes.append(f"Port taken: port {chosen} was taken before "
-                                 f"{target.server.name} bound it, so another free port is "
-                                 f"used: {(chosen := free_port())}")
-                    continue
-                raise
-            except BaseException:
-                running.stop()
-                raise
-            for line in notes:
-                log.warning("%s", line)
-            return running
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self._up(spec, port=chosen, cpus=pinned, target=target, notes=notes)
+
+        def ready(running: ContainerTarget) -> None:
+            running.wait_ready(functools.partial(_answers, running.url, ready_path),
+                               f"answer GET {ready_path} with 200 on {running.url}")
+
+        return start_until_ready(target.server.name, chosen, notes, launch, ready)
 
     def start_upstream(self, *, cpus: Sequence[int], port: int = 0) -> ContainerTarget:
         """The upstream delay service in its own container, pinned to ``cpus``.

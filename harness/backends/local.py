@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,10 +41,11 @@ from pathlib import Path
 
 import psutil
 
-from harness.backends.base import Backend, ResourceSampler, RunningTarget
+from harness.backends.base import Backend, ResourceSampler, RunningTarget, start_until_ready
 from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
 from harness.cpus import check_online, cpus_text
-from harness.errors import TargetError, UsageError
+from harness.errors import TargetError
+from harness.ports import choose_port
 from harness.sampling import TreeSampler
 from harness.signals import interrupts_deferred
 
@@ -56,14 +56,10 @@ GONE_POLL_S = 0.02
 WATCHDOG_POLL_S = 0.1
 LOG_TAIL_LINES = 15
 LOG_TAIL_BYTES = 16_384
-# A free port picked here can be taken by someone else before the server binds it.
-PORT_ATTEMPTS = 3
 
 UPSTREAM_READY_PATH = "/delay?ms=0"
 UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
 UPSTREAM_READY_RE = re.compile(rb"upstream listening on (http://[0-9.]+:\d+)")
-PORT_IN_USE_RE = re.compile(r"address already in use|errno 98|eaddrinuse|port is already in use",
-                            re.IGNORECASE)
 
 log = logging.getLogger(__name__)
 
@@ -95,37 +91,6 @@ if pgid is not None:
     except OSError:
         pass
 """.replace("POLL_S", repr(WATCHDOG_POLL_S))
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """Whether a server could listen on the port now (SO_REUSEADDR, as servers bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-            sock.listen(1)
-        except OSError:
-            return False
-    return True
-
-
-def choose_port(port: int, host: str = HOST) -> tuple[int, str]:
-    """Port 0 -> a free port; a port in use -> another free one, and a note that says so."""
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port: expected 0..65535 (0 picks a free port), got {port}")
-    if port == 0:
-        return free_port(host), ""
-    if port_is_free(port, host):
-        return port, ""
-    other = free_port(host)
-    return other, f"Port taken: {host}:{port} is in use, so another free port is used: {other}"
 
 
 def http_status(url_base: str, path: str, timeout_s: float = PROBE_TIMEOUT_S) -> int | None:
@@ -404,33 +369,21 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
     chosen, note = choose_port(port)
     if note:
         notes.append(note)
-    for attempt in range(1, PORT_ATTEMPTS + 1):
+    ready_path = target.family.ready_path
+
+    def launch(chosen: int) -> RunningServer:
         command = render_command(target, port=chosen)
         with interrupts_deferred():  # until the group is registered for stopping
             popen, watchdog, log_path = _spawn(target.server.name, command, pinned, env)
-            server = RunningServer(name=target.server.name, popen=popen, command=command,
-                                   cpus=pinned, port=chosen, log_path=log_path,
-                                   watchdog=watchdog, target=target, notes=notes)
-        try:
-            ready_path = target.family.ready_path
-            server.wait_ready(functools.partial(_answers_ready, server, ready_path),
-                        f"answer GET {ready_path} with a 2xx status on {server.url}")
-        except TargetError as exc:
-            server.stop()
-            if attempt < PORT_ATTEMPTS and PORT_IN_USE_RE.search(str(exc)):
-                chosen = free_port()
-                notes.append(f"Port taken: port {server.port} was taken before "
-                             f"{target.server.name} bound it, so another free port is used: "
-                             f"{chosen}")
-                continue
-            raise
-        except BaseException:
-            server.stop()
-            raise
-        for line in notes:
-            log.warning("%s", line)
-        return server
-    raise AssertionError("unreachable")  # pragma: no cover
+            return RunningServer(name=target.server.name, popen=popen, command=command,
+                                 cpus=pinned, port=chosen, log_path=log_path,
+                                 watchdog=watchdog, target=target, notes=notes)
+
+    def ready(server: RunningServer) -> None:
+        server.wait_ready(functools.partial(_answers_ready, server, ready_path),
+                          f"answer GET {ready_path} with a 2xx status on {server.url}")
+
+    return start_until_ready(target.server.name, chosen, notes, launch, ready)
 
 
 def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:

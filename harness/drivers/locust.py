@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from harness.loadgen.histograms import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from harness.loadgen.result import SATURATED_CPU_PCT, LoadResult, merge_reports
 from harness.loadgen.run import check_reachable
 from harness.loadgen.spec import LoadSpec
+from harness.ports import free_port
 from harness.sampling import TreeSampler, Usage
 
 HERE = Path(__file__).resolve().parent
@@ -230,7 +230,7 @@ class _LocustRun:
         cpus = tuple(spec.cpus) if spec.cpus else ()
         expect = self.workers + self.driver.remote_workers
         port = self.driver.master_port or (DEFAULT_MASTER_PORT if self.driver.remote_workers
-                                           else _free_port())
+                                           else free_port())
         usage: dict[int, Usage] = {}
         try:
             self.spawn("local" if not expect else "master", self.locust_cmd(
@@ -477,10 +477,3 @@ def _alive(pids: Sequence[int]) -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
             procs.append(psutil.Process(pid))
     return procs
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
