@@ -8,6 +8,7 @@ found by a periodic sweep over the connections.
 
 from __future__ import annotations
 
+import select
 from time import monotonic_ns as time_ns
 
 import httptools
@@ -16,6 +17,18 @@ from harness.loadgen.pool import Connection, Pool
 
 # Methods a client may send again when the server closed the connection before answering.
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+# A socket with something to read after a complete answer: the server's FIN (or bytes nobody
+# asked for). Either way, not a connection to send the next request on.
+_READABLE = select.POLLIN | select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+def peer_closed(transport: object) -> bool:
+    """Whether the peer has already closed (or sent more) on this idle connection: one poll(2)
+    with no wait. Asyncio only learns of the FIN on its next turn, after we would have written.
+    """
+    poller = select.poll()
+    poller.register(transport.get_extra_info("socket"), _READABLE)  # type: ignore[attr-defined]
+    return bool(poller.poll(0))
 
 
 class HttpConnection(Connection):
@@ -42,6 +55,7 @@ class HttpConnection(Connection):
             self.pool.retire(self, "io")
             return
         self.busy = False
+        first = not self.reused
         self.reused = True
         self.pool.busy -= 1
         book = self.book
@@ -56,9 +70,23 @@ class HttpConnection(Connection):
                           else None)
         if self.body is not None:
             self.body.clear()
-        if not self.parser.should_keep_alive():
-            self.pool.retire(self, None)
-            return
+        if first:
+            # Servers that close every connection do not always say so (uWSGI's http-socket
+            # answers HTTP/1.1 with no "Connection: close", then closes): a request written now
+            # would go to a closed socket and come back as a reset, to be sent again. Asking
+            # costs one syscall per connection, so only after its first answer: a server that
+            # keeps connections alive pays it once per connection.
+            closed = not self.parser.should_keep_alive() or peer_closed(self.transport)
+            self.pool.first_answer(closed)
+            if closed:
+                self.pool.retire(self, None)
+                return
+            self.one_answer = True  # until a second answer: the close may still come
+        else:
+            self.one_answer = False
+            if not self.parser.should_keep_alive():
+                self.pool.retire(self, None)
+                return
         self.model.ready(self, now)
 
 

@@ -3,15 +3,17 @@ connections, whatever protocol they speak and whatever load model drives them.
 
 Connects run on a few long-lived connector tasks (at most CONNECT_PARALLELISM) that take
 requests for a connection from a counter; a connector with nothing to do parks on a future.
-A reconnect therefore costs no new Task and no semaphore: that matters against servers that
-close every connection (gunicorn's sync worker, uWSGI's http-socket), where there is one
-reconnect per request.
+A reconnect therefore costs no new Task and no semaphore. Against servers that close every
+connection (gunicorn's sync worker, uWSGI's http-socket) there is one reconnect per request:
+once the pool has seen that (ONE_SHOT_EVIDENCE first answers each followed by the server's
+close), it opens HTTP connections on plain non-blocking sockets instead (``rawconn``): with no
+coroutine, transport or callback per connect, uWSGI's hello at 16 connections went from 0.84x
+to 0.92x wrk's rate (benchmarks/loadgen_vs_wrk.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,9 +23,15 @@ from harness.loadgen.accounting import Book
 
 if TYPE_CHECKING:
     from harness.loadgen.models.base import LoadModel
+    from harness.loadgen.rawconn import RawSockets
 
 CONNECT_PARALLELISM = 256  # simultaneous connects, so 10k connections don't flood the backlog
 RECONNECT_DELAY_S = 0.01  # pause before re-opening after a failed connect (bounds the retry rate)
+# Connections closed by the server right after their first answer before the pool opens its
+# HTTP connections on plain sockets (rawconn); and at most one in KEPT_PER_CLOSED_MAX of the
+# first answers may have kept its connection (a server that keeps some alive stays on asyncio).
+ONE_SHOT_EVIDENCE = 32
+KEPT_PER_CLOSED_MAX = 0.1
 
 
 class Connection(asyncio.Protocol):
@@ -34,8 +42,8 @@ class Connection(asyncio.Protocol):
     arrived yet; ``reused``: this connection has carried a complete answer before.
     """
 
-    __slots__ = ("book", "busy", "dead", "due_ns", "fresh", "model", "pool", "reused",
-                 "sent_ns", "transport")
+    __slots__ = ("book", "busy", "dead", "due_ns", "fresh", "model", "one_answer", "pool",
+                 "reused", "sent_ns", "transport")
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -47,6 +55,7 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.fresh = False
         self.reused = False
+        self.one_answer = False  # kept open after its first answer, and has carried no other
         self.dead = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +98,9 @@ class Pool:
         self.connect_failures = 0
         self.last_failure = ""  # why the last connect failed, for an error that says so
         self.stopping = False
+        self.first_closed = 0  # first answers the server closed the connection after
+        self.first_kept = 0  # first answers after which the connection stayed open
+        self.raw: RawSockets | None = None  # set once the server closes every connection
         self._parked: deque[asyncio.Future[None]] = deque()
         self._connectors: set[asyncio.Task[None]] = set()
         self._connecting_since: dict[asyncio.Task[Any], int] = {}  # connector -> its start
@@ -102,6 +114,9 @@ class Pool:
         if self.stopping or self.at_cap:
             return
         self.connecting += 1
+        if self.raw is not None:
+            self.raw.connect()
+            return
         self.pending += 1
         while self._parked:
             waiter = self._parked.popleft()
@@ -144,6 +159,25 @@ class Pool:
             finally:
                 self._connecting_since.pop(task, None)
 
+    def first_answer(self, closed: bool) -> None:
+        """A connection's first answer is complete; ``closed``: the server closed it then."""
+        if closed:
+            self.first_closed += 1
+        else:
+            self.first_kept += 1
+        if self.raw is None and self.first_closed >= ONE_SHOT_EVIDENCE \
+                and self.first_kept <= KEPT_PER_CLOSED_MAX * self.first_closed \
+                and not self.stopping:
+            from harness.loadgen import rawconn  # imports this module's Connection
+
+            if not rawconn.AVAILABLE:
+                return
+            self.raw = rawconn.RawSockets(self, CONNECT_PARALLELISM)
+            self.model.notes.append(
+                f"the server closed {self.first_closed} connections after their first answer: "
+                f"further connections were opened on plain non-blocking sockets (a connect "
+                f"per request costs less Python there)")
+
     def _make_protocol(self) -> Connection:
         return self.factory(self)
 
@@ -175,6 +209,10 @@ class Pool:
         """The server (or the network) closed a connection."""
         if conn.dead:
             return
+        if conn.one_answer:  # the server closed it after all, after its only answer
+            conn.one_answer = False
+            self.first_kept -= 1
+            self.first_answer(True)
         if conn.busy and conn.fresh and conn.reused and self.model.may_resend:
             # RFC 9112 9.3.1: a server may close a persistent connection at any time (uWSGI's
             # http-socket does after every answer, without "Connection: close"). A request that
@@ -211,9 +249,8 @@ class Pool:
             self.busy -= 1
             if kind is not None:
                 self.book.count_error(kind, conn.due_ns)
-        else:
-            with contextlib.suppress(ValueError):
-                self.idle.remove(conn)
+        elif self.idle and conn in self.idle:  # no exception raised per retired connection
+            self.idle.remove(conn)
 
     def sweep_timeouts(self, limit_ns: int, connect_limit_ns: int | None = None) -> None:
         """Abort connections whose request was sent before ``limit_ns`` (a timeout each), and
@@ -222,6 +259,8 @@ class Pool:
             for task, since in list(self._connecting_since.items()):
                 if since < connect_limit_ns:
                     task.cancel()
+            if self.raw is not None:
+                self.raw.expire_connects(connect_limit_ns)
         if self.busy:
             for conn in [c for c in self.conns if c.busy and c.sent_ns < limit_ns]:
                 self.retire(conn, "timeout", abort=True)
@@ -247,6 +286,8 @@ class Pool:
                 conn.transport.abort()
         self.conns.clear()
         self.idle.clear()
+        if self.raw is not None:
+            self.raw.close()
         for waiter in self._parked:
             if not waiter.done():
                 waiter.set_result(None)

@@ -54,10 +54,6 @@ class _Server:
         if self.close:
             conn.transport.close()
             return
-        if self.close_after_answer:
-            conn.transport.write(self.response)
-            conn.transport.close()
-            return
         release = now + self.delay_ns
         if self.serial:
             release = max(now, self.last_release_ns) + self.delay_ns
@@ -67,7 +63,7 @@ class _Server:
             if stall_from <= release < stall_from + self.stall_ns:
                 release = stall_from + self.stall_ns
         if release <= now:
-            conn.transport.write(self.response)
+            self.answer(conn)
             return
         self.pending.append((release, conn))
         if len(self.pending) == 1:
@@ -79,9 +75,14 @@ class _Server:
         while pending and pending[0][0] <= now:
             _, conn = pending.popleft()
             if not conn.transport.is_closing():
-                conn.transport.write(self.response)
+                self.answer(conn)
         if pending:
             self.timer.at(pending[0][0])
+
+    def answer(self, conn: _Http) -> None:
+        conn.transport.write(self.response)
+        if self.close_after_answer:
+            conn.transport.close()
 
 
 class _Http(asyncio.Protocol):
