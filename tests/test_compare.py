@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness import cli
 from harness.analysis.agreement import compare_guidance, compare_runs, shape
-from harness.analysis.guidance import GuidanceItem
+from harness.analysis.guidance import GuidanceItem, leaders, tied
 from tests.analysis_fixtures import record, write_run
 
 
@@ -108,3 +109,18 @@ def test_sentences_pair_by_content_within_a_topic() -> None:
         ("overloaded", True, True), ("overloaded", False, True), ("busy", False, False)]
     assert rows[0].a is not None and "gunicorn-sync" in rows[0].a
     assert rows[1].b is None and rows[2].b is None
+
+
+def test_the_tied_group_is_a_block_from_the_top() -> None:
+    # hypercorn's repeats are tight enough to differ from uvicorn's; daphne's are too spread
+    # to: but hypercorn did better than daphne, so it cannot be left out of the leaders
+    rows = pd.DataFrame([
+        {"server": "uvicorn", "achieved_rps": 7000.0, "figures": [7000.0, 7050.0, 6950.0]},
+        {"server": "hypercorn", "achieved_rps": 6000.0, "figures": [6000.0, 6010.0, 5990.0]},
+        {"server": "daphne", "achieved_rps": 5500.0, "figures": [3500.0, 7500.0, 5500.0]},
+        {"server": "granian-asgi", "achieved_rps": 3000.0, "figures": [3000.0, 3010.0, 2990.0]},
+    ])
+    assert not tied(rows["figures"][0], rows["figures"][1])
+    assert tied(rows["figures"][0], rows["figures"][2])
+    group = leaders(rows, "achieved_rps", lambda r: list(r["figures"]))
+    assert [r["server"] for r in group] == ["daphne", "hypercorn", "uvicorn"]

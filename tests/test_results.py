@@ -111,7 +111,8 @@ def test_three_outcomes(kwargs: dict[str, object], outcome: str, fragment: str) 
 def test_schema_version_1_folders_still_load(tmp_path: Path) -> None:
     """Old runs read: their rows get an outcome derived from valid and the reason."""
     from harness.analysis import load_run
-    run = load_run(Path(__file__).resolve().parent.parent / "results" / "reference" / "io_bound")
+    # the io_bound reference run as published before schema 2 (run.json and trials.csv)
+    run = load_run(Path(__file__).resolve().parent / "data" / "schema_v1_io_bound")
     assert set(run["outcome"]) <= {"valid", "overloaded", "invalid"}
     overloaded = run[run["outcome"] == "overloaded"]
     assert not overloaded.empty  # gunicorn-sync offered 4x its capacity, for one

@@ -165,9 +165,10 @@ def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
 def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
     """The highest capacity and those tied with it (guidance.tied), by name."""
     best = caps[0]  # highest mean first
-    return sorted([best] + [c for c in caps[1:] if tied(best.figures, c.figures,
-                                                         what="capacity")],
-                  key=lambda c: c.server)
+    tied_caps = [c for c in caps[1:] if tied(best.figures, c.figures, what="capacity")]
+    # a block from the top, as guidance.leaders: one that did better than a tied one is in it
+    last = min((c.mean for c in tied_caps), default=best.mean)
+    return sorted([best] + [c for c in caps[1:] if c.mean >= last], key=lambda c: c.server)
 
 
 def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,

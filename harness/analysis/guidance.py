@@ -218,9 +218,17 @@ def leaders(rows: pd.DataFrame, column: str, figures: Callable[[pd.Series], list
     ordered = rows.sort_values([column, "server"], ascending=[lowest, True], kind="stable")
     best = ordered.iloc[0]
     best_figures = figures(best) or [float(best[column])]
-    group = [best] + [row for _, row in ordered.iloc[1:].iterrows()
-                      if tied(best_figures, figures(row) or [float(row[column])],
-                              lowest=lowest, what=what)]
+    tied_rows = [row for _, row in ordered.iloc[1:].iterrows()
+                 if tied(best_figures, figures(row) or [float(row[column])], lowest=lowest,
+                         what=what)]
+    # The group is a block from the top: a row that scored better than a tied one is in it
+    # too, even when its own repeats were tight enough to differ from the best's.
+    group = [best]
+    if tied_rows:
+        last = max(float(r[column]) for r in tied_rows) if lowest \
+            else min(float(r[column]) for r in tied_rows)
+        group += [row for _, row in ordered.iloc[1:].iterrows()
+                  if (float(row[column]) <= last if lowest else float(row[column]) >= last)]
     return sorted(group, key=lambda r: str(r["server"]))
 
 

@@ -77,7 +77,7 @@ class HttpConnection(Connection):
             # costs one syscall per connection, so only after its first answer: a server that
             # keeps connections alive pays it once per connection.
             closed = not self.parser.should_keep_alive() or peer_closed(self.transport)
-            self.pool.first_answer(closed)
+            self.pool.first_answer(self, closed)
             if closed:
                 self.pool.retire(self, None)
                 return

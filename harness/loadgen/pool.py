@@ -159,20 +159,23 @@ class Pool:
             finally:
                 self._connecting_since.pop(task, None)
 
-    def first_answer(self, closed: bool) -> None:
-        """A connection's first answer is complete; ``closed``: the server closed it then."""
+    def first_answer(self, conn: Connection | None, closed: bool) -> None:
+        """``conn``'s first answer is complete; ``closed``: the server closed it then. (None:
+        a connection already closed, which only counts: the switch needs the address an
+        open one reached.)"""
         if closed:
             self.first_closed += 1
         else:
             self.first_kept += 1
-        if self.raw is None and self.first_closed >= ONE_SHOT_EVIDENCE \
+        if self.raw is None and conn is not None and self.first_closed >= ONE_SHOT_EVIDENCE \
                 and self.first_kept <= KEPT_PER_CLOSED_MAX * self.first_closed \
                 and not self.stopping:
             from harness.loadgen import rawconn  # imports this module's Connection
 
-            if not rawconn.AVAILABLE:
+            peer = conn.transport.get_extra_info("peername") if conn.transport else None
+            if not rawconn.AVAILABLE or not peer:
                 return
-            self.raw = rawconn.RawSockets(self, CONNECT_PARALLELISM)
+            self.raw = rawconn.RawSockets(self, CONNECT_PARALLELISM, peer)
             self.model.notes.append(
                 f"the server closed {self.first_closed} connections after their first answer: "
                 f"further connections were opened on plain non-blocking sockets (a connect "
@@ -212,7 +215,7 @@ class Pool:
         if conn.one_answer:  # the server closed it after all, after its only answer
             conn.one_answer = False
             self.first_kept -= 1
-            self.first_answer(True)
+            self.first_answer(None, True)
         if conn.busy and conn.fresh and conn.reused and self.model.may_resend:
             # RFC 9112 9.3.1: a server may close a persistent connection at any time (uWSGI's
             # http-socket does after every answer, without "Connection: close"). A request that
