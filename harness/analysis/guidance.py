@@ -250,6 +250,22 @@ def tie_phrase(group: Sequence[pd.Series], repeated: bool | None = None) -> str:
             f"ranking")
 
 
+def members_text(group: Sequence[pd.Series], part: Callable[[pd.Series], str],
+                 repeated: bool | None = None) -> str:
+    """Each row of a group (``part``), then why they are named together."""
+    text = "; ".join(part(r) for r in group)
+    return text + (f" ({tie_phrase(group, repeated)})" if len(group) > 1 else "")
+
+
+def indistinct(best: Sequence[pd.Series], worst: Sequence[pd.Series], rows: pd.DataFrame
+               ) -> list[pd.Series] | None:
+    """Every row, by server name, when the best group and the worst share a server (the
+    extremes cannot be told apart); None when they do not."""
+    if not {str(r["server"]) for r in best} & {str(r["server"]) for r in worst}:
+        return None
+    return sorted((r for _, r in rows.iterrows()), key=lambda r: str(r["server"]))
+
+
 def trial_figures(run: RunData, row: pd.Series, column: str) -> list[float]:
     """A summary row's measured repeats' ``column`` from trials.csv."""
     trials = run.trials.set_index("trial_id")
@@ -579,12 +595,11 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
                  if load_model == "open" else level_phrase(load_model, float(level)))
 
         def members(group: list[pd.Series]) -> str:
-            text = "; ".join(f"{_row_label(r)} {fmt_ms(r['p99_ms'])} ms (p50 "
-                             f"{fmt_ms(r['p50_ms'])} ms)" for r in group)
-            return text + (f" ({tie_phrase(group)})" if len(group) > 1 else "")
+            return members_text(group, lambda r: f"{_row_label(r)} {fmt_ms(r['p99_ms'])} ms "
+                                                 f"(p50 {fmt_ms(r['p50_ms'])} ms)")
 
-        if {str(r["server"]) for r in lows} & {str(r["server"]) for r in highs}:
-            every = sorted((r for _, r in at.iterrows()), key=lambda r: str(r["server"]))
+        every = indistinct(lows, highs, at)
+        if every is not None:
             text = (f"Tail latency at {where}: the lowest and the highest p99 cannot be told "
                     f"apart: {members(every)}.")
         else:
@@ -659,17 +674,13 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
                 f"({fmt_rps(row['achieved_rps'])} req/s at {fmt_pct(row['server_cpu_pct'])} CPU, "
                 f"{level_phrase(row['load_model'], row['level'])})")
 
-    def members(group: list[pd.Series]) -> str:
-        return "; ".join(part(r) for r in group) + (f" ({tie_phrase(group)})"
-                                                     if len(group) > 1 else "")
-
-    if {str(r["server"]) for r in his} & {str(r["server"]) for r in los}:
-        every = sorted((r for _, r in peaks.iterrows()), key=lambda r: str(r["server"]))
+    every = indistinct(his, los, peaks)
+    if every is not None:
         text = (f"CPU efficiency at each server's peak throughput: the most and the least "
-                f"efficient cannot be told apart: {members(every)}.")
+                f"efficient cannot be told apart: {members_text(every, part)}.")
     else:
-        text = (f"CPU efficiency at each server's peak throughput: {members(his)}; least "
-                f"efficient: {members(los)}.")
+        text = (f"CPU efficiency at each server's peak throughput: {members_text(his, part)}; "
+                f"least efficient: {members_text(los, part)}.")
     return [GuidanceItem(topic="efficiency", text=text, run_id=run.run_id,
                          trial_ids=_ids(*his, *los),
                          values={"rps_per_cpu_s_best": hi["rps_per_cpu_s"],
@@ -707,12 +718,11 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
     ratio = high[column] / low[column]
 
     def members(group: list[pd.Series]) -> str:
-        return "; ".join(f"{_row_label(r)} {fmt_mb(r[column])} MB ({r['workers']} worker(s))"
-                         for r in group) + (f" ({tie_phrase(group, repeated)})"
-                                            if len(group) > 1 else "")
+        return members_text(group, lambda r: f"{_row_label(r)} {fmt_mb(r[column])} MB "
+                                             f"({r['workers']} worker(s))", repeated)
 
-    if {str(r["server"]) for r in lows} & {str(r["server"]) for r in highs}:
-        every = sorted((r for _, r in peaks.iterrows()), key=lambda r: str(r["server"]))
+    every = indistinct(lows, highs, peaks)
+    if every is not None:
         text = (f"Memory ({label} at its peak): the least and the most cannot be told apart: "
                 f"{members(every)}.")
     else:
