@@ -37,6 +37,8 @@ from typing import Any, Literal
 # 2: trials.csv gains outcome (valid / overloaded / invalid), protocol, message_size,
 # connections_at_end, memory_per_connection_kb, notes, phase, others_cpu_pct and steal_pct,
 # and capacity.csv appears (capacity at a latency objective); version 1 folders are still read.
+# Columns added since are optional (harness.analysis.frames.OPTIONAL_TRIAL_COLUMNS): a folder
+# written before one existed still reads, the column empty.
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
@@ -158,6 +160,9 @@ class TrialRecord:
     # and steal (harness.noise); a trial above the limits is flagged in notes and the report
     others_cpu_pct: float | None = None
     steal_pct: float | None = None
+    # the server's connections on its port per worker process, mid-window, most first
+    # ("16 0 0": one of three workers held all 16); empty when not counted (harness.sampling)
+    connections_per_worker: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

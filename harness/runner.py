@@ -400,7 +400,9 @@ class Runner:
             self.observer.trial_done(record)
             return record
         self.observer.trial_started(planned, level, repeat, spec.warmup_s + spec.duration_s)
-        sampler = server.sampler(watch_cpus=self.plan.loadgen_cpus)
+        # the census of connections per worker: in the middle of the measured window
+        sampler = server.sampler(watch_cpus=self.plan.loadgen_cpus,
+                                 census_after_s=spec.warmup_s + spec.duration_s / 2)
         noise = NoiseProbe()
         noise.start()
         sampler.start()
@@ -509,6 +511,8 @@ class Runner:
                 "websocket" if self.plan.scenario.websocket else "http"),
             message_size=level.message_size,
             connections_at_end=None if failure else result.open_at_end,
+            connections_per_worker=" ".join(map(str, usage.connections_by_process))
+            if usage.connections_by_process and not failure else "",
             memory_per_connection_kb=_memory_per_connection_kb(usage, window, level)
             if idle and not failure else None,
         )

@@ -6,6 +6,12 @@ reported as percent of one CPU. Memory is reported twice: RSS summed over the tr
 tools show; it counts pages shared by forked workers once per worker) and PSS (proportional set
 size, shared pages split between the processes that share them), the honest figure for a
 pre-forked server.
+
+Once per trial, in the middle of its measured window, the sampler also counts the connections
+each of the server's processes holds on the server's port (a census): a pre-forked worker
+serves only the connections it accepted, so a worker holding most of them leaves its siblings
+idle, which explains a server that falls short of its worker limit (gunicorn's gthread workers
+accept whether or not a thread is free).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import psutil
 SAMPLE_INTERVAL_S = 0.25
 MB = 1024 * 1024
 NS_PER_S = 1_000_000_000
+# The census is one /proc scan per process; a connection counts once it is established.
+_CENSUS_STATES = frozenset({psutil.CONN_ESTABLISHED})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +51,9 @@ class Usage:
     """The samples of one trial, and what they say about a time window."""
 
     samples: list[Sample] = field(default_factory=list)
+    # the census (module docstring): connections on the server's port per serving process,
+    # most first; None when none was taken (no port given, or the trial ended first)
+    connections_by_process: tuple[int, ...] | None = None
 
     def cpu_at(self, t_ns: int) -> float:
         """Cumulative CPU seconds at ``t_ns``, interpolated between the samples around it."""
@@ -116,6 +127,31 @@ def watched_cpu_seconds(cpus: Sequence[int]) -> tuple[float, float]:
     return busy_s, total_s
 
 
+def connections_by_process(procs: Sequence[psutil.Process], port: int) -> tuple[int, ...]:
+    """Established TCP connections whose local port is ``port``, per process that serves it
+    (holds such a connection or listens on it), most first.
+
+    A supervisor that listens but never accepts (gunicorn's arbiter, uWSGI's master: the
+    first process of a tree whose children also listen) holds none and is left out, so the
+    counts are the workers'. Processes that vanish or cannot be read are skipped.
+    """
+    counts: list[tuple[int, int, bool]] = []  # (position, established, listens)
+    for position, proc in enumerate(procs):
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        mine = [c for c in conns if c.laddr and c.laddr.port == port]
+        if not mine:
+            continue
+        established = sum(1 for c in mine if c.status in _CENSUS_STATES)
+        listens = any(c.status == psutil.CONN_LISTEN for c in mine)
+        counts.append((position, established, listens))
+    if len(counts) > 1 and counts[0][0] == 0 and counts[0][1] == 0:
+        counts = counts[1:]
+    return tuple(sorted((n for _, n, _ in counts), reverse=True))
+
+
 class PeriodicSampler(abc.ABC):
     """Takes a Sample every ``interval_s`` in a thread between ``start()`` and ``stop()``;
     subclasses say how (``_take``), and what to do first (``_begin``)."""
@@ -145,37 +181,50 @@ class PeriodicSampler(abc.ABC):
         self._thread.start()
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.wait(self._interval_s):
             sample = self._take()
             self.samples.append(sample)
             if self._on_sample is not None:
                 self._on_sample(sample)
+            self._after_sample(time.monotonic() - started)
 
     @property
     def running(self) -> bool:
         return self._thread is not None and not self._stop.is_set()
+
+    def _after_sample(self, elapsed_s: float) -> None:  # noqa: B027 - optional hook
+        """After each periodic sample, ``elapsed_s`` after ``start()``."""
+
+    def _usage(self) -> Usage:
+        return Usage(samples=self.samples)
 
     def stop(self) -> Usage:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self.samples.append(self._take())
-        return Usage(samples=self.samples)
+        return self._usage()
 
 
 class TreeSampler(PeriodicSampler):
     """Samples a process tree's CPU and memory in a thread between start() and stop().
 
     ``processes`` returns the tree's processes now; it is called every sample so workers that
-    are respawned are counted.
+    are respawned are counted. With ``census_port`` and ``census_after_s``, the first sample
+    at least ``census_after_s`` after ``start()`` is followed by the census (module docstring).
     """
 
     def __init__(self, processes: Callable[[], Sequence[psutil.Process]],
                  interval_s: float = SAMPLE_INTERVAL_S,
                  on_sample: Callable[[Sample], None] | None = None,
-                 watch_cpus: Sequence[int] = ()) -> None:
+                 watch_cpus: Sequence[int] = (), census_port: int | None = None,
+                 census_after_s: float | None = None) -> None:
         super().__init__(interval_s=interval_s, on_sample=on_sample, watch_cpus=watch_cpus)
         self._processes = processes
+        self._census_port = census_port
+        self._census_after_s = census_after_s
+        self._census: tuple[int, ...] | None = None
         # CPU seconds per pid at the start of the window, and the last seen for each pid, so
         # time spent by a worker that exits mid-trial is still counted.
         self._base: dict[int, float] = {}
@@ -223,3 +272,11 @@ class TreeSampler(PeriodicSampler):
     def _begin(self) -> None:
         self._cpu_now(list(self._processes()))  # the window's baseline
         self._started = True
+
+    def _after_sample(self, elapsed_s: float) -> None:
+        if (self._census is None and self._census_port is not None
+                and self._census_after_s is not None and elapsed_s >= self._census_after_s):
+            self._census = connections_by_process(list(self._processes()), self._census_port)
+
+    def _usage(self) -> Usage:
+        return Usage(samples=self.samples, connections_by_process=self._census)

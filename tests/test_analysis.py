@@ -314,3 +314,55 @@ def test_throughput_plot_marks_invalid_points_apart(tmp_path: Path) -> None:
     assert grey and all(line.get_markerfacecolor() == "none" or line.get_marker() == "x"
                         for line in grey)
     assert math.isclose(ax.get_ylim()[0], 0.0)
+
+
+def test_connections_held_by_one_worker_are_a_caveat(tmp_path: Path) -> None:
+    # gthread-like: at 16 clients one of 3 workers held every connection in 2 of 3 repeats;
+    # at 64 clients they spread. uvicorn has one process: its census is never judged.
+    spreads = {16: ("16 0 0", "9 4 3", "15 1 0"), 64: ("22 21 21", "20 22 22", "23 21 20")}
+    rows = []
+    for clients, per_repeat in spreads.items():
+        for repeat, spread in enumerate(per_repeat, start=1):
+            rows.append((record(f"g-c{clients}-r{repeat}", server="gunicorn-gthread",
+                                gateway="wsgi", concurrency=clients, repeat=repeat, workers=3,
+                                threads=2, connections_per_worker=spread), [50_000] * 20))
+            rows.append((record(f"u-c{clients}-r{repeat}", concurrency=clients, repeat=repeat,
+                                connections_per_worker=str(clients)), [50_000] * 20))
+    run = RunData.load(write_run(tmp_path / "run", rows))
+    items = [i for i in compute_guidance(run, summarize(run)) if i.topic == "uneven"]
+    assert len(items) == 1 and items[0].caveat
+    text = items[0].text
+    assert "gunicorn-gthread (WSGI): at 16 concurrent clients 16 0 0 (2 of 3 repeats)" in text
+    assert "64 concurrent clients" not in text and "uvicorn" not in text
+    assert set(items[0].trial_ids) == {"g-c16-r1", "g-c16-r3"}
+    assert items[0].values["worst_share"] == pytest.approx(1.0)
+
+
+def test_runs_without_a_census_have_no_spread_caveat(tmp_path: Path) -> None:
+    run = RunData.load(_two_server_run(tmp_path))
+    assert run.trials["connections_per_worker"].isna().all() \
+        or (run.trials["connections_per_worker"].fillna("") == "").all()
+    assert not [i for i in compute_guidance(run, summarize(run)) if i.topic == "uneven"]
+
+
+@pytest.mark.parametrize(("requests", "name"), [(250, "p90"), (2000, "p99")])
+def test_tail_is_compared_at_a_percentile_the_requests_support(
+        tmp_path: Path, requests: int, name: str) -> None:
+    # hypercorn's slowest fifth is 3x uvicorn's; each trial has `requests` answers
+    rows = []
+    for repeat in (1, 2, 3):
+        for server, slow_us in (("uvicorn", 60_000), ("hypercorn", 180_000)):
+            values = [50_000] * (requests - requests // 5) + [slow_us] * (requests // 5)
+            rows.append((record(f"{server}-R50-r{repeat}", server=server, load_model="open",
+                                concurrency=None, rate=50.0, offered_rps=50.0,
+                                achieved_rps=50.0, requests=requests, repeat=repeat,
+                                p90_ms=slow_us / 1000, p99_ms=slow_us / 1000), values))
+    run = RunData.load(write_run(tmp_path / "run", rows))
+    tail = [i for i in compute_guidance(run, summarize(run)) if i.topic == "tail"]
+    assert len(tail) == 1
+    text = tail[0].text
+    assert f"the lowest {name}: uvicorn (ASGI) 60" in text
+    assert "hypercorn (ASGI) 180" in text and "3.0× higher" in text
+    rests = f"a trial had only {requests:,} requests, and its p99 would rest on 2.5 of them"
+    assert (rests in text) == (name == "p90")
+    assert tail[0].values["percentile"] == float(name[1:])

@@ -33,7 +33,8 @@ class Launched(RunningTarget):
     def _stop_now(self) -> None:
         self.stops += 1
 
-    def sampler(self, *, watch_cpus: Sequence[int] = ()) -> ResourceSampler:
+    def sampler(self, *, watch_cpus: Sequence[int] = (),
+                census_after_s: float | None = None) -> ResourceSampler:
         raise NotImplementedError
 
 

@@ -85,6 +85,11 @@ def test_two_servers_io_bound(tmp_path: Path) -> None:
     assert float(closed["gunicorn-sync"]["achieved_rps"]) <= cap * 1.1
     # 16 connections on an event loop all wait at once: near 16 / 0.05 req/s
     assert float(closed["uvicorn"]["achieved_rps"]) > cap * 1.2
+    # the census mid-trial: uvicorn's one process held the 16 keep-alive connections; each of
+    # gunicorn's sync workers serves one connection at a time (its arbiter only listens)
+    assert closed["uvicorn"]["connections_per_worker"] == "16"
+    sync_spread = [int(n) for n in closed["gunicorn-sync"]["connections_per_worker"].split()]
+    assert len(sync_spread) == workers and max(sync_spread) <= 1
     opened = [r for r in rows if r["load_model"] == "open"]
     for row in opened:
         assert histogram_path(out, row["trial_id"], "service").is_file()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ from collections.abc import Callable
 import psutil
 import pytest
 
-from harness.sampling import NS_PER_S, Sample, TreeSampler, Usage
+from harness.sampling import NS_PER_S, Sample, TreeSampler, Usage, connections_by_process
 
 S = NS_PER_S
 
@@ -91,3 +93,74 @@ def test_a_busy_watched_cpu_is_seen() -> None:
         lambda _: TreeSampler(lambda: [], interval_s=0.1, watch_cpus=[cpu]), cpu)
     share = usage.watched_busy_pct(t0, t1)
     assert share is not None and share > 80.0  # a spinning process keeps its CPU busy
+
+
+# A supervisor that listens and never accepts, and two workers that accept on its socket (the
+# pre-fork model of gunicorn and uWSGI), as real processes on a real loopback socket.
+_WORKER = """
+import socket, sys, time
+listener = socket.socket(fileno=int(sys.argv[1]))
+held = []
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        held.append(listener.accept()[0])
+    except BlockingIOError:
+        time.sleep(0.01)
+"""
+_SUPERVISOR = """
+import os, socket, subprocess, sys, time
+listener = socket.create_server(("127.0.0.1", 0))
+listener.setblocking(False)
+workers = [subprocess.Popen([sys.executable, "-c", sys.argv[1], str(listener.fileno())],
+                            pass_fds=[listener.fileno()]) for _ in range(2)]
+print(listener.getsockname()[1], flush=True)
+time.sleep(30)
+"""
+CENSUS_CLIENTS = 6
+CENSUS_WAIT_S = 10.0
+
+
+def _samples_past(sampler: TreeSampler, seconds: float) -> Usage:
+    """Run ``sampler`` until it has sampled ``seconds`` after its start (bounded)."""
+    sampler.start()
+    first = sampler.samples[0].t_ns
+    deadline = time.monotonic() + CENSUS_WAIT_S
+    while sampler.samples[-1].t_ns - first < seconds * S and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sampler.stop()
+
+
+def test_census_counts_each_workers_connections_and_leaves_the_supervisor_out() -> None:
+    supervisor = subprocess.Popen([sys.executable, "-c", _SUPERVISOR, _WORKER],
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+    clients: list[socket.socket] = []
+    try:
+        assert supervisor.stdout is not None
+        port = int(supervisor.stdout.readline())
+        leader = psutil.Process(supervisor.pid)
+
+        def tree() -> list[psutil.Process]:
+            return [leader, *leader.children(recursive=True)]
+
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(CENSUS_CLIENTS)]
+        # the workers accept asynchronously: count until all six are held (bounded)
+        deadline = time.monotonic() + CENSUS_WAIT_S
+        counts = connections_by_process(tree(), port)
+        while sum(counts) < CENSUS_CLIENTS and time.monotonic() < deadline:
+            time.sleep(0.05)
+            counts = connections_by_process(tree(), port)
+        assert sum(counts) == CENSUS_CLIENTS
+        assert len(counts) == 2  # the two workers; the supervisor only listens
+        assert list(counts) == sorted(counts, reverse=True)
+
+        census = TreeSampler(tree, interval_s=0.05, census_port=port, census_after_s=0.1)
+        assert _samples_past(census, 0.3).connections_by_process == counts
+        # no port: no census
+        assert _samples_past(TreeSampler(tree, interval_s=0.05), 0.3
+                             ).connections_by_process is None
+    finally:
+        for client in clients:
+            client.close()
+        os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()

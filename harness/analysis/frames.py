@@ -114,7 +114,8 @@ def _convert(column: pd.Series, dtype: str, where: str) -> pd.Series:
 # Columns added after schema version 1 was first written, with what older runs mean by them.
 OPTIONAL_TRIAL_COLUMNS = {"notes": "", "protocol": "http", "message_size": "",
                           "connections_at_end": "", "memory_per_connection_kb": "",
-                          "phase": "sweep", "others_cpu_pct": "", "steal_pct": ""}
+                          "phase": "sweep", "others_cpu_pct": "", "steal_pct": "",
+                          "connections_per_worker": ""}
 
 
 # Reasons that, in a version 1 run, meant the harness could not vouch for the trial; any other
@@ -356,7 +357,8 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
     histogram is missing); RSS is the peak. A level is ``valid`` only when every repeat is
     valid and measured: a level with one bad repeat is shown, never ranked.
     Columns: GROUP_KEYS, trial_ids (tuple), repeats, measured_repeats, achieved_rps, rps_std,
-    rps_cv, requests, errors, error_rate, p50_ms, p99_ms, p99_9_ms, max_ms, server_cpu_pct,
+    rps_cv, requests, errors, error_rate, p50_ms, p90_ms, p99_ms, p99_9_ms, max_ms,
+    server_cpu_pct,
     server_rss_mb,
     server_pss_mb, loadgen_cpu_pct, rps_per_cpu_s, workers, threads, server_cpus, valid,
     invalid_reason, outcome (the worst of the repeats': invalid, overloaded, valid), and
@@ -366,7 +368,8 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
     if phases is not None and "phase" in trials:
         trials = trials[trials["phase"].astype("string").fillna("sweep").isin(list(phases))]
     columns = [*GROUP_KEYS, "trial_ids", "repeats", "measured_repeats", "achieved_rps",
-               "rps_std", "rps_cv", "requests", "errors", "error_rate", "p50_ms", "p99_ms",
+               "rps_std", "rps_cv", "requests", "errors", "error_rate", "p50_ms", "p90_ms",
+               "p99_ms",
                "p99_9_ms", "max_ms",
                "server_cpu_pct", "server_rss_mb", "server_pss_mb", "loadgen_cpu_pct",
                "rps_per_cpu_s", "workers", "threads", "server_cpus", "valid", "invalid_reason",
@@ -414,6 +417,7 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
             "errors": errors,
             "error_rate": errors / (requests + errors) if requests + errors else 0.0,
             "p50_ms": pooled(50, "p50_ms"),
+            "p90_ms": pooled(90, "p90_ms"),
             "p99_ms": pooled(99, "p99_ms"),
             "p99_9_ms": pooled(99.9, "p99_9_ms"),
             "max_ms": float(group["max_ms"].astype("float64").max()),

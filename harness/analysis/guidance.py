@@ -67,6 +67,17 @@ CEILING_FRACTION = 0.90
 _DECLARED_WAIT_RE = re.compile(r"[?&]ms=(\d+(?:\.\d+)?)")
 # Busy trials named one by one in the caveat; the rest are counted.
 MAX_BUSY_LISTED = 8
+# The tail is compared at the highest of these percentiles that rests on at least
+# TAIL_BEYOND_MIN requests beyond it in every trial compared: a p99 of 250 requests is the
+# third slowest, which moves between repeats by more than servers differ (two io_bound runs
+# of 3 repeats each, at 50 req/s, put different servers in the lowest-p99 group).
+TAIL_PERCENTILES = ((99.0, "p99_ms"), (90.0, "p90_ms"))
+TAIL_BEYOND_MIN = 10
+# A multi-worker server's connections are unevenly spread when its busiest worker held at least
+# this multiple of an even share (harness.sampling's census), with at least UNEVEN_MIN_PER_WORKER
+# connections per worker to spread: a worker serves only the connections it accepted.
+UNEVEN_SHARE_MIN = 2.0
+UNEVEN_MIN_PER_WORKER = 2
 
 KIND_LABELS = {
     "io": "I/O-bound",
@@ -570,6 +581,19 @@ def _ceiling(run: RunData, ranked: pd.DataFrame, floor: ServiceFloor | None
     return items
 
 
+def tail_percentile(run: RunData, rows: pd.DataFrame) -> tuple[float, str, int]:
+    """The percentile the tail of ``rows`` is compared at (TAIL_PERCENTILES, TAIL_BEYOND_MIN),
+    its summary column, and the fewest requests of any of their trials."""
+    fewest = min((int(n) for _, row in rows.iterrows()
+                  for n in trial_figures(run, row, "requests") if not math.isnan(n)),
+                 default=0)
+    for pct, column in TAIL_PERCENTILES:
+        if fewest * (1.0 - pct / 100.0) >= TAIL_BEYOND_MIN:
+            return pct, column, fewest
+    pct, column = TAIL_PERCENTILES[-1]
+    return pct, column, fewest
+
+
 def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
     # Open loop first: its latency is timed from the intended send, so a stall cannot hide.
     for load_model in ("open", "closed"):
@@ -582,35 +606,43 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
         if level is None:
             continue
         at = part[part["level"] == level]
+        pct, column, fewest = tail_percentile(run, at)
+        name = f"p{pct:g}"
 
-        def p99s(row: pd.Series) -> list[float]:
-            return trial_figures(run, row, "p99_ms")
+        def tails(row: pd.Series, _column: str = column) -> list[float]:
+            return trial_figures(run, row, _column)
 
-        lows = leaders(at, "p99_ms", p99s, lowest=True, what="p99")
-        highs = leaders(at, "p99_ms", p99s, what="p99")
-        low = min(lows, key=lambda r: float(r["p99_ms"]))
-        high = max(highs, key=lambda r: float(r["p99_ms"]))
-        ratio = high["p99_ms"] / low["p99_ms"] if low["p99_ms"] > 0 else math.nan
+        lows = leaders(at, column, tails, lowest=True, what=name)
+        highs = leaders(at, column, tails, what=name)
+        low = min(lows, key=lambda r: float(r[column]))
+        high = max(highs, key=lambda r: float(r[column]))
+        ratio = high[column] / low[column] if low[column] > 0 else math.nan
         where = (f"{level:g} req/s offered (open loop, latency timed from the intended send)"
                  if load_model == "open" else level_phrase(load_model, float(level)))
+        if column != TAIL_PERCENTILES[0][1]:
+            top = TAIL_PERCENTILES[0][0]
+            where += (f"; by {name}: a trial had only {fewest:,} requests, and its p{top:g} "
+                      f"would rest on {fewest * (1 - top / 100):.1f} of them")
 
-        def members(group: list[pd.Series]) -> str:
-            return members_text(group, lambda r: f"{_row_label(r)} {fmt_ms(r['p99_ms'])} ms "
+        def members(group: list[pd.Series], _column: str = column) -> str:
+            return members_text(group, lambda r: f"{_row_label(r)} {fmt_ms(r[_column])} ms "
                                                  f"(p50 {fmt_ms(r['p50_ms'])} ms)")
 
         every = indistinct(lows, highs, at)
         if every is not None:
-            text = (f"Tail latency at {where}: the lowest and the highest p99 cannot be told "
-                    f"apart: {members(every)}.")
+            text = (f"Tail latency at {where}: the lowest and the highest {name} cannot be "
+                    f"told apart: {members(every)}.")
         else:
             spread = (f"about the same (within {SAME_THROUGHPUT_RATIO_MAX - 1:.0%})"
                       if ratio < SAME_THROUGHPUT_RATIO_MAX else f"{fmt_ratio(ratio)} higher")
-            text = (f"Tail latency at {where}: the lowest p99: {members(lows)}; the highest: "
-                    f"{members(highs)}, {spread}.")
+            text = (f"Tail latency at {where}: the lowest {name}: {members(lows)}; the "
+                    f"highest: {members(highs)}, {spread}.")
+        key = name.replace(".", "_")
         return [GuidanceItem(topic="tail", text=text, run_id=run.run_id,
                              trial_ids=_ids(*lows, *highs),
-                             values={"level": float(level), "p99_low_ms": low["p99_ms"],
-                                     "p50_low_ms": low["p50_ms"], "p99_high_ms": high["p99_ms"],
+                             values={"level": float(level), "percentile": pct,
+                                     f"{key}_low_ms": low[column], "p50_low_ms": low["p50_ms"],
+                                     f"{key}_high_ms": high[column],
                                      "p50_high_ms": high["p50_ms"], "ratio": ratio})]
     return []
 
@@ -787,6 +819,62 @@ def _busy(run: RunData) -> list[GuidanceItem]:
                                  "max_others_pct": float(busy["others_cpu_pct"].max())})]
 
 
+def worker_counts(text: object) -> list[int]:
+    """``"16 0 0"`` (trials.csv's connections_per_worker) -> [16, 0, 0]; [] when not counted."""
+    if not isinstance(text, str):
+        return []
+    return [int(part) for part in text.split() if part.isdigit()]
+
+
+def uneven(counts: Sequence[int]) -> bool:
+    """Whether one worker held far more than its share of the connections (UNEVEN_SHARE_MIN)."""
+    workers, total = len(counts), sum(counts)
+    return (workers >= 2 and total >= UNEVEN_MIN_PER_WORKER * workers
+            and max(counts) >= UNEVEN_SHARE_MIN * total / workers)
+
+
+def _uneven(run: RunData) -> list[GuidanceItem]:
+    """Levels where one worker of a multi-worker server held most of the connections."""
+    trials = run.trials
+    if trials.empty or "connections_per_worker" not in trials.columns:
+        return []
+    measured = trials[(trials["status"].astype("string") == "ok")
+                      & (trials["phase"].astype("string") == "sweep")]
+    parts: list[str] = []
+    ids: list[str] = []
+    worst_share = 0.0
+    for _server, rows in measured.groupby("server", sort=True, observed=True):
+        levels: list[str] = []
+        for (load_model, level), at in rows.groupby(["load_model", "level"], sort=True,
+                                                    observed=True):
+            counted = [(str(r["trial_id"]), worker_counts(r["connections_per_worker"]))
+                       for _, r in at.iterrows()]
+            counted = [(t, c) for t, c in counted if c]
+            skewed = [(t, c) for t, c in counted if uneven(c)]
+            if not skewed:
+                continue
+            _, counts = max(skewed, key=lambda tc: max(tc[1]) / sum(tc[1]))
+            worst_share = max(worst_share, max(counts) / sum(counts))
+            ids += [t for t, _ in skewed]
+            levels.append(f"at {level_phrase(str(load_model), float(str(level)))} "
+                          f"{' '.join(map(str, counts))} ({len(skewed)} of {len(counted)} "
+                          f"{'repeat' if len(counted) == 1 else 'repeats'})")
+        if levels:
+            first = rows.iloc[0]
+            parts.append(f"{_row_label(first)}: " + "; ".join(levels))
+    if not parts:
+        return []
+    text = ("Connections unevenly spread over a server's workers (counted mid-trial, per "
+            "worker, busiest first): " + ". ".join(parts) + ". Each worker serves only the "
+            "connections it accepted, so the others idle meanwhile: sync or threaded workers, "
+            "which serve a few requests at a time each, then fall short of their worker limit "
+            "at that level (an event loop's worker can carry them all); a client with more "
+            "connections spreads them.")
+    return [GuidanceItem(topic="uneven", text=text, run_id=run.run_id, caveat=True,
+                         trial_ids=tuple(dict.fromkeys(ids)),
+                         values={"worst_share": worst_share})]
+
+
 def _noise(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
     repeated = ranked[ranked["repeats"] >= 2]
     if repeated.empty:
@@ -847,8 +935,9 @@ def _targets(run: RunData) -> list[GuidanceItem]:
 
 def compute_guidance(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
     """Findings first (capacity at the objective, best throughput, WSGI vs ASGI, tail, CPU
-    efficiency, memory, overloaded levels), then the caveats (Little's-law ceilings, noise, a
-    busy machine, invalid levels, targets not measured)."""
+    efficiency, memory, overloaded levels), then the caveats (Little's-law ceilings,
+    connections unevenly spread over workers, noise, a busy machine, invalid levels, targets
+    not measured)."""
     # imported here: the WebSocket module builds on this one's helpers
     from harness.analysis.websocket import is_websocket, websocket_guidance
 
@@ -877,6 +966,7 @@ def compute_guidance(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
     items += _memory(run, ranked)
     items += _overloaded(run, summary)
     items += _ceiling(run, ranked, floor)
+    items += _uneven(run)
     items += _noise(run, ranked)
     items += _busy(run)
     items += _invalid(run, summary)

@@ -115,8 +115,12 @@ class RunningTarget(abc.ABC):
         """Stop it (called once, by ``stop``)."""
 
     @abc.abstractmethod
-    def sampler(self, *, watch_cpus: Sequence[int] = ()) -> ResourceSampler:
-        """A new sampler of this target's CPU and memory (whole process tree or container)."""
+    def sampler(self, *, watch_cpus: Sequence[int] = (),
+                census_after_s: float | None = None) -> ResourceSampler:
+        """A new sampler of this target's CPU and memory (whole process tree or container);
+        with ``census_after_s``, where the processes can be read, it also counts each
+        process's connections on the target's port that long after it starts
+        (harness.sampling)."""
 
     def describe(self) -> dict[str, Any]:
         """What run.json records of this running target (pid, container, ...)."""

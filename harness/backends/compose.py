@@ -60,7 +60,7 @@ from harness.backends.local import (
 from harness.catalogue import HOST, REPO_DIR, Target, listen_backlog
 from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError, UsageError
-from harness.ports import choose_port, free_port
+from harness.ports import choose_port, free_port, url_port
 from harness.sampling import (
     MB,
     SAMPLE_INTERVAL_S,
@@ -691,7 +691,7 @@ class ContainerTarget(RunningTarget):
                         return candidate
         return None
 
-    def sampler(self, *, watch_cpus: Sequence[int] = (),
+    def sampler(self, *, watch_cpus: Sequence[int] = (), census_after_s: float | None = None,
                 engine_stats: bool = False) -> ResourceSampler:
         """Over the container's processes from its cgroup (RSS and PSS), or, for an engine on
         another machine (or ``engine_stats``), from the engine's stats API (no PSS)."""
@@ -699,7 +699,9 @@ class ContainerTarget(RunningTarget):
             self._procs_path = self.cgroup_procs()
         if engine_stats or self._procs_path is None:
             return EngineStatsSampler(self.container, watch_cpus=watch_cpus)
-        return TreeSampler(self.processes, watch_cpus=watch_cpus)
+        # host network: the container's sockets are in this machine's network namespace
+        return TreeSampler(self.processes, watch_cpus=watch_cpus,
+                           census_port=url_port(self.url), census_after_s=census_after_s)
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.url, "command": list(self.command),
