@@ -356,6 +356,7 @@ def test_tail_is_compared_at_a_percentile_the_requests_support(
             rows.append((record(f"{server}-R50-r{repeat}", server=server, load_model="open",
                                 concurrency=None, rate=50.0, offered_rps=50.0,
                                 achieved_rps=50.0, requests=requests, repeat=repeat,
+                                duration_s=requests / 50.0,
                                 p90_ms=slow_us / 1000, p99_ms=slow_us / 1000), values))
     run = RunData.load(write_run(tmp_path / "run", rows))
     tail = [i for i in compute_guidance(run, summarize(run)) if i.topic == "tail"]

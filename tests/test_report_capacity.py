@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.analysis import (
@@ -388,3 +389,23 @@ def test_search_steps_stay_out_of_the_level_tables(capacity_run: Path) -> None:
     assert search_ids <= every
     markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
     assert all(f"| {t} | " in markdown for t in search_ids)  # in the list of all trials
+
+
+def test_repeats_ending_on_the_same_step_are_told_by_their_bracket() -> None:
+    from harness.analysis.capacity import ServerCapacity
+
+    def rows(capacities: list[float], failed: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"repeat": list(range(1, len(capacities) + 1)),
+                             "status": ["found"] * len(capacities),
+                             "capacity_rps": capacities, "failed_rate": failed,
+                             "proof_trial": ["p"] * len(capacities),
+                             "failed_trial": ["f"] * len(capacities)})
+
+    sharp = ServerCapacity(server="uwsgi", gateway="wsgi",
+                           rows=rows([120.0, 120.0, 120.0], [126.0, 126.0, 132.0]))
+    assert sharp.same_step == 126.0
+    varied = ServerCapacity(server="uvicorn", gateway="asgi",
+                            rows=rows([5000.0, 5200.0, 4800.0], [5250.0, 5460.0, 5040.0]))
+    assert varied.same_step is None
+    # the guidance sentence keeps one shape, so a second run whose repeats differ pairs with it
+    assert "95 % CI of the mean 120–120 req/s" in sharp.figure_text()

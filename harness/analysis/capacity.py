@@ -127,6 +127,19 @@ class ServerCapacity:
         return mean_ci(self.figures) if self.measured else None
 
     @property
+    def same_step(self) -> float | None:
+        """The lowest failed rate, when every repeat's search ended on the same step (the same
+        capacity, a failed rate above it): the spread over repeats is then zero, and what is
+        known is the bracket between the two (the search's resolution), which the capacity
+        table states; None otherwise."""
+        figures = self.figures
+        failed = self.rows["failed_rate"].dropna()
+        if (len(figures) < 2 or len(set(figures)) != 1 or self.lower_bound
+                or len(failed) != len(self.rows)):
+            return None
+        return float(failed.min())
+
+    @property
     def trial_ids(self) -> tuple[str, ...]:
         ids = [str(t) for col in ("proof_trial", "failed_trial")
                for t in self.rows[col].dropna()]
@@ -143,7 +156,7 @@ class ServerCapacity:
             return " / ".join(STATUS_WORDS.get(s, s) for s in statuses)
         text = ("at least " if self.lower_bound else "") + f"{fmt_rps(self.mean)} req/s"
         spread = self.spread
-        if spread is not None:
+        if spread is not None:  # one shape whatever the figures: `harness compare` pairs it
             per_repeat = ", ".join(fmt_rps(v) for v in self.figures)
             text += f" ({spread.text()}: {per_repeat})"
         return text
@@ -320,6 +333,8 @@ def table_rows(run: RunData, capacity: pd.DataFrame, objective: Objective,
                                    ("≥ " if cap.lower_bound else "") + fmt_rps(cap.mean)
                                    + " (mean)"),
                 "spread": ("–" if spread is None else
+                           f"the same in every repeat; {fmt_rps(cap.same_step)} failed"
+                           if cap.same_step is not None else
                            f"95 % CI of the mean {fmt_rps(spread.low)}–{fmt_rps(spread.high)}"
                            f"; range {fmt_rps(min(figures))}–{fmt_rps(max(figures))}"),
                 latency: "", "proof": "", "first failed": "", "failed trial": "",

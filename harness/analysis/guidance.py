@@ -583,10 +583,18 @@ def _ceiling(run: RunData, ranked: pd.DataFrame, floor: ServiceFloor | None
 
 def tail_percentile(run: RunData, rows: pd.DataFrame) -> tuple[float, str, int]:
     """The percentile the tail of ``rows`` is compared at (TAIL_PERCENTILES, TAIL_BEYOND_MIN),
-    its summary column, and the fewest requests of any of their trials."""
-    fewest = min((int(n) for _, row in rows.iterrows()
-                  for n in trial_figures(run, row, "requests") if not math.isnan(n)),
-                 default=0)
+    its summary column, and the fewest requests of any of their trials: in open loop those
+    the schedule offered (rate x duration: the plan's count, which a request answered late
+    does not change), in closed loop those answered."""
+    def sizes(row: pd.Series) -> list[float]:
+        if row["load_model"] == "open":
+            return [rate * seconds for rate, seconds in
+                    zip(trial_figures(run, row, "offered_rps"),
+                        trial_figures(run, row, "duration_s"), strict=False)]
+        return trial_figures(run, row, "requests")
+
+    fewest = min((round(n) for _, row in rows.iterrows() for n in sizes(row)
+                  if not math.isnan(n)), default=0)
     for pct, column in TAIL_PERCENTILES:
         if fewest * (1.0 - pct / 100.0) >= TAIL_BEYOND_MIN:
             return pct, column, fewest
