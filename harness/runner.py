@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -222,8 +222,8 @@ class Runner:
         self._index = 0
 
     def run(self) -> RunOutcome:
-        """Every repeat restarts every server, and each repeat starts the round of targets one
-        further along (A B C, B C A, C A B): a slow drift of the machine is spread over every
+        """Every repeat restarts every server, and each repeat starts the round of targets
+        further along (``repeat_order``): a slow drift of the machine is spread over every
         server instead of landing on one, and the spread between repeats includes what varies
         between server starts (what two runs differ by), not only between back-to-back
         trials."""
@@ -235,9 +235,9 @@ class Runner:
         runnable = list(self.plan.runnable)
         broken: set[str] = set()  # targets that failed to start or verify: not tried again
         with self._upstream() as upstream_url:
-            for repeat in range(1, self.plan.timing.repeat + 1):
-                shift = (repeat - 1) % len(runnable) if runnable else 0
-                for planned in runnable[shift:] + runnable[:shift]:
+            repeats = self.plan.timing.repeat
+            for repeat in range(1, repeats + 1):
+                for planned in repeat_order(runnable, repeat, repeats):
                     if planned.name not in broken and not self._run_target(
                             planned, upstream_url, repeat):
                         broken.add(planned.name)
@@ -534,6 +534,22 @@ def _memory_per_connection_kb(usage: Usage, window: tuple[int, int],
     else:
         return None
     return grown * 1024.0 / level.concurrency
+
+
+T = TypeVar("T")
+
+
+def repeat_order(targets: Sequence[T], repeat: int, repeats: int) -> list[T]:
+    """The round of ``targets`` for ``repeat`` (1-based) of ``repeats``: rotated by an equal
+    share of the round each repeat (20 targets, 3 repeats: start at 0, 6, 12), so each target
+    is measured early, midway and late in a round, not at nearly the same time of every round
+    (a rotation by one moves each target only one slot); by one slot when there are more
+    repeats than targets (A B, B A, A B)."""
+    if not targets:
+        return []
+    count = len(targets)
+    shift = ((repeat - 1) * max(1, count // max(1, repeats))) % count
+    return [*targets[shift:], *targets[:shift]]
 
 
 def default_run_dir(scenario: str, now: float | None = None) -> Path:

@@ -86,3 +86,20 @@ def test_unknown_server_on_the_command_line_exits_2() -> None:
     assert proc.returncode == 2
     assert "nope" in proc.stderr and "uvicorn" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_repeats_rotate_each_target_through_the_round() -> None:
+    from harness.runner import repeat_order
+
+    targets = [f"t{i}" for i in range(20)]
+    rounds = [repeat_order(targets, r, 3) for r in (1, 2, 3)]
+    assert all(sorted(r) == sorted(targets) for r in rounds)
+    # each target is early in one round, midway in another, late in the third
+    for target in targets:
+        slots = sorted(r.index(target) for r in rounds)
+        assert slots[-1] - slots[0] >= 12
+    assert [r[0] for r in rounds] == ["t0", "t6", "t12"]
+    # more repeats than targets: one slot on each time
+    assert [repeat_order(["a", "b"], r, 3) for r in (1, 2, 3)] == [
+        ["a", "b"], ["b", "a"], ["a", "b"]]
+    assert repeat_order([], 2, 3) == []
