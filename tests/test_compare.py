@@ -124,3 +124,19 @@ def test_the_tied_group_is_a_block_from_the_top() -> None:
     assert tied(rows["figures"][0], rows["figures"][2])
     group = leaders(rows, "achieved_rps", lambda r: list(r["figures"]))
     assert [r["server"] for r in group] == ["daphne", "hypercorn", "uvicorn"]
+
+
+def test_no_winner_in_either_run_agrees_whoever_the_tied_groups_hold() -> None:
+    def item(text: str, ranked: float) -> GuidanceItem:
+        return GuidanceItem(topic="capacity_wsgi_vs_asgi", text=text, run_id="r",
+                            values={"ranked": ranked, "p_value": 0.5})
+
+    tie_a = item("no significant difference: daphne (ASGI) and uvicorn (ASGI) sustained 147, "
+                 "gunicorn-sync (WSGI) and uwsgi (WSGI) 135", 0.0)
+    tie_b = item("no significant difference: uvicorn (ASGI) sustained 137, granian-wsgi "
+                 "(WSGI) and uwsgi (WSGI) 114", 0.0)
+    win_b = item("uvicorn (ASGI) sustained 137, granian-wsgi (WSGI) 114: 1.2×", 1.0)
+    (row,) = compare_guidance([tie_a], [tie_b])
+    assert row.finding and row.unranked and row.same
+    (row,) = compare_guidance([tie_a], [win_b])  # a winner in one run only: differs
+    assert not row.unranked and not row.same

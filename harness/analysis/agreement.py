@@ -2,9 +2,11 @@
 
 Two runs of the same plan agree on a finding when its sentence has the same *shape* in both:
 the same servers in the same roles, the same verdict ("served 1.5x the throughput of", "no
-significant difference", "not ranked here"), only the figures differing. Caveats (a busy
-machine, noisy repeats) and the note that repeats agreed describe how a run was measured, not
-what it found: they are shown but not judged.
+significant difference", "not ranked here"), only the figures differing. A comparison that
+names no winner in either run (no significant difference, or not ranked: its ``ranked`` value
+is 0) agrees whichever servers the two runs' tied groups hold: it ranks none of them.
+Caveats (a busy machine, noisy repeats) and the note that repeats agreed describe how a run
+was measured, not what it found: they are shown but not judged.
 
 >>> rows = compare_runs("results/run-a", "results/run-b")  # doctest: +SKIP
 >>> [r.topic for r in rows if r.finding and not r.same]  # doctest: +SKIP
@@ -42,10 +44,16 @@ class Agreement:
     a: str | None  # None: run A has no such sentence
     b: str | None
     finding: bool  # a finding (judged), not a caveat
+    unranked: bool = False  # a comparison that named no winner in either run
 
     @property
     def same(self) -> bool:
-        return self.a is not None and self.b is not None and shape(self.a) == shape(self.b)
+        return self.a is not None and self.b is not None and (
+            self.unranked or shape(self.a) == shape(self.b))
+
+
+def _unranked(item: GuidanceItem | None) -> bool:
+    return item is not None and item.values.get("ranked") == 0.0
 
 
 def _by_topic(items: list[GuidanceItem]) -> dict[str, list[GuidanceItem]]:
@@ -88,5 +96,6 @@ def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
             caveat = (first or second).caveat  # type: ignore[union-attr]
             rows.append(Agreement(topic=topic, a=first.text if first else None,
                                   b=second.text if second else None,
-                                  finding=not caveat and topic not in MEASUREMENT_TOPICS))
+                                  finding=not caveat and topic not in MEASUREMENT_TOPICS,
+                                  unranked=_unranked(first) and _unranked(second)))
     return rows

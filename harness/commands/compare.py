@@ -17,7 +17,8 @@ def main(args: argparse.Namespace) -> int:
     findings = [r for r in rows if r.finding]
     differ = [r for r in findings if not r.same]
     for row in rows:
-        mark = ("same" if row.same else "DIFFERS") if row.finding else "caveat"
+        mark = (("same: no winner in either" if row.unranked else "same") if row.same
+                else "DIFFERS") if row.finding else "caveat"
         print(f"[{mark}] {row.topic}")
         print(f"  A: {row.a if row.a is not None else '(no such sentence)'}")
         print(f"  B: {row.b if row.b is not None else '(no such sentence)'}")
