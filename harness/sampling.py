@@ -135,21 +135,18 @@ def connections_by_process(procs: Sequence[psutil.Process], port: int) -> tuple[
     first process of a tree whose children also listen) holds none and is left out, so the
     counts are the workers'. Processes that vanish or cannot be read are skipped.
     """
-    counts: list[tuple[int, int, bool]] = []  # (position, established, listens)
+    counts: list[tuple[int, int]] = []  # (position in procs, established connections)
     for position, proc in enumerate(procs):
         try:
             conns = proc.net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         mine = [c for c in conns if c.laddr and c.laddr.port == port]
-        if not mine:
-            continue
-        established = sum(1 for c in mine if c.status in _CENSUS_STATES)
-        listens = any(c.status == psutil.CONN_LISTEN for c in mine)
-        counts.append((position, established, listens))
-    if len(counts) > 1 and counts[0][0] == 0 and counts[0][1] == 0:
+        if mine:  # it listens on the port, or holds connections on it
+            counts.append((position, sum(1 for c in mine if c.status in _CENSUS_STATES)))
+    if len(counts) > 1 and counts[0] == (0, 0):  # the supervisor: first, and idle
         counts = counts[1:]
-    return tuple(sorted((n for _, n, _ in counts), reverse=True))
+    return tuple(sorted((n for _, n in counts), reverse=True))
 
 
 class PeriodicSampler(abc.ABC):

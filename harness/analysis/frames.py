@@ -358,9 +358,8 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
     valid and measured: a level with one bad repeat is shown, never ranked.
     Columns: GROUP_KEYS, trial_ids (tuple), repeats, measured_repeats, achieved_rps, rps_std,
     rps_cv, requests, errors, error_rate, p50_ms, p90_ms, p99_ms, p99_9_ms, max_ms,
-    server_cpu_pct,
-    server_rss_mb,
-    server_pss_mb, loadgen_cpu_pct, rps_per_cpu_s, workers, threads, server_cpus, valid,
+    server_cpu_pct, server_rss_mb, server_pss_mb, loadgen_cpu_pct, rps_per_cpu_s, workers,
+    threads, server_cpus, valid,
     invalid_reason, outcome (the worst of the repeats': invalid, overloaded, valid), and
     WS_SUMMARY_COLUMNS (filled for WebSocket levels: see there).
     """
@@ -369,8 +368,7 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
         trials = trials[trials["phase"].astype("string").fillna("sweep").isin(list(phases))]
     columns = [*GROUP_KEYS, "trial_ids", "repeats", "measured_repeats", "achieved_rps",
                "rps_std", "rps_cv", "requests", "errors", "error_rate", "p50_ms", "p90_ms",
-               "p99_ms",
-               "p99_9_ms", "max_ms",
+               "p99_ms", "p99_9_ms", "max_ms",
                "server_cpu_pct", "server_rss_mb", "server_pss_mb", "loadgen_cpu_pct",
                "rps_per_cpu_s", "workers", "threads", "server_cpus", "valid", "invalid_reason",
                "outcome", *WS_SUMMARY_COLUMNS]

@@ -853,8 +853,8 @@ def _uneven(run: RunData) -> list[GuidanceItem]:
     worst_share = 0.0
     for _server, rows in measured.groupby("server", sort=True, observed=True):
         levels: list[str] = []
-        for (load_model, level), at in rows.groupby(["load_model", "level"], sort=True,
-                                                    observed=True):
+        for (load_model, _level), at in rows.groupby(["load_model", "level"], sort=True,
+                                                     observed=True):
             counted = [(str(r["trial_id"]), worker_counts(r["connections_per_worker"]))
                        for _, r in at.iterrows()]
             counted = [(t, c) for t, c in counted if c]
@@ -864,7 +864,7 @@ def _uneven(run: RunData) -> list[GuidanceItem]:
             _, counts = max(skewed, key=lambda tc: max(tc[1]) / sum(tc[1]))
             worst_share = max(worst_share, max(counts) / sum(counts))
             ids += [t for t, _ in skewed]
-            levels.append(f"at {level_phrase(str(load_model), float(str(level)))} "
+            levels.append(f"at {level_phrase(str(load_model), float(at['level'].iloc[0]))} "
                           f"{' '.join(map(str, counts))} ({len(skewed)} of {len(counted)} "
                           f"{'repeat' if len(counted) == 1 else 'repeats'})")
         if levels:
