@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-from urllib.parse import urlsplit
 
 from harness.catalogue import HOST
 from harness.errors import UsageError
@@ -21,15 +20,6 @@ def free_port(host: str = HOST) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def url_port(url: str) -> int | None:
-    """The port of ``http://HOST:PORT`` (the scheme's default when none is written)."""
-    parts = urlsplit(url)
-    try:
-        return parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme)
-    except ValueError:
-        return None
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:

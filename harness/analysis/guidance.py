@@ -645,12 +645,11 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
                       if ratio < SAME_THROUGHPUT_RATIO_MAX else f"{fmt_ratio(ratio)} higher")
             text = (f"Tail latency at {where}: the lowest {name}: {members(lows)}; the "
                     f"highest: {members(highs)}, {spread}.")
-        key = name.replace(".", "_")
         return [GuidanceItem(topic="tail", text=text, run_id=run.run_id,
                              trial_ids=_ids(*lows, *highs),
                              values={"level": float(level), "percentile": pct,
-                                     f"{key}_low_ms": low[column], "p50_low_ms": low["p50_ms"],
-                                     f"{key}_high_ms": high[column],
+                                     f"{name}_low_ms": low[column], "p50_low_ms": low["p50_ms"],
+                                     f"{name}_high_ms": high[column],
                                      "p50_high_ms": high["p50_ms"], "ratio": ratio})]
     return []
 

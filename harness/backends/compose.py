@@ -60,7 +60,7 @@ from harness.backends.local import (
 from harness.catalogue import HOST, REPO_DIR, Target, listen_backlog
 from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError, UsageError
-from harness.ports import choose_port, free_port, url_port
+from harness.ports import choose_port, free_port
 from harness.sampling import (
     MB,
     SAMPLE_INTERVAL_S,
@@ -701,7 +701,7 @@ class ContainerTarget(RunningTarget):
             return EngineStatsSampler(self.container, watch_cpus=watch_cpus)
         # host network: the container's sockets are in this machine's network namespace
         return TreeSampler(self.processes, watch_cpus=watch_cpus,
-                           census_port=url_port(self.url), census_after_s=census_after_s)
+                           census_port=self.port, census_after_s=census_after_s)
 
     def describe(self) -> dict[str, Any]:
         return {"url": self.url, "command": list(self.command),

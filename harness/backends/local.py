@@ -45,7 +45,7 @@ from harness.backends.base import Backend, ResourceSampler, RunningTarget, start
 from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
 from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError
-from harness.ports import choose_port, url_port
+from harness.ports import choose_port
 from harness.sampling import TreeSampler
 from harness.signals import interrupts_deferred
 
@@ -221,7 +221,7 @@ class RunningServer(RunningTarget):
     def sampler(self, *, watch_cpus: Sequence[int] = (),
                 census_after_s: float | None = None) -> ResourceSampler:
         return TreeSampler(self.processes, watch_cpus=watch_cpus,
-                           census_port=url_port(self.url), census_after_s=census_after_s)
+                           census_port=self.port, census_after_s=census_after_s)
 
     def describe(self) -> dict[str, object]:
         return {"url": self.url, "command": list(self.command), "pid": self.pid}
