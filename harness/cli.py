@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=_int_list, help="closed-loop levels, e.g. 1,8,64")
     run.add_argument("--rate", type=_float_list, help="open-loop levels in req/s, e.g. 100,500")
     run.add_argument("--duration", type=_duration, help="measured time per trial, e.g. 10s")
-    run.add_argument("--warmup", type=_duration, help="unrecorded warm-up per trial, e.g. 2s")
+    run.add_argument("--warmup", type=_duration, help="unrecorded warm-up per trial, e.g. 2s "
+                     "(in open loop the rate rises from 0 over its first half)")
     run.add_argument("--repeat", type=int, help="repeats per level (default: the scenario's)")
     run.add_argument("--out", help="run folder (default: results/<run-id>/)")
     run.add_argument(
@@ -204,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", "-d", type=_duration, default=10.0, help="measured time (default 10s)"
     )
     load.add_argument(
-        "--warmup", type=_duration, default=0.0, help="unrecorded warm-up (default 0s)"
+        "--warmup", type=_duration, default=0.0,
+        help="unrecorded warm-up (default 0s); in open loop the rate rises from 0 over its "
+             "first half",
     )
     load.add_argument(
         "--timeout", type=_duration, default=5.0, help="per-request timeout (default 5s)"

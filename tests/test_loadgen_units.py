@@ -47,6 +47,24 @@ def test_schedule_split_over_processes_interleaves_evenly() -> None:
     assert gaps <= {999_999, 1_000_000, 1_000_001}
 
 
+def test_schedule_ramps_up_over_the_warm_up_then_holds_the_rate() -> None:
+    rate, ramp = 1000.0, NS // 2  # 0 to 1,000 req/s over 0.5 s: 250 requests on the way up
+    for procs in (1, 3):
+        dues = sorted(d for k in range(procs) for d in OpenLoopSchedule(
+            start_ns=0, end_ns=2 * NS, rate=rate, proc=k, procs=procs,
+            ramp_ns=ramp).take_due(2 * NS))
+        assert dues[0] == 0 and dues == sorted(set(dues))
+        # the rate rises: each quarter of the ramp sends more than the one before ...
+        quarters = [sum(1 for d in dues if q * ramp // 4 <= d < (q + 1) * ramp // 4)
+                    for q in range(4)]
+        assert quarters == sorted(quarters) and quarters[0] < quarters[3] / 3, quarters
+        assert abs(sum(quarters) - 250) <= 1
+        # ... then holds at the full rate: 1,000 in every second after it
+        assert sum(1 for d in dues if NS <= d < 2 * NS) == 1000
+        gaps = {b - a for a, b in itertools.pairwise(d for d in dues if d >= ramp)}
+        assert gaps <= {999_999, 1_000_000, 1_000_001}, sorted(gaps)[:3]
+
+
 def test_window_seconds_round_a_partial_second_up() -> None:
     assert Window(start_ns=0, m0_ns=2 * NS, m1_ns=int(3.5 * NS)).seconds == 2
     assert Window(start_ns=0, m0_ns=NS, m1_ns=NS).seconds == 1

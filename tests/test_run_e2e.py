@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,13 +16,14 @@ import psutil
 import pytest
 
 from harness.analysis import load_series
-from harness.backends.local import LocalBackend
-from harness.catalogue import get_server, make_target
+from harness.backends.local import LocalBackend, RunningServer
+from harness.catalogue import Target, get_server, make_target
 from harness.errors import GeneratorError
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.loadgen.spec import encode_request
 from harness.plan import build_plan
 from harness.results import (
+    CAPACITY_FILE,
     RunWriter,
     TrialRecord,
     histogram_path,
@@ -31,6 +33,7 @@ from harness.results import (
 )
 from harness.runner import Runner
 from harness.scenarios import load_scenario, parse_scenario
+from harness.slo import parse_slo
 from tests.runhelpers import (
     FunctionDriver,
     all_gone,
@@ -297,3 +300,57 @@ def test_repeats_restart_servers_and_interleave_targets(tmp_path: Path) -> None:
         ("uvicorn", "1"), ("granian-asgi", "1"), ("granian-asgi", "2"), ("uvicorn", "2")]
     # a new server process (on a new port) for every repeat of every target
     assert len({urlsplit(url).port for url in seen}) == 4
+
+
+class _StartsCounted(LocalBackend):
+    """The local backend, keeping every target it started (to check each was stopped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[RunningServer] = []
+
+    def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
+                     upstream_url: str | None = None) -> RunningServer:
+        server = super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url)
+        self.started.append(server)
+        return server
+
+
+def test_capacity_at_an_objective_and_a_new_server_after_each_missed_step(
+        tmp_path: Path) -> None:
+    """Issue 13's check: gunicorn-sync's capacity at p99 <= 200 ms is its physics (3 workers,
+    50 ms each: 60 req/s), uvicorn's at least 20x that; every search step is a trial, and a
+    step that missed the objective hands over to a new server (each one stopped at the end)."""
+    slo = parse_slo("p99=200ms,errors=0.1%")
+    plan = build_plan(load_scenario("io_bound"), servers=["gunicorn-sync", "uvicorn"],
+                      concurrency=[16], duration_s=1.0, warmup_s=0.5, slo=slo)
+    backend = _StartsCounted()
+    writer = RunWriter(tmp_path / "run", {"run_id": "t"})
+    outcome = Runner(plan, writer, _Quiet(), backend=backend,
+                     driver=FunctionDriver(run_load)).run()
+    assert {s: st for s, (st, _) in outcome.target_status.items()} == {
+        "gunicorn-sync": "ok", "uvicorn": "ok"}
+    capacity = {r["server"]: r for r in read_rows(tmp_path / "run" / CAPACITY_FILE)}
+    trials = read_trials_rows(tmp_path / "run")
+    by_id = {t["trial_id"]: t for t in trials}
+    sync, uvicorn = capacity["gunicorn-sync"], capacity["uvicorn"]
+    assert sync["status"] == uvicorn["status"] == "found", (sync, uvicorn)
+    assert 40.0 <= float(sync["capacity_rps"]) <= 60.0, sync
+    assert float(uvicorn["capacity_rps"]) >= 20 * float(sync["capacity_rps"]), uvicorn
+    for server, row in capacity.items():
+        proof, failed = by_id[row["proof_trial"]], by_id[row["failed_trial"]]
+        assert proof["phase"] == failed["phase"] == "search"
+        assert float(proof["p99_ms"]) <= 200.0 and proof["outcome"] == "valid"
+        assert float(failed["offered_rps"]) == float(row["failed_rate"])
+        # a step's trial is taken twice when the first could not be vouched for: by rate
+        steps = list({t["offered_rps"]: t for t in trials
+                      if t["server"] == server and t["phase"] == "search"}.values())
+        assert len(steps) == int(row["steps"])
+        missed = [t for t in steps[:-1] if t["outcome"] == "overloaded"
+                  or float(t["p99_ms"]) > slo.threshold_ms
+                  or float(t["error_rate"]) > slo.max_error_rate]
+        started = [s for s in backend.started if s.name == server]
+        # one server for the levels and the first step, then one after each missed step
+        assert len(started) == 1 + len(missed), (server, len(started), len(missed))
+        assert len({s.url for s in started}) == len(started)
+    assert not any(s.alive() for s in backend.started)

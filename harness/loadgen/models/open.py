@@ -26,6 +26,10 @@ from harness.loadgen.timer import PreciseTimer
 
 # The scheduler wakes at most this often; requests due in between go out together.
 SCHEDULER_MIN_TICK_NS = 50_000
+# The rate rises from 0 over this share of the warm-up, then holds for the rest of it, so the
+# measured window starts at the full rate on a server that reached it gradually
+# (harness.loadgen.schedule).
+RAMP_SHARE_OF_WARMUP = 0.5
 OPEN_LOOP_INITIAL_CONNECTIONS = 16
 
 
@@ -44,7 +48,8 @@ class Paced(LoadModel):
         self.started = True
         self.schedule = OpenLoopSchedule(start_ns=start_ns, end_ns=self.book.m1,
                                          rate=self.plan.rate, proc=self.plan.proc,
-                                         procs=self.plan.procs)
+                                         procs=self.plan.procs,
+                                         ramp_ns=int(RAMP_SHARE_OF_WARMUP * self.plan.warmup_ns))
         self.timer = PreciseTimer(self.loop, self._tick)
         self.precise_timer = self.timer.precise
         self.timer.at(start_ns)
