@@ -391,9 +391,10 @@ class Runner:
 
     def _rewarm(self, planned: PlannedTarget, upstream_url: str | None,
                 expected: bytes | None) -> tuple[RunningTarget | None, str]:
-        """A new server for the search, warmed as the levels warmed the first: the plan's
-        highest closed-loop level for SEARCH_REWARM_S, not recorded. (None, why) when it
-        would not start or serve."""
+        """A new server for the search, warmed (not recorded) for SEARCH_REWARM_S at the
+        plan's highest closed-loop level, as the levels warmed the first one (for longer:
+        the default plans' time budget allows no more). (None, why) when it would not start
+        or serve."""
         try:
             server = self.backend.start_target(planned.target, cpus=self.plan.server_cpus,
                                                port=0, upstream_url=upstream_url)
@@ -414,6 +415,9 @@ class Runner:
             died = None if server.alive() else server.exit_reason()
             server.stop()
             return None, f"its warm-up failed: {died or exc}"
+        except BaseException:  # Ctrl-C included: it is not the caller's to stop yet
+            server.stop()
+            raise
         return server, ""
 
     def _path(self, planned: PlannedTarget) -> str:

@@ -21,7 +21,7 @@ from harness.catalogue import Target, get_server, make_target
 from harness.errors import GeneratorError
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.loadgen.spec import encode_request
-from harness.plan import build_plan
+from harness.plan import SEARCH_REWARM_S, build_plan
 from harness.results import (
     CAPACITY_FILE,
     RunWriter,
@@ -354,3 +354,24 @@ def test_capacity_at_an_objective_and_a_new_server_after_each_missed_step(
         assert len(started) == 1 + len(missed), (server, len(started), len(missed))
         assert len({s.url for s in started}) == len(started)
     assert not any(s.alive() for s in backend.started)
+
+
+def test_ctrl_c_while_a_search_warms_a_new_server_stops_it(tmp_path: Path) -> None:
+    """A step misses (nothing meets p99 <= 1 us), so the next starts a new server and warms
+    it; Ctrl-C arrives during that warm-up: both servers are stopped, and it propagates."""
+    plan = build_plan(load_scenario("hello"), servers=["uvicorn"], concurrency=[4],
+                      duration_s=0.3, warmup_s=0.1, slo=parse_slo("p99=0.001ms"))
+
+    def measure(spec: LoadSpec) -> LoadResult:
+        if spec.rate is None and spec.duration_s == SEARCH_REWARM_S:
+            raise KeyboardInterrupt
+        return run_load(spec)
+
+    backend = _StartsCounted()
+    with pytest.raises(KeyboardInterrupt):
+        Runner(plan, RunWriter(tmp_path / "run", {"run_id": "t"}), _Quiet(), backend=backend,
+               driver=FunctionDriver(measure)).run()
+    assert len(backend.started) == 2
+    assert not any(s.alive() for s in backend.started)
+    search = [r for r in read_trials_rows(tmp_path / "run") if r["phase"] == "search"]
+    assert len(search) == 1 and float(search[0]["p99_ms"]) > 0.001
