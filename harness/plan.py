@@ -25,12 +25,11 @@ TARGET_OVERHEAD_S = 4.0
 TRIAL_OVERHEAD_S = 0.7
 # A capacity search from half the closed-loop peak: a ramp step or two, then bisection to 5 %.
 SEARCH_STEPS_ESTIMATE = 7
-# A server started again during a capacity search (after a step that missed the objective) is
-# warmed for this long at the plan's highest closed-loop level before its step, as the levels
-# warmed the first one (harness.runner).
+# A server started again during a capacity search (after a step that missed the objective) has
+# its step's warm-up longer by this much: the levels warmed the first one (harness.runner).
 SEARCH_REWARM_S = 1.0
 # Searches restart the server about 3 times (the reference io_bound runs' steps: 2.9-3.0 misses
-# before the last step); each restart: start + ready + stop, no verify, then the rewarm.
+# before the last step); each restart: start + ready + stop, no verify, and the longer warm-up.
 SEARCH_RESTARTS_ESTIMATE = 3
 SEARCH_RESTART_S = 0.5 + SEARCH_REWARM_S
 

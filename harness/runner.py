@@ -15,7 +15,7 @@ import http.client
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -319,15 +319,15 @@ class Runner:
         the answer goes to capacity.csv. False when the server failed under it.
 
         The first step runs on the server the levels warmed; a step that missed the
-        objective stops its server, and the next step runs on a new one, warmed the same
-        way (``_rewarm``). Overload leaves a server slower for a while: after one step at
-        14,000 req/s, uvicorn's p99 at 3,500 req/s went from 58-82 ms to 191, then 138, then
-        110 ms over the next 15 s, so a search that overshot found a lower capacity than one
-        that did not. A new server for every step, with only its 1 s warm-up, would not do
-        either: side by side over 3 rounds of 2 repeats, uvicorn's capacity found that way was
-        2-30 % below the one found on a kept server, and 0.67-0.95 of its closed-loop peak
-        against 0.85-0.98: a fresh process had not yet reached a warmed one's pace, and every
-        step measured another process."""
+        objective stops its server, and the next step runs on a new one, with a warm-up at
+        the step's rate longer by SEARCH_REWARM_S. Overload leaves a server slower for a
+        while: after one step at 14,000 req/s, uvicorn's p99 at 3,500 req/s went from
+        58-82 ms to 191, then 138, then 110 ms over the next 15 s, so a search that
+        overshot found a lower capacity than one that did not. A new server for every step,
+        with only its 1 s warm-up, would not do either: side by side over 3 rounds of 2
+        repeats, uvicorn's capacity found that way was 2-30 % below the one found on a kept
+        server, and 0.67-0.95 of its closed-loop peak against 0.85-0.98: a fresh process had
+        not yet reached a warmed one's pace, and every step measured another process."""
         peaks = [r.achieved_rps for r in self.outcome.records
                  if r.server == planned.server and r.app == planned.target.app and r.valid
                  and r.load_model == "closed"
@@ -339,22 +339,28 @@ class Runner:
         try:
             while (rate := search.next_rate()) is not None:
                 level = Level(load_model="open", rate=rate)
+                warm = 0.0
                 if current is None:
-                    current, why_not = self._rewarm(planned, upstream_url, expected)
-                    if current is None:
-                        reason = f"no server for the step at {rate:g} req/s: {why_not}"
+                    try:
+                        current = self.backend.start_target(
+                            planned.target, cpus=self.plan.server_cpus, port=0,
+                            upstream_url=upstream_url)
+                    except TargetError as exc:
+                        reason = f"the server did not start again for the step at {rate:g} " \
+                                 f"req/s: {exc}"
                         self._target_status(planned, TargetStatus.FAILED, reason)
                         search.record(rate, "", None, undetermined=reason)
                         alive = False
                         break
                     started.append(current)
+                    warm = SEARCH_REWARM_S
                 if (why := self.driver.supports(self._spec(planned, current, expected,
                                                            level))):
                     search.record(rate, "", None, undetermined=f"unsupported by the "
                                   f"{self.driver.name} driver: {why}")
                     break
                 record = self._trial(planned, current, expected, level, repeat,
-                                     phase="search")
+                                     phase="search", more_warmup_s=warm)
                 if record.outcome == "invalid" and record.status == TrialStatus.OK:
                     # once more: a noisy neighbour on the generator's CPUs is the usual cause
                     record = self._trial(planned, current, expected, level, repeat,
@@ -389,37 +395,6 @@ class Runner:
         self.observer.capacity_found(planned, slo, found)
         return alive
 
-    def _rewarm(self, planned: PlannedTarget, upstream_url: str | None,
-                expected: bytes | None) -> tuple[RunningTarget | None, str]:
-        """A new server for the search, warmed (not recorded) for SEARCH_REWARM_S at the
-        plan's highest closed-loop level, as the levels warmed the first one (for longer:
-        the default plans' time budget allows no more). (None, why) when it would not start
-        or serve."""
-        try:
-            server = self.backend.start_target(planned.target, cpus=self.plan.server_cpus,
-                                               port=0, upstream_url=upstream_url)
-        except TargetError as exc:
-            return None, f"it did not start again: {exc}"
-        closed = [lv.concurrency for lv in self.plan.levels
-                  if lv.load_model == "closed" and lv.concurrency]
-        if not closed:
-            return server, ""
-        spec = replace(self._spec(planned, server, expected,
-                                  Level(load_model="closed", concurrency=max(closed))),
-                       warmup_s=0.0, duration_s=SEARCH_REWARM_S)
-        if self.driver.supports(spec) is not None:
-            return server, ""
-        try:
-            self.driver.measure(spec)
-        except (UnreachableError, GeneratorError) as exc:
-            died = None if server.alive() else server.exit_reason()
-            server.stop()
-            return None, f"its warm-up failed: {died or exc}"
-        except BaseException:  # Ctrl-C included: it is not the caller's to stop yet
-            server.stop()
-            raise
-        return server, ""
-
     def _path(self, planned: PlannedTarget) -> str:
         """The scenario's request, or a user's own app's path (the contract's endpoints and
         their parameters mean nothing to it)."""
@@ -427,11 +402,11 @@ class Runner:
         return own if own is not None else self.plan.scenario.path
 
     def _spec(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
-              level: Level, *, phase: str = "sweep") -> LoadSpec:
+              level: Level, *, phase: str = "sweep", more_warmup_s: float = 0.0) -> LoadSpec:
         """What the generator is asked to do for one level (HTTP, or WebSocket)."""
         timing = self.plan.search_timing if phase == "search" else self.plan.timing
         scenario = self.plan.scenario
-        common = dict(duration_s=timing.duration_s, warmup_s=timing.warmup_s,
+        common = dict(duration_s=timing.duration_s, warmup_s=timing.warmup_s + more_warmup_s,
                       timeout_s=scenario.timeout_s, procs=1, cpus=self.plan.loadgen_cpus,
                       max_connections=scenario.max_connections)
         ws = scenario.websocket
@@ -448,8 +423,10 @@ class Runner:
                         websocket_mode=mode, **common)  # type: ignore[arg-type]
 
     def _trial(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
-               level: Level, repeat: int, *, phase: str = "sweep") -> TrialRecord:
-        spec = self._spec(planned, server, expected, level, phase=phase)
+               level: Level, repeat: int, *, phase: str = "sweep",
+               more_warmup_s: float = 0.0) -> TrialRecord:
+        spec = self._spec(planned, server, expected, level, phase=phase,
+                          more_warmup_s=more_warmup_s)
         self._index += 1
         key = TrialKey(trial_id=trial_id(self._index, planned.name, level.load_model,
                                          level.value, repeat,

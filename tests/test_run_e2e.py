@@ -356,14 +356,15 @@ def test_capacity_at_an_objective_and_a_new_server_after_each_missed_step(
     assert not any(s.alive() for s in backend.started)
 
 
-def test_ctrl_c_while_a_search_warms_a_new_server_stops_it(tmp_path: Path) -> None:
-    """A step misses (nothing meets p99 <= 1 us), so the next starts a new server and warms
-    it; Ctrl-C arrives during that warm-up: both servers are stopped, and it propagates."""
+def test_ctrl_c_during_a_step_on_a_new_server_stops_it(tmp_path: Path) -> None:
+    """A step misses (nothing meets p99 <= 1 us), so the next runs on a new server, with a
+    longer warm-up; Ctrl-C arrives during it: both servers are stopped, and it propagates."""
     plan = build_plan(load_scenario("hello"), servers=["uvicorn"], concurrency=[4],
                       duration_s=0.3, warmup_s=0.1, slo=parse_slo("p99=0.001ms"))
+    longer = plan.search_timing.warmup_s + SEARCH_REWARM_S
 
     def measure(spec: LoadSpec) -> LoadResult:
-        if spec.rate is None and spec.duration_s == SEARCH_REWARM_S:
+        if spec.rate is not None and spec.warmup_s == longer:
             raise KeyboardInterrupt
         return run_load(spec)
 
