@@ -277,8 +277,7 @@ class Runner:
         capacity search. False when it could not start or verify (not worth another try)."""
         self.observer.target_started(planned)
         try:
-            server = self.backend.start_target(planned.target, cpus=self.plan.server_cpus,
-                                               port=0, upstream_url=upstream_url)
+            server = self._start(planned, upstream_url)
         except TargetError as exc:
             self._target_status(planned, TargetStatus.START_FAILED, str(exc))
             self.observer.target_skipped(planned, TargetStatus.START_FAILED, str(exc))
@@ -334,17 +333,14 @@ class Runner:
                  and r.repeat == repeat]
         search = CapacitySearch(self.plan.search, start_rate_from(peaks))
         alive = True
-        current: RunningTarget | None = server
-        started: list[RunningTarget] = []  # the search's own servers, stopped on the way out
+        current: RunningTarget | None = server  # the caller stops ``server``; this, the rest
         try:
             while (rate := search.next_rate()) is not None:
                 level = Level(load_model="open", rate=rate)
                 warm = 0.0
                 if current is None:
                     try:
-                        current = self.backend.start_target(
-                            planned.target, cpus=self.plan.server_cpus, port=0,
-                            upstream_url=upstream_url)
+                        current = self._start(planned, upstream_url)
                     except TargetError as exc:
                         reason = f"the server did not start again for the step at {rate:g} " \
                                  f"req/s: {exc}"
@@ -352,7 +348,6 @@ class Runner:
                         search.record(rate, "", None, undetermined=reason)
                         alive = False
                         break
-                    started.append(current)
                     warm = SEARCH_REWARM_S
                 if (why := self.driver.supports(self._spec(planned, current, expected,
                                                            level))):
@@ -383,8 +378,8 @@ class Runner:
                     current.stop()  # the next step starts on a server that was not overloaded
                     current = None
         finally:
-            for own in started:
-                own.stop()
+            if current is not None and current is not server:
+                current.stop()
         found = search.result()
         self.writer.append_capacity(CapacityRecord(
             server=planned.server, repeat=repeat, gateway=planned.target.server.gateway,
@@ -394,6 +389,12 @@ class Runner:
             note=found.note))
         self.observer.capacity_found(planned, slo, found)
         return alive
+
+    def _start(self, planned: PlannedTarget, upstream_url: str | None) -> RunningTarget:
+        """A new server for ``planned``, pinned to the server CPUs (TargetError if it would
+        not start)."""
+        return self.backend.start_target(planned.target, cpus=self.plan.server_cpus, port=0,
+                                         upstream_url=upstream_url)
 
     def _path(self, planned: PlannedTarget) -> str:
         """The scenario's request, or a user's own app's path (the contract's endpoints and
