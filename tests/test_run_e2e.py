@@ -6,6 +6,7 @@ contract, not figures.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from harness import runner as runner_module
 from harness.analysis import load_series
 from harness.backends.local import LocalBackend, RunningServer
 from harness.catalogue import Target, get_server, make_target
@@ -50,6 +52,8 @@ UPSTREAM_MS = 50
 RUN_TIMEOUT_S = 240.0
 CPU_BOUND_GAIN_MAX = 1.5  # uvicorn, 16 clients vs 1: measured 1.0-1.3x (I/O-bound: ~16x)
 CPU_BOUND_ASYNC_GAIN_MAX = 2.0  # uvicorn vs gunicorn-sync: measured 1.1-1.6x (I/O-bound: ~100x)
+# a rate one generator process meets with ease on a busy machine (hello: thousands a second)
+EASY_RATE_RPS = 100.0
 
 
 def test_two_servers_io_bound(tmp_path: Path) -> None:
@@ -356,11 +360,21 @@ def test_capacity_at_an_objective_and_a_new_server_after_each_missed_step(
     assert not any(s.alive() for s in backend.started)
 
 
-def test_ctrl_c_during_a_step_on_a_new_server_stops_it(tmp_path: Path) -> None:
+def test_ctrl_c_during_a_step_on_a_new_server_stops_it(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A step misses (nothing meets p99 <= 1 us), so the next runs on a new server, with a
-    longer warm-up; Ctrl-C arrives during it: both servers are stopped, and it propagates."""
+    longer warm-up; Ctrl-C arrives during it: both servers are stopped, and it propagates.
+
+    This is about the servers' lifecycle, not about vouching for a figure: on a busy machine
+    (a CI runner once was) the generator's CPUs were over 90 % busy, the first step was
+    invalid twice, and the search ended undetermined before any restart. So the busy-CPU
+    check is off here, and the search is held to a rate the generator meets with ease."""
+    monkeypatch.setattr(runner_module, "LOADGEN_CPUS_BUSY_MAX_PCT", 100.0)
     plan = build_plan(load_scenario("hello"), servers=["uvicorn"], concurrency=[4],
                       duration_s=0.3, warmup_s=0.1, slo=parse_slo("p99=0.001ms"))
+    plan = dataclasses.replace(plan, search=dataclasses.replace(
+        plan.search, start_rate=EASY_RATE_RPS, min_rate=EASY_RATE_RPS / 4,
+        max_rate=EASY_RATE_RPS))
     longer = plan.search_timing.warmup_s + SEARCH_REWARM_S
 
     def measure(spec: LoadSpec) -> LoadResult:
@@ -369,10 +383,17 @@ def test_ctrl_c_during_a_step_on_a_new_server_stops_it(tmp_path: Path) -> None:
         return run_load(spec)
 
     backend = _StartsCounted()
-    with pytest.raises(KeyboardInterrupt):
+    try:
         Runner(plan, RunWriter(tmp_path / "run", {"run_id": "t"}), _Quiet(), backend=backend,
                driver=FunctionDriver(measure)).run()
+    except KeyboardInterrupt:
+        pass
+    else:
+        pytest.fail("no step ran on a new server; the search ended with "
+                    f"{read_rows(tmp_path / 'run' / CAPACITY_FILE)}")
     assert len(backend.started) == 2
     assert not any(s.alive() for s in backend.started)
+    # one step, taken once (or twice, when the first try could not be vouched for)
     search = [r for r in read_trials_rows(tmp_path / "run") if r["phase"] == "search"]
-    assert len(search) == 1 and float(search[0]["p99_ms"]) > 0.001
+    assert len({r["offered_rps"] for r in search}) == 1, search
+    assert search[-1]["outcome"] != "invalid" and float(search[-1]["p99_ms"]) > 0.001
