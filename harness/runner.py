@@ -331,7 +331,8 @@ class Runner:
                  if r.server == planned.server and r.app == planned.target.app and r.valid
                  and r.load_model == "closed"
                  and r.repeat == repeat]
-        search = CapacitySearch(self.plan.search, start_rate_from(peaks))
+        search = CapacitySearch(self.plan.search, start_rate_from(peaks),
+                                peak_rps=max(peaks, default=None))
         alive = True
         current: RunningTarget | None = server  # the caller stops ``server``; this, the rest
         try:

@@ -6,12 +6,19 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UsageError
-from harness.slo import CapacitySearch, SearchPolicy, parse_slo, start_rate_from
+from harness.slo import (
+    PEAK_HEADROOM,
+    CapacitySearch,
+    SearchPolicy,
+    parse_slo,
+    start_rate_from,
+)
 
 
 def _search(capacity: float, start: float, policy: SearchPolicy | None = None,
-            invalid_at: float | None = None) -> tuple[CapacitySearch, list[float]]:
-    search = CapacitySearch(policy or SearchPolicy(), start)
+            invalid_at: float | None = None, peak: float | None = None
+            ) -> tuple[CapacitySearch, list[float]]:
+    search = CapacitySearch(policy or SearchPolicy(), start, peak_rps=peak)
     rates: list[float] = []
     while (rate := search.next_rate()) is not None:
         rates.append(rate)
@@ -46,6 +53,32 @@ def test_search_is_bounded_in_steps_and_rate() -> None:
     assert search.result().status == "below_min" and search.result().capacity_rps is None
     search, rates = _search(5000.0, 1.0, SearchPolicy(max_steps=3))
     assert len(rates) == 3 and search.result().status == "at_least"
+
+
+def test_the_first_step_above_the_closed_loop_peak_is_just_above_it() -> None:
+    """uvicorn in reference run A: closed-loop peak 6,943 req/s, 7,000 met the objective, then
+    14,000 and five steps down to 7,219 all missed. Told the peak, the ramp's step above 7,000
+    is at +10 % of the peak, and the bisection has one step left to take."""
+    blind, blind_rates = _search(7100.0, 3500.0)
+    aware, rates = _search(7100.0, 3500.0, peak=6943.0)
+    assert blind_rates == [3500.0, 7000.0, 14000.0, 10500.0, 8750.0, 7875.0, 7437.5, 7218.75]
+    assert rates == [3500.0, 7000.0, pytest.approx(6943.0 * (1 + PEAK_HEADROOM)),
+                     pytest.approx((7000.0 + 6943.0 * (1 + PEAK_HEADROOM)) / 2)]
+    # the same answer, bracket and resolution: the ramp took another path, not a shortcut
+    for result in (blind.result(), aware.result()):
+        assert result.status == "found" and result.capacity_rps == 7000.0
+        assert result.failed_rate is not None
+        assert (result.failed_rate - 7000.0) / 7000.0 <= 0.05
+
+
+def test_a_pass_above_the_peak_ramps_on_by_the_growth() -> None:
+    """A closed-loop peak that the load's own ceiling set (Little's law) is no limit: a pass
+    at +10 % ramps on by the growth, and the capacity is still found."""
+    search, rates = _search(50_000.0, 1000.0, peak=2000.0)
+    assert rates[:4] == [1000.0, 2000.0, pytest.approx(2200.0), pytest.approx(4400.0)]
+    result = search.result()
+    assert result.status == "found" and result.capacity_rps is not None
+    assert result.capacity_rps <= 50_000.0 < (result.failed_rate or 0.0)
 
 
 def test_an_invalid_step_ends_the_search_undetermined_with_what_was_met() -> None:
