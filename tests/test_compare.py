@@ -49,6 +49,20 @@ def test_the_same_winner_agrees_a_flipped_one_differs(tmp_path: Path,
     assert "[DIFFERS] wsgi_vs_asgi" in capsys.readouterr().out
 
 
+def test_a_run_taken_on_a_busy_machine_is_named(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    quiet = _pair_run(tmp_path / "a", [1000.0, 1010.0, 990.0], [3000.0, 3030.0, 2970.0])
+    rows = [(record(f"00{i:02d}-uvicorn-c256-r{i}", concurrency=256, repeat=i,
+                    achieved_rps=rps, steal_pct=steal), [60_000] * 20)
+            for i, (rps, steal) in enumerate([(2000.0, 30.0), (3000.0, 0.0), (2900.0, 0.0)],
+                                             start=1)]
+    busy = write_run(tmp_path / "b", rows)
+    cli.main(["compare", str(quiet), str(busy)])
+    err = capsys.readouterr().err
+    assert "run B (" in err and "1 of 3 trials were taken on a busy machine" in err
+    assert "run A (" not in err
+
+
 def test_a_missing_run_folder_is_a_usage_error(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     first = _pair_run(tmp_path / "a", [1000.0], [3000.0])

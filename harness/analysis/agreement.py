@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.analysis.frames import RunData, summarize
+from harness.analysis.frames import RunData, busy_trials, summarize
 from harness.analysis.guidance import GuidanceItem, compute_guidance
 
 # Every figure: 6,737 / 0.012 / 1.5 / 95 (a percentage, a p-value, a ratio, a count). What
@@ -29,6 +29,10 @@ _FIGURE_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
 # Not caveats in the report (good news reads as a finding), but about the measurement:
 # "repeats agreed within 2 %, worst: uvicorn" ranks no server.
 MEASUREMENT_TOPICS = frozenset({"stable"})
+# A run with more than this share of its trials on a busy machine (harness.noise) is no fair
+# check of the other: a second io_bound reference run with 82 of 388 trials busy (steal up to
+# 68 %) had closed-loop peaks a third lower than the first's, and 3 of 9 findings in common.
+BUSY_SHARE_MAX = 0.05
 
 
 def shape(text: str) -> str:
@@ -99,3 +103,18 @@ def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
                                   finding=not caveat and topic not in MEASUREMENT_TOPICS,
                                   unranked=_unranked(first) and _unranked(second)))
     return rows
+
+
+def busy_runs(*runs: Path | str) -> list[str]:
+    """One line for each run with more than BUSY_SHARE_MAX of its trials on a busy machine."""
+    lines = []
+    for label, path in zip("AB", runs, strict=False):
+        trials = RunData.load(path).trials
+        busy = len(busy_trials(trials))
+        if trials.empty or busy / len(trials) <= BUSY_SHARE_MAX:
+            continue
+        lines.append(f"run {label} ({path}): {busy} of {len(trials)} trials were taken on a busy "
+                     f"machine (steal or other processes; over {BUSY_SHARE_MAX:.0%} of them): "
+                     "where the runs differ, the machine may be why; run it again on a quiet "
+                     "one")
+    return lines

@@ -11,7 +11,7 @@ EXIT_DISAGREE = 1
 
 def main(args: argparse.Namespace) -> int:
     # Imported here: pandas is paid for only by the commands that analyse.
-    from harness.analysis.agreement import compare_runs
+    from harness.analysis.agreement import busy_runs, compare_runs
 
     rows = compare_runs(args.run_a, args.run_b)
     findings = [r for r in rows if r.finding]
@@ -25,4 +25,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"\n{len(findings) - len(differ)} of {len(findings)} findings have the same servers "
           f"and verdicts in both runs" + (f"; differ: {', '.join(r.topic for r in differ)}"
                                           if differ else "."), file=sys.stderr)
+    for line in busy_runs(args.run_a, args.run_b):
+        print(line, file=sys.stderr)
     return EXIT_DISAGREE if differ else 0
