@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harness.analysis.frames import RunData, busy_trials, summarize
 from harness.analysis.guidance import GuidanceItem, compute_guidance
+from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT
 
 # Every figure: 6,737 / 0.012 / 1.5 / 95 (a percentage, a p-value, a ratio, a count). What
 # remains are names, roles and verdicts.
@@ -114,7 +115,7 @@ def busy_runs(*runs: Path | str) -> list[str]:
         if trials.empty or busy / len(trials) <= BUSY_SHARE_MAX:
             continue
         lines.append(f"run {label} ({path}): {busy} of {len(trials)} trials were taken on a busy "
-                     f"machine (steal or other processes; over {BUSY_SHARE_MAX:.0%} of them): "
-                     "where the runs differ, the machine may be why; run it again on a quiet "
-                     "one")
+                     f"machine (steal above {BUSY_STEAL_PCT:g} % or other processes above "
+                     f"{BUSY_OTHERS_PCT:g} % of a CPU), more than {BUSY_SHARE_MAX:.0%}: where "
+                     "the runs differ, the machine may be why; run it again on a quiet one")
     return lines
