@@ -50,7 +50,7 @@ from harness.results import (
     trial_id,
 )
 from harness.sampling import Usage
-from harness.slo import Capacity, CapacitySearch, Slo, start_rate_from
+from harness.slo import Capacity, CapacitySearch, Slo
 from harness.verify import verify_family_target
 
 PROGRESS_TICK_S = 0.25
@@ -331,8 +331,7 @@ class Runner:
                  if r.server == planned.server and r.app == planned.target.app and r.valid
                  and r.load_model == "closed"
                  and r.repeat == repeat]
-        search = CapacitySearch(self.plan.search, start_rate_from(peaks),
-                                peak_rps=max(peaks, default=None))
+        search = CapacitySearch(self.plan.search, peak_rps=max(peaks, default=None))
         alive = True
         current: RunningTarget | None = server  # the caller stops ``server``; this, the rest
         try:

@@ -156,14 +156,17 @@ class Capacity:
 class CapacitySearch:
     """Ramp by ``growth`` from ``start``, then bisect; ``next_rate`` is None once done.
 
-    ``peak_rps``, the server's best closed-loop throughput when known, holds the ramp's first
-    step above it to PEAK_HEADROOM above it: the ramp only takes another path, the bracket and
-    its resolution are the same (a step that passes there ramps on by ``growth``)."""
+    ``peak_rps``, the server's best closed-loop throughput when known, sets the start when
+    ``start_rate`` is not given (``start_rate_from``) and holds the ramp's first step above it
+    to PEAK_HEADROOM above it: the ramp only takes another path, the bracket and its resolution
+    are the same (a step that passes there ramps on by ``growth``)."""
 
     def __init__(self, policy: SearchPolicy, start_rate: float | None = None, *,
                  peak_rps: float | None = None) -> None:
         self.policy = policy
         self.peak_rps = peak_rps
+        if start_rate is None and peak_rps is not None:
+            start_rate = start_rate_from([peak_rps])
         start = start_rate if start_rate is not None else policy.start_rate
         self._next: float | None = min(max(start, policy.min_rate), policy.max_rate)
         self.lo: tuple[float, str] | None = None  # highest passing (rate, trial id)

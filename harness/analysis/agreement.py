@@ -68,11 +68,11 @@ def _by_topic(items: list[GuidanceItem]) -> dict[str, list[GuidanceItem]]:
     return grouped
 
 
-def compare_runs(run_a: Path | str, run_b: Path | str) -> list[Agreement]:
+def compare_runs(run_a: Path | str | RunData, run_b: Path | str | RunData) -> list[Agreement]:
     """The guidance of both runs, paired by topic (in run A's order, then B's extra topics)."""
     guidance = []
-    for path in (run_a, run_b):
-        run = RunData.load(path)
+    for given in (run_a, run_b):
+        run = given if isinstance(given, RunData) else RunData.load(given)
         guidance.append(compute_guidance(run, summarize(run)))
     return compare_guidance(*guidance)
 
@@ -106,16 +106,17 @@ def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
     return rows
 
 
-def busy_runs(*runs: Path | str) -> list[str]:
+def busy_runs(*runs: RunData) -> list[str]:
     """One line for each run with more than BUSY_SHARE_MAX of its trials on a busy machine."""
     lines = []
-    for label, path in zip("AB", runs, strict=False):
-        trials = RunData.load(path).trials
+    for label, run in zip("AB", runs, strict=False):
+        trials = run.trials
         busy = len(busy_trials(trials))
         if trials.empty or busy / len(trials) <= BUSY_SHARE_MAX:
             continue
-        lines.append(f"run {label} ({path}): {busy} of {len(trials)} trials were taken on a busy "
-                     f"machine (steal above {BUSY_STEAL_PCT:g} % or other processes above "
-                     f"{BUSY_OTHERS_PCT:g} % of a CPU), more than {BUSY_SHARE_MAX:.0%}: where "
-                     "the runs differ, the machine may be why; run it again on a quiet one")
+        lines.append(f"run {label} ({run.run_dir}): {busy} of {len(trials)} trials were taken "
+                     f"on a busy machine (steal above {BUSY_STEAL_PCT:g} % or other processes "
+                     f"above {BUSY_OTHERS_PCT:g} % of a CPU), more than {BUSY_SHARE_MAX:.0%}: "
+                     "where the runs differ, the machine may be why; run it again on a quiet "
+                     "one")
     return lines

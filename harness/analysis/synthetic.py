@@ -31,7 +31,7 @@ from harness.results import (
     TrialStatus,
     trial_id,
 )
-from harness.slo import CapacitySearch, SearchPolicy, Slo, parse_slo, start_rate_from
+from harness.slo import CapacitySearch, SearchPolicy, Slo, parse_slo
 
 IO_WAIT_MS = 50.0
 HIST_LOWEST_US = 1
@@ -179,7 +179,7 @@ def _search(rng: np.random.Generator, spec: SyntheticSpec, slo: Slo, writer: Run
             server: FakeServer, repeat: int, index: int, peaks: list[float]) -> int:
     """One capacity search of ``server`` (harness.slo's own state machine); returns the index
     of the last trial written."""
-    search = CapacitySearch(SearchPolicy(max_steps=spec.search_steps), start_rate_from(peaks),
+    search = CapacitySearch(SearchPolicy(max_steps=spec.search_steps),
                             peak_rps=max(peaks, default=None))
     while (rate := search.next_rate()) is not None:
         index += 1

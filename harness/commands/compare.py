@@ -12,8 +12,10 @@ EXIT_DISAGREE = 1
 def main(args: argparse.Namespace) -> int:
     # Imported here: pandas is paid for only by the commands that analyse.
     from harness.analysis.agreement import busy_runs, compare_runs
+    from harness.analysis.frames import RunData
 
-    rows = compare_runs(args.run_a, args.run_b)
+    runs = (RunData.load(args.run_a), RunData.load(args.run_b))
+    rows = compare_runs(*runs)
     findings = [r for r in rows if r.finding]
     differ = [r for r in findings if not r.same]
     for row in rows:
@@ -25,6 +27,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"\n{len(findings) - len(differ)} of {len(findings)} findings have the same servers "
           f"and verdicts in both runs" + (f"; differ: {', '.join(r.topic for r in differ)}"
                                           if differ else "."), file=sys.stderr)
-    for line in busy_runs(args.run_a, args.run_b):
+    for line in busy_runs(*runs):
         print(line, file=sys.stderr)
     return EXIT_DISAGREE if differ else 0
