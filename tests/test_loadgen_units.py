@@ -206,6 +206,8 @@ def test_saturation_from_cpu_and_from_falling_behind() -> None:
                          concurrency=None, rate=100.0, duration_s=1.0)
     assert both.saturated and both.overload_reasons
     assert both.saturation_reasons[0].startswith("open-loop schedule fell behind: 5 of 100")
+    # what the verdict may discount: the generator's own late sends, none in closed loop
+    assert (both.sent_late, late.sent_late, capped.sent_late, busy.sent_late) == (5, 5, 1, None)
     fine = merge_reports([_report(0, [1000], behind=1, scheduled=100)], url=URL,
                          concurrency=None, rate=100.0, duration_s=1.0)
     assert not fine.saturated and fine.service_time is not None

@@ -95,6 +95,17 @@ def test_columns_cover_the_issue() -> None:
           "saturation_reasons": ["generator CPU 97%"]}, "invalid", "generator CPU 97%"),
         ({"requests": 100, "errors": 20, "saturation_reasons": ["generator CPU 97%"]},
          "invalid", "errors 16.67%"),  # the harness cannot vouch, whatever else happened
+        # open loop, the generator late on 186 sends (the io_bound granian-asgi step at 4,650
+        # req/s): 576 timeouts are the server's whatever those 186 did
+        ({"requests": 13_374, "errors": 576, "sent_late": 186,
+          "saturation_reasons": ["open-loop schedule fell behind"]}, "overloaded",
+         "2.80% even had each of the 186 requests the generator sent late failed"),
+        # ... but errors that the late sends could explain leave it unjudged
+        ({"requests": 10_000, "errors": 100, "sent_late": 95,
+          "saturation_reasons": ["open-loop schedule fell behind"]}, "invalid",
+         "generator saturated"),
+        ({"requests": 10_000, "errors": 500, "sent_late": 10, "died": "exit code -9",
+          "saturation_reasons": ["open-loop schedule fell behind"]}, "invalid", "server died"),
         ({"requests": 100, "errors": 0, "failure": "not measured: refused"}, "invalid",
          "not measured: refused"),
         ({"requests": 100, "errors": 0, "died": "exit code -9"}, "invalid", "server died"),

@@ -109,6 +109,14 @@ class LoadResult:
                    generator_cpu_pct=0.0, generator_cpu_s=0.0, generator_proc_cpu_pct=[],
                    peak_connections=0, procs=0)
 
+    @property
+    def sent_late(self) -> int | None:
+        """Open loop: requests the generator itself sent late (not for want of a connection
+        at its cap: that is the server's doing); None in closed loop, which has no schedule."""
+        if self.load_model != "open" or not self.scheduled:
+            return None
+        return self.behind_generator - self.behind_at_cap
+
     @staticmethod
     def percentiles_ms(hist: HdrHistogram | None) -> dict[str, float | None]:
         return percentiles_ms(hist)
