@@ -30,8 +30,8 @@ from harness.analysis.guidance import (
     fmt_ms,
     fmt_ratio,
     fmt_rps,
+    leading_block,
     mean_ci,
-    tied,
 )
 from harness.errors import UsageError
 from harness.slo import PERCENTILE_COLUMNS, parse_slo
@@ -176,12 +176,10 @@ def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
 # -- guidance -----------------------------------------------------------------------------------
 
 def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
-    """The highest capacity and those tied with it (guidance.tied), by name."""
-    best = caps[0]  # highest mean first
-    tied_caps = [c for c in caps[1:] if tied(best.figures, c.figures, what="capacity")]
-    # a block from the top, as guidance.leaders: one that did better than a tied one is in it
-    last = min((c.mean for c in tied_caps), default=best.mean)
-    return sorted([best] + [c for c in caps[1:] if c.mean >= last], key=lambda c: c.server)
+    """The highest capacity and those that cannot be told apart from it nor from each other
+    (guidance.leading_block; ``caps`` highest mean first), by name."""
+    return sorted(leading_block(caps, lambda c: c.figures, what="capacity"),
+                  key=lambda c: c.server)
 
 
 def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,
