@@ -224,7 +224,7 @@ def tied(best: Sequence[float], other: Sequence[float], *, lowest: bool = False,
 
 
 def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]], *,
-                     lowest: bool = False, what: str = "throughput") -> list[T]:
+                  lowest: bool = False, what: str = "throughput") -> list[T]:
     """``ordered`` best first: the first, then each next one while it cannot be told apart
     (``tied``) from any before it; the first that one of them beats ends the block.
 
