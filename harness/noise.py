@@ -1,6 +1,7 @@
 """What else used the machine during a trial: CPU time of processes outside the harness (its
-own process, the generator, the upstream and the servers it started), and steal time (CPU the
-hypervisor gave to other guests).
+own process, the generator, the upstream and the servers it started), steal time (CPU the
+hypervisor gave to other guests), and how much slower than its recent pace the server's CPU
+ran (harness.cpuspeed: a host that slows a guest's CPU shows no steal).
 
 Two readings of cumulative counters, at the start and the end of a trial, are enough: the
 machine's busy and steal time (/proc/stat), the harness's own CPU with its reaped children
@@ -17,27 +18,47 @@ from dataclasses import dataclass
 
 import psutil
 
+from harness.cpuspeed import CpuSpeed
+
 NS_PER_S = 1_000_000_000
 # A trial is flagged as taken on a busy machine above this much CPU used by other processes
 # (percent of one CPU) or this much steal.
 BUSY_OTHERS_PCT = 20.0
 BUSY_STEAL_PCT = 5.0
+# ... or when the server's CPU ran this many times slower than its recent pace (harness.cpuspeed).
+# Over 252 trials of servers at full CPU, those at 0.9-1.1x served within 1 % of their server's
+# median repeat, those at 1.3-1.7x about 10 % less.
+SLOW_CPU_FACTOR = 1.3
 
 
 @dataclass(frozen=True, kw_only=True)
 class Noise:
-    """Over one trial, percent of one CPU: used by processes outside the harness, stolen."""
+    """Over one trial, percent of one CPU: used by processes outside the harness, stolen;
+    and how many times slower than its recent pace the server's CPU ran (None: not probed)."""
 
     others_cpu_pct: float
     steal_pct: float
+    cpu_slowdown: float | None = None
+
+    @property
+    def slowed(self) -> bool:
+        return self.cpu_slowdown is not None and self.cpu_slowdown > SLOW_CPU_FACTOR
 
     @property
     def busy(self) -> bool:
-        return self.others_cpu_pct > BUSY_OTHERS_PCT or self.steal_pct > BUSY_STEAL_PCT
+        return (self.others_cpu_pct > BUSY_OTHERS_PCT or self.steal_pct > BUSY_STEAL_PCT
+                or self.slowed)
 
     def note(self) -> str:
-        return (f"busy machine: processes outside the harness used {self.others_cpu_pct:.0f}% "
-                f"of a CPU and steal was {self.steal_pct:.0f}% during the trial")
+        parts = []
+        if self.others_cpu_pct > BUSY_OTHERS_PCT or self.steal_pct > BUSY_STEAL_PCT \
+                or not self.slowed:
+            parts.append(f"processes outside the harness used {self.others_cpu_pct:.0f}% of a "
+                         f"CPU and steal was {self.steal_pct:.0f}%")
+        if self.slowed:
+            parts.append(f"the server's CPU ran {self.cpu_slowdown:.1f}x slower than its "
+                         f"recent pace (a fixed probe on it, timed in its own CPU time)")
+        return f"busy machine: {'; '.join(parts)} during the trial"
 
 
 def _machine() -> tuple[float, float]:
@@ -53,9 +74,12 @@ def _self_and_reaped() -> float:
 
 class NoiseProbe:
     """``start()`` before a trial, ``stop()`` after it; ``extra_cpu_s`` is CPU of the server
-    that is not a descendant of the harness (a container), which is ours too."""
+    that is not a descendant of the harness (a container), which is ours too. With ``speed``
+    (the run's probes on the server's CPUs), ``stop(window=...)`` also says how fast they ran
+    over the measured window (CLOCK_MONOTONIC ns; default: from start() to stop())."""
 
-    def __init__(self) -> None:
+    def __init__(self, speed: CpuSpeed | None = None) -> None:
+        self._speed = speed
         self._t0 = 0
         self._machine0 = (0.0, 0.0)
         self._self0 = 0.0
@@ -82,7 +106,8 @@ class NoiseProbe:
         self._machine0 = _machine()
         self._t0 = time.monotonic_ns()
 
-    def stop(self, *, extra_cpu_s: float = 0.0) -> Noise:
+    def stop(self, *, extra_cpu_s: float = 0.0,
+             window: tuple[int, int] | None = None) -> Noise:
         busy1, steal1 = _machine()
         t1 = time.monotonic_ns()
         self_s = _self_and_reaped() - self._self0
@@ -93,5 +118,8 @@ class NoiseProbe:
         wall_s = max(1e-9, (t1 - self._t0) / NS_PER_S)
         busy_s = busy1 - self._machine0[0]
         others_s = max(0.0, busy_s - self_s - live_s - extra_cpu_s)
+        start_ns, end_ns = window if window and window[1] > window[0] else (self._t0, t1)
         return Noise(others_cpu_pct=100.0 * others_s / wall_s,
-                     steal_pct=100.0 * max(0.0, steal1 - self._machine0[1]) / wall_s)
+                     steal_pct=100.0 * max(0.0, steal1 - self._machine0[1]) / wall_s,
+                     cpu_slowdown=self._speed.slowdown(start_ns, end_ns)
+                     if self._speed is not None else None)

@@ -160,6 +160,9 @@ class TrialRecord:
     # and steal (harness.noise); a trial above the limits is flagged in notes and the report
     others_cpu_pct: float | None = None
     steal_pct: float | None = None
+    # how many times slower than its recent pace the server's CPU ran (harness.cpuspeed; above
+    # harness.noise.SLOW_CPU_FACTOR the trial is flagged busy); None when not probed
+    cpu_slowdown: float | None = None
     # the server's connections on its port per worker process, mid-window, most first
     # ("16 0 0": one of three workers held all 16); empty when not counted (harness.sampling)
     connections_per_worker: str = ""

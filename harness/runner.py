@@ -34,11 +34,18 @@ from rich.progress import (
 
 from harness.backends.base import Backend, RunningTarget
 from harness.cpus import cpus_text
+from harness.cpuspeed import (
+    BASELINE_TRIALS,
+    MAX_PROBED_CPUS,
+    PROBE_INTERVAL_S,
+    PROBE_LOOPS,
+    CpuSpeed,
+)
 from harness.drivers import Driver
 from harness.errors import GeneratorError, TargetError, UnreachableError
 from harness.loadgen import LoadResult, LoadSpec
 from harness.loadgen.histograms import percentiles_ms
-from harness.noise import Noise, NoiseProbe
+from harness.noise import SLOW_CPU_FACTOR, Noise, NoiseProbe
 from harness.plan import SEARCH_REWARM_S, Level, Plan, PlannedTarget
 from harness.results import (
     CapacityRecord,
@@ -220,6 +227,7 @@ class Runner:
         self.driver = driver
         self.outcome = RunOutcome()
         self._index = 0
+        self._speed: CpuSpeed | None = None
 
     def run(self) -> RunOutcome:
         """Every repeat restarts every server, and each repeat starts the round of targets
@@ -234,7 +242,12 @@ class Runner:
                 self.observer.target_skipped(planned, TargetStatus.UNSUPPORTED, planned.reason)
         runnable = list(self.plan.runnable)
         broken: set[str] = set()  # targets that failed to start or verify: not tried again
-        with self._upstream() as upstream_url:
+        with self._upstream() as upstream_url, \
+                CpuSpeed(self.plan.server_cpus[:MAX_PROBED_CPUS]) as self._speed:
+            self.writer.update_meta(cpu_speed_probe={
+                "cpus": list(self._speed.cpus), "loops": PROBE_LOOPS,
+                "interval_s": PROBE_INTERVAL_S, "baseline_trials": BASELINE_TRIALS,
+                "slow_factor": SLOW_CPU_FACTOR})
             repeats = self.plan.timing.repeat
             for repeat in range(1, repeats + 1):
                 for planned in repeat_order(runnable, repeat, repeats):
@@ -447,7 +460,7 @@ class Runner:
         # the census of connections per worker: in the middle of the measured window
         sampler = server.sampler(watch_cpus=self.plan.loadgen_cpus,
                                  census_after_s=spec.warmup_s + spec.duration_s / 2)
-        noise = NoiseProbe()
+        noise = NoiseProbe(self._speed)
         noise.start()
         sampler.start()
         try:
@@ -467,7 +480,9 @@ class Runner:
             died = None if server.alive() else server.exit_reason()
             server_cpu_s = 0.0 if server.in_harness_tree else usage.cpu_seconds()
             record = self._record(key, result=result, usage=usage, died=died,
-                                  noise=noise.stop(extra_cpu_s=server_cpu_s))
+                                  noise=noise.stop(extra_cpu_s=server_cpu_s,
+                                                   window=(result.window_start_ns,
+                                                           result.window_end_ns)))
             self.writer.append_trial(
                 record,
                 latency_hdr=result.latency.encode(),
@@ -551,6 +566,7 @@ class Runner:
             notes="; ".join([*result.notes, *([noise.note()] if noise and noise.busy else [])]),
             others_cpu_pct=noise.others_cpu_pct if noise else None,
             steal_pct=noise.steal_pct if noise else None,
+            cpu_slowdown=noise.cpu_slowdown if noise else None,
             protocol=result.protocol if not failure else (
                 "websocket" if self.plan.scenario.websocket else "http"),
             message_size=level.message_size,

@@ -10,7 +10,8 @@ import pytest
 
 from harness import cli
 from harness.analysis.agreement import compare_guidance, compare_runs, shape
-from harness.analysis.guidance import GuidanceItem, leaders, tied
+from harness.analysis.frames import RunData, busy_trials, summarize
+from harness.analysis.guidance import GuidanceItem, compute_guidance, leaders, tied
 from tests.analysis_fixtures import record, write_run
 
 
@@ -62,6 +63,24 @@ def test_a_run_taken_on_a_busy_machine_is_named(tmp_path: Path,
     err = capsys.readouterr().err
     assert "run B (" in err and "1 of 3 trials were taken on a busy machine" in err
     assert "run A (" not in err
+
+
+def test_a_slowed_cpu_is_a_busy_machine_in_the_guidance_and_the_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No steal, no neighbour, but the server's CPU ran 1.9x slower than its recent pace."""
+    quiet = _pair_run(tmp_path / "a", [1000.0, 1010.0, 990.0], [3000.0, 3030.0, 2970.0])
+    rows = [(record(f"00{i:02d}-uvicorn-c256-r{i}", concurrency=256, repeat=i,
+                    achieved_rps=rps, steal_pct=0.0, cpu_slowdown=slow), [60_000] * 20)
+            for i, (rps, slow) in enumerate([(2000.0, 1.9), (3000.0, 1.0), (2900.0, 1.1)],
+                                            start=1)]
+    slowed = write_run(tmp_path / "b", rows)
+    run = RunData.load(slowed)
+    assert list(busy_trials(run.trials)["trial_id"]) == ["0001-uvicorn-c256-r1"]
+    item = next(i for i in compute_guidance(run, summarize(run)) if i.topic == "busy")
+    assert "0001-uvicorn-c256-r1 (steal 0 %, CPU 1.9x slower)" in item.text, item.text
+    assert "slower than its recent pace" in item.text
+    cli.main(["compare", str(quiet), str(slowed)])
+    assert "run B (" in capsys.readouterr().err
 
 
 def test_a_missing_run_folder_is_a_usage_error(tmp_path: Path,

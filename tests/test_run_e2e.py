@@ -72,6 +72,7 @@ def test_two_servers_io_bound(tmp_path: Path) -> None:
     assert {t["server"]: t["status"] for t in meta["targets"]} == {
         "gunicorn-sync": "ok", "uvicorn": "ok"}
     assert meta["environment"]["versions"]["gunicorn"]
+    assert meta["cpu_speed_probe"]["cpus"] == meta["cpus"]["server"]  # pinned where it counts
 
     rows = read_trials_rows(out)
     assert sorted((r["server"], r["load_model"]) for r in rows) == [
@@ -84,6 +85,9 @@ def test_two_servers_io_bound(tmp_path: Path) -> None:
         # every answer waited on the 50 ms upstream: nothing can be faster than that
         assert float(row["p50_ms"]) >= UPSTREAM_MS
         assert float(row["server_cpu_pct"]) > 0
+    # the server CPU's pace: each trial after the first is set against the ones before it
+    # (the first, against the probe's readings before it, if it had at least three)
+    assert all(float(r["cpu_slowdown"]) > 0 for r in rows[1:]), rows
     closed = {r["server"]: r for r in rows if r["load_model"] == "closed"}
     workers = make_target(get_server("gunicorn-sync"), app="raw", cpus=1).preset.workers
     assert workers is not None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.analysis.frames import RunData, busy_trials, summarize
 from harness.analysis.guidance import GuidanceItem, compute_guidance
-from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT
+from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
 # Every figure: 6,737 / 0.012 / 1.5 / 95 (a percentage, a p-value, a ratio, a count). What
 # remains are names, roles and verdicts.
@@ -115,8 +115,10 @@ def busy_runs(*runs: RunData) -> list[str]:
         if trials.empty or busy / len(trials) <= BUSY_SHARE_MAX:
             continue
         lines.append(f"run {label} ({run.run_dir}): {busy} of {len(trials)} trials were taken "
-                     f"on a busy machine (steal above {BUSY_STEAL_PCT:g} % or other processes "
-                     f"above {BUSY_OTHERS_PCT:g} % of a CPU), more than {BUSY_SHARE_MAX:.0%}: "
+                     f"on a busy machine (steal above {BUSY_STEAL_PCT:g} %, other processes "
+                     f"above {BUSY_OTHERS_PCT:g} % of a CPU, or the server's CPU more than "
+                     f"{SLOW_CPU_FACTOR:g}x slower than its recent pace), more than "
+                     f"{BUSY_SHARE_MAX:.0%}: "
                      "where the runs differ, the machine may be why; run it again on a quiet "
                      "one")
     return lines

@@ -23,7 +23,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from harness.errors import UsageError
-from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT
+from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 from harness.results import (
     CAPACITY_COLUMNS,
     RUN_FILE,
@@ -115,7 +115,7 @@ def _convert(column: pd.Series, dtype: str, where: str) -> pd.Series:
 OPTIONAL_TRIAL_COLUMNS = {"notes": "", "protocol": "http", "message_size": "",
                           "connections_at_end": "", "memory_per_connection_kb": "",
                           "phase": "sweep", "others_cpu_pct": "", "steal_pct": "",
-                          "connections_per_worker": ""}
+                          "connections_per_worker": "", "cpu_slowdown": ""}
 
 
 # Reasons that, in a version 1 run, meant the harness could not vouch for the trial; any other
@@ -210,16 +210,17 @@ def load_capacity(path: Path | str) -> pd.DataFrame:
 
 
 def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials taken on a busy machine (harness.noise): their notes say so, or the CPU used
-    by processes outside the harness or steal was above the limits (BUSY_OTHERS_PCT,
-    BUSY_STEAL_PCT). Runs written before the columns existed have none."""
+    """The trials taken on a busy machine (harness.noise): their notes say so, or
+    the CPU used by processes outside the harness, steal, or how much slower the server's CPU
+    ran were above the limits (BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR). Runs written
+    before the columns existed have none."""
     if trials.empty:
         return trials
-    others = trials["others_cpu_pct"].astype("float64")
-    steal = trials["steal_pct"].astype("float64")
-    noted = trials["notes"].astype("string").fillna("").str.contains("busy machine",
-                                                                     regex=False)
-    busy = noted | (others > BUSY_OTHERS_PCT).fillna(False) | (steal > BUSY_STEAL_PCT).fillna(False)
+    busy = trials["notes"].astype("string").fillna("").str.contains("busy machine",
+                                                                    regex=False)
+    for column, limit in (("others_cpu_pct", BUSY_OTHERS_PCT), ("steal_pct", BUSY_STEAL_PCT),
+                          ("cpu_slowdown", SLOW_CPU_FACTOR)):
+        busy = busy | (trials[column].astype("float64") > limit).fillna(False)
     return trials[busy.astype(bool)]
 
 

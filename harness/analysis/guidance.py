@@ -42,7 +42,7 @@ from scipy import stats
 from harness.analysis.frames import RunData, busy_trials
 from harness.cpus import parse_cpus
 from harness.errors import UsageError
-from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT
+from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
 # A level whose repeats' throughput varies more than this (coefficient of variation) is noisy.
 NOISY_CV_MAX = 0.10
@@ -816,21 +816,26 @@ def _invalid(run: RunData, summary: pd.DataFrame) -> list[GuidanceItem]:
 
 
 def _busy(run: RunData) -> list[GuidanceItem]:
-    """Trials taken while other processes used the machine (harness.noise)."""
+    """Trials taken while the machine was busy (harness.noise): other processes, steal, or
+    the server's CPU running slower than its recent pace."""
     busy = busy_trials(run.trials)
     if busy.empty:
         return []
     listed = []
     for _, row in busy.head(MAX_BUSY_LISTED).iterrows():
-        others, steal = row["others_cpu_pct"], row["steal_pct"]
+        others, steal, slow = row["others_cpu_pct"], row["steal_pct"], row["cpu_slowdown"]
         numbers = ", ".join(part for part in (
             f"others {others:.0f} %" if pd.notna(others) else "",
-            f"steal {steal:.0f} %" if pd.notna(steal) else "") if part)
+            f"steal {steal:.0f} %" if pd.notna(steal) else "",
+            f"CPU {slow:.1f}x slower" if pd.notna(slow) and slow > SLOW_CPU_FACTOR else "")
+            if part)
         listed.append(f"{row['trial_id']}" + (f" ({numbers})" if numbers else ""))
     more = len(busy) - len(listed)
     text = (f"Busy machine during {len(busy)} of {len(run.trials)} trials: processes outside "
-            f"the harness used more than {BUSY_OTHERS_PCT:.0f} % of a CPU, or steal was above "
-            f"{BUSY_STEAL_PCT:.0f} %: " + "; ".join(listed)
+            f"the harness used more than {BUSY_OTHERS_PCT:.0f} % of a CPU, steal was above "
+            f"{BUSY_STEAL_PCT:.0f} %, or the server's CPU ran more than "
+            f"{SLOW_CPU_FACTOR:g}x slower than its recent pace (a host that slows a guest's "
+            f"CPU shows no steal): " + "; ".join(listed)
             + (f"; and {more} more" if more > 0 else "")
             + ". Their throughput may be low and their latency high: measure them again on a "
               "quiet machine before relying on them.")

@@ -367,6 +367,7 @@ _TRIAL_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("PSS MB", "server_pss_mb", lambda v: _num(v, fmt_mb)),
     ("gen CPU %", "loadgen_cpu_pct", lambda v: _num(v, lambda x: f"{x:.0f}")),
     ("others CPU %", "others_cpu_pct", lambda v: _num(v, lambda x: f"{x:.0f}")),
+    ("CPU slowdown", "cpu_slowdown", lambda v: _num(v, lambda x: f"{x:.2f}x")),
     ("outcome", "outcome", str),
     ("reason", "invalid_reason", str),
     ("notes", "notes", lambda v: "" if pd.isna(v) else str(v)),
