@@ -831,11 +831,14 @@ def _busy(run: RunData) -> list[GuidanceItem]:
             if part)
         listed.append(f"{row['trial_id']}" + (f" ({numbers})" if numbers else ""))
     more = len(busy) - len(listed)
+    # the CPU's pace only where it was probed (runs before harness.cpuspeed were not)
+    slow = (f", or the server's CPU ran more than {SLOW_CPU_FACTOR:g}x slower than its recent "
+            f"pace (a host that slows a guest's CPU shows no steal)"
+            if run.trials["cpu_slowdown"].notna().any() else "")
     text = (f"Busy machine during {len(busy)} of {len(run.trials)} trials: processes outside "
-            f"the harness used more than {BUSY_OTHERS_PCT:.0f} % of a CPU, steal was above "
-            f"{BUSY_STEAL_PCT:.0f} %, or the server's CPU ran more than "
-            f"{SLOW_CPU_FACTOR:g}x slower than its recent pace (a host that slows a guest's "
-            f"CPU shows no steal): " + "; ".join(listed)
+            f"the harness used more than {BUSY_OTHERS_PCT:.0f} % of a CPU"
+            + (", steal was above" if slow else ", or steal was above")
+            + f" {BUSY_STEAL_PCT:.0f} %{slow}: " + "; ".join(listed)
             + (f"; and {more} more" if more > 0 else "")
             + ". Their throughput may be low and their latency high: measure them again on a "
               "quiet machine before relying on them.")
