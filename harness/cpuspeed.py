@@ -4,7 +4,8 @@ On the shared 2-core VM of the reference runs, uvicorn at 512 clients served 2,9
 req/s from one second to the next of a single 60 s load, at 99 % of its CPU throughout, with
 steal at 0-1 %: the same process did less work per CPU-second, for tens of seconds at a time.
 A fixed piece of pure-Python work on the server's CPU, timed in its own CPU time, took 11 ms in
-the fast stretches and 15-20 ms in the slow ones (per-second throughput against it: r = -0.72).
+the fast stretches and 15-20 ms in the slow ones (per-second throughput against it: r = -0.72;
+a second 60 s load, benchmarks/cpu_pace.py: -0.64, and -0.84 over 5-second windows).
 Over a run of 24 trials at 512 clients (four servers, six repeats each), the three that the
 probe put at 1.7-2.0x were each the lowest of their server's repeats, at 0.2-0.6 of the mean of
 the others; the rest ran at 0.95-1.25x.
@@ -20,13 +21,13 @@ server under 1 % of its CPU. It is a child of the harness (its CPU counts as the
 not as a neighbour's), and it exits when the harness goes: its next report finds the pipe
 closed.
 
-What the harness does with it: it flags the trial (harness.noise), nothing more. Over 252
+What the harness does with it: it flags the trial (harness.noise), nothing more. Over 240
 trials of five servers at full CPU, the probe explained a seventh of the spread between repeats
-(r = -0.37 between the logarithms). Waiting before each trial for a slowed CPU to return to its
-pace, and measuring a busy trial again, were tried: over two runs with them and two without,
-alternating, the spread of the repeats did not shrink (mean standard deviation of log
-throughput 0.140 and 0.136 with, 0.146 and 0.085 without), so the harness does not spend the
-time on them.
+(r = -0.38 between the logarithms; benchmarks/cpu_pace.py runs). Waiting before each trial for
+a slowed CPU to return to its pace, and measuring a busy trial again, were tried: over two runs
+with them and two without, alternating, the spread of the repeats did not shrink (mean standard
+deviation of log throughput 0.140 and 0.136 with, 0.146 and 0.085 without), so the harness does
+not spend the time on them.
 
 Run as ``python -m harness.cpuspeed CPU``: one line ``MONOTONIC_NS SPENT_NS`` per probe.
 """

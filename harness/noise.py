@@ -26,8 +26,8 @@ NS_PER_S = 1_000_000_000
 BUSY_OTHERS_PCT = 20.0
 BUSY_STEAL_PCT = 5.0
 # ... or when the server's CPU ran this many times slower than its recent pace (harness.cpuspeed).
-# Over 252 trials of servers at full CPU, those at 0.9-1.1x served within 1 % of their server's
-# median repeat, those at 1.3-1.7x about 10 % less.
+# Over 240 trials of servers at full CPU, those at 0.9-1.1x served within 1 % of their server's
+# median repeat, those at 1.3-1.7x 10-14 % less (benchmarks/cpu_pace.py runs).
 SLOW_CPU_FACTOR = 1.3
 
 
