@@ -3,9 +3,10 @@
 On the shared 2-core VM of the reference runs, uvicorn at 512 clients served 2,900 to 5,500
 req/s from one second to the next of a single 60 s load, at 99 % of its CPU throughout, with
 steal at 0-1 %: the same process did less work per CPU-second, for tens of seconds at a time.
-A fixed piece of pure-Python work on the server's CPU, timed in its own CPU time, took 11 ms in
-the fast stretches and 15-20 ms in the slow ones (per-second throughput against it: r = -0.72;
-a second 60 s load, benchmarks/cpu_pace.py: -0.64, and -0.84 over 5-second windows).
+A fixed piece of pure-Python work on the server's CPU, timed in its own CPU time (150,000 loop
+iterations of the probe's kind), took 11 ms in the fast stretches and 15-20 ms in the slow
+ones (per-second throughput against it: r = -0.72; a second 60 s load, with the probe as
+shipped, benchmarks/cpu_pace.py: -0.64, and -0.84 over 5-second windows).
 Over a run of 24 trials at 512 clients (four servers, six repeats each), the three that the
 probe put at 1.7-2.0x were each the lowest of their server's repeats, at 0.2-0.6 of the mean of
 the others; the rest ran at 0.95-1.25x.
@@ -79,7 +80,7 @@ def probe_forever(cpu: int | None, loops: int = PROBE_LOOPS,
         try:
             out.write(f"{time.monotonic_ns()} {spent}\n")
             out.flush()
-        except (BrokenPipeError, OSError):  # the harness is gone: so is the probe
+        except OSError:  # a broken pipe: the harness is gone, so is the probe
             return
         time.sleep(interval_s)
 
@@ -147,10 +148,12 @@ class CpuSpeed:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        # the readers end at the pipes' end; closed under them, they would raise
         for reader in self._readers:
             reader.join(timeout=STOP_TIMEOUT_S)
+        for proc in self._procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
         self._procs.clear()
         self._readers.clear()
 

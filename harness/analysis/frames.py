@@ -210,10 +210,10 @@ def load_capacity(path: Path | str) -> pd.DataFrame:
 
 
 def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials taken on a busy machine (harness.noise): their notes say so, or
-    the CPU used by processes outside the harness, steal, or how much slower the server's CPU
-    ran were above the limits (BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR). Runs written
-    before the columns existed have none."""
+    """The trials taken on a busy machine (harness.noise): their notes say so, or the CPU used
+    by processes outside the harness, steal, or how much slower the server's CPU ran were above
+    the limits (BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR). Runs written before the
+    columns existed have none."""
     if trials.empty:
         return trials
     busy = trials["notes"].astype("string").fillna("").str.contains("busy machine",
