@@ -29,6 +29,7 @@ from harness.analysis import (
     summarize,
 )
 from harness.errors import UsageError
+from harness.loadgen.result import STALL_NOTE
 from harness.results import TRIALS_FILE
 from tests.analysis_fixtures import histogram, record, write_run
 
@@ -243,6 +244,19 @@ def test_noisy_repeats_are_flagged_with_a_confidence_interval(tmp_path: Path) ->
     low, high = noisy[0].values["ci_low"], noisy[0].values["ci_high"]
     assert low < 103.33 < high
     assert "95% confidence interval" in noisy[0].text
+
+
+def test_a_noisy_level_says_how_many_of_its_repeats_stalled(tmp_path: Path) -> None:
+    stall = f"{STALL_NOTE} in 3 of its 5 measured seconds: ..."
+    rows = [(record(f"000{i}-granian-wsgi-c512-r{i}", server="granian-wsgi", gateway="wsgi",
+                    concurrency=512, repeat=i, achieved_rps=rps, notes=note), [50_000] * 20)
+            for i, (rps, note) in enumerate(((1760.0, stall), (4289.0, ""), (3404.0, "")),
+                                            start=1)]
+    run = RunData.load(write_run(tmp_path / "run", rows))
+    noisy = [i for i in compute_guidance(run, summarize(run)) if i.topic == "noisy"]
+    assert len(noisy) == 1
+    assert "; 1 of the 3 repeats stalled (whole seconds with next to no answers" in noisy[0].text
+    assert noisy[0].values["stalled"] == 1
 
 
 def test_single_repeat_and_unmeasured_targets_are_caveats(tmp_path: Path) -> None:

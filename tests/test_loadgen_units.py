@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from array import array
 
@@ -12,7 +13,12 @@ from harness.errors import UsageError
 from harness.loadgen import LoadSpec, merge, new_histogram, parse_header, parse_url, percentiles_ms
 from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
 from harness.loadgen.histograms import HIGHEST_US, SecondBook, record_batch
-from harness.loadgen.result import merge_reports
+from harness.loadgen.result import (
+    STALL_FRACTION,
+    STALL_MIN_BEST_PER_S,
+    STALL_NOTE,
+    merge_reports,
+)
 from harness.loadgen.schedule import OpenLoopSchedule, Window
 from harness.loadgen.spec import encode_request
 
@@ -184,6 +190,38 @@ def test_merge_reports_sums_and_merges_series() -> None:
     assert result.series[0].requests == 100 and result.series[0].errors == 2
     assert result.series[0].p99_ms is not None and result.series[0].p99_ms < 2.0
     assert result.to_json()["latency_ms"]["max"] == pytest.approx(50.0, rel=1e-3)  # type: ignore[index]
+
+
+def _seconds_report(per_second: list[int]) -> WorkerReport:
+    """One process's report whose answers per second are ``per_second``."""
+    hist = new_histogram().encode()
+    return dataclasses.replace(_report(0, [1000] * sum(per_second)),
+                               second_requests=list(per_second),
+                               second_completed=list(per_second),
+                               second_errors=[0] * len(per_second),
+                               second_latency_hdr=[hist] * len(per_second))
+
+
+def test_whole_seconds_with_next_to_no_answers_are_a_stall() -> None:
+    # granian-wsgi at 512 clients, io_bound_l repeat 1: two seconds of answers, three of none
+    stalled = merge_reports([_seconds_report([4311, 4489, 0, 0, 0])], url=URL, concurrency=512,
+                            rate=None, duration_s=5.0)
+    assert [n for n in stalled.notes if STALL_NOTE in n] == [
+        f"{STALL_NOTE} in 3 of its 5 measured seconds: it answered under 20% of its best "
+        "second's 4,489 in second(s) 2, 3, 4 (counting from 0; per second in series/)"]
+    # a steady trial, one whose last second is partial, and one too slow to judge: no stall
+    for per_second, duration_s in (([4311, 4489, 4100, 4300, 4400], 5.0),
+                                   ([4311, 4489, 4100, 4300, 40], 4.1),
+                                   ([STALL_MIN_BEST_PER_S - 1, 0, 0], 3.0)):
+        result = merge_reports([_seconds_report(per_second)], url=URL, concurrency=512,
+                               rate=None, duration_s=duration_s)
+        assert not any(STALL_NOTE in n for n in result.notes), per_second
+    # the limit is a share of the best second: just under it is a stall, at it is not
+    edge = int(STALL_FRACTION * 1000)
+    for completed, expected in ((edge - 1, True), (edge, False)):
+        result = merge_reports([_seconds_report([1000, completed])], url=URL, concurrency=64,
+                               rate=None, duration_s=2.0)
+        assert any(STALL_NOTE in n for n in result.notes) is expected, completed
 
 
 def test_saturation_from_cpu_and_from_falling_behind() -> None:

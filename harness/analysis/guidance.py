@@ -42,6 +42,7 @@ from scipy import stats
 from harness.analysis.frames import RunData, busy_trials
 from harness.cpus import parse_cpus
 from harness.errors import UsageError
+from harness.loadgen.result import STALL_NOTE
 from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
 # A level whose repeats' throughput varies more than this (coefficient of variation) is noisy.
@@ -930,6 +931,13 @@ def _noise(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
             text += (f"; {CONFIDENCE_LEVEL:.0%} confidence interval of the mean "
                      f"{fmt_rps(float(low))}–{fmt_rps(float(high))} req/s")
             values.update(ci_low=float(low), ci_high=float(high))
+        notes = trials.loc[list(row["trial_ids"]), "notes"].astype("string").fillna("")
+        stalled = int(notes.str.contains(STALL_NOTE, regex=False).sum())
+        if stalled:
+            # the spread is then the server's stalls, not a slow machine: say so
+            text += (f"; {stalled} of the {row['repeats']} repeats stalled (whole seconds "
+                     "with next to no answers: their notes say which)")
+            values["stalled"] = stalled
         items.append(GuidanceItem(topic="noisy", text=text + ".", run_id=run.run_id,
                                   trial_ids=_ids(row), values=values, caveat=True))
     if not items:
