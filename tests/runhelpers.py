@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +80,29 @@ def all_gone(pids: list[int]) -> bool:
         except psutil.NoSuchProcess:
             continue
     return not alive
+
+
+BURNER_START_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def burner_outside_the_harness(pid_file: Path, seconds: float) -> Iterator[int]:
+    """A process spinning a CPU for ``seconds`` that is not a descendant of this one (its shell
+    exits at once, orphaning it), as another tenant would; killed on exit. Yields its pid."""
+    burn = f"import os,time; open({str(pid_file)!r},'w').write(str(os.getpid())); " \
+           f"end=time.time()+{seconds}\nwhile time.time()<end: pass"
+    subprocess.run(["sh", "-c", f"{sys.executable} -c \"{burn}\" >/dev/null 2>&1 &"],
+                   check=True, timeout=10)
+    deadline = time.monotonic() + BURNER_START_TIMEOUT_S
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the burner did not start"
+        time.sleep(POLL_S)
+    pid = int(pid_file.read_text())
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 GROUP_STOP_TIMEOUT_S = 5.0
