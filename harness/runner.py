@@ -57,7 +57,7 @@ from harness.results import (
     trial_id,
 )
 from harness.sampling import Usage
-from harness.slo import Capacity, CapacitySearch, Slo
+from harness.slo import Capacity, CapacitySearch, Slo, judge_open_loop
 from harness.verify import verify_family_target
 
 PROGRESS_TICK_S = 0.25
@@ -538,7 +538,8 @@ class Runner:
         lat, svc = percentiles_ms(result.latency), percentiles_ms(result.service_time)
         rss_mb, pss_mb = usage.peak_mb(*window)
         preset = planned.target.preset
-        return TrialRecord(
+        # an open-loop rate whose latency missed the objective is overloaded (harness.slo)
+        return judge_open_loop(TrialRecord(
             trial_id=key.trial_id, scenario=self.plan.scenario.name, server=planned.server,
             gateway=planned.target.server.gateway, app=planned.target.app,
             endpoint=self.plan.scenario.path, load_model=level.load_model,
@@ -575,7 +576,7 @@ class Runner:
             if usage.connections_by_process and not failure else "",
             memory_per_connection_kb=_memory_per_connection_kb(usage, window, level)
             if idle and not failure else None,
-        )
+        ), self.plan.slo)
 
 
 def _memory_per_connection_kb(usage: Usage, window: tuple[int, int],

@@ -15,6 +15,7 @@ its scheduling is tested without a server; the runner measures each rate it asks
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -65,16 +66,51 @@ class Slo:
         return (f"{self.percentile} <= {self.threshold_ms:g} ms, errors <= "
                 f"{self.max_error_rate:.1%}".replace(".0%", "%"))
 
+    @property
+    def column(self) -> str:
+        """The TrialRecord column of the objective's percentile."""
+        return PERCENTILE_COLUMNS[self.percentile]
+
     def check(self, record: TrialRecord) -> str | None:
         """None when the trial met the objective, else why not."""
-        value = getattr(record, PERCENTILE_COLUMNS[self.percentile])
-        if value is None:
+        return self.miss(getattr(record, self.column), record.error_rate)
+
+    def miss(self, value_ms: float | None, error_rate: float) -> str | None:
+        """None when a percentile of ``value_ms`` and ``error_rate`` meet the objective, else
+        why not."""
+        if value_ms is None or math.isnan(value_ms):
             return f"no {self.percentile} measured"
-        if value > self.threshold_ms:
-            return f"{self.percentile} {value:.1f} ms > {self.threshold_ms:g} ms"
-        if record.error_rate > self.max_error_rate:
-            return f"errors {record.error_rate:.2%} > {self.max_error_rate:.1%}"
+        if value_ms > self.threshold_ms:
+            return f"{self.percentile} {value_ms:.1f} ms > {self.threshold_ms:g} ms"
+        if error_rate > self.max_error_rate:
+            return f"errors {error_rate:.2%} > {self.max_error_rate:.1%}"
         return None
+
+    def overload(self, value_ms: float | None, error_rate: float) -> str | None:
+        """Why an open-loop trial judged valid is overloaded at this objective, or None.
+
+        A rate whose latency misses the objective is above the server's capacity at it, as
+        the capacity search itself says of its steps: the queue grew past the objective
+        (DESIGN: three outcomes). So a plan's own open-loop levels are judged like its search
+        steps. gunicorn-gthread at 50 req/s (capacity 39.9 at p99 <= 200 ms) read "valid", p90
+        244-403 ms, and its one repeat that kept up (p90 69 ms) made the tail comparison flip
+        between two reference runs. A trial with nothing measured is left to the verdict."""
+        if value_ms is None or math.isnan(value_ms):
+            return None
+        why = self.miss(value_ms, error_rate)
+        return f"{why}, the objective" if why else None
+
+    @classmethod
+    def from_dict(cls, data: object) -> Slo | None:
+        """The objective run.json's plan recorded (``to_dict``), or None when it has none."""
+        if not isinstance(data, dict) or data.get("percentile") not in PERCENTILE_COLUMNS:
+            return None
+        try:
+            return cls(percentile=str(data["percentile"]),
+                       threshold_ms=float(data["threshold_ms"]),
+                       max_error_rate=float(data.get("max_error_rate", DEFAULT_ERROR_RATE)))
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def to_dict(self) -> dict[str, object]:
         return {"percentile": self.percentile, "threshold_ms": self.threshold_ms,
@@ -117,6 +153,17 @@ def parse_slo(text: str, *, what: str = "--slo") -> Slo:
         raise UsageError(f"{what}: {text!r} names no latency percentile; expected e.g. "
                          "'p99=100ms'")
     return Slo(percentile=percentile, threshold_ms=threshold, max_error_rate=errors)
+
+
+def judge_open_loop(record: TrialRecord, slo: Slo | None) -> TrialRecord:
+    """``record``, overloaded when it is a valid open-loop trial whose latency missed ``slo``
+    (``Slo.overload``); unchanged otherwise (closed loop: its clients wait, nothing queues)."""
+    if slo is None or record.load_model != "open" or record.outcome != "valid":
+        return record
+    why = slo.overload(getattr(record, slo.column), record.error_rate)
+    if why is None:
+        return record
+    return dataclasses.replace(record, outcome="overloaded", valid=False, invalid_reason=why)
 
 
 # "--slo off": the run searches no capacity even when its scenario has an objective.

@@ -118,9 +118,13 @@ def test_servers_the_measurement_cannot_separate_are_named_together(tmp_path: Pa
     assert "2 servers that cannot be told apart (no significant difference between them): " \
            "granian-asgi (ASGI) " in best and "; uvicorn (ASGI) " in best
     assert "hypercorn" not in best
-    versus = rows["wsgi_vs_asgi"].a or ""
-    assert "granian-asgi (ASGI) and uvicorn (ASGI) (no significant difference between them) " \
-           "served" in versus and "the throughput of granian-wsgi (WSGI)" in versus
+    # each run's best ASGI server against the best WSGI one, its tied peer named beside it:
+    # the best changed places, the winners named did not
+    versus = rows["wsgi_vs_asgi"]
+    tie = "no significant difference between them"
+    assert f"uvicorn (ASGI) (tied with granian-asgi (ASGI): {tie}) served" in (versus.a or "")
+    assert f"granian-asgi (ASGI) (tied with uvicorn (ASGI): {tie}) served" in (versus.b or "")
+    assert all("the throughput of granian-wsgi (WSGI)" in (t or "") for t in (versus.a, versus.b))
     assert all(r.same for r in rows.values()), [r for r in rows.values() if not r.same]
     # a clear winner is still named alone
     clear = _run(tmp_path / "c", {"uvicorn": [6000.0, 6100.0, 5900.0],
@@ -219,3 +223,76 @@ def test_no_winner_in_either_run_agrees_whoever_the_tied_groups_hold() -> None:
     assert row.finding and row.unranked and row.same
     (row,) = compare_guidance([tie_a], [win_b])  # a winner in one run only: differs
     assert not row.unranked and not row.same
+
+
+def test_the_same_winners_agree_whoever_the_losing_sides_tied_group_holds() -> None:
+    def item(text: str, winners: tuple[str, ...]) -> GuidanceItem:
+        return GuidanceItem(topic="wsgi_vs_asgi", text=text, run_id="r", winners=winners,
+                            values={"ranked": 1.0 if winners else 0.0, "p_value": 0.01})
+
+    leaders = ("granian-asgi", "gunicorn-uvicorn", "uvicorn")
+    first = item("granian-asgi (ASGI) (tied with gunicorn-uvicorn (ASGI) and uvicorn (ASGI): "
+                 "...) served 1.8× the throughput of granian-wsgi (WSGI)", leaders)
+    second = item("uvicorn (ASGI) (tied with granian-asgi (ASGI) and gunicorn-uvicorn (ASGI): "
+                  "...) served 2.2× the throughput of gunicorn-gevent (WSGI) (tied with "
+                  "granian-wsgi (WSGI): ...)", leaders)
+    (row,) = compare_guidance([first], [second])
+    assert row.finding and row.same_winners and row.same
+    fewer = item("uvicorn (ASGI) (tied with granian-asgi (ASGI): ...) served 2.2× the "
+                 "throughput of granian-wsgi (WSGI)", ("granian-asgi", "uvicorn"))
+    (row,) = compare_guidance([first], [fewer])  # a winner named in one run only: differs
+    assert not row.same_winners and not row.same
+    (row,) = compare_guidance([first], [item("no significant difference ...", ())])
+    assert not row.same
+
+
+def test_best_wsgi_vs_best_asgi_compares_each_gateways_best(tmp_path: Path) -> None:
+    """The first published io_bound run at 512 clients. Its weakest ASGI server tied with the
+    best (gunicorn-uvicorn, 3,930-6,250 req/s) against granian-wsgi read "no significant
+    difference" (p = 0.153), while the second run said 2.1x; the best against the best says
+    1.8x, p = 0.005, and names the servers tied with it as winners too."""
+    figures = {"granian-wsgi": [3963.0, 3076.0, 4193.0], "granian-asgi": [7253.0, 6304.0, 6336.0],
+               "gunicorn-uvicorn": [4960.0, 6250.0, 3930.0], "uvicorn": [6943.0, 5374.0, 5646.0]}
+    run = RunData.load(_run(tmp_path / "a", figures))
+    (versus,) = [i for i in compute_guidance(run, summarize(run)) if i.topic == "wsgi_vs_asgi"]
+    assert ("granian-asgi (ASGI) (tied with gunicorn-uvicorn (ASGI) and uvicorn (ASGI): no "
+            "significant difference between them) served 1.8× the throughput of granian-wsgi "
+            "(WSGI) (6,631 vs 3,744 req/s)") in versus.text
+    assert versus.values["p_value"] == pytest.approx(0.005, abs=0.001)
+    assert versus.winners == ("granian-asgi", "gunicorn-uvicorn", "uvicorn")
+
+
+def _gthread_at_50(run_dir: Path, gthread_tails_ms: list[int]) -> Path:
+    """Open loop at 50 req/s, objective p99 <= 200 ms: uvicorn and granian-asgi kept up in each
+    repeat, gunicorn-gthread's repeats had these slowest requests (the rest 60 ms), all
+    written "valid"."""
+    rows = []
+    for i, tail in enumerate(gthread_tails_ms, start=1):
+        for server, gateway, slow in (("gunicorn-gthread", "wsgi", tail), ("uvicorn", "asgi", 53),
+                                      ("granian-asgi", "asgi", 54)):
+            rows.append((record(f"0{i}-{server}-R50-r{i}", server=server,
+                                gateway=gateway, load_model="open", concurrency=None,
+                                rate=50.0, offered_rps=50.0, achieved_rps=50.0, repeat=i),
+                         [60_000] * 240 + [slow * 1000] * 10))
+    return write_run(run_dir, rows, plan={"slo": {"percentile": "p99", "threshold_ms": 200.0,
+                                                  "max_error_rate": 0.001}})
+
+
+def test_a_rate_above_capacity_at_the_objective_is_overloaded_in_both_runs(tmp_path: Path
+                                                                           ) -> None:
+    """The published io_bound pair's tail finding flipped on gunicorn-gthread at 50 req/s,
+    above its capacity at the objective: one repeat kept up in the first run (p99 under the
+    objective), none in the second. Judged against the objective, it did not keep up in
+    either, the tail compares the servers that did, and the two sentences agree."""
+    first = RunData.load(_gthread_at_50(tmp_path / "a", [150, 253, 405]))
+    second = RunData.load(_gthread_at_50(tmp_path / "b", [418, 411, 405]))
+    items = [compute_guidance(run, summarize(run)) for run in (first, second)]
+    over = [next(i for i in mine if i.topic == "overloaded") for mine in items]
+    assert "gunicorn-gthread (WSGI) did not keep up at 50 req/s offered" in over[0].text
+    # each kind of reason once, with the first repeat's figures (HDR: within 0.1 %)
+    assert "(in 2 of 3 repeats; repeat 2: p99 253.1 ms > 200 ms, the objective)" in over[0].text
+    assert "(in 3 of 3 repeats; repeat 1: p99 418.0 ms > 200 ms, the objective)" in over[1].text
+    tails = [next(i for i in mine if i.topic == "tail") for mine in items]
+    assert all("gunicorn-gthread" not in t.text for t in tails)
+    judged = {r.topic: r.same for r in compare_guidance(*items) if r.finding}
+    assert judged["overloaded"] and judged["tail"]

@@ -192,6 +192,43 @@ def test_close_capacities_are_no_significant_difference(tmp_path: Path) -> None:
     assert item.values["p_value"] > 0.05
 
 
+def test_each_gateways_best_capacity_is_compared_its_tied_peers_named_beside_it(
+        tmp_path: Path) -> None:
+    """The second published io_bound run's capacities (granian-wsgi as gunicorn-gevent,
+    granian-asgi and gunicorn-uvicorn as hypercorn and daphne): the best ASGI server against
+    the best WSGI one, p = 0.045. The weakest of the ASGI servers tied with the best (3,809
+    req/s) against the best WSGI (3,290) would say no significant difference (p = 0.398)."""
+    run_dir = _capacity_fixture(tmp_path, {
+        "gunicorn-gevent": [("found", 3250.0), ("found", 3294.0), ("found", 3325.0)],
+        "uvicorn": [("found", 5000.0), ("found", 3850.0), ("found", 3881.0)],
+        "hypercorn": [("found", 3594.0), ("found", 4262.0), ("found", 4025.0)],
+        "daphne": [("found", 2953.0), ("found", 3750.0), ("found", 4725.0)]})
+    (versus,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
+    assert versus.text.startswith(
+        "At p99 <= 200 ms, errors <= 0.1%, best WSGI vs best ASGI: uvicorn (ASGI) (tied with "
+        "daphne (ASGI) and hypercorn (ASGI): no significant difference between them) "
+        "sustained 4,244 req/s"), versus.text
+    assert ", gunicorn-gevent (WSGI) 3,290 req/s" in versus.text and ": 1.3× (" in versus.text
+    assert versus.values["ranked"] == 1.0 and 0.04 < versus.values["p_value"] < 0.05
+    assert versus.winners == ("daphne", "hypercorn", "uvicorn")
+
+
+def test_the_classic_pair_is_compared_when_each_is_only_the_best_of_a_tied_group(
+        tmp_path: Path) -> None:
+    # cpu_bound: gunicorn-sync and uvicorn were each gateway's best, each tied with others
+    run_dir = _capacity_fixture(tmp_path, {
+        "gunicorn-sync": [("found", 189.0), ("found", 140.0), ("found", 180.0)],
+        "gunicorn-gthread": [("found", 188.0), ("found", 111.0), ("found", 139.0)],
+        "uvicorn": [("found", 127.0), ("found", 123.0), ("found", 190.0)],
+        "daphne": [("found", 109.0), ("found", 111.0), ("found", 142.0)]})
+    items = _items(run_dir)
+    (versus,) = items["capacity_wsgi_vs_asgi"]
+    assert "gunicorn-sync (WSGI) (tied with gunicorn-gthread (WSGI)" in versus.text
+    (classic,) = items["capacity_classic"]
+    assert "classic sync WSGI vs an event loop: no significant difference: gunicorn-sync " \
+           "(WSGI) sustained 170 req/s" in classic.text
+
+
 def test_each_app_family_has_its_own_capacity(tmp_path: Path) -> None:
     # a multi-family run (--app raw,django): one server, two targets, two capacities
     run_dir = _capacity_fixture(tmp_path, {

@@ -129,3 +129,24 @@ def test_schema_version_1_folders_still_load(tmp_path: Path) -> None:
     assert not overloaded.empty  # gunicorn-sync offered 4x its capacity, for one
     assert all(r.startswith(("errors", "generator saturated: connection cap"))
                or "connection cap reached" in r for r in overloaded["invalid_reason"])
+
+
+def test_a_folder_judged_before_the_objective_applied_to_the_sweep_loads_it_applied() -> None:
+    """The published io_bound run judged only its capacity search against p99 <= 200 ms:
+    gunicorn-gthread's 50 req/s trials (its capacity 39.9) read "valid" on disk, p99 up to
+    405 ms. Loaded, they are overloaded, as a run now writes them; the rest of the sweep at
+    50 req/s met the objective and stays valid."""
+    from harness.analysis import load_run
+    run_dir = Path(__file__).resolve().parents[1] / "results" / "reference" / "io_bound"
+    on_disk = {row["trial_id"]: row for row in read_trials_rows(run_dir)}
+    run = load_run(run_dir)
+    at50 = run[(run["load_model"] == "open") & (run["level"] == 50.0)
+               & (run["phase"] == "sweep")]
+    gthread = at50[at50["server"] == "gunicorn-gthread"]
+    missed = gthread[gthread["p99_ms"] > 200.0]
+    assert len(missed) >= 2
+    assert all(on_disk[t]["outcome"] == "valid" for t in missed["trial_id"])
+    assert set(missed["outcome"]) == {"overloaded"} and not missed["valid"].any()
+    assert all(r.endswith("> 200 ms, the objective") for r in missed["invalid_reason"])
+    rest = at50[at50["p99_ms"] <= 200.0]
+    assert len(rest) >= 30 and set(rest["outcome"]) == {"valid"}

@@ -3,16 +3,22 @@ capacity is known)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from harness.errors import UsageError
+from harness.results import TrialRecord
 from harness.slo import (
     PEAK_HEADROOM,
     CapacitySearch,
     SearchPolicy,
+    Slo,
+    judge_open_loop,
     parse_slo,
     start_rate_from,
 )
+from tests.analysis_fixtures import record
 
 
 def _search(capacity: float, start: float, policy: SearchPolicy | None = None,
@@ -111,3 +117,52 @@ def test_bad_slo_is_one_line(text: str, fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment) as info:
         parse_slo(text)
     assert "\n" not in str(info.value)
+
+
+# -- an open-loop rate that missed the objective is overloaded ------------------------------------
+
+def _open(tid: str, p99_ms: float | None, **overrides: object) -> TrialRecord:
+    fields: dict[str, object] = {"load_model": "open", "concurrency": None, "rate": 50.0,
+                                 "offered_rps": 50.0, "p99_ms": p99_ms, **overrides}
+    return record(tid, **fields)
+
+
+def test_an_open_loop_rate_whose_latency_missed_the_objective_is_overloaded() -> None:
+    """gunicorn-gthread at 50 req/s in the published io_bound run: p99 405 ms against an
+    objective of 200 ms, and its capacity search said 39.9 req/s; the trial read "valid"."""
+    slo = parse_slo("p99=200ms")
+    judged = judge_open_loop(_open("t1", 405.2), slo)
+    assert (judged.outcome, judged.valid) == ("overloaded", False)
+    assert judged.invalid_reason == "p99 405.2 ms > 200 ms, the objective"
+    assert judge_open_loop(_open("t2", 199.0), slo).outcome == "valid"
+    strict = parse_slo("p99=200ms,errors=0.01%")
+    errors = judge_open_loop(_open("t3", 60.0, error_rate=0.0005), strict)
+    assert errors.outcome == "overloaded" and errors.invalid_reason.startswith("errors 0.05% > ")
+
+
+@pytest.mark.parametrize("why", ["closed loop", "already overloaded", "invalid", "no objective",
+                                 "nothing measured"])
+def test_only_a_valid_open_loop_trial_is_judged_against_the_objective(why: str) -> None:
+    slo: Slo | None = parse_slo("p99=200ms")
+    trial = _open("t1", 900.0)
+    if why == "closed loop":  # its clients wait: nothing queues, and its p99 is no rate's
+        trial = record("t1", p99_ms=900.0)
+    elif why == "already overloaded":
+        trial = dataclasses.replace(trial, outcome="overloaded", valid=False,
+                                    invalid_reason="errors 4.00% of requests (limit 0.1%)")
+    elif why == "invalid":
+        trial = dataclasses.replace(trial, outcome="invalid", valid=False,
+                                    invalid_reason="generator saturated: its CPU 97% (> 90%)")
+    elif why == "no objective":
+        slo = None
+    else:
+        trial = _open("t1", None)
+    assert judge_open_loop(trial, slo) == trial
+
+
+def test_the_objective_reads_back_from_run_json() -> None:
+    slo = parse_slo("p99.9=250ms,errors=0.5%")
+    assert Slo.from_dict(slo.to_dict()) == slo
+    for broken in (None, "p99=200ms", {}, {"percentile": "p42", "threshold_ms": 1.0},
+                   {"percentile": "p99", "threshold_ms": "soon"}):
+        assert Slo.from_dict(broken) is None

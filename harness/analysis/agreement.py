@@ -4,7 +4,11 @@ Two runs of the same plan agree on a finding when its sentence has the same *sha
 the same servers in the same roles, the same verdict ("served 1.5x the throughput of", "no
 significant difference", "not ranked here"), only the figures differing. A comparison that
 names no winner in either run (no significant difference, or not ranked: its ``ranked`` value
-is 0) agrees whichever servers the two runs' tied groups hold: it ranks none of them.
+is 0) agrees whichever servers the two runs' tied groups hold: it ranks none of them. A
+comparison that names winners in both runs agrees when it names the same winners (its
+``winners``), whoever the losing side's tied group holds: "granian-asgi, gunicorn-uvicorn and
+uvicorn served 1.6x granian-wsgi" and "... 2.3x granian-wsgi and gunicorn-gevent (no
+significant difference between them)" give the same answer to "best WSGI or best ASGI?".
 Caveats (a busy machine, noisy repeats) and the note that repeats agreed describe how a run
 was measured, not what it found: they are shown but not judged.
 
@@ -50,15 +54,21 @@ class Agreement:
     b: str | None
     finding: bool  # a finding (judged), not a caveat
     unranked: bool = False  # a comparison that named no winner in either run
+    same_winners: bool = False  # a comparison that named the same winners in both runs
 
     @property
     def same(self) -> bool:
         return self.a is not None and self.b is not None and (
-            self.unranked or shape(self.a) == shape(self.b))
+            self.unranked or self.same_winners or shape(self.a) == shape(self.b))
 
 
 def _unranked(item: GuidanceItem | None) -> bool:
     return item is not None and item.values.get("ranked") == 0.0
+
+
+def _same_winners(first: GuidanceItem | None, second: GuidanceItem | None) -> bool:
+    return (first is not None and second is not None and bool(first.winners)
+            and first.winners == second.winners)
 
 
 def _by_topic(items: list[GuidanceItem]) -> dict[str, list[GuidanceItem]]:
@@ -102,7 +112,8 @@ def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
             rows.append(Agreement(topic=topic, a=first.text if first else None,
                                   b=second.text if second else None,
                                   finding=not caveat and topic not in MEASUREMENT_TOPICS,
-                                  unranked=_unranked(first) and _unranked(second)))
+                                  unranked=_unranked(first) and _unranked(second),
+                                  same_winners=_same_winners(first, second)))
     return rows
 
 

@@ -184,15 +184,20 @@ def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
 
 def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,
              b: ServerCapacity, groups: tuple[list[ServerCapacity], ...] = ()) -> GuidanceItem:
-    """``groups``: servers tied with ``a`` or ``b``, named with it."""
+    """``groups``: the servers tied with ``a`` and with ``b``: named beside it, and the winners
+    (``GuidanceItem.winners``) when its side wins. The figures and the test are ``a``'s and
+    ``b``'s own (guidance._wsgi_vs_asgi says why)."""
     named: dict[str, str] = {}
+    tied_with: dict[str, list[ServerCapacity]] = {}
     for group in groups:
         if len(group) > 1:
             why = ("no significant difference between them"
                    if all(c.spread is not None for c in group)
                    else "measured once, within the noise of each other")
-            names = " and ".join(c.label for c in group)
-            named.update({c.server: f"{names} ({why})" for c in group})
+            for cap in group:
+                others = " and ".join(c.label for c in group if c.server != cap.server)
+                named[cap.server] = f"{cap.label} (tied with {others}: {why})"
+                tied_with[cap.server] = group
     win, lose = (a, b) if a.mean >= b.mean else (b, a)
     ratio = win.mean / lose.mean if lose.mean > 0 else math.inf
     values: dict[str, float] = {"capacity_winner": win.mean, "capacity_loser": lose.mean,
@@ -219,9 +224,10 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
         if test is not None:
             values["p_value"] = test.p_value
             text += f" ({test.text()})"
+    winners = tuple(sorted(c.server for c in tied_with.get(win.server, [win])))
     return GuidanceItem(topic=topic, text=text + ".", run_id=run.run_id,
                         trial_ids=tuple(dict.fromkeys(win.trial_ids + lose.trial_ids)),
-                        values=values)
+                        values=values, winners=winners if values["ranked"] == 1.0 else ())
 
 
 def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
@@ -253,18 +259,14 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
     measured = [c for c in caps if c.measured and c.mean > 0]
     by_gateway = {g: [c for c in measured if c.gateway.lower() == g] for g in ("wsgi", "asgi")}
     if by_gateway["wsgi"] and by_gateway["asgi"]:
-        # servers tied for best within a gateway are named together; the conservative pair
-        # is compared: the weakest of the leading group against the other gateway's best
+        # each gateway's best against the other's, the servers tied with it named beside it
+        # (guidance._wsgi_vs_asgi says why not the weakest of the leading group)
         groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
         wsgi, asgi = by_gateway["wsgi"][0], by_gateway["asgi"][0]  # highest mean first
-        if wsgi.mean >= asgi.mean:
-            wsgi = min(groups[0], key=lambda c: c.mean)
-        else:
-            asgi = min(groups[1], key=lambda c: c.mean)
         items.append(_compare(run, objective, "capacity_wsgi_vs_asgi",
                               "best WSGI vs best ASGI", wsgi, asgi, groups))
         pair = {c.server: c for c in measured if c.server in CLASSIC_PAIR}
-        if len(pair) == 2 and {wsgi.server, asgi.server} != set(CLASSIC_PAIR):
+        if len(pair) == 2 and {c.server for g in groups for c in g} != set(CLASSIC_PAIR):
             items.append(_compare(run, objective, "capacity_classic",
                                   "classic sync WSGI vs an event loop",
                                   pair[CLASSIC_PAIR[0]], pair[CLASSIC_PAIR[1]]))

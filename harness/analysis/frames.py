@@ -36,6 +36,7 @@ from harness.results import (
     read_meta,
     series_path,
 )
+from harness.slo import Slo
 
 # Columns that name a small set of values: categories make grouping and plotting cheap.
 CATEGORY_COLUMNS = ("server", "gateway", "load_model")
@@ -165,7 +166,27 @@ def load_run(path: Path | str) -> pd.DataFrame:
     # the rate for the open loop; connections (clients, subscribers, idle) for the others
     by_rate = frame["load_model"].astype("string") == "open"
     frame["level"] = frame["rate"].where(by_rate, frame["concurrency"].astype("float64"))
+    judge_objective(frame, Slo.from_dict((meta.get("plan") or {}).get("slo")))
     return frame
+
+
+def judge_objective(frame: pd.DataFrame, slo: Slo | None) -> None:
+    """Mark, in place, the valid open-loop trials of ``frame`` whose latency missed ``slo``
+    overloaded, as the runner does (harness.slo.judge_open_loop). Run folders written before
+    2026-12-04 judged only a capacity search's steps against the objective, not the plan's own
+    open-loop levels; on a newer folder this changes nothing."""
+    if slo is None or frame.empty:
+        return
+    open_valid = (frame["load_model"].astype("string") == "open") & \
+        (frame["outcome"].astype("string") == "valid")
+    values = frame[slo.column].astype("float64")
+    errors = frame["error_rate"].astype("float64").fillna(0.0)
+    for index in frame.index[open_valid.fillna(False)]:
+        why = slo.overload(float(values[index]), float(errors[index]))  # NaN: nothing measured
+        if why is not None:
+            frame.at[index, "outcome"] = "overloaded"
+            frame.at[index, "valid"] = False
+            frame.at[index, "invalid_reason"] = why
 
 
 def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from harness.results import (
     TrialStatus,
     trial_id,
 )
-from harness.slo import CapacitySearch, SearchPolicy, Slo, parse_slo
+from harness.slo import CapacitySearch, SearchPolicy, Slo, judge_open_loop, parse_slo
 
 IO_WAIT_MS = 50.0
 HIST_LOWEST_US = 1
@@ -263,6 +263,7 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer,
         notes=machine.note() if machine.busy else "", outcome=outcome, phase=phase,
         others_cpu_pct=machine.others_cpu_pct, steal_pct=machine.steal_pct,
     )
+    record = judge_open_loop(record, spec.slo)  # as the runner judges its open-loop trials
     series: list[dict[str, object]] = []
     for second in range(int(spec.duration_s)):
         jitter = float(rng.normal(1.0, 0.04))
