@@ -19,18 +19,14 @@ was measured, not what it found: they are shown but not judged.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis.frames import RunData, busy_trials, summarize
-from harness.analysis.guidance import GuidanceItem, compute_guidance
+from harness.analysis.guidance import FIGURE_RE, GuidanceItem, compute_guidance
 from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
-# Every figure: 6,737 / 0.012 / 1.5 / 95 (a percentage, a p-value, a ratio, a count). What
-# remains are names, roles and verdicts.
-_FIGURE_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
 # Not caveats in the report (good news reads as a finding), but about the measurement:
 # "repeats agreed within 2 %, worst: uvicorn" ranks no server.
 MEASUREMENT_TOPICS = frozenset({"stable"})
@@ -42,7 +38,7 @@ BUSY_SHARE_MAX = 0.05
 
 def shape(text: str) -> str:
     """A sentence with its figures replaced by ``#``."""
-    return _FIGURE_RE.sub("#", text)
+    return FIGURE_RE.sub("#", text)  # what remains are names, roles and verdicts
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,10 @@ SIGNIFICANCE_LEVEL = 0.05
 MIN_REPEATS_FOR_STATS = 2
 # A closed-loop level whose throughput reaches this fraction of N / D is at the load's ceiling.
 CEILING_FRACTION = 0.90
+# Every figure: 6,737 / 0.012 / 1.5 / 95 (a percentage, a p-value, a ratio, a count). Two
+# sentences or reasons that differ only in these say the same (harness.analysis.agreement).
+FIGURE_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
 # The wait a scenario's path declares: /io?ms=50
-# A figure in a reason ("p99 253.4 ms", "errors 39.60 %"): reasons that differ only in these
-# are one kind of reason.
-_FIGURES_RE = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _DECLARED_WAIT_RE = re.compile(r"[?&]ms=(\d+(?:\.\d+)?)")
 # Busy trials named one by one in the caveat; the rest are counted.
 MAX_BUSY_LISTED = 8
@@ -826,7 +826,7 @@ def overload_reasons(run: RunData, row: pd.Series) -> str:
     over = mine[mine["outcome"].astype("string") == "overloaded"]
     kinds: dict[str, list[tuple[int, str]]] = {}
     for repeat, why in zip(over["repeat"], over["invalid_reason"].astype(str), strict=True):
-        kinds.setdefault(_FIGURES_RE.sub("#", why), []).append((int(repeat), why))
+        kinds.setdefault(FIGURE_RE.sub("#", why), []).append((int(repeat), why))
     if not kinds:
         return str(row["invalid_reason"]) or "overloaded"
     if len(mine) < 2:
