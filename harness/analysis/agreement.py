@@ -6,9 +6,10 @@ significant difference", "not ranked here"), only the figures differing. A compa
 names no winner in either run (no significant difference, or not ranked: its ``ranked`` value
 is 0) agrees whichever servers the two runs' tied groups hold: it ranks none of them. A
 comparison that names winners in both runs agrees when it names the same winners (its
-``winners``), whoever the losing side's tied group holds: "granian-asgi, gunicorn-uvicorn and
-uvicorn served 1.6x granian-wsgi" and "... 2.3x granian-wsgi and gunicorn-gevent (no
-significant difference between them)" give the same answer to "best WSGI or best ASGI?".
+``winners``), whoever the losing side's tied group holds: "granian-asgi (tied with
+gunicorn-uvicorn and uvicorn) served 1.8x the throughput of granian-wsgi" and "uvicorn (tied
+with granian-asgi and gunicorn-uvicorn) served 2.2x the throughput of gunicorn-gevent (tied
+with granian-wsgi)" give the same answer to "best WSGI or best ASGI?".
 Caveats (a busy machine, noisy repeats) and the note that repeats agreed describe how a run
 was measured, not what it found: they are shown but not judged.
 
