@@ -34,7 +34,7 @@ from harness.analysis.guidance import (
     mean_ci,
 )
 from harness.errors import UsageError
-from harness.slo import PERCENTILE_COLUMNS, parse_slo
+from harness.slo import PERCENTILE_COLUMNS, Slo, parse_slo
 
 # The statuses of harness.slo.SearchStatus, as the report words them.
 STATUS_WORDS = {"found": "found", "at_least": "at least (the search stopped first)",
@@ -64,13 +64,13 @@ class Objective:
 
 def objective_of(meta: Mapping[str, Any], capacity: pd.DataFrame) -> Objective | None:
     """run.json's plan.slo, else the objective capacity.csv names; None when neither does."""
-    slo = (meta.get("plan") or {}).get("slo")
-    if isinstance(slo, Mapping) and slo.get("percentile") and slo.get("threshold_ms"):
-        threshold = float(slo["threshold_ms"])
-        if math.isfinite(threshold):
-            return Objective(percentile=str(slo["percentile"]), threshold_ms=threshold,
-                             text=str(slo.get("text") or f"{slo['percentile']} <= "
-                                      f"{threshold:g} ms"))
+    recorded = (meta.get("plan") or {}).get("slo")
+    slo = Slo.from_dict(recorded)
+    if isinstance(recorded, Mapping) and slo is not None and slo.threshold_ms \
+            and math.isfinite(slo.threshold_ms):
+        return Objective(percentile=slo.percentile, threshold_ms=slo.threshold_ms,
+                         text=str(recorded.get("text")
+                                  or f"{slo.percentile} <= {slo.threshold_ms:g} ms"))
     if capacity.empty:
         return None
     text = str(capacity["slo"].iloc[0])
