@@ -230,7 +230,7 @@ def backend(engine: str) -> Iterator[ComposeBackend]:
         yield instance
     assert instance.leftovers() == []
     client = compose.connect()
-    mine = client.containers.list(all=True, filters={
+    mine = client.containers.list(all=True, ignore_removed=True, filters={
         "label": f"{compose.LABEL_OWNER}={socket.gethostname()}:{os.getpid()}"})
     assert [c.name for c in mine] == []
 
@@ -353,7 +353,8 @@ def test_a_server_that_cannot_start_gives_its_output(backend: ComposeBackend,
 def _owned_by(pid: int) -> list[str]:
     client = compose.connect()
     label = f"{compose.LABEL_OWNER}={socket.gethostname()}:{pid}"
-    return [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    return [c.name for c in client.containers.list(all=True, ignore_removed=True,
+                                                    filters={"label": label})]
 
 
 @pytest.mark.docker

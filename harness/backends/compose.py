@@ -117,7 +117,8 @@ client = docker.from_env()
 end = time.monotonic() + SWEEP_S
 while time.monotonic() < end:
     try:
-        for c in client.containers.list(all=True, filters={"label": "LABEL_RUN=" + run}):
+        for c in client.containers.list(all=True, ignore_removed=True,
+                                          filters={"label": "LABEL_RUN=" + run}):
             try:
                 c.remove(force=True, v=True)
             except Exception:
@@ -194,6 +195,14 @@ def _answers(url: str, path: str) -> bool:
 
 def _labels_filter(**labels: str) -> dict[str, list[str]]:
     return {"label": [f"{key}={value}" for key, value in labels.items()]}
+
+
+def _containers(client: Any, labels: dict[str, str], *, stopped: bool = True) -> list[Any]:
+    """The containers carrying every one of ``labels`` (running only unless ``stopped``)."""
+    # docker-py lists, then inspects each container: one removed in between (by the watchdog,
+    # or a stop on another thread) would fail the whole listing with a 404 unless ignored
+    return list(client.containers.list(all=stopped, ignore_removed=True,
+                                       filters=_labels_filter(**labels)))
 
 
 def build_image(client: Any, *, base_image: str,
@@ -387,8 +396,7 @@ class ComposeBackend(Backend):
 
     def stale_holder(self, port: int) -> str | None:
         """A message naming the harness container (of another run) that holds ``port``."""
-        for container in self.client.containers.list(
-                filters=_labels_filter(**{LABEL_PORT: str(port)})):
+        for container in _containers(self.client, {LABEL_PORT: str(port)}, stopped=False):
             run = container.labels.get(LABEL_RUN, "?")
             if run == self.run_id:
                 continue
@@ -425,9 +433,7 @@ class ComposeBackend(Backend):
                 failure = "" if done.returncode == 0 else (done.stdout + done.stderr).strip()
             except subprocess.TimeoutExpired:
                 failure = f"no answer within {COMPOSE_TIMEOUT_S:g}s"
-            found = self.client.containers.list(
-                all=True, filters=_labels_filter(**{LABEL_RUN: self.run_id,
-                                                   LABEL_SERVICE: spec.name}))
+            found = _containers(self.client, {LABEL_RUN: self.run_id, LABEL_SERVICE: spec.name})
             running = None
             if found:
                 running = ContainerTarget(
@@ -516,8 +522,7 @@ class ComposeBackend(Backend):
         """Names of the containers and networks of this run that still exist."""
         if self._client is None:
             return []
-        names = [c.name for c in self._client.containers.list(
-            all=True, filters=_labels_filter(**{LABEL_RUN: self.run_id}))]
+        names = [c.name for c in _containers(self._client, {LABEL_RUN: self.run_id})]
         names += [n.name for n in self._client.networks.list(
             filters=_labels_filter(**{PROJECT_LABEL: self.project}))]
         return names
@@ -528,8 +533,7 @@ class ComposeBackend(Backend):
             return
         from docker.errors import APIError, NotFound
 
-        for container in self._client.containers.list(
-                all=True, filters=_labels_filter(**{LABEL_RUN: self.run_id})):
+        for container in _containers(self._client, {LABEL_RUN: self.run_id}):
             with contextlib.suppress(NotFound, APIError):
                 container.remove(force=True, v=True)
         for network in self._client.networks.list(
