@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
              "scenario's [slo] with its own plan, none with --quick or --concurrency/--rate; "
              "'off': none)",
     )
+    run.add_argument(
+        "--searches", type=int, metavar="N",
+        help="capacity searches per server, each on a freshly started server (default: one "
+             "per repeat); rounds past --repeat start each server for its search alone, so "
+             "capacity gets more repeats without repeating every level",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 

@@ -97,10 +97,26 @@ class Plan:
     # capacity at a latency objective: searched for each target after its levels
     slo: Slo | None = None
     search: SearchPolicy = field(default_factory=SearchPolicy)
+    # capacity searches per target (None: one per repeat); rounds past timing.repeat start
+    # each server for its search alone
+    searches: int | None = None
 
     @property
     def runnable(self) -> tuple[PlannedTarget, ...]:
         return tuple(t for t in self.targets if t.supported)
+
+    @property
+    def search_rounds(self) -> int:
+        """How many rounds search each target's capacity (the first ones)."""
+        if self.slo is None:
+            return 0
+        return self.searches if self.searches is not None else self.timing.repeat
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of every target, each on a freshly started server (harness.runner): the
+        first timing.repeat run the levels, the first search_rounds the capacity search."""
+        return max(self.timing.repeat, self.search_rounds)
 
     @property
     def trials_per_target(self) -> int:
@@ -123,9 +139,9 @@ class Plan:
         per_trial = self.timing.warmup_s + self.timing.duration_s + TRIAL_OVERHEAD_S
         step = self.search_timing.warmup_s + self.search_timing.duration_s + TRIAL_OVERHEAD_S
         search = (SEARCH_STEPS_ESTIMATE * step + SEARCH_RESTARTS_ESTIMATE * SEARCH_RESTART_S) \
-            * self.timing.repeat if self.slo is not None else 0.0
-        # every repeat starts every target again (harness.runner)
-        return len(self.runnable) * (TARGET_OVERHEAD_S * self.timing.repeat
+            * self.search_rounds
+        # every round starts every target again (harness.runner)
+        return len(self.runnable) * (TARGET_OVERHEAD_S * self.rounds
                                      + self.trials_per_target * per_trial + search)
 
     def summary(self) -> dict[str, Any]:
@@ -141,6 +157,7 @@ class Plan:
             "estimate_s": round(self.estimate_s(), 1),
             "slo": self.slo.to_dict() if self.slo is not None else None,
             "search": dataclasses.asdict(self.search) if self.slo is not None else None,
+            "searches": self.search_rounds if self.slo is not None else None,
         }
 
 
@@ -197,6 +214,7 @@ def build_plan(
     threads: int | None = None,
     available_cpus: Sequence[int] | None = None,
     slo: Slo | None = None,
+    searches: int | None = None,
 ) -> Plan:
     """Validate every choice and expand it; raises UsageError before anything starts."""
     cpus = allocate_cpus(available_cpus, server=server_cpus, loadgen=loadgen_cpus)
@@ -253,6 +271,12 @@ def build_plan(
     if objective is not None and scenario.kind == "websocket":
         raise UsageError("--slo: the capacity search runs HTTP requests; expected an HTTP "
                          "scenario, not a WebSocket one")
+    if searches is not None:
+        if searches <= 0:
+            raise UsageError(f"--searches: expected a positive integer, got {searches}")
+        if objective is None:
+            raise UsageError("--searches: the plan has no capacity search: expected --slo, or "
+                             "a scenario with an [slo] table run with its own levels")
     return Plan(scenario=scenario, targets=tuple(planned), levels=levels, timing=timing,
                 server_cpus=cpus_server, loadgen_cpus=cpus_loadgen, quick=quick,
-                slo=objective, search=scenario.search)
+                slo=objective, search=scenario.search, searches=searches)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import statistics
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -248,9 +249,9 @@ class Runner:
                 "cpus": list(self._speed.cpus), "loops": PROBE_LOOPS,
                 "interval_s": PROBE_INTERVAL_S, "baseline_trials": BASELINE_TRIALS,
                 "slow_factor": SLOW_CPU_FACTOR})
-            repeats = self.plan.timing.repeat
-            for repeat in range(1, repeats + 1):
-                for planned in repeat_order(runnable, repeat, repeats):
+            rounds = self.plan.rounds
+            for repeat in range(1, rounds + 1):
+                for planned in repeat_order(runnable, repeat, rounds):
                     if planned.name not in broken and not self._run_target(
                             planned, upstream_url, repeat):
                         broken.add(planned.name)
@@ -286,8 +287,9 @@ class Runner:
 
     def _run_target(self, planned: PlannedTarget, upstream_url: str | None,
                     repeat: int) -> bool:
-        """One repeat of one target on a freshly started server: verify, every level, the
-        capacity search. False when it could not start or verify (not worth another try)."""
+        """One repeat of one target on a freshly started server: verify, every level (in the
+        plan's first timing.repeat rounds), the capacity search (in its first search_rounds).
+        False when it could not start or verify (not worth another try)."""
         self.observer.target_started(planned)
         try:
             server = self._start(planned, upstream_url)
@@ -308,14 +310,16 @@ class Runner:
             url = server.url + self._path(planned)
             expected = None if scenario.websocket else fetch_expected_body(
                 url, scenario.method, scenario.headers, scenario.body)
-            for level in self.plan.levels:
+            levels = self.plan.levels if repeat <= self.plan.timing.repeat else ()
+            for level in levels:
                 record = self._trial(planned, server, expected, level, repeat)
                 if record.status == TrialStatus.FAILED:
                     state = TargetStatus.FAILED if server.alive() else TargetStatus.DIED
                     self._target_status(planned, state, record.invalid_reason)
                     return True  # the next repeat starts it again
-            if self.plan.slo is not None and not self._search_capacity(
-                    planned, server, upstream_url, expected, self.plan.slo, repeat):
+            if repeat <= self.plan.search_rounds and self.plan.slo is not None \
+                    and not self._search_capacity(planned, server, upstream_url, expected,
+                                                  self.plan.slo, repeat, warmed=bool(levels)):
                 return True
             if self.outcome.target_status.get(planned.name, (None,))[0] not in (
                     TargetStatus.FAILED, TargetStatus.DIED):
@@ -326,7 +330,7 @@ class Runner:
 
     def _search_capacity(self, planned: PlannedTarget, server: RunningTarget,
                          upstream_url: str | None, expected: bytes | None, slo: Slo,
-                         repeat: int) -> bool:
+                         repeat: int, *, warmed: bool = True) -> bool:
         """The highest open-loop rate that meets ``slo`` (harness.slo), each step a trial;
         the answer goes to capacity.csv. False when the server failed under it.
 
@@ -339,18 +343,26 @@ class Runner:
         with only its 1 s warm-up, would not do either: side by side over 3 rounds of 2
         repeats, uvicorn's capacity found that way was 2-30 % below the one found on a kept
         server, and 0.67-0.95 of its closed-loop peak against 0.85-0.98: a fresh process had
-        not yet reached a warmed one's pace, and every step measured another process."""
-        peaks = [r.achieved_rps for r in self.outcome.records
-                 if r.server == planned.server and r.app == planned.target.app and r.valid
-                 and r.load_model == "closed"
-                 and r.repeat == repeat]
-        search = CapacitySearch(self.plan.search, peak_rps=max(peaks, default=None))
+        not yet reached a warmed one's pace, and every step measured another process.
+
+        In a round without levels (``warmed`` false: past timing.repeat, --searches) the first
+        step, too, runs on a new server with the longer warm-up, and the ramp starts from the
+        median of the earlier rounds' closed-loop peaks."""
+        peaks: dict[int, float] = {}  # each round's closed-loop peak
+        for r in self.outcome.records:
+            if r.server == planned.server and r.app == planned.target.app and r.valid \
+                    and r.load_model == "closed":
+                peaks[r.repeat] = max(peaks.get(r.repeat, 0.0), r.achieved_rps)
+        peak = peaks.get(repeat, statistics.median(peaks.values()) if peaks else None)
+        search = CapacitySearch(self.plan.search, peak_rps=peak)
         alive = True
         current: RunningTarget | None = server  # the caller stops ``server``; this, the rest
+        fresh = not warmed
         try:
             while (rate := search.next_rate()) is not None:
                 level = Level(load_model="open", rate=rate)
-                warm = 0.0
+                warm = SEARCH_REWARM_S if fresh else 0.0
+                fresh = False
                 if current is None:
                     try:
                         current = self._start(planned, upstream_url)

@@ -57,6 +57,33 @@ def test_quick_io_bound_plan_fits_two_minutes() -> None:
     assert plan.estimate_s() < 2 * 60
 
 
+def test_searches_add_rounds_that_search_alone() -> None:
+    """--searches 3 on a one-repeat plan: three rounds, the levels in the first only; it costs
+    less than --repeat 3, which runs every level three times."""
+    scenario = load_scenario("io_bound")
+    one = build_plan(scenario, available_cpus=[0, 1])
+    three = build_plan(scenario, searches=3, available_cpus=[0, 1])
+    repeated = build_plan(scenario, repeat=3, available_cpus=[0, 1])
+    assert (one.rounds, one.search_rounds) == (1, 1)
+    assert (three.rounds, three.search_rounds, three.timing.repeat) == (3, 3, 1)
+    assert three.trial_count == one.trial_count
+    assert one.estimate_s() < three.estimate_s() < repeated.estimate_s()
+    assert three.summary()["searches"] == 3 and repeated.summary()["searches"] == 3
+    # fewer searches than repeats: the search in the first round only
+    fewer = build_plan(scenario, repeat=3, searches=1, available_cpus=[0, 1])
+    assert (fewer.rounds, fewer.search_rounds) == (3, 1)
+
+
+@pytest.mark.parametrize(("scenario", "kwargs", "fragment"), [
+    ("io_bound", {"searches": 0}, "--searches: expected a positive integer, got 0"),
+    ("hello", {"searches": 2}, "--searches: the plan has no capacity search"),
+    ("io_bound", {"searches": 2, "quick": True}, "--searches: the plan has no capacity search"),
+])
+def test_searches_bad_input(scenario: str, kwargs: dict[str, object], fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        build_plan(load_scenario(scenario), available_cpus=[0, 1], **kwargs)  # type: ignore[arg-type]
+
+
 def test_command_line_levels_replace_the_scenarios() -> None:
     plan = build_plan(load_scenario("io_bound"), servers=["uvicorn"], concurrency=[3],
                       available_cpus=[0, 1])

@@ -35,7 +35,7 @@ from harness.results import (
 )
 from harness.runner import Runner
 from harness.scenarios import load_scenario, parse_scenario
-from harness.slo import parse_slo
+from harness.slo import parse_slo, start_rate_from
 from tests.runhelpers import (
     FunctionDriver,
     all_gone,
@@ -368,6 +368,40 @@ def test_capacity_at_an_objective_and_a_new_server_after_each_missed_step(
         # one server for the levels and the first step, then one after each missed step
         assert len(started) == 1 + len(missed), (server, len(started), len(missed))
         assert len({s.url for s in started}) == len(started)
+    assert not any(s.alive() for s in backend.started)
+
+
+def test_searches_past_the_repeats_start_a_server_for_the_search_alone(tmp_path: Path) -> None:
+    """--searches 2 with one repeat: the second round starts the server again and runs only
+    the search, from the first round's closed-loop peak, its first step warmed longer (a new
+    server, not warmed by the levels); capacity.csv gets a row per round."""
+    plan = build_plan(load_scenario("hello"), servers=["uvicorn"], concurrency=[4],
+                      duration_s=0.3, warmup_s=0.1, slo=parse_slo("p99=1s"), searches=2)
+    plan = dataclasses.replace(plan, search=dataclasses.replace(plan.search, max_steps=2))
+    warmups: list[tuple[float, float]] = []  # (rate, warm-up) of every open-loop trial
+
+    def measure(spec: LoadSpec) -> LoadResult:
+        if spec.rate is not None:
+            warmups.append((spec.rate, spec.warmup_s))
+        return run_load(spec)
+
+    backend = _StartsCounted()
+    Runner(plan, RunWriter(tmp_path / "run", {"run_id": "t"}), _Quiet(), backend=backend,
+           driver=FunctionDriver(measure)).run()
+    trials = read_trials_rows(tmp_path / "run")
+    assert {t["phase"] for t in trials if t["repeat"] == "1"} == {"sweep", "search"}
+    assert {t["phase"] for t in trials if t["repeat"] == "2"} == {"search"}
+    capacity = read_rows(tmp_path / "run" / CAPACITY_FILE)
+    assert [(r["server"], r["repeat"]) for r in capacity] == [("uvicorn", "1"), ("uvicorn", "2")]
+    peak = max(float(t["achieved_rps"]) for t in trials if t["phase"] == "sweep")
+    first = [next(t for t in trials if t["repeat"] == r and t["phase"] == "search")
+             for r in ("1", "2")]
+    assert float(first[0]["rate"]) == float(first[1]["rate"]) == start_rate_from([peak])
+    searched_in_round_1 = sum(1 for t in trials if t["repeat"] == "1" and t["phase"] == "search")
+    step = plan.search_timing.warmup_s
+    assert warmups[0][1] == step  # on the server the levels warmed
+    assert warmups[searched_in_round_1][1] == step + SEARCH_REWARM_S
+    assert len({s.url for s in backend.started}) == len(backend.started) >= 2
     assert not any(s.alive() for s in backend.started)
 
 

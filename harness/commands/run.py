@@ -51,8 +51,8 @@ def _print_plan(console: Console, plan: Plan) -> None:
         f"repeat {plan.timing.repeat}\n"
         f"CPUs: server {cpus_text(plan.server_cpus)}, load generator"
         f"{' + upstream' if plan.scenario.needs_upstream else ''} {cpus_text(plan.loadgen_cpus)}\n"
-        + (f"capacity search at {plan.slo.describe()} for each server (up to "
-           f"{plan.search.max_steps} steps)\n" if plan.slo is not None else "")
+        + (f"capacity search at {plan.slo.describe()}: {plan.search_rounds} per server (up "
+           f"to {plan.search.max_steps} steps each)\n" if plan.slo is not None else "")
         + f"{plan.trial_count} trials, estimated {minutes}m{seconds:02d}s"
     )
 
@@ -152,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, rate=args.rate, duration_s=args.duration,
         warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
         loadgen_cpus=args.loadgen_cpus, workers=args.workers, threads=args.threads,
-        slo=parse_slo(args.slo) if args.slo else None,
+        slo=parse_slo(args.slo) if args.slo else None, searches=args.searches,
     )
     run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
