@@ -16,6 +16,10 @@ Server = Callable[..., str]
 
 pytestmark = pytest.mark.e2e
 RAW_NOTE = "opened on plain non-blocking sockets"
+# How far past its delay the test server's median answer may come: its sleep's overshoot and
+# loopback, unpinned on a shared machine (10.615 ms for a 10 ms delay in a CI run beside a
+# Docker engine). A delay counted twice, or timed from the wrong moment, is 10 ms or more.
+SERVER_OVERSHOOT_MAX_MS = 1.0
 
 
 @pytest.fixture
@@ -69,8 +73,9 @@ def test_open_loop_rate_and_known_delay(server: Server) -> None:
     lat = result.percentiles_ms(result.latency)
     svc = result.percentiles_ms(result.service_time)
     assert lat["p50"] is not None and svc["p50"] is not None and lat["p99"] is not None
-    # the server waits exactly 10 ms: the corrected median is that plus well under 1 ms
-    assert 10.0 <= lat["p50"] < 10.6, lat
+    # the server waits 10 ms: the corrected median is that plus the test server's own
+    # overshoot (what the generator adds is bounded separately, below)
+    assert 10.0 <= lat["p50"] < 10.0 + SERVER_OVERSHOOT_MAX_MS, lat
     # what the generator adds to the service time stays well under a millisecond; p90, not
     # p99: at 300 samples p99 is the third-worst request, and on a shared, unpinned machine
     # one descheduling decides it (the pinned benchmark reports the p99 figures)
