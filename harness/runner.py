@@ -357,12 +357,10 @@ class Runner:
         search = CapacitySearch(self.plan.search, peak_rps=peak)
         alive = True
         current: RunningTarget | None = server  # the caller stops ``server``; this, the rest
-        fresh = not warmed
+        fresh = not warmed  # ``current`` warmed by neither the levels nor a step yet
         try:
             while (rate := search.next_rate()) is not None:
                 level = Level(load_model="open", rate=rate)
-                warm = SEARCH_REWARM_S if fresh else 0.0
-                fresh = False
                 if current is None:
                     try:
                         current = self._start(planned, upstream_url)
@@ -373,7 +371,9 @@ class Runner:
                         search.record(rate, "", None, undetermined=reason)
                         alive = False
                         break
-                    warm = SEARCH_REWARM_S
+                    fresh = True
+                warm = SEARCH_REWARM_S if fresh else 0.0
+                fresh = False
                 if (why := self.driver.supports(self._spec(planned, current, expected,
                                                            level))):
                     search.record(rate, "", None, undetermined=f"unsupported by the "
