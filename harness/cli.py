@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
              "per repeat); rounds past --repeat start each server for its search alone, so "
              "capacity gets more repeats without repeating every level",
     )
+    run.add_argument(
+        "--head-to-head", type=int, metavar="PAIRS",
+        help="after the plan, search the capacity of the best WSGI and the best ASGI server "
+             "(highest mean capacity of each) in turn, PAIRS times each: A B, B A, ..., each "
+             "pair a minute or so apart, on freshly started servers. Best WSGI vs best ASGI is "
+             "then judged by a paired test on the pairs' ratios, so a drift of the machine "
+             "over minutes falls on both servers of a pair (default: none)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 

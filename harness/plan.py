@@ -100,6 +100,8 @@ class Plan:
     # capacity searches per target (None: one per repeat); rounds past timing.repeat start
     # each server for its search alone
     searches: int | None = None
+    # pairs of capacity searches, best WSGI against best ASGI, after the plan (harness.runner)
+    head_to_head: int = 0
 
     @property
     def runnable(self) -> tuple[PlannedTarget, ...]:
@@ -138,11 +140,13 @@ class Plan:
     def estimate_s(self) -> float:
         per_trial = self.timing.warmup_s + self.timing.duration_s + TRIAL_OVERHEAD_S
         step = self.search_timing.warmup_s + self.search_timing.duration_s + TRIAL_OVERHEAD_S
-        search = (SEARCH_STEPS_ESTIMATE * step + SEARCH_RESTARTS_ESTIMATE * SEARCH_RESTART_S) \
-            * self.search_rounds
+        one_search = SEARCH_STEPS_ESTIMATE * step + SEARCH_RESTARTS_ESTIMATE * SEARCH_RESTART_S
         # every round starts every target again (harness.runner)
-        return len(self.runnable) * (TARGET_OVERHEAD_S * self.rounds
-                                     + self.trials_per_target * per_trial + search)
+        plan = len(self.runnable) * (TARGET_OVERHEAD_S * self.rounds
+                                     + self.trials_per_target * per_trial
+                                     + one_search * self.search_rounds)
+        # two targets, each started again for each pair
+        return plan + 2 * self.head_to_head * (TARGET_OVERHEAD_S + one_search)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -158,6 +162,7 @@ class Plan:
             "slo": self.slo.to_dict() if self.slo is not None else None,
             "search": dataclasses.asdict(self.search) if self.slo is not None else None,
             "searches": self.search_rounds if self.slo is not None else None,
+            "head_to_head": self.head_to_head,
         }
 
 
@@ -215,6 +220,7 @@ def build_plan(
     available_cpus: Sequence[int] | None = None,
     slo: Slo | None = None,
     searches: int | None = None,
+    head_to_head: int | None = None,
 ) -> Plan:
     """Validate every choice and expand it; raises UsageError before anything starts."""
     cpus = allocate_cpus(available_cpus, server=server_cpus, loadgen=loadgen_cpus)
@@ -277,6 +283,19 @@ def build_plan(
         if objective is None:
             raise UsageError("--searches: the plan has no capacity search: expected --slo, or "
                              "a scenario with an [slo] table run with its own levels")
+    if head_to_head is not None:
+        if head_to_head <= 0:
+            raise UsageError(f"--head-to-head: expected a positive number of pairs, got "
+                             f"{head_to_head}")
+        if objective is None:
+            raise UsageError("--head-to-head: the plan has no capacity search: expected --slo, "
+                             "or a scenario with an [slo] table run with its own levels")
+        gateways = {p.target.server.gateway.lower() for p in planned if p.supported}
+        if not {"wsgi", "asgi"} <= gateways:
+            raise UsageError(f"--head-to-head: it compares the best WSGI server with the best "
+                             f"ASGI one: expected servers of both gateways, got only "
+                             f"{', '.join(sorted(gateways)).upper() or 'none'}")
     return Plan(scenario=scenario, targets=tuple(planned), levels=levels, timing=timing,
                 server_cpus=cpus_server, loadgen_cpus=cpus_loadgen, quick=quick,
-                slo=objective, search=scenario.search, searches=searches)
+                slo=objective, search=scenario.search, searches=searches,
+                head_to_head=head_to_head or 0)

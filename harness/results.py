@@ -13,8 +13,9 @@ Layout of one run folder (``results/<run-id>/`` by default)::
                                    sample), completed (successes answered in it: the
                                    throughput), errors, p50_ms, p99_ms, server_cpu_pct,
                                    server_rss_mb. Runs before "completed" existed leave it empty
-    capacity.csv                   with a latency objective (--slo): one row per target, its
-                                   capacity and the trials that prove it (CAPACITY_COLUMNS)
+    capacity.csv                   with a latency objective (--slo): one row per target and
+                                   search, its capacity and the trials that prove it, and a
+                                   head-to-head search's pair (CAPACITY_COLUMNS)
 
 Every trial is appended (and flushed to disk) the moment it ends, so a crash or Ctrl-C loses
 nothing measured before it. ``run.json`` is rewritten atomically at the start and at the end.
@@ -185,6 +186,9 @@ class CapacityRecord:
     failed_trial: str | None
     steps: int
     note: str
+    # the head-to-head pair (run --head-to-head) this search belongs to; None for a search of
+    # the plan's rounds. A column added after version 2: older files read it as empty.
+    pair: int | None = None
 
 
 CAPACITY_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CapacityRecord))

@@ -101,6 +101,8 @@ class RunObserver(Protocol):
                       seconds: float) -> None: ...
     def trial_done(self, record: TrialRecord) -> None: ...
     def capacity_found(self, planned: PlannedTarget, slo: Slo, capacity: Capacity) -> None: ...
+    def head_to_head(self, pair: tuple[PlannedTarget, PlannedTarget] | None,
+                     why_not: str) -> None: ...
 
 
 class RichObserver:
@@ -182,6 +184,14 @@ class RichObserver:
                            f"({capacity.status}, {capacity.steps} steps"
                            + (f"; {capacity.note}" if capacity.note else "") + ")")
 
+    def head_to_head(self, pair: tuple[PlannedTarget, PlannedTarget] | None,
+                     why_not: str) -> None:
+        if pair is None:
+            self.console.print(f"[yellow]no head-to-head searches[/]: {why_not}")
+        else:
+            self.console.print(f"[bold]head to head[/]: {pair[0].name} vs {pair[1].name}, "
+                               "capacity searched in turn")
+
 
 @dataclass(kw_only=True)
 class RunOutcome:
@@ -229,6 +239,7 @@ class Runner:
         self.outcome = RunOutcome()
         self._index = 0
         self._speed: CpuSpeed | None = None
+        self._capacities: list[tuple[PlannedTarget, CapacityRecord]] = []  # every search's
 
     def run(self) -> RunOutcome:
         """Every repeat restarts every server, and each repeat starts the round of targets
@@ -255,7 +266,40 @@ class Runner:
                     if planned.name not in broken and not self._run_target(
                             planned, upstream_url, repeat):
                         broken.add(planned.name)
+            if self.plan.head_to_head:
+                self._head_to_head([p for p in runnable if p.name not in broken],
+                                   upstream_url, rounds)
         return self.outcome
+
+    def _head_to_head(self, runnable: Sequence[PlannedTarget], upstream_url: str | None,
+                      rounds: int) -> None:
+        """After the plan, the best WSGI and the best ASGI target by the plan's capacities
+        (``best_of_each_gateway``, the rule the report's comparison uses) are searched in
+        turn, A B, B A, A B, ...: each pair's two searches about a minute apart, each on a
+        freshly started server, recorded with the pair's number (repeat: rounds + pair).
+
+        Why: on the reference VM the capacities of two searches less than 90 s apart moved
+        together (their deviations from each server's median correlated 0.5), of searches
+        more than 15 minutes apart not at all (-0.03; 4 runs of 5 servers, 6 searches each).
+        A test on each pair's ratio cancels that shared part, which a test on two servers'
+        searches spread over a run's rounds cannot."""
+        pair = best_of_each_gateway(runnable, self._capacities)
+        if pair is None:
+            why = ("no head-to-head searches: a WSGI and an ASGI target with a capacity in "
+                   "every search of the plan were expected")
+            self.writer.update_meta(head_to_head={"pairs": 0, "skipped": why})
+            self.observer.head_to_head(None, why)
+            return
+        self.writer.update_meta(head_to_head={
+            "servers": [p.name for p in pair], "pairs": self.plan.head_to_head,
+            "chosen_by": "the highest mean capacity of each gateway over the plan's searches"})
+        self.observer.head_to_head(pair, "")
+        first, second = pair
+        for number in range(1, self.plan.head_to_head + 1):
+            # A B, then B A: neither server is always the one searched later in a pair
+            for planned in (first, second) if number % 2 else (second, first):
+                if not self._run_target(planned, upstream_url, rounds + number, pair=number):
+                    return  # it would not start or verify: no more pairs to be had
 
     @contextlib.contextmanager
     def _upstream(self) -> Iterator[str | None]:
@@ -286,10 +330,11 @@ class Runner:
         self.writer.update_meta(targets=targets)
 
     def _run_target(self, planned: PlannedTarget, upstream_url: str | None,
-                    repeat: int) -> bool:
+                    repeat: int, *, pair: int | None = None) -> bool:
         """One repeat of one target on a freshly started server: verify, every level (in the
-        plan's first timing.repeat rounds), the capacity search (in its first search_rounds).
-        False when it could not start or verify (not worth another try)."""
+        plan's first timing.repeat rounds), the capacity search (in its first search_rounds,
+        and in a head-to-head ``pair``: the search alone). False when it could not start or
+        verify (not worth another try)."""
         self.observer.target_started(planned)
         try:
             server = self._start(planned, upstream_url)
@@ -310,16 +355,19 @@ class Runner:
             url = server.url + self._path(planned)
             expected = None if scenario.websocket else fetch_expected_body(
                 url, scenario.method, scenario.headers, scenario.body)
-            levels = self.plan.levels if repeat <= self.plan.timing.repeat else ()
+            levels = self.plan.levels if pair is None and repeat <= self.plan.timing.repeat \
+                else ()
             for level in levels:
                 record = self._trial(planned, server, expected, level, repeat)
                 if record.status == TrialStatus.FAILED:
                     state = TargetStatus.FAILED if server.alive() else TargetStatus.DIED
                     self._target_status(planned, state, record.invalid_reason)
                     return True  # the next repeat starts it again
-            if repeat <= self.plan.search_rounds and self.plan.slo is not None \
+            if (repeat <= self.plan.search_rounds or pair is not None) \
+                    and self.plan.slo is not None \
                     and not self._search_capacity(planned, server, upstream_url, expected,
-                                                  self.plan.slo, repeat, warmed=bool(levels)):
+                                                  self.plan.slo, repeat, warmed=bool(levels),
+                                                  pair=pair):
                 return True
             if self.outcome.target_status.get(planned.name, (None,))[0] not in (
                     TargetStatus.FAILED, TargetStatus.DIED):
@@ -330,7 +378,7 @@ class Runner:
 
     def _search_capacity(self, planned: PlannedTarget, server: RunningTarget,
                          upstream_url: str | None, expected: bytes | None, slo: Slo,
-                         repeat: int, *, warmed: bool = True) -> bool:
+                         repeat: int, *, warmed: bool = True, pair: int | None = None) -> bool:
         """The highest open-loop rate that meets ``slo`` (harness.slo), each step a trial;
         the answer goes to capacity.csv. False when the server failed under it.
 
@@ -406,12 +454,14 @@ class Runner:
             if current is not None and current is not server:
                 current.stop()
         found = search.result()
-        self.writer.append_capacity(CapacityRecord(
+        answer = CapacityRecord(
             server=planned.server, repeat=repeat, gateway=planned.target.server.gateway,
             app=planned.target.app, slo=slo.describe(), status=found.status,
             capacity_rps=found.capacity_rps, proof_trial=found.proof_trial,
             failed_rate=found.failed_rate, failed_trial=found.failed_trial, steps=found.steps,
-            note=found.note))
+            note=found.note, pair=pair)
+        self.writer.append_capacity(answer)
+        self._capacities.append((planned, answer))
         self.observer.capacity_found(planned, slo, found)
         return alive
 
@@ -607,6 +657,33 @@ def _memory_per_connection_kb(usage: Usage, window: tuple[int, int],
     else:
         return None
     return grown * 1024.0 / level.concurrency
+
+
+def best_of_each_gateway(runnable: Sequence[PlannedTarget],
+                         capacities: Sequence[tuple[PlannedTarget, CapacityRecord]]
+                         ) -> tuple[PlannedTarget, PlannedTarget] | None:
+    """(best WSGI, best ASGI) of ``runnable`` by mean capacity over the plan's searches, each
+    target counted only when every one of its searches has a figure; ties by name. The
+    report's rule (harness.analysis.capacity.best_of_each_gateway); None unless both
+    gateways have such a target."""
+    figures: dict[str, list[float | None]] = {}
+    for planned, record in capacities:
+        if record.pair is None:
+            # a search without a capacity found none (below_min, undetermined before any)
+            figures.setdefault(planned.name, []).append(record.capacity_rps)
+    best: dict[str, tuple[float, str, PlannedTarget]] = {}
+    for planned in runnable:
+        mine = figures.get(planned.name, [])
+        if not mine or any(f is None for f in mine):
+            continue
+        mean = statistics.fmean(f for f in mine if f is not None)
+        gateway = planned.target.server.gateway.lower()
+        if mean > 0 and (gateway not in best or (-mean, planned.name)
+                         < (-best[gateway][0], best[gateway][1])):
+            best[gateway] = (mean, planned.name, planned)
+    if "wsgi" not in best or "asgi" not in best:
+        return None
+    return best["wsgi"][2], best["asgi"][2]
 
 
 T = TypeVar("T")

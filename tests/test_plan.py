@@ -11,6 +11,7 @@ from harness.cpus import CpuPlan, allocate_cpus
 from harness.errors import UsageError
 from harness.plan import build_plan
 from harness.scenarios import load_scenario
+from harness.slo import OFF
 
 
 def test_two_cores_split_server_one_generator_zero() -> None:
@@ -84,6 +85,32 @@ def test_searches_bad_input(scenario: str, kwargs: dict[str, object], fragment: 
         build_plan(load_scenario(scenario), available_cpus=[0, 1], **kwargs)  # type: ignore[arg-type]
 
 
+def test_head_to_head_adds_two_searches_a_pair_after_the_plan() -> None:
+    scenario = load_scenario("io_bound")
+    plain = build_plan(scenario, available_cpus=[0, 1])
+    paired = build_plan(scenario, head_to_head=4, available_cpus=[0, 1])
+    more = build_plan(scenario, head_to_head=8, available_cpus=[0, 1])
+    assert (paired.rounds, paired.trial_count) == (plain.rounds, plain.trial_count)
+    assert plain.estimate_s() < paired.estimate_s() < more.estimate_s()
+    # each pair costs the same: two servers, each started for one search
+    assert more.estimate_s() - paired.estimate_s() == pytest.approx(
+        paired.estimate_s() - plain.estimate_s())
+    assert paired.summary()["head_to_head"] == 4 and plain.summary()["head_to_head"] == 0
+
+
+@pytest.mark.parametrize(("servers", "kwargs", "fragment"), [
+    (None, {"head_to_head": 0}, "--head-to-head: expected a positive number of pairs, got 0"),
+    (None, {"head_to_head": 2, "slo": OFF}, "--head-to-head: the plan has no capacity search"),
+    (["gunicorn-sync", "granian-wsgi"], {"head_to_head": 2},
+     "--head-to-head: .* expected servers of both gateways, got only WSGI"),
+])
+def test_head_to_head_bad_input(servers: list[str] | None, kwargs: dict[str, object],
+                                fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        build_plan(load_scenario("io_bound"), servers=servers, available_cpus=[0, 1],
+                   **kwargs)  # type: ignore[arg-type]
+
+
 def test_command_line_levels_replace_the_scenarios() -> None:
     plan = build_plan(load_scenario("io_bound"), servers=["uvicorn"], concurrency=[3],
                       available_cpus=[0, 1])
@@ -103,6 +130,19 @@ def test_dry_run_prints_plan_and_starts_nothing() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "estimated" in proc.stdout and "uvicorn" in proc.stdout
     assert "granian-asgi" in proc.stdout
+
+
+def test_head_to_head_on_the_command_line() -> None:
+    """--dry-run says what the head-to-head adds; a plan of one gateway exits 2 in one line."""
+    base = [sys.executable, "-m", "harness.cli", "run", "--scenario", "io_bound"]
+    proc = subprocess.run([*base, "--head-to-head", "6", "--dry-run"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "head to head after the plan: best WSGI vs best ASGI, 6 pairs" in proc.stdout
+    proc = subprocess.run([*base, "--servers", "uvicorn,daphne", "--head-to-head", "6"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "got only ASGI" in proc.stderr
 
 
 def test_unknown_server_on_the_command_line_exits_2() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,13 @@ from harness.analysis import (
     write_report,
 )
 from harness.analysis.capacity import objective_of
-from harness.analysis.guidance import SINGLE_RUN_NOISE_FRACTION, fmt_ratio, fmt_rps
+from harness.analysis.guidance import (
+    SINGLE_RUN_NOISE_FRACTION,
+    compare_pairs,
+    compare_repeats,
+    fmt_ratio,
+    fmt_rps,
+)
 from harness.analysis.report import PLOT_LEGEND
 from harness.noise import BUSY_OTHERS_PCT
 from harness.results import CAPACITY_FILE, TRIALS_FILE, CapacityRecord, RunWriter
@@ -76,6 +84,21 @@ def test_load_capacity_is_typed(capacity_run: Path, tmp_path: Path) -> None:
         assert float(trials[tid]["p99_ms"]) <= SLO.threshold_ms
     empty = load_capacity(write_run(tmp_path / "none", []))
     assert empty.empty and "capacity_rps" in empty.columns
+    assert str(caps["pair"].dtype) == "Int64" and caps["pair"].isna().all()
+    # a capacity.csv from before the pair column still loads, its pair empty
+    older = tmp_path / "older"
+    shutil.copytree(capacity_run, older)
+    rows = _capacity_rows(older)
+    columns = [c for c in rows[0] if c != "pair"]
+    with open(older / CAPACITY_FILE, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert "pair" not in (older / CAPACITY_FILE).read_text(encoding="utf-8").splitlines()[0]
+    loaded = load_capacity(older)
+    assert len(loaded) == len(caps) and loaded["pair"].isna().all()
+    assert [i.text for i in _items(older)["capacity_wsgi_vs_asgi"]] == \
+        [i.text for i in _items(capacity_run)["capacity_wsgi_vs_asgi"]]
 
 
 def test_capacity_guidance_traces_to_capacity_csv(capacity_run: Path) -> None:
@@ -156,29 +179,35 @@ def test_capacity_plot_marks_objective_and_capacities(capacity_run: Path) -> Non
                                                    strict=True)} <= drawn
 
 
-def _capacity_fixture(tmp_path: Path, figures: dict[str, list[tuple[str, float | None]]]
-                      ) -> Path:
+Searches = Mapping[str, Sequence[tuple[str, float | None]]]
+
+
+def _capacity_fixture(tmp_path: Path, figures: Searches, pairs: Searches | None = None) -> Path:
     """A run with capacity.csv rows only (and their proof trials): server -> (status, rps);
-    ``server/app`` names the app family (default raw)."""
+    ``server/app`` names the app family (default raw). ``pairs``: head-to-head searches after
+    the plan, the k-th of each server in pair k."""
     writer = RunWriter(tmp_path / "caprun", meta("caprun", plan={"slo": SLO.to_dict()}))
-    index = 0
-    for key, repeats in figures.items():
+    rounds = max(len(repeats) for repeats in figures.values())
+    searches: list[tuple[str, int, int | None, tuple[str, float | None]]] = [
+        (key, repeat, None, found) for key, repeats in figures.items()
+        for repeat, found in enumerate(repeats, start=1)]
+    searches += [(key, rounds + k, k, found) for key, repeats in (pairs or {}).items()
+                 for k, found in enumerate(repeats, start=1)]
+    for index, (key, repeat, pair, (status, rps)) in enumerate(searches, start=1):
         server, _, app = key.partition("/")
         app = app or "raw"
         gateway = "wsgi" if server.startswith("gunicorn") else "asgi"
-        for repeat, (status, rps) in enumerate(repeats, start=1):
-            index += 1
-            tid = f"{index:04d}-{server}+{app}-R{rps}-r{repeat}"
-            writer.append_trial(record(tid, server=server, app=app, gateway=gateway,
-                                       load_model="open",
-                                       concurrency=None, rate=rps, achieved_rps=rps or 1.0,
-                                       repeat=repeat, phase="search"))
-            writer.append_capacity(CapacityRecord(
-                server=server, repeat=repeat, gateway=gateway, app=app, slo=SLO.describe(),
-                status=status, capacity_rps=rps, proof_trial=tid if rps else None,
-                failed_rate=None, failed_trial=None, steps=5,
-                note="" if status == "found" else "trial 0099 at 9000 req/s could not be "
-                "judged: generator saturated"))
+        tid = f"{index:04d}-{server}+{app}-R{rps}-r{repeat}"
+        writer.append_trial(record(tid, server=server, app=app, gateway=gateway,
+                                   load_model="open",
+                                   concurrency=None, rate=rps, achieved_rps=rps or 1.0,
+                                   repeat=repeat, phase="search"))
+        writer.append_capacity(CapacityRecord(
+            server=server, repeat=repeat, gateway=gateway, app=app, slo=SLO.describe(),
+            status=status, capacity_rps=rps, proof_trial=tid if rps else None,
+            failed_rate=None, failed_trial=None, steps=5,
+            note="" if status == "found" else "trial 0099 at 9000 req/s could not be "
+            "judged: generator saturated", pair=pair))
     return tmp_path / "caprun"
 
 
@@ -257,6 +286,75 @@ def test_a_lower_bound_loser_is_not_ranked(tmp_path: Path) -> None:
     (versus,) = _items(run_dir2)["capacity_wsgi_vs_asgi"]
     assert "uvicorn (ASGI) sustained at least 4,800 req/s" in versus.text
     assert ": at least 96.0×" in versus.text
+
+
+# A WSGI server's capacity drifting with the machine over six head-to-head pairs, and an ASGI
+# server's 1.26-1.34x of it in each pair.
+DRIFTING_WSGI = (3000.0, 2000.0, 3600.0, 2400.0, 3300.0, 2100.0)
+ASGI_OVER_WSGI = (1.30, 1.26, 1.34, 1.28, 1.33, 1.27)
+PLAN_WSGI = [("found", 3100.0), ("found", 2300.0), ("found", 3500.0)]
+PLAN_ASGI = [("found", 3900.0), ("found", 3000.0), ("found", 4600.0)]
+
+
+def test_head_to_head_pairs_rank_what_the_plans_searches_cannot(tmp_path: Path) -> None:
+    """The drift moves both servers of a pair: the pairs' ratios are tight while each server's
+    figures are as spread as the plan's, which cannot tell the two apart."""
+    plan = {"gunicorn-gevent": PLAN_WSGI, "uvicorn": PLAN_ASGI}
+    (alone,) = _items(_capacity_fixture(tmp_path / "plan", plan))["capacity_wsgi_vs_asgi"]
+    assert alone.values["ranked"] == 0.0 and "no significant difference" in alone.text
+    asgi = [w * r for w, r in zip(DRIFTING_WSGI, ASGI_OVER_WSGI, strict=True)]
+    unpaired = compare_repeats(asgi, DRIFTING_WSGI, what="capacity")
+    assert unpaired is not None and not unpaired.significant  # the same figures, unpaired
+    run_dir = _capacity_fixture(tmp_path / "h2h", plan, pairs={
+        "gunicorn-gevent": [("found", v) for v in DRIFTING_WSGI],
+        "uvicorn": [("found", v) for v in asgi]})
+    items = _items(run_dir)
+    (versus,) = items["capacity_wsgi_vs_asgi"]
+    assert versus.text.startswith("At p99 <= 200 ms, errors <= 0.1%, best WSGI vs best ASGI, "
+                                  "head to head: uvicorn (ASGI) sustained "), versus.text
+    ratio = math.exp(statistics.fmean(math.log(r) for r in ASGI_OVER_WSGI))
+    assert f": {fmt_ratio(ratio)} (95 % CI of the ratio " in versus.text
+    assert "paired t-test on the log capacity ratio of 6 pairs: p < 0.001" in versus.text
+    assert versus.values["ranked"] == 1.0 and versus.values["pairs"] == 6.0
+    assert versus.values["ratio"] == pytest.approx(ratio)
+    assert versus.winners == ("uvicorn",)
+    assert versus.values["capacity_winner"] == pytest.approx(statistics.fmean(asgi))
+    # the plan's figures stay the plan's: the head-to-head searches are not pooled into them
+    (summary,) = items["capacity"]
+    assert f"uvicorn (ASGI) {fmt_rps(statistics.fmean(v for _, v in PLAN_ASGI))} req/s" \
+        in summary.text
+    assert len(load_capacity(run_dir)) == 6 + 12
+    write_report([run_dir])
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    for k in (1, 6):
+        assert f"| uvicorn | ASGI | head to head {k} |" in report
+        assert f"| gunicorn-gevent | WSGI | head to head {k} |" in report
+
+
+def test_a_head_to_head_pair_without_both_capacities_is_left_out(tmp_path: Path) -> None:
+    asgi = [w * r for w, r in zip(DRIFTING_WSGI, ASGI_OVER_WSGI, strict=True)]
+    wsgi: list[tuple[str, float | None]] = [("found", v) for v in DRIFTING_WSGI]
+    wsgi[2] = ("below_min", None)
+    run_dir = _capacity_fixture(tmp_path, {"gunicorn-gevent": PLAN_WSGI, "uvicorn": PLAN_ASGI},
+                                pairs={"gunicorn-gevent": wsgi,
+                                       "uvicorn": [("found", v) for v in asgi]})
+    (versus,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
+    assert versus.values["pairs"] == 5.0 and "ratio of 5 pairs" in versus.text
+
+
+def test_paired_ratio_is_the_geometric_mean_and_tells_noise_from_a_difference() -> None:
+    same = compare_pairs([(100.0, 104.0), (98.0, 95.0), (210.0, 200.0), (50.0, 52.0)])
+    assert same is not None and not same.significant
+    assert same.low < 1.0 < same.high
+    apart = compare_pairs([(130.0, 100.0), (260.0, 200.0), (66.0, 50.0)])
+    assert apart is not None and apart.significant
+    assert apart.ratio == pytest.approx((1.3 * 1.3 * 1.32) ** (1 / 3))
+    assert apart.low < apart.ratio < apart.high
+    backward = compare_pairs([(b, a) for a, b in [(130.0, 100.0), (260.0, 200.0), (66.0, 50.0)]])
+    assert backward is not None and backward.ratio == pytest.approx(1 / apart.ratio)
+    assert backward.p_value == pytest.approx(apart.p_value)
+    assert compare_pairs([(130.0, 100.0)]) is None  # one pair: no spread to test against
+    assert compare_pairs([(130.0, 100.0), (0.0, 100.0)]) is None  # a zero is no ratio
 
 
 # -- three outcomes ------------------------------------------------------------------------------

@@ -216,6 +216,7 @@ class _Quiet:
         self.done.append(record.trial_id)
 
     def capacity_found(self, planned: object, slo: object, capacity: object) -> None: ...
+    def head_to_head(self, pair: object, why_not: str) -> None: ...
 
 
 def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path) -> None:
@@ -405,6 +406,32 @@ def test_searches_past_the_repeats_start_a_server_for_the_search_alone(tmp_path:
     assert warmups[0][1] == step  # on the server the levels warmed
     assert warmups[searched_in_round_1][1] == step + SEARCH_REWARM_S
     assert len({s.url for s in backend.started}) == len(backend.started) >= 2
+    assert not any(s.alive() for s in backend.started)
+
+
+def test_head_to_head_searches_the_best_of_each_gateway_in_turn(tmp_path: Path) -> None:
+    """--head-to-head 2 after a one-round plan of a WSGI and an ASGI server: pair 1 searches
+    the WSGI one, then the ASGI one; pair 2 the other way round; each on a new server, with
+    the search alone; capacity.csv numbers the pairs, run.json names the two."""
+    plan = build_plan(load_scenario("hello"), servers=["granian-wsgi", "uvicorn"],
+                      concurrency=[4], duration_s=0.3, warmup_s=0.1,
+                      slo=parse_slo("p99=1s"), head_to_head=2)
+    plan = dataclasses.replace(plan, search=dataclasses.replace(plan.search, max_steps=2))
+    backend = _StartsCounted()
+    writer = RunWriter(tmp_path / "run", {"run_id": "t"})
+    Runner(plan, writer, _Quiet(), backend=backend, driver=FunctionDriver(run_load)).run()
+    capacity = read_rows(tmp_path / "run" / CAPACITY_FILE)
+    assert [(r["server"], r["repeat"], r["pair"]) for r in capacity] == [
+        ("granian-wsgi", "1", ""), ("uvicorn", "1", ""),
+        ("granian-wsgi", "2", "1"), ("uvicorn", "2", "1"),
+        ("uvicorn", "3", "2"), ("granian-wsgi", "3", "2")]
+    trials = read_trials_rows(tmp_path / "run")
+    assert {t["phase"] for t in trials if t["repeat"] in ("2", "3")} == {"search"}
+    assert read_meta(tmp_path / "run")["head_to_head"]["servers"] == ["granian-wsgi", "uvicorn"]
+    # one server per target in the plan's round, then one per head-to-head search (and one
+    # more after each step that missed the objective)
+    assert len(backend.started) >= 2 + 4
+    assert len({s.url for s in backend.started}) == len(backend.started)
     assert not any(s.alive() for s in backend.started)
 
 

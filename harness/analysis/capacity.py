@@ -26,6 +26,8 @@ from harness.analysis.guidance import (
     SINGLE_RUN_NOISE_FRACTION,
     GuidanceItem,
     MeanCi,
+    PairedRatio,
+    compare_pairs,
     compare_repeats,
     fmt_ms,
     fmt_ratio,
@@ -46,7 +48,10 @@ CAPACITY_NOTE = ("Capacity: the highest open-loop rate (latency timed from the i
                  "each step is a trial (phase 'search'). 'proof' is the trial at the capacity, "
                  "'first failed' the lowest rate that missed it. With repeats (each restarts "
                  "the server), the server's row gives the mean of the repeats and the 95 % "
-                 "confidence interval of that mean.")
+                 "confidence interval of that mean. Rows 'head to head k' are the searches "
+                 "after the plan (run --head-to-head): the best WSGI and the best ASGI server "
+                 "searched in turn, pair k's two searches one right after the other; best "
+                 "WSGI vs best ASGI is then judged on the pairs' ratios.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,15 +167,64 @@ class ServerCapacity:
         return text
 
 
-def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
-    """capacity.csv grouped by server, highest mean capacity first (unmeasured ones last).
-    With several app families, by series: ``server`` then reads ``"uvicorn · django"``."""
+def _in_pairs(capacity: pd.DataFrame) -> pd.Series:
+    """Which rows are head-to-head searches (a ``pair`` number; files before it have none)."""
+    if "pair" not in capacity.columns:
+        return pd.Series(False, index=capacity.index)
+    return capacity["pair"].notna()
+
+
+def _by_server(capacity: pd.DataFrame, sort: str) -> list[ServerCapacity]:
     capacity = series_view(capacity)
-    caps = [ServerCapacity(server=str(server), gateway=str(rows["gateway"].iloc[0]),
-                           rows=rows.sort_values("repeat").reset_index(drop=True))
+    return [ServerCapacity(server=str(server), gateway=str(rows["gateway"].iloc[0]),
+                           rows=rows.sort_values(sort).reset_index(drop=True))
             for server, rows in capacity.groupby("server", sort=True)]
+
+
+def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
+    """The plan's searches of capacity.csv (not the head-to-head ones) grouped by server,
+    highest mean capacity first (unmeasured ones last). With several app families, by series:
+    ``server`` then reads ``"uvicorn · django"``."""
+    caps = _by_server(capacity[~_in_pairs(capacity)], "repeat")
     return sorted(caps, key=lambda c: (not c.measured, -(c.mean if c.measured else 0.0),
                                        c.server))
+
+
+def best_of_each_gateway(caps: list[ServerCapacity]
+                         ) -> tuple[ServerCapacity, ServerCapacity] | None:
+    """The measured WSGI and ASGI servers of highest mean capacity (``server_capacities``
+    order); None unless both gateways have one. The runner picks the head-to-head pair by
+    the same rule (harness.runner.best_of_each_gateway), so the two agree."""
+    measured = [c for c in caps if c.measured and c.mean > 0]
+    best = [next((c for c in measured if c.gateway.lower() == g), None) for g in ("wsgi", "asgi")]
+    wsgi, asgi = best
+    return (wsgi, asgi) if wsgi is not None and asgi is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadToHead:
+    """The searches run after the plan (run --head-to-head): two servers searched in turn,
+    A B, B A, ..., each pair one right after the other."""
+
+    servers: dict[str, ServerCapacity]  # by name: each one's head-to-head searches, by pair
+
+    def pairs(self, a: str, b: str) -> list[tuple[float, float]]:
+        """(a's capacity, b's) of every pair in which both searches found one."""
+        found = {name: {int(r["pair"]): float(r["capacity_rps"])
+                        for _, r in cap.rows.iterrows()
+                        if r["status"] == "found" and pd.notna(r["capacity_rps"])}
+                 for name, cap in self.servers.items()}
+        if a not in found or b not in found:
+            return []
+        return [(found[a][k], found[b][k]) for k in sorted(found[a]) if k in found[b]]
+
+
+def head_to_head(capacity: pd.DataFrame) -> HeadToHead | None:
+    """The head-to-head searches of capacity.csv; None when the run had none."""
+    rows = capacity[_in_pairs(capacity)]
+    if rows.empty:
+        return None
+    return HeadToHead(servers={c.server: c for c in _by_server(rows, "pair")})
 
 
 # -- guidance -----------------------------------------------------------------------------------
@@ -183,10 +237,13 @@ def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
 
 
 def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,
-             b: ServerCapacity, groups: tuple[list[ServerCapacity], ...] = ()) -> GuidanceItem:
+             b: ServerCapacity, groups: tuple[list[ServerCapacity], ...] = (),
+             h2h: HeadToHead | None = None) -> GuidanceItem:
     """``groups``: the servers tied with ``a`` and with ``b``: named beside it, and the winners
     (``GuidanceItem.winners``) when its side wins. The figures and the test are ``a``'s and
-    ``b``'s own (guidance._wsgi_vs_asgi says why)."""
+    ``b``'s own (guidance._wsgi_vs_asgi says why): from the head-to-head searches ``h2h`` when
+    it holds both with at least MIN_REPEATS_FOR_STATS complete pairs (a paired test), else
+    from the plan's searches."""
     named: dict[str, str] = {}
     tied_with: dict[str, list[ServerCapacity]] = {}
     for group in groups:
@@ -198,6 +255,9 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
                 others = " and ".join(c.label for c in group if c.server != cap.server)
                 named[cap.server] = f"{cap.label} (tied with {others}: {why})"
                 tied_with[cap.server] = group
+    paired = _paired(h2h, a, b)
+    if paired is not None:
+        return _compare_paired(run, objective, topic, what, named, tied_with, *paired)
     win, lose = (a, b) if a.mean >= b.mean else (b, a)
     ratio = win.mean / lose.mean if lose.mean > 0 else math.inf
     values: dict[str, float] = {"capacity_winner": win.mean, "capacity_loser": lose.mean,
@@ -230,6 +290,54 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
                         values=values, winners=winners if values["ranked"] == 1.0 else ())
 
 
+def _paired(h2h: HeadToHead | None, a: ServerCapacity, b: ServerCapacity
+            ) -> tuple[ServerCapacity, ServerCapacity, ServerCapacity, ServerCapacity,
+                       PairedRatio] | None:
+    """(winner, loser, the winner's head-to-head searches, the loser's, their paired ratio)
+    when ``h2h`` compared ``a`` and ``b`` over enough complete pairs."""
+    if h2h is None or a.server not in h2h.servers or b.server not in h2h.servers:
+        return None
+    forward = compare_pairs(h2h.pairs(a.server, b.server))
+    if forward is None:
+        return None
+    if forward.ratio >= 1.0:
+        return a, b, h2h.servers[a.server], h2h.servers[b.server], forward
+    backward = compare_pairs(h2h.pairs(b.server, a.server))
+    assert backward is not None  # the same pairs, the other way round
+    return b, a, h2h.servers[b.server], h2h.servers[a.server], backward
+
+
+def _compare_paired(run: RunData, objective: Objective, topic: str, what: str,
+                    named: dict[str, str], tied_with: dict[str, list[ServerCapacity]],
+                    win: ServerCapacity, lose: ServerCapacity, win_h2h: ServerCapacity,
+                    lose_h2h: ServerCapacity, paired: PairedRatio) -> GuidanceItem:
+    """``_compare`` over head-to-head pairs: the figures are each server's head-to-head
+    searches, the ratio the geometric mean of the pairs' ratios, the test a paired t-test."""
+    values: dict[str, float] = {"capacity_winner": win_h2h.mean,
+                                "capacity_loser": lose_h2h.mean, "ratio": paired.ratio,
+                                "p_value": paired.p_value, "pairs": float(paired.pairs)}
+    head = f"At {objective.text}, {what}, head to head: "
+    figures = (f"{named.get(win.server, win.label)} sustained {win_h2h.figure_text()}, "
+               f"{named.get(lose.server, lose.label)} {lose_h2h.figure_text()}")
+    if lose_h2h.lower_bound:
+        values.update(ranked=0.0)
+        text = (f"{head}{figures}: {lose.server}'s figure is only a lower bound (its search "
+                f"stopped: {'; '.join(lose_h2h.stop_reasons())}), so they cannot be ranked")
+    elif not paired.significant:
+        values.update(ranked=0.0)
+        text = (f"{head}no significant difference: {figures}, {fmt_ratio(paired.ratio)} "
+                f"({paired.text()})")
+    else:
+        values.update(ranked=1.0)
+        bound = "at least " if win_h2h.lower_bound else ""
+        text = f"{head}{figures}: {bound}{fmt_ratio(paired.ratio)} ({paired.text()})"
+    winners = tuple(sorted(c.server for c in tied_with.get(win.server, [win])))
+    trial_ids = win.trial_ids + lose.trial_ids + win_h2h.trial_ids + lose_h2h.trial_ids
+    return GuidanceItem(topic=topic, text=text + ".", run_id=run.run_id,
+                        trial_ids=tuple(dict.fromkeys(trial_ids)), values=values,
+                        winners=winners if values["ranked"] == 1.0 else ())
+
+
 def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
                       ) -> list[GuidanceItem]:
     """Each server's capacity at the objective, then best WSGI vs best ASGI and the classic
@@ -258,13 +366,15 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
         values={f"capacity_{cap.server}": cap.mean for cap in caps if cap.measured})]
     measured = [c for c in caps if c.measured and c.mean > 0]
     by_gateway = {g: [c for c in measured if c.gateway.lower() == g] for g in ("wsgi", "asgi")}
-    if by_gateway["wsgi"] and by_gateway["asgi"]:
+    best = best_of_each_gateway(caps)
+    if best is not None:
         # each gateway's best against the other's, the servers tied with it named beside it
         # (guidance._wsgi_vs_asgi says why not the weakest of the leading group)
         groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
-        wsgi, asgi = by_gateway["wsgi"][0], by_gateway["asgi"][0]  # highest mean first
+        wsgi, asgi = best
         items.append(_compare(run, objective, "capacity_wsgi_vs_asgi",
-                              "best WSGI vs best ASGI", wsgi, asgi, groups))
+                              "best WSGI vs best ASGI", wsgi, asgi, groups,
+                              h2h=head_to_head(capacity)))
         pair = {c.server: c for c in measured if c.server in CLASSIC_PAIR}
         if len(pair) == 2 and {c.server for g in groups for c in g} != set(CLASSIC_PAIR):
             items.append(_compare(run, objective, "capacity_classic",
@@ -299,28 +409,31 @@ def table_rows(run: RunData, capacity: pd.DataFrame, objective: Objective,
         return found if isinstance(found, pd.Series) else None
 
     latency = f"{objective.percentile} at capacity, ms"
-    rows = []
+
+    def search_row(cap: ServerCapacity, r: pd.Series, repeat: str) -> dict[str, str]:
+        proof, failed = trial(r["proof_trial"]), trial(r["failed_trial"])
+        return {
+            "server": cap.server, "gateway": cap.gateway.upper(),
+            "repeat": repeat,
+            "status": STATUS_WORDS.get(str(r["status"]), str(r["status"])),
+            "capacity req/s": ("–" if pd.isna(r["capacity_rps"]) else
+                               ("≥ " if r["status"] != "found" else "")
+                               + fmt_rps(float(r["capacity_rps"]))),
+            "spread": "",
+            latency: ("–" if proof is None or pd.isna(proof[objective.column])
+                      else fmt_ms(float(proof[objective.column]))),
+            "proof": "–" if proof is None else short_id(str(r["proof_trial"])),
+            "first failed": ("–" if pd.isna(r["failed_rate"]) else
+                             f"{fmt_rps(float(r['failed_rate']))} req/s: "
+                             f"{_why_failed(failed, objective)}"),
+            "failed trial": "–" if failed is None else short_id(str(r["failed_trial"])),
+            "steps": str(r["steps"]),
+            "note": str(r["note"]) if r["status"] != "found" else "",
+        }
+
+    rows: list[dict[str, str]] = []
     for cap in server_capacities(capacity):
-        for _, r in cap.rows.iterrows():
-            proof, failed = trial(r["proof_trial"]), trial(r["failed_trial"])
-            rows.append({
-                "server": cap.server, "gateway": cap.gateway.upper(),
-                "repeat": str(r["repeat"]),
-                "status": STATUS_WORDS.get(str(r["status"]), str(r["status"])),
-                "capacity req/s": ("–" if pd.isna(r["capacity_rps"]) else
-                                   ("≥ " if r["status"] != "found" else "")
-                                   + fmt_rps(float(r["capacity_rps"]))),
-                "spread": "",
-                latency: ("–" if proof is None or pd.isna(proof[objective.column])
-                          else fmt_ms(float(proof[objective.column]))),
-                "proof": "–" if proof is None else short_id(str(r["proof_trial"])),
-                "first failed": ("–" if pd.isna(r["failed_rate"]) else
-                                 f"{fmt_rps(float(r['failed_rate']))} req/s: "
-                                 f"{_why_failed(failed, objective)}"),
-                "failed trial": "–" if failed is None else short_id(str(r["failed_trial"])),
-                "steps": str(r["steps"]),
-                "note": str(r["note"]) if r["status"] != "found" else "",
-            })
+        rows.extend(search_row(cap, r, str(r["repeat"])) for _, r in cap.rows.iterrows())
         if len(cap.rows) > 1:
             spread = cap.spread
             figures = cap.figures
@@ -340,4 +453,8 @@ def table_rows(run: RunData, capacity: pd.DataFrame, objective: Objective,
                 latency: "", "proof": "", "first failed": "", "failed trial": "",
                 "steps": str(int(cap.rows["steps"].sum())), "note": "",
             })
+    h2h = head_to_head(capacity)
+    for cap in h2h.servers.values() if h2h is not None else ():
+        rows.extend(search_row(cap, r, f"head to head {r['pair']}")
+                    for _, r in cap.rows.iterrows())
     return rows

@@ -201,7 +201,7 @@ def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:
 
 
 # capacity.csv's columns by type (the rest are strings).
-_CAPACITY_INTS = ("repeat", "steps")
+_CAPACITY_INTS = ("repeat", "steps", "pair")
 _CAPACITY_FLOATS = ("capacity_rps", "failed_rate")
 
 
@@ -209,9 +209,10 @@ def load_capacity(path: Path | str) -> pd.DataFrame:
     """capacity.csv of a run folder, typed: one row per target and repeat of the capacity
     search at the run's latency objective, with ``run_id``.
 
-    Columns: run_id, CAPACITY_COLUMNS (``repeat``/``steps`` Int64, ``capacity_rps``/
-    ``failed_rate`` float64, the others strings; empty trial ids are NA). An empty frame with
-    those columns when the run searched no capacity.
+    Columns: run_id, CAPACITY_COLUMNS (``repeat``/``steps``/``pair`` Int64, ``capacity_rps``/
+    ``failed_rate`` float64, the others strings; empty trial ids are NA, and ``pair`` is NA
+    but for a head-to-head search, and in files written before it existed). An empty frame
+    with those columns when the run searched no capacity.
     """
     run_dir = check_run_dir(path)
     meta = load_meta(run_dir)

@@ -404,8 +404,8 @@ def plot_capacity(trials: pd.DataFrame, capacity: pd.DataFrame, column: str, per
                   threshold_ms: float, title: str = "") -> Figure | None:
     """Latency at the objective's percentile against the offered rate, one point per open-loop
     trial (the plan's levels and every step of the capacity searches), with the objective as a
-    horizontal line and each server's capacity marked: a star on each repeat's proof trial and
-    a dotted vertical line at the mean of its repeats. None without open-loop trials."""
+    horizontal line and each server's capacity marked: a star on each search's proof trial and
+    a dotted vertical line at the mean of the plan's searches. None without open-loop trials."""
     rows = trials[(trials["load_model"].astype("string") == "open")
                   & (trials["status"].astype("string") == "ok")]
     rows = rows[rows[column].notna() & rows["rate"].notna()]
@@ -429,7 +429,9 @@ def plot_capacity(trials: pd.DataFrame, capacity: pd.DataFrame, column: str, per
             ax.plot(proof_rows["rate"], proof_rows[column], linestyle="none", marker="*",
                     markersize=15, color=styles[server].colour, markeredgecolor="black",
                     markeredgewidth=0.7, zorder=5)
-            mean = float(mine["capacity_rps"].dropna().mean())
+            # the plan's searches, as the capacity table's mean (not the head-to-head ones)
+            plan = mine[mine["pair"].isna()] if "pair" in mine.columns else mine
+            mean = float(plan["capacity_rps"].dropna().mean())
             ax.axvline(mean, color=styles[server].colour, linestyle=":", linewidth=1.3)
     ax.axhline(threshold_ms, color=SLO_COLOUR, linestyle="--", linewidth=1.2,
                label=f"objective: {percentile} <= {threshold_ms:g} ms")

@@ -53,6 +53,8 @@ def _print_plan(console: Console, plan: Plan) -> None:
         f"{' + upstream' if plan.scenario.needs_upstream else ''} {cpus_text(plan.loadgen_cpus)}\n"
         + (f"capacity search at {plan.slo.describe()}: {plan.search_rounds} per server (up "
            f"to {plan.search.max_steps} steps each)\n" if plan.slo is not None else "")
+        + (f"head to head after the plan: best WSGI vs best ASGI, {plan.head_to_head} pairs "
+           f"of capacity searches\n" if plan.head_to_head else "")
         + f"{plan.trial_count} trials, estimated {minutes}m{seconds:02d}s"
     )
 
@@ -153,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
         warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
         loadgen_cpus=args.loadgen_cpus, workers=args.workers, threads=args.threads,
         slo=parse_slo(args.slo) if args.slo else None, searches=args.searches,
+        head_to_head=args.head_to_head,
     )
     run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
