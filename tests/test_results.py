@@ -132,12 +132,12 @@ def test_schema_version_1_folders_still_load(tmp_path: Path) -> None:
 
 
 def test_a_folder_judged_before_the_objective_applied_to_the_sweep_loads_it_applied() -> None:
-    """The published io_bound run judged only its capacity search against p99 <= 200 ms:
-    gunicorn-gthread's 50 req/s trials (its capacity 39.9) read "valid" on disk, p99 up to
+    """The io_bound reference run of Dec 3 judged only its capacity search against p99 <= 200
+    ms: gunicorn-gthread's 50 req/s trials (its capacity 39.9) read "valid" on disk, p99 up to
     405 ms. Loaded, they are overloaded, as a run now writes them; the rest of the sweep at
-    50 req/s met the objective and stays valid."""
+    50 req/s met the objective and stays valid. (Its run.json and its trials at 50 req/s.)"""
     from harness.analysis import load_run
-    run_dir = Path(__file__).resolve().parents[1] / "results" / "reference" / "io_bound"
+    run_dir = Path(__file__).resolve().parent / "data" / "io_bound_sweep_judged_before_objective"
     on_disk = {row["trial_id"]: row for row in read_trials_rows(run_dir)}
     run = load_run(run_dir)
     at50 = run[(run["load_model"] == "open") & (run["level"] == 50.0)

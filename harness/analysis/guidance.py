@@ -14,7 +14,9 @@ differ by a factor and the noise of a shared machine is proportional to the figu
 variance because that proportional noise is the machine's, common to the servers it runs, and
 with 2 or 3 repeats a per-server variance (Welch) leaves about one degree of freedom, too few
 to separate even 50x. (Mann-Whitney's U, distribution-free, cannot go below p = 0.1 with 3
-repeats per server, so it could never separate them at 0.05.) Each figure
+repeats per server, so it could never separate them at 0.05.) Groups of servers that cannot be
+told apart are protected (``leading_block``): pairwise tests run only when a one-way analysis
+of variance over all of them finds a difference. Each figure
 with repeats carries the 95 % confidence interval of its mean (Student's t). Without repeats a
 difference under SINGLE_RUN_NOISE_FRACTION is called noise, not a ranking.
 
@@ -276,15 +278,41 @@ def tied(best: Sequence[float], other: Sequence[float], *, lowest: bool = False,
     return not test.significant
 
 
+def differ_at_all(groups: Sequence[Sequence[float]]) -> bool | None:
+    """Whether a one-way analysis of variance on the logarithm of ``groups`` (each an item's
+    repeats) finds any difference at SIGNIFICANCE_LEVEL; None when it does not apply: fewer
+    than three groups (a pairwise test is the whole answer), or a group with fewer than
+    MIN_REPEATS_FOR_STATS positive figures."""
+    data = [np.asarray([v for v in g if not math.isnan(v)], dtype=np.float64) for g in groups]
+    if len(data) < 3 or any(len(d) < MIN_REPEATS_FOR_STATS or (d <= 0).any() for d in data):
+        return None
+    logs = [np.log(d) for d in data]
+    if all(d.std() == 0.0 for d in logs):  # identical repeats within each: F is undefined
+        return len({float(d.mean()) for d in logs}) > 1
+    with warnings.catch_warnings():  # nearly identical repeats: scipy warns, F is still fine
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = float(stats.f_oneway(*logs).pvalue)
+    return not math.isnan(p_value) and p_value < SIGNIFICANCE_LEVEL
+
+
 def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]], *,
                   lowest: bool = False, what: str = "throughput") -> list[T]:
     """``ordered`` best first: the first, then each next one while it cannot be told apart
     (``tied``) from any before it; the first that one of them beats ends the block.
 
-    So "no significant difference between them" holds for every pair named, and no server is
-    named among the best while a better one beats it. Tested against the best alone, a group
+    So "no significant difference between them" holds for every pair named (or, when the
+    gate below names them all, for the whole set), and no server is named among the best
+    while a better one beats it. Tested against the best alone, a group
     read "5 servers that cannot be told apart" while uvicorn beat uvicorn-h11 in it (p = 0.02):
-    the best's one wild repeat (4,066-6,355 req/s) had tied everything within 30 % of it."""
+    the best's one wild repeat (4,066-6,355 req/s) had tied everything within 30 % of it.
+
+    Protected first (Fisher's protected LSD): with three or more items, each with repeats, the
+    pairwise tests run only when a one-way analysis of variance on the log figures says the
+    items differ at all (``differ_at_all``); when it does not, they are all named together.
+    Among many near-equal servers, one of the dozens of pairwise tests is bound to come out
+    below 0.05 by chance alone, and which one changes from run to run."""
+    if differ_at_all([figures(item) for item in ordered]) is False:
+        return list(ordered)
     block: list[T] = []
     seen: list[Sequence[float]] = []
     for item in ordered:
