@@ -24,10 +24,11 @@ from harness.analysis import (
     mean_ci,
     plot_capacity,
     plot_throughput,
+    server_capacities,
     summarize,
     write_report,
 )
-from harness.analysis.capacity import objective_of
+from harness.analysis.capacity import best_of_each_gateway, objective_of
 from harness.analysis.guidance import (
     SINGLE_RUN_NOISE_FRACTION,
     compare_pairs,
@@ -37,7 +38,10 @@ from harness.analysis.guidance import (
 )
 from harness.analysis.report import PLOT_LEGEND
 from harness.noise import BUSY_OTHERS_PCT
+from harness.plan import build_plan
 from harness.results import CAPACITY_FILE, TRIALS_FILE, CapacityRecord, RunWriter
+from harness.runner import best_of_each_gateway as runner_best_of_each_gateway
+from harness.scenarios import load_scenario
 from harness.slo import parse_slo
 from tests.analysis_fixtures import meta, record, synthetic_run, write_run
 
@@ -340,6 +344,34 @@ def test_a_head_to_head_pair_without_both_capacities_is_left_out(tmp_path: Path)
                                        "uvicorn": [("found", v) for v in asgi]})
     (versus,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
     assert versus.values["pairs"] == 5.0 and "ratio of 5 pairs" in versus.text
+
+
+def test_the_runner_picks_the_head_to_head_pair_by_the_reports_rule(tmp_path: Path) -> None:
+    """The runner chooses the two servers before the report exists; both must pick the same:
+    the highest mean capacity of each gateway over the plan's searches, a server counted only
+    when every search of it has a figure, head-to-head rows left out."""
+    plan = build_plan(load_scenario("io_bound"), available_cpus=[0, 1],
+                      servers=["gunicorn-gevent", "gunicorn-gthread", "uvicorn", "daphne"])
+    by_name = {p.name: p for p in plan.runnable}
+    figures: dict[str, list[tuple[str, float | None]]] = {
+        "gunicorn-gevent": [("found", 1500.0), ("found", 1600.0)],
+        "gunicorn-gthread": [("found", 3100.0), ("below_min", None)],  # not every one found
+        "uvicorn": [("found", 4000.0), ("found", 4200.0)],
+        "daphne": [("found", 4500.0), ("found", 4300.0)]}
+    pairs = {"uvicorn": [("found", 9000.0)], "daphne": [("found", 100.0)]}  # left out
+    run_dir = _capacity_fixture(tmp_path, figures, pairs)
+    records = [(by_name[r["server"]], CapacityRecord(
+        server=r["server"], repeat=int(r["repeat"]), gateway=r["gateway"], app=r["app"],
+        slo=r["slo"], status=r["status"],
+        capacity_rps=float(r["capacity_rps"]) if r["capacity_rps"] else None,
+        proof_trial=None, failed_rate=None, failed_trial=None, steps=5, note="",
+        pair=int(r["pair"]) if r["pair"] else None)) for r in _capacity_rows(run_dir)]
+    chosen = runner_best_of_each_gateway(plan.runnable, records)
+    assert chosen is not None and [p.name for p in chosen] == ["gunicorn-gevent", "daphne"]
+    reported = best_of_each_gateway(server_capacities(load_capacity(run_dir)))
+    assert reported is not None and [c.server for c in reported] == ["gunicorn-gevent", "daphne"]
+    only_asgi = [(p, r) for p, r in records if r.gateway == "asgi"]
+    assert runner_best_of_each_gateway(plan.runnable, only_asgi) is None
 
 
 def test_paired_ratio_is_the_geometric_mean_and_tells_noise_from_a_difference() -> None:

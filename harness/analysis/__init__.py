@@ -6,7 +6,13 @@
 >>> write_report([Path("results/20261124-231500-io_bound")])           # doctest: +SKIP
 """
 
-from harness.analysis.capacity import ServerCapacity, capacity_guidance, server_capacities
+from harness.analysis.capacity import (
+    HeadToHead,
+    ServerCapacity,
+    capacity_guidance,
+    head_to_head,
+    server_capacities,
+)
 from harness.analysis.families import family_guidance, multi_app, series_view
 from harness.analysis.frames import (
     GROUP_KEYS,
@@ -31,6 +37,7 @@ from harness.analysis.guidance import (
     SIGNIFICANCE_LEVEL,
     SINGLE_RUN_NOISE_FRACTION,
     GuidanceItem,
+    compare_pairs,
     compare_repeats,
     compute_guidance,
     guidance_table,
@@ -61,14 +68,17 @@ __all__ = [
     "SINGLE_RUN_NOISE_FRACTION",
     "TRIAL_DTYPES",
     "GuidanceItem",
+    "HeadToHead",
     "RunData",
     "ServerCapacity",
     "busy_trials",
     "capacity_guidance",
+    "compare_pairs",
     "compare_repeats",
     "compute_guidance",
     "family_guidance",
     "guidance_table",
+    "head_to_head",
     "histogram_ms",
     "load_capacity",
     "load_histogram",
