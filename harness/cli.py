@@ -191,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--head-to-head", type=int, metavar="PAIRS",
         help="after the plan, search the capacity of the best WSGI and the best ASGI server "
-             "(highest mean capacity of each) in turn, PAIRS times each: A B, B A, ..., each "
-             "pair a minute or so apart, on freshly started servers. Best WSGI vs best ASGI is "
-             "then judged by a paired test on the pairs' ratios, so a drift of the machine "
-             "over minutes falls on both servers of a pair (default: none)",
+             "(highest mean capacity of each) in turn, PAIRS times each: A B, B A, ..., on "
+             "freshly started servers. Best WSGI vs best ASGI then takes every search of the "
+             "two, the plan's and these: more searches where the report's headline comparison "
+             "needs them, without another round of every server (default: none)",
     )
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")

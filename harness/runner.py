@@ -275,14 +275,18 @@ class Runner:
                       rounds: int) -> None:
         """After the plan, the best WSGI and the best ASGI target by the plan's capacities
         (``best_of_each_gateway``, the rule the report's comparison uses) are searched in
-        turn, A B, B A, A B, ...: each pair's two searches about a minute apart, each on a
-        freshly started server, recorded with the pair's number (repeat: rounds + pair).
+        turn, A B, B A, A B, ...: each on a freshly started server, recorded with its pair's
+        number (repeat: rounds + pair). The report's best WSGI vs best ASGI then takes every
+        search of the two.
 
-        Why: on the reference VM the capacities of two searches less than 90 s apart moved
-        together (their deviations from each server's median correlated 0.5), of searches
-        more than 15 minutes apart not at all (-0.03; 4 runs of 5 servers, 6 searches each).
-        A test on each pair's ratio cancels that shared part, which a test on two servers'
-        searches spread over a run's rounds cannot."""
+        Why: a search's figure moves by about a fifth from one search to the next on the
+        reference VM (standard deviation 0.2 of the log capacity), so with the plan's three
+        searches a server, 1.3x between the best of each gateway was significant in one run
+        and not in the next. More rounds search every server again; these search only the two
+        that the comparison names. In turn, so neither is always the later one of a pair while
+        the machine drifts. (A paired test on each pair's ratio was tried and dropped: in a
+        reference run the pairs' log ratios spread 0.35, more than either server's searches,
+        0.23 and 0.17; a search's own noise, not a drift the pair shares, dominates.)"""
         pair = best_of_each_gateway(runnable, self._capacities)
         if pair is None:
             why = ("no head-to-head searches: a WSGI and an ASGI target with a capacity in "

@@ -26,8 +26,6 @@ from harness.analysis.guidance import (
     SINGLE_RUN_NOISE_FRACTION,
     GuidanceItem,
     MeanCi,
-    PairedRatio,
-    compare_pairs,
     compare_repeats,
     fmt_ms,
     fmt_ratio,
@@ -50,8 +48,8 @@ CAPACITY_NOTE = ("Capacity: the highest open-loop rate (latency timed from the i
                  "the server), the server's row gives the mean of the repeats and the 95 % "
                  "confidence interval of that mean. Rows 'head to head k' are the searches "
                  "after the plan (run --head-to-head): the best WSGI and the best ASGI server "
-                 "searched in turn, pair k's two searches one right after the other; best "
-                 "WSGI vs best ASGI is then judged on the pairs' ratios.")
+                 "searched in turn, k-th pair; best WSGI vs best ASGI then takes every search "
+                 "of the two, the plan's and these.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,16 +206,6 @@ class HeadToHead:
 
     servers: dict[str, ServerCapacity]  # by name: each one's head-to-head searches, by pair
 
-    def pairs(self, a: str, b: str) -> list[tuple[float, float]]:
-        """(a's capacity, b's) of every pair in which both searches found one."""
-        found = {name: {int(r["pair"]): float(r["capacity_rps"])
-                        for _, r in cap.rows.iterrows()
-                        if r["status"] == "found" and pd.notna(r["capacity_rps"])}
-                 for name, cap in self.servers.items()}
-        if a not in found or b not in found:
-            return []
-        return [(found[a][k], found[b][k]) for k in sorted(found[a]) if k in found[b]]
-
 
 def head_to_head(capacity: pd.DataFrame) -> HeadToHead | None:
     """The head-to-head searches of capacity.csv; None when the run had none."""
@@ -237,13 +225,10 @@ def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
 
 
 def _compare(run: RunData, objective: Objective, topic: str, what: str, a: ServerCapacity,
-             b: ServerCapacity, groups: tuple[list[ServerCapacity], ...] = (),
-             h2h: HeadToHead | None = None) -> GuidanceItem:
+             b: ServerCapacity, groups: tuple[list[ServerCapacity], ...] = ()) -> GuidanceItem:
     """``groups``: the servers tied with ``a`` and with ``b``: named beside it, and the winners
     (``GuidanceItem.winners``) when its side wins. The figures and the test are ``a``'s and
-    ``b``'s own (guidance._wsgi_vs_asgi says why): from the head-to-head searches ``h2h`` when
-    it holds both with at least MIN_REPEATS_FOR_STATS complete pairs (a paired test), else
-    from the plan's searches."""
+    ``b``'s own (guidance._wsgi_vs_asgi says why)."""
     named: dict[str, str] = {}
     tied_with: dict[str, list[ServerCapacity]] = {}
     for group in groups:
@@ -255,9 +240,6 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
                 others = " and ".join(c.label for c in group if c.server != cap.server)
                 named[cap.server] = f"{cap.label} (tied with {others}: {why})"
                 tied_with[cap.server] = group
-    paired = _paired(h2h, a, b)
-    if paired is not None:
-        return _compare_paired(run, objective, topic, what, named, tied_with, *paired)
     win, lose = (a, b) if a.mean >= b.mean else (b, a)
     ratio = win.mean / lose.mean if lose.mean > 0 else math.inf
     values: dict[str, float] = {"capacity_winner": win.mean, "capacity_loser": lose.mean,
@@ -288,54 +270,6 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
     return GuidanceItem(topic=topic, text=text + ".", run_id=run.run_id,
                         trial_ids=tuple(dict.fromkeys(win.trial_ids + lose.trial_ids)),
                         values=values, winners=winners if values["ranked"] == 1.0 else ())
-
-
-def _paired(h2h: HeadToHead | None, a: ServerCapacity, b: ServerCapacity
-            ) -> tuple[ServerCapacity, ServerCapacity, ServerCapacity, ServerCapacity,
-                       PairedRatio] | None:
-    """(winner, loser, the winner's head-to-head searches, the loser's, their paired ratio)
-    when ``h2h`` compared ``a`` and ``b`` over enough complete pairs."""
-    if h2h is None or a.server not in h2h.servers or b.server not in h2h.servers:
-        return None
-    forward = compare_pairs(h2h.pairs(a.server, b.server))
-    if forward is None:
-        return None
-    if forward.ratio >= 1.0:
-        return a, b, h2h.servers[a.server], h2h.servers[b.server], forward
-    backward = compare_pairs(h2h.pairs(b.server, a.server))
-    assert backward is not None  # the same pairs, the other way round
-    return b, a, h2h.servers[b.server], h2h.servers[a.server], backward
-
-
-def _compare_paired(run: RunData, objective: Objective, topic: str, what: str,
-                    named: dict[str, str], tied_with: dict[str, list[ServerCapacity]],
-                    win: ServerCapacity, lose: ServerCapacity, win_h2h: ServerCapacity,
-                    lose_h2h: ServerCapacity, paired: PairedRatio) -> GuidanceItem:
-    """``_compare`` over head-to-head pairs: the figures are each server's head-to-head
-    searches, the ratio the geometric mean of the pairs' ratios, the test a paired t-test."""
-    values: dict[str, float] = {"capacity_winner": win_h2h.mean,
-                                "capacity_loser": lose_h2h.mean, "ratio": paired.ratio,
-                                "p_value": paired.p_value, "pairs": float(paired.pairs)}
-    head = f"At {objective.text}, {what}, head to head: "
-    figures = (f"{named.get(win.server, win.label)} sustained {win_h2h.figure_text()}, "
-               f"{named.get(lose.server, lose.label)} {lose_h2h.figure_text()}")
-    if lose_h2h.lower_bound:
-        values.update(ranked=0.0)
-        text = (f"{head}{figures}: {lose.server}'s figure is only a lower bound (its search "
-                f"stopped: {'; '.join(lose_h2h.stop_reasons())}), so they cannot be ranked")
-    elif not paired.significant:
-        values.update(ranked=0.0)
-        text = (f"{head}no significant difference: {figures}, {fmt_ratio(paired.ratio)} "
-                f"({paired.text()})")
-    else:
-        values.update(ranked=1.0)
-        bound = "at least " if win_h2h.lower_bound else ""
-        text = f"{head}{figures}: {bound}{fmt_ratio(paired.ratio)} ({paired.text()})"
-    winners = tuple(sorted(c.server for c in tied_with.get(win.server, [win])))
-    trial_ids = win.trial_ids + lose.trial_ids + win_h2h.trial_ids + lose_h2h.trial_ids
-    return GuidanceItem(topic=topic, text=text + ".", run_id=run.run_id,
-                        trial_ids=tuple(dict.fromkeys(trial_ids)), values=values,
-                        winners=winners if values["ranked"] == 1.0 else ())
 
 
 def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
@@ -372,9 +306,19 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
         # (guidance._wsgi_vs_asgi says why not the weakest of the leading group)
         groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
         wsgi, asgi = best
-        items.append(_compare(run, objective, "capacity_wsgi_vs_asgi",
-                              "best WSGI vs best ASGI", wsgi, asgi, groups,
-                              h2h=head_to_head(capacity)))
+        what = "best WSGI vs best ASGI"
+        h2h = head_to_head(capacity)
+        if h2h is not None and {wsgi.server, asgi.server} <= set(h2h.servers):
+            # the head-to-head searched these two (the runner's pick is this rule's): their
+            # figures and the test take every search of theirs, the plan's and those, when
+            # each of those found a capacity (else the plan's alone, as without them)
+            joined = [ServerCapacity(server=c.server, gateway=c.gateway, rows=pd.concat(
+                [c.rows, h2h.servers[c.server].rows], ignore_index=True)) for c in (wsgi, asgi)]
+            if all(c.measured for c in joined):
+                wsgi, asgi = joined
+                what += ", with the head-to-head searches"
+        items.append(_compare(run, objective, "capacity_wsgi_vs_asgi", what, wsgi, asgi,
+                              groups))
         pair = {c.server: c for c in measured if c.server in CLASSIC_PAIR}
         if len(pair) == 2 and {c.server for g in groups for c in g} != set(CLASSIC_PAIR):
             items.append(_compare(run, objective, "capacity_classic",

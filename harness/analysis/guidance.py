@@ -209,53 +209,6 @@ def compare_repeats(a: Sequence[float], b: Sequence[float], what: str = "through
     return Significance(p_value=p_value, n_a=len(xa), n_b=len(xb), what=what)
 
 
-@dataclass(frozen=True, kw_only=True)
-class PairedRatio:
-    """How much ``a`` exceeds ``b`` over pairs measured side by side: the geometric mean of the
-    pairs' ratios a/b, its 95 % confidence interval, and the paired t-test on their log."""
-
-    ratio: float
-    low: float
-    high: float
-    p_value: float
-    pairs: int
-    what: str = "capacity"
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value < SIGNIFICANCE_LEVEL
-
-    def text(self) -> str:
-        p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
-        return (f"{CONFIDENCE_LEVEL:.0%} CI of the ratio {fmt_ratio(self.low)}–"
-                f"{fmt_ratio(self.high)}; paired t-test on the log {self.what} ratio of "
-                f"{self.pairs} pairs: {p}").replace("95%", "95 %")
-
-
-def compare_pairs(pairs: Sequence[tuple[float, float]], what: str = "capacity"
-                  ) -> PairedRatio | None:
-    """``pairs`` of positive figures (a, b), each pair measured one right after the other: the
-    test is on log(a / b), so what drifts over minutes (the machine's pace moved by half within
-    20 minutes on the reference VM) falls on both figures of a pair and cancels. None under
-    MIN_REPEATS_FOR_STATS complete pairs."""
-    logs = np.asarray([math.log(a / b) for a, b in pairs
-                       if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)],
-                      dtype=np.float64)
-    if len(logs) < MIN_REPEATS_FOR_STATS:
-        return None
-    mean = float(logs.mean())
-    sem = float(stats.sem(logs))
-    if sem == 0.0:  # identical ratios: t is undefined, the interval a point
-        low = high = mean
-        p_value = 1.0 if mean == 0.0 else 0.0
-    else:
-        low, high = (float(v) for v in stats.t.interval(CONFIDENCE_LEVEL, len(logs) - 1,
-                                                        loc=mean, scale=sem))
-        p_value = float(stats.ttest_1samp(logs, 0.0).pvalue)
-    return PairedRatio(ratio=math.exp(mean), low=math.exp(low), high=math.exp(high),
-                       p_value=p_value, pairs=len(logs), what=what)
-
-
 # -- who cannot be told apart from the best -------------------------------------------------------
 
 T = TypeVar("T")  # what leading_block orders: summary rows, or servers' capacities
