@@ -289,8 +289,8 @@ class Runner:
         0.23 and 0.17; a search's own noise, not a drift the pair shares, dominates.)"""
         pair = best_of_each_gateway(runnable, self._capacities)
         if pair is None:
-            why = ("no head-to-head searches: a WSGI and an ASGI target with a capacity in "
-                   "every search of the plan were expected")
+            why = ("a WSGI and an ASGI target with a capacity in every search of the plan "
+                   "were expected")
             self.writer.update_meta(head_to_head={"pairs": 0, "skipped": why})
             self.observer.head_to_head(None, why)
             return
