@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis.families import series_view
-from harness.analysis.frames import RunData, load_capacity
+from harness.analysis.frames import RunData, head_to_head_rows, load_capacity
 from harness.analysis.guidance import (
     CLASSIC_PAIR,
     SINGLE_RUN_NOISE_FRACTION,
@@ -165,13 +165,6 @@ class ServerCapacity:
         return text
 
 
-def _in_pairs(capacity: pd.DataFrame) -> pd.Series:
-    """Which rows are head-to-head searches (a ``pair`` number; files before it have none)."""
-    if "pair" not in capacity.columns:
-        return pd.Series(False, index=capacity.index)
-    return capacity["pair"].notna()
-
-
 def _by_server(capacity: pd.DataFrame, sort: str) -> list[ServerCapacity]:
     capacity = series_view(capacity)
     return [ServerCapacity(server=str(server), gateway=str(rows["gateway"].iloc[0]),
@@ -183,7 +176,7 @@ def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
     """The plan's searches of capacity.csv (not the head-to-head ones) grouped by server,
     highest mean capacity first (unmeasured ones last). With several app families, by series:
     ``server`` then reads ``"uvicorn · django"``."""
-    caps = _by_server(capacity[~_in_pairs(capacity)], "repeat")
+    caps = _by_server(capacity[~head_to_head_rows(capacity)], "repeat")
     return sorted(caps, key=lambda c: (not c.measured, -(c.mean if c.measured else 0.0),
                                        c.server))
 
@@ -209,7 +202,7 @@ class HeadToHead:
 
 def head_to_head(capacity: pd.DataFrame) -> HeadToHead | None:
     """The head-to-head searches of capacity.csv; None when the run had none."""
-    rows = capacity[_in_pairs(capacity)]
+    rows = capacity[head_to_head_rows(capacity)]
     if rows.empty:
         return None
     return HeadToHead(servers={c.server: c for c in _by_server(rows, "pair")})

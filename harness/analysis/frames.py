@@ -231,6 +231,14 @@ def load_capacity(path: Path | str) -> pd.DataFrame:
     return frame
 
 
+def head_to_head_rows(capacity: pd.DataFrame) -> pd.Series:
+    """Which rows of ``load_capacity``'s frame are head-to-head searches (run --head-to-head:
+    a ``pair`` number), not the plan's; all False for a frame without the column."""
+    if "pair" not in capacity.columns:
+        return pd.Series(False, index=capacity.index)
+    return capacity["pair"].notna()
+
+
 def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials taken on a busy machine (harness.noise): their notes say so, or the CPU used
     by processes outside the harness, steal, or how much slower the server's CPU ran were above

@@ -27,7 +27,13 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from harness.analysis.families import SERIES_SEPARATOR, series_view
-from harness.analysis.frames import RunData, load_series, merged_histogram, percentile_spectrum
+from harness.analysis.frames import (
+    RunData,
+    head_to_head_rows,
+    load_series,
+    merged_histogram,
+    percentile_spectrum,
+)
 
 FIGSIZE_IN = (8.0, 4.4)
 TALL_FIGSIZE_IN = (8.0, 6.4)
@@ -430,7 +436,7 @@ def plot_capacity(trials: pd.DataFrame, capacity: pd.DataFrame, column: str, per
                     markersize=15, color=styles[server].colour, markeredgecolor="black",
                     markeredgewidth=0.7, zorder=5)
             # the plan's searches, as the capacity table's mean (not the head-to-head ones)
-            plan = mine[mine["pair"].isna()] if "pair" in mine.columns else mine
+            plan = mine[~head_to_head_rows(mine)]
             mean = float(plan["capacity_rps"].dropna().mean())
             ax.axvline(mean, color=styles[server].colour, linestyle=":", linewidth=1.3)
     ax.axhline(threshold_ms, color=SLO_COLOUR, linestyle="--", linewidth=1.2,
