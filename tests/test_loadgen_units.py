@@ -251,6 +251,55 @@ def test_saturation_from_cpu_and_from_falling_behind() -> None:
     assert not fine.saturated and fine.service_time is not None
 
 
+def _paced_report(medians_ms: list[float], *, per_second: int, answered: int) -> WorkerReport:
+    """An open-loop process's report: ``per_second`` requests due each second, their latency
+    the second's median, ``answered`` of them answered inside the window."""
+    seconds = [new_histogram() for _ in medians_ms]
+    for hist, median in zip(seconds, medians_ms, strict=True):
+        for _ in range(per_second):
+            hist.record_value(int(median * 1000))
+    total = new_histogram()
+    for hist in seconds:
+        total.add(hist)
+    due = per_second * len(medians_ms)
+    return dataclasses.replace(
+        _report(0, [], scheduled=due), requests=due, completed=answered,
+        latency_hdr=total.encode(), service_hdr=total.encode(),
+        second_requests=[per_second] * len(medians_ms),
+        second_completed=[answered // len(medians_ms)] * len(medians_ms),
+        second_errors=[0] * len(medians_ms), second_latency_hdr=[h.encode() for h in seconds],
+        window_end_ns=len(medians_ms) * 1_000_000_000, window_s=float(len(medians_ms)))
+
+
+def test_an_open_loop_server_that_falls_behind_is_overloaded() -> None:
+    """A queue that grows through the window is overload, seen either way: the server answered
+    fewer than offered, or the median latency rose second by second (both as measured on
+    gunicorn-sync, 3 workers of 50 ms, at 61.0 and 59.4 req/s)."""
+    def verdict(medians: list[float], *, per_second: int, answered: int) -> list[str]:
+        return merge_reports([_paced_report(medians, per_second=per_second, answered=answered)],
+                             url=URL, concurrency=None, rate=float(per_second),
+                             duration_s=float(len(medians))).overload_reasons
+
+    (short,) = verdict([92.0, 92.0, 92.0], per_second=61, answered=176)
+    assert short.startswith("fell behind: answered 58.67 of 61 req/s offered, 7 of 183 "
+                            "requests (3.8%) short"), short
+    (rising,) = verdict([68.0, 82.0, 93.0], per_second=59, answered=176)
+    assert rising.startswith("fell behind: the median latency rose from 68 to 93 ms "
+                             "from second 0 to 2"), rising
+    # kept up: short within the share (daphne, 1.8 %), or by a couple of requests at a few dozen
+    # a second; a median that rose by 10 ms a second or less, or fell
+    assert verdict([52.0, 52.0, 52.0], per_second=2344, answered=6906) == []
+    assert verdict([51.0, 51.0, 51.0], per_second=28, answered=82) == []
+    assert verdict([50.0, 60.0, 70.0], per_second=100, answered=300) == []
+    assert verdict([90.0, 70.0, 60.0], per_second=100, answered=300) == []
+    # a single second has no rise to read
+    assert verdict([50.0], per_second=100, answered=100) == []
+    # closed loop has no schedule to fall behind
+    closed = merge_reports([_paced_report([50.0, 90.0], per_second=50, answered=10)], url=URL,
+                           concurrency=8, rate=None, duration_s=2.0)
+    assert closed.overload_reasons == []
+
+
 def test_batch_recording_matches_record_value() -> None:
     import random
 
