@@ -230,7 +230,7 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
     if rate is not None and scheduled and not overload and not reasons:
         # a generator that was itself late left requests unsent: the shortfall is not the server's
         overload.extend(fell_behind(series, duration_s, scheduled=scheduled,
-                                    short=scheduled - completed - errors["total"], rate=rate))
+                                    completed=completed, errors=errors["total"], rate=rate))
     return LoadResult(
         load_model="open" if rate is not None else "closed",
         url=url,
@@ -284,7 +284,7 @@ def _notes(reports: Sequence[WorkerReport]) -> list[str]:
 def stall_notes(series: Sequence[SeriesPoint], duration_s: float) -> list[str]:
     """A note when whole seconds of the measured window had next to no answers (a stall, see
     STALL_FRACTION); none otherwise. A last, partial second is not judged."""
-    whole = series[:int(duration_s)]
+    whole = _whole_seconds(series, duration_s)
     best = max((p.completed for p in whole), default=0)
     if best < STALL_MIN_BEST_PER_S:
         return []
@@ -294,6 +294,12 @@ def stall_notes(series: Sequence[SeriesPoint], duration_s: float) -> list[str]:
     return [f"{STALL_NOTE} in {len(stalled)} of its {len(whole)} measured seconds: it answered "
             f"under {STALL_FRACTION:.0%} of its best second's {best:,} in second(s) "
             f"{', '.join(map(str, stalled))} (counting from 0; per second in series/)"]
+
+
+def _whole_seconds(series: Sequence[SeriesPoint], duration_s: float) -> Sequence[SeriesPoint]:
+    """The seconds of ``series`` wholly inside a window of ``duration_s``: a last, partial
+    second has too few answers to judge beside the others."""
+    return series[:int(duration_s)]
 
 
 def _share(n: int, scheduled: int) -> str:
@@ -308,15 +314,18 @@ def _late_reason(late: int, scheduled: int) -> str:
 
 
 def fell_behind(series: Sequence[SeriesPoint], duration_s: float, *, scheduled: int,
-                short: int, rate: float) -> list[str]:
+                completed: int, errors: int, rate: float) -> list[str]:
     """Why an open-loop server did not keep up with ``rate`` (its queue grew: overload), or
-    nothing. ``short``: the requests due in the window neither answered in it nor failed
-    (errors have their own limit); the median's rise is read over whole seconds only."""
+    nothing. Short: the requests due in the window neither answered in it (``completed``)
+    nor failed (``errors`` have their own limit); the median's rise is read over whole seconds
+    only."""
+    short = scheduled - completed - errors
     if short > max(KEEP_UP_SHORT_FRACTION * scheduled, KEEP_UP_SHORT_MIN):
-        answered = (scheduled - short) / duration_s if duration_s > 0 else 0.0
+        answered = completed / duration_s if duration_s > 0 else 0.0  # as achieved_rps
         return [f"fell behind: answered {answered:.4g} of {rate:.4g} req/s offered, "
                 f"{_share(short, scheduled)} short, so its queue grew through the trial"]
-    medians = [(p.second, p.p50_ms) for p in series[:int(duration_s)] if p.p50_ms is not None]
+    medians = [(p.second, p.p50_ms) for p in _whole_seconds(series, duration_s)
+               if p.p50_ms is not None]
     if len(medians) >= 2:
         (first, low), (last, high) = medians[0], medians[-1]
         if (high - low) / (last - first) > KEEP_UP_RISE_MS_PER_S:
