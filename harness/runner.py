@@ -388,9 +388,7 @@ class Runner:
 
         The first step runs on the server the levels warmed; a step that missed the
         objective stops its server, and the next step runs on a new one, with a warm-up at
-        the step's rate longer by SEARCH_REWARM_S. So the second look at the miss that would
-        end the search (harness.slo.DEFAULT_CONFIRM) is taken on a process that the first
-        one did not leave overloaded. Overload leaves a server slower for a
+        the step's rate longer by SEARCH_REWARM_S. Overload leaves a server slower for a
         while: after one step at 14,000 req/s, uvicorn's p99 at 3,500 req/s went from
         58-82 ms to 191, then 138, then 110 ms over the next 15 s, so a search that
         overshot found a lower capacity than one that did not. A new server for every step,

@@ -284,7 +284,6 @@ def _slo(fields: _Fields) -> tuple[Slo | None, SearchPolicy]:
         max_rate=fields.positive_float("max_rate", default.max_rate),
         resolution=resolution,
         max_steps=fields.positive_int("max_steps", default.max_steps, maximum=100),
-        confirm=fields.boolean("confirm", default.confirm),
         warmup_s=fields.duration("warmup", 0.0) if fields.has("warmup") else None,
         duration_s=fields.duration("duration", 1.0) if fields.has("duration") else None,
     )

@@ -34,16 +34,7 @@ DEFAULT_MIN_RATE = 1.0  # req/s: below this the search reports "below the minimu
 DEFAULT_MAX_RATE = 100_000.0  # req/s: one generator process's honest ceiling on 2 cores
 DEFAULT_GROWTH = 2.0  # the ramp's factor per step
 DEFAULT_RESOLUTION = 0.05  # stop when the bracket is within 5 % of its lower end
-DEFAULT_MAX_STEPS = 16
-# The miss that would end a search is measured once more, on a new server, before it bounds the
-# capacity: a transient (a cold process, a neighbour, what an earlier overload left behind) can
-# fail a step, but it cannot make one pass, so only misses need a second look. In the reference
-# io_bound pairs, 9-13 of 49 searches a run ended on a miss below the rate the same server's
-# other searches met (uvicorn-h11 2,438 req/s against 4,200-4,262; gunicorn-uvicorn, its first
-# step at 2,500 missed at p99 461 ms, then 2,422 against 3,750-3,875), and those single searches
-# decided who was tied with the best. MLRsearch (IETF BMWG's draft for the same search in
-# network benchmarks) likewise judges a rate by the share of its trials that missed, not by one.
-DEFAULT_CONFIRM = True
+DEFAULT_MAX_STEPS = 12
 # Where to start from a closed-loop peak: an open loop at the closed-loop peak queues without
 # bound, so start below it.
 START_FRACTION_OF_PEAK = 0.5
@@ -189,7 +180,6 @@ class SearchPolicy:
     growth: float = DEFAULT_GROWTH
     resolution: float = DEFAULT_RESOLUTION
     max_steps: int = DEFAULT_MAX_STEPS
-    confirm: bool = DEFAULT_CONFIRM  # measure the miss that would end the search twice
     # each step's warm-up and measured time (None: the plan's)
     warmup_s: float | None = None
     duration_s: float | None = None
@@ -216,12 +206,7 @@ class CapacitySearch:
     ``peak_rps``, the server's best closed-loop throughput when known, sets the start when
     ``start_rate`` is not given (``start_rate_from``) and holds the ramp's first step above it
     to PEAK_HEADROOM above it: the ramp only takes another path, the bracket and its resolution
-    are the same (a step that passes there ramps on by ``growth``).
-
-    With ``policy.confirm`` (DEFAULT_CONFIRM), once the bracket is within the resolution its
-    upper end, a single miss, is measured again: a second miss ends the search there; a pass
-    overturns the miss, becomes the bracket's lower end, and the search goes on above it (to
-    the next miss seen above, or ramping)."""
+    are the same (a step that passes there ramps on by ``growth``)."""
 
     def __init__(self, policy: SearchPolicy, start_rate: float | None = None, *,
                  peak_rps: float | None = None) -> None:
@@ -232,10 +217,7 @@ class CapacitySearch:
         start = start_rate if start_rate is not None else policy.start_rate
         self._next: float | None = min(max(start, policy.min_rate), policy.max_rate)
         self.lo: tuple[float, str] | None = None  # highest passing (rate, trial id)
-        self.hi: tuple[float, str, str] | None = None  # lowest standing miss (rate, trial, why)
-        self._misses: list[tuple[float, str, str]] = []  # every miss not overturned since
-        self._confirming = False  # the next step measures ``hi`` again
-        self._confirmed = False  # ``hi`` missed twice
+        self.hi: tuple[float, str, str] | None = None  # lowest failing (rate, trial, why)
         self.steps = 0
         self._stopped: tuple[SearchStatus, str] | None = None
 
@@ -248,7 +230,6 @@ class CapacitySearch:
         or could not be judged (``undetermined``: the harness could not vouch for it)."""
         policy = self.policy
         self.steps += 1
-        confirming, self._confirming = self._confirming, False
         if undetermined is not None:
             which = f"trial {trial_id} at" if trial_id else "the step at"
             self._stop("undetermined", f"{which} {rate:g} req/s could not be judged: "
@@ -257,22 +238,14 @@ class CapacitySearch:
         if failure is None:
             if self.lo is None or rate > self.lo[0]:
                 self.lo = (rate, trial_id)
-            # a pass overturns the misses at or below it (the one measured again, if this was)
-            self._misses = [m for m in self._misses if m[0] > rate]
-        else:
-            self._misses.append((rate, trial_id, failure))
-        self._confirmed = confirming and failure is not None
-        self.hi = min(self._misses, key=lambda m: m[0], default=None)  # the first at its rate
+        elif self.hi is None or rate < self.hi[0]:
+            self.hi = (rate, trial_id, failure)
         lo, hi = self.lo, self.hi
         if lo is not None and hi is not None:
             if (hi[0] - lo[0]) / lo[0] <= policy.resolution:
-                if self._confirmed or not policy.confirm:
-                    self._stop("found", "")
-                    return
-                self._confirming = True
-                self._next = hi[0]
-            else:
-                self._next = (lo[0] + hi[0]) / 2.0
+                self._stop("found", "")
+                return
+            self._next = (lo[0] + hi[0]) / 2.0
         elif lo is not None:  # passing so far: ramp up
             if lo[0] >= policy.max_rate:
                 self._stop("at_least", f"met the objective at the search's maximum, "
@@ -311,8 +284,7 @@ class CapacitySearch:
         if status == "undetermined" and lo is not None:
             note += f"; it met the objective at {lo[0]:g} req/s before that"
         if not note and hi is not None:
-            twice = " twice" if self._confirmed else ""
-            note = f"{hi[0]:g} req/s failed{twice}: {hi[2]}"
+            note = f"{hi[0]:g} req/s failed: {hi[2]}"
         return Capacity(
             status=status,
             capacity_rps=lo[0] if lo is not None else None,

@@ -68,7 +68,6 @@ def test_good_scenario_parses() -> None:
         (('path = "/io"', 'path = "io"'), "'request.path'"),
         (('servers = ["uvicorn"]', "servers = []"), "'servers'"),
         (('name = "mine"', 'name = "mine"\ncolour = "blue"'), "'colour'"),
-        (("repeat = 2", 'repeat = 2\n[slo]\nconfirm = "yes"'), "'slo.confirm'"),
     ],
 )
 def test_bad_fields_are_named(edit: tuple[str, str], field: str) -> None:
@@ -79,12 +78,6 @@ def test_bad_fields_are_named(edit: tuple[str, str], field: str) -> None:
     assert message.startswith("bad.toml: ")
     assert field in message
     assert "\n" not in message
-
-
-def test_the_search_measures_its_last_miss_again_unless_told_not_to() -> None:
-    assert parse_scenario(GOOD, "mine.toml").search.confirm
-    text = GOOD + '[slo]\nobjective = "p99=100ms"\nconfirm = false\n'
-    assert not parse_scenario(text, "mine.toml").search.confirm
 
 
 def test_no_levels_is_an_error() -> None:
