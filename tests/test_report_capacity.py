@@ -233,7 +233,7 @@ def test_each_gateways_best_capacity_is_compared_its_tied_peers_named_beside_it(
     (versus,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
     assert versus.text.startswith(
         "At p99 <= 200 ms, errors <= 0.1%, best WSGI vs best ASGI: uvicorn (ASGI) (tied with "
-        "daphne (ASGI) and hypercorn (ASGI): no significant difference between them) "
+        "daphne (ASGI) and hypercorn (ASGI): none shown more than 5 % behind another) "
         "sustained 4,244 req/s"), versus.text
     assert ", gunicorn-gevent (WSGI) 3,290 req/s" in versus.text and ": 1.3× (" in versus.text
     assert versus.values["ranked"] == 1.0 and 0.04 < versus.values["p_value"] < 0.05

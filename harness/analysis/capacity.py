@@ -24,6 +24,7 @@ from harness.analysis.frames import RunData, head_to_head_rows, load_capacity
 from harness.analysis.guidance import (
     CLASSIC_PAIR,
     SINGLE_RUN_NOISE_FRACTION,
+    TIE_PHRASE,
     GuidanceItem,
     MeanCi,
     compare_repeats,
@@ -226,7 +227,7 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
     tied_with: dict[str, list[ServerCapacity]] = {}
     for group in groups:
         if len(group) > 1:
-            why = ("no significant difference between them"
+            why = (TIE_PHRASE
                    if all(c.spread is not None for c in group)
                    else "measured once, within the noise of each other")
             for cap in group:
@@ -297,19 +298,25 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
     if best is not None:
         # each gateway's best against the other's, the servers tied with it named beside it
         # (guidance._wsgi_vs_asgi says why not the weakest of the leading group)
-        groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
         wsgi, asgi = best
         what = "best WSGI vs best ASGI"
         h2h = head_to_head(capacity)
         if h2h is not None and {wsgi.server, asgi.server} <= set(h2h.servers):
             # the head-to-head searched these two (the runner's pick is this rule's): their
-            # figures and the test take every search of theirs, the plan's and those, when
-            # each of those found a capacity (else the plan's alone, as without them)
+            # figures, the test and who is tied with them take every search of theirs, the
+            # plan's and those, when each of those found a capacity (else the plan's alone, as
+            # without them). With the plan's 3 alone, one search of uvicorn's at 4,331 against
+            # 5,800 and 5,231 tied gunicorn-uvicorn (3,349) with it in one quiet run and not in
+            # the next; its 11 show gunicorn-uvicorn behind in both.
             joined = [ServerCapacity(server=c.server, gateway=c.gateway, rows=pd.concat(
                 [c.rows, h2h.servers[c.server].rows], ignore_index=True)) for c in (wsgi, asgi)]
             if all(c.measured for c in joined):
                 wsgi, asgi = joined
                 what += ", with the head-to-head searches"
+                by_gateway = {g: sorted(
+                    (next((j for j in joined if j.server == c.server), c) for c in caps_g),
+                    key=lambda c: (-c.mean, c.server)) for g, caps_g in by_gateway.items()}
+        groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
         items.append(_compare(run, objective, "capacity_wsgi_vs_asgi", what, wsgi, asgi,
                               groups))
         pair = {c.server: c for c in measured if c.server in CLASSIC_PAIR}
