@@ -214,7 +214,7 @@ def head_to_head(capacity: pd.DataFrame) -> HeadToHead | None:
 def _leaders(caps: list[ServerCapacity]) -> list[ServerCapacity]:
     """The highest capacity and those that cannot be told apart from it nor from each other
     (guidance.leading_block; ``caps`` highest mean first), by name."""
-    return sorted(leading_block(caps, lambda c: c.figures, what="capacity"),
+    return sorted(leading_block(caps, lambda c: c.figures),
                   key=lambda c: c.server)
 
 

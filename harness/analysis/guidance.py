@@ -246,7 +246,7 @@ def behind_beyond(best: Sequence[float], other: Sequence[float], ratio: float, *
 
 
 def tied(best: Sequence[float], other: Sequence[float], *, lowest: bool = False,
-         what: str = "throughput", margin: float = SAME_THROUGHPUT_RATIO_MAX) -> bool:
+         margin: float = SAME_THROUGHPUT_RATIO_MAX) -> bool:
     """Whether ``other`` cannot be told apart from ``best`` (each the figures of a row's
     repeats; ``lowest``: smaller is better): within SAME_THROUGHPUT_RATIO_MAX of it, or, over
     repeats, not shown more than SAME_THROUGHPUT_RATIO_MAX behind it (``behind_beyond``), or,
@@ -260,8 +260,7 @@ def tied(best: Sequence[float], other: Sequence[float], *, lowest: bool = False,
     more repeats only find smaller gaps. Against the 5 % that already makes two throughputs
     "about the same", they agree 0.88 of the time (0.91 with 6 repeats):
     benchmarks/tie_agreement.py. ``margin`` 1.0 is the test against no gap at all, for that
-    comparison. (``what`` is kept for callers that name the figure.)"""
-    del what
+    comparison."""
     b, o = float(np.mean(best)), float(np.mean(other))
     if b <= 0 or o <= 0:
         return b == o
@@ -292,8 +291,7 @@ def differ_at_all(groups: Sequence[Sequence[float]]) -> bool | None:
 
 
 def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]], *,
-                  lowest: bool = False, what: str = "throughput",
-                  margin: float = SAME_THROUGHPUT_RATIO_MAX) -> list[T]:
+                  lowest: bool = False, margin: float = SAME_THROUGHPUT_RATIO_MAX) -> list[T]:
     """``ordered`` best first: the first, then each next one while it cannot be told apart
     (``tied``) from any before it; the first that one of them beats ends the block.
 
@@ -315,7 +313,7 @@ def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]],
     seen: list[Sequence[float]] = []
     for item in ordered:
         mine = figures(item)
-        if block and not all(tied(theirs, mine, lowest=lowest, what=what, margin=margin)
+        if block and not all(tied(theirs, mine, lowest=lowest, margin=margin)
                              for theirs in seen):
             break
         block.append(item)
@@ -324,7 +322,7 @@ def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]],
 
 
 def leaders(rows: pd.DataFrame, column: str, figures: Callable[[pd.Series], list[float]], *,
-            lowest: bool = False, what: str = "throughput") -> list[pd.Series]:
+            lowest: bool = False) -> list[pd.Series]:
     """The best row by ``column`` and the rows that cannot be told apart from it nor from each
     other (``leading_block``), by server name.
 
@@ -332,8 +330,7 @@ def leaders(rows: pd.DataFrame, column: str, figures: Callable[[pd.Series], list
     them together is what a second run confirms. ``figures``: a row's repeats' figures."""
     ordered = rows.sort_values([column, "server"], ascending=[lowest, True], kind="stable")
     group = leading_block([row for _, row in ordered.iterrows()],
-                          lambda row: figures(row) or [float(row[column])], lowest=lowest,
-                          what=what)
+                          lambda row: figures(row) or [float(row[column])], lowest=lowest)
     return sorted(group, key=lambda r: str(r["server"]))
 
 
@@ -720,8 +717,8 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
         def tails(row: pd.Series, _column: str = column) -> list[float]:
             return trial_figures(run, row, _column)
 
-        lows = leaders(at, column, tails, lowest=True, what=name)
-        highs = leaders(at, column, tails, what=name)
+        lows = leaders(at, column, tails, lowest=True)
+        highs = leaders(at, column, tails)
         low = min(lows, key=lambda r: float(r[column]))
         high = max(highs, key=lambda r: float(r[column]))
         ratio = high[column] / low[column] if low[column] > 0 else math.nan
@@ -803,8 +800,8 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
                                                                              "server_cpu_pct")
         return [r / (c / 100.0) for r, c in zip(rps, cpu, strict=False) if c > 0]
 
-    his = leaders(peaks, "rps_per_cpu_s", per_cpu_s, what="requests per CPU-second")
-    los = leaders(peaks, "rps_per_cpu_s", per_cpu_s, lowest=True, what="requests per CPU-second")
+    his = leaders(peaks, "rps_per_cpu_s", per_cpu_s)
+    los = leaders(peaks, "rps_per_cpu_s", per_cpu_s, lowest=True)
     hi = max(his, key=lambda r: float(r["rps_per_cpu_s"]))
     lo = min(los, key=lambda r: float(r["rps_per_cpu_s"]))
 
@@ -850,8 +847,8 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
         return [float(v) for v in mine.groupby("repeat")[column].max()]
 
     repeated = rows["repeat"].nunique() >= MIN_REPEATS_FOR_STATS
-    lows = leaders(peaks, column, per_repeat, lowest=True, what="memory")
-    highs = leaders(peaks, column, per_repeat, what="memory")
+    lows = leaders(peaks, column, per_repeat, lowest=True)
+    highs = leaders(peaks, column, per_repeat)
     low = min(lows, key=lambda r: float(r[column]))
     high = max(highs, key=lambda r: float(r[column]))
     ratio = high[column] / low[column]
