@@ -172,8 +172,9 @@ class RichObserver:
                                          f" [yellow]{record.outcome}: {record.invalid_reason}[/]")
         p99 = f"{record.p99_ms:.1f} ms" if record.p99_ms is not None else "-"
         phase = "search " if record.phase == "search" else ""
+        level = record.concurrency or record.rate  # a bisected rate reads 3793.2, not its repr
         self.console.print(f"    {phase}{record.load_model} "
-                           f"{record.concurrency or record.rate:>6}: "
+                           f"{f'{level:>6g}' if level is not None else '-':>6}: "
                            f"{record.achieved_rps:9.1f} req/s  p99 {p99}  "
                            f"errors {record.errors}{flag}")
 
