@@ -55,11 +55,10 @@ def model(runs: list[dict[str, np.ndarray]]) -> tuple[dict[str, tuple[float, flo
     tau2 = float((resid ** 2).sum() / ((len(servers) - 1) * (len(runs) - 1))
                  - sampling.mean())
     params = {}
-    for s in servers:
+    for s, run_means in zip(servers, means, strict=True):
         deviations = np.concatenate([r[s] - r[s].mean() for r in runs])
         dof = sum(len(r[s]) - 1 for r in runs)
-        params[s] = (float(means[servers.index(s)].mean()),
-                     float(np.sqrt((deviations ** 2).sum() / dof)))
+        params[s] = (float(run_means.mean()), float(np.sqrt((deviations ** 2).sum() / dof)))
     return params, tau2
 
 

@@ -172,9 +172,9 @@ class RichObserver:
                                          f" [yellow]{record.outcome}: {record.invalid_reason}[/]")
         p99 = f"{record.p99_ms:.1f} ms" if record.p99_ms is not None else "-"
         phase = "search " if record.phase == "search" else ""
-        level = record.concurrency or record.rate  # a bisected rate reads 3793.2, not its repr
-        self.console.print(f"    {phase}{record.load_model} "
-                           f"{f'{level:>6g}' if level is not None else '-':>6}: "
+        level = record.concurrency or record.rate
+        level_text = "-" if level is None else f"{level:g}"  # a bisected rate: 3793.2
+        self.console.print(f"    {phase}{record.load_model} {level_text:>6}: "
                            f"{record.achieved_rps:9.1f} req/s  p99 {p99}  "
                            f"errors {record.errors}{flag}")
 

@@ -177,9 +177,13 @@ def server_capacities(capacity: pd.DataFrame) -> list[ServerCapacity]:
     """The plan's searches of capacity.csv (not the head-to-head ones) grouped by server,
     highest mean capacity first (unmeasured ones last). With several app families, by series:
     ``server`` then reads ``"uvicorn · django"``."""
-    caps = _by_server(capacity[~head_to_head_rows(capacity)], "repeat")
-    return sorted(caps, key=lambda c: (not c.measured, -(c.mean if c.measured else 0.0),
-                                       c.server))
+    return sorted(_by_server(capacity[~head_to_head_rows(capacity)], "repeat"),
+                  key=_capacity_order)
+
+
+def _capacity_order(cap: ServerCapacity) -> tuple[bool, float, str]:
+    """Highest mean capacity first, unmeasured ones last, then by name."""
+    return (not cap.measured, -(cap.mean if cap.measured else 0.0), cap.server)
 
 
 def best_of_each_gateway(caps: list[ServerCapacity]
@@ -313,9 +317,10 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
             if all(c.measured for c in joined):
                 wsgi, asgi = joined
                 what += ", with the head-to-head searches"
-                by_gateway = {g: sorted(
-                    (next((j for j in joined if j.server == c.server), c) for c in caps_g),
-                    key=lambda c: (-c.mean, c.server)) for g, caps_g in by_gateway.items()}
+                searched = {c.server: c for c in joined}
+                by_gateway = {g: sorted((searched.get(c.server, c) for c in caps_g),
+                                        key=_capacity_order)
+                              for g, caps_g in by_gateway.items()}
         groups = (_leaders(by_gateway["wsgi"]), _leaders(by_gateway["asgi"]))
         items.append(_compare(run, objective, "capacity_wsgi_vs_asgi", what, wsgi, asgi,
                               groups))

@@ -297,8 +297,7 @@ def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]],
 
     So "none shown more than 5 % behind another" (TIE_PHRASE) holds for every pair named (or,
     when the gate below names them all, no difference at all is shown), and no server is
-    named among the best
-    while a better one beats it. Tested against the best alone, a group
+    named among the best while a better one beats it. Tested against the best alone, a group
     read "5 servers that cannot be told apart" while uvicorn beat uvicorn-h11 in it (p = 0.02):
     the best's one wild repeat (4,066-6,355 req/s) had tied everything within 30 % of it.
 
