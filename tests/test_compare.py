@@ -321,6 +321,55 @@ def test_the_same_winners_agree_whoever_the_losing_sides_tied_group_holds() -> N
     assert not row.same
 
 
+def _efficiency_run(run_dir: Path, figures: dict[str, list[tuple[float, float]]]) -> Path:
+    """One level, each server's repeats as (req/s, server CPU %)."""
+    rows = []
+    for k, (server, repeats) in enumerate(figures.items()):
+        gateway = "asgi" if server in ("granian-asgi", "uvicorn") else "wsgi"
+        for i, (rps, cpu) in enumerate(repeats, start=1):
+            rows.append((record(f"{k:02d}{i:02d}-{server}-c512-r{i}", server=server,
+                                gateway=gateway, concurrency=512, repeat=i, achieved_rps=rps,
+                                server_cpu_pct=cpu), None))
+    return write_run(run_dir, rows)
+
+
+def test_the_most_efficient_are_the_winners_whoever_is_named_least_efficient(
+        tmp_path: Path) -> None:
+    """The published io_bound pair: the same most efficient servers in both runs; among the
+    least, gunicorn-gthread was shown more than 5 % ahead of gunicorn-sync in run A (1,227
+    against 944 requests per CPU-second) and not in run B (1,103 against 1,133)."""
+    asgi = {"granian-asgi": [(6600.0, 97.0), (6500.0, 96.5), (6640.0, 97.2)],
+            "uvicorn": [(6450.0, 97.5), (6380.0, 96.8), (6500.0, 97.6)]}
+    first = _efficiency_run(tmp_path / "a", {
+        **asgi, "gunicorn-gthread": [(115.2, 9.27), (115.2, 9.16), (114.6, 9.70)],
+        "gunicorn-sync": [(57.6, 6.71), (57.6, 6.30), (57.6, 5.44)]})
+    again = _efficiency_run(tmp_path / "b", {
+        **asgi, "gunicorn-gthread": [(116.4, 8.56), (114.0, 10.72), (115.2, 13.00)],
+        "gunicorn-sync": [(58.2, 4.19), (57.2, 5.60), (57.6, 5.85)]})
+    items = {}
+    for label, path in (("a", first), ("b", again)):
+        run = RunData.load(path)
+        (items[label],) = [i for i in compute_guidance(run, summarize(run))
+                           if i.topic == "efficiency"]
+        assert items[label].winners == ("granian-asgi", "uvicorn")
+        assert items[label].values["ranked"] == 1.0
+    assert "least efficient: gunicorn-sync (WSGI) " in items["a"].text
+    assert "gunicorn-gthread (WSGI)" not in items["a"].text
+    assert "least efficient: gunicorn-gthread (WSGI) " in items["b"].text
+    (row,) = compare_guidance([items["a"]], [items["b"]])
+    assert row.finding and row.same_winners and row.same
+    # the two ends cannot be told apart: no winners, and no winner in either run agrees
+    flat = _efficiency_run(tmp_path / "c", {
+        "uvicorn": [(160.0, 99.0), (150.0, 98.0), (170.0, 99.5)],
+        "gunicorn-sync": [(155.0, 99.0), (165.0, 99.0), (150.0, 98.5)]})
+    run = RunData.load(flat)
+    (even,) = [i for i in compute_guidance(run, summarize(run)) if i.topic == "efficiency"]
+    assert "cannot be told apart" in even.text
+    assert even.winners == () and even.values["ranked"] == 0.0
+    (row,) = compare_guidance([items["a"]], [even])
+    assert not row.same
+
+
 def test_best_wsgi_vs_best_asgi_compares_each_gateways_best(tmp_path: Path) -> None:
     """The first published io_bound run at 512 clients. Its weakest ASGI server tied with the
     best (gunicorn-uvicorn, 3,930-6,250 req/s) against granian-wsgi read "no significant

@@ -146,6 +146,7 @@ def test_guidance_numbers_trace_back_to_trials_csv(report_run: Path) -> None:
     for row, part in ((low, least), (high, most)):
         mb = fmt_mb(float(row["server_pss_mb"]))
         assert f"{row['server']} ({row['gateway'].upper()}) {mb} MB (" in part
+    assert memory.winners == (low["server"],)  # the least end (agreement.py judges by it)
     valid_rss = [float(r["server_rss_mb"]) for r in rows.values() if r["valid"] == "true"]
     assert float(high["server_rss_mb"]) == max(valid_rss)
 

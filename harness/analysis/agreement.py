@@ -9,7 +9,9 @@ comparison that names winners in both runs agrees when it names the same winners
 ``winners``), whoever the losing side's tied group holds: "granian-asgi (tied with
 gunicorn-uvicorn and uvicorn) served 1.8x the throughput of granian-wsgi" and "uvicorn (tied
 with granian-asgi and gunicorn-uvicorn) served 2.2x the throughput of gunicorn-gevent (tied
-with granian-wsgi)" give the same answer to "best WSGI or best ASGI?".
+with granian-wsgi)" give the same answer to "best WSGI or best ASGI?". A sentence naming both
+ends of a ranking (the most and the least efficient, memory, tail latency) has the best end's
+servers as its winners, the other end as its losing side (``guidance.ends_winners``).
 Caveats (a busy machine, noisy repeats) and the note that repeats agreed describe how a run
 was measured, not what it found: they are shown but not judged.
 

@@ -367,6 +367,21 @@ def indistinct(best: Sequence[pd.Series], worst: Sequence[pd.Series], rows: pd.D
     return sorted((r for _, r in rows.iterrows()), key=lambda r: str(r["server"]))
 
 
+def ends_winners(best: Sequence[pd.Series], every: Sequence[pd.Series] | None
+                 ) -> tuple[str, ...]:
+    """The winners (``GuidanceItem.winners``) of a sentence that names both ends of a ranking
+    (the most and the least efficient, memory, tail latency): the best end's servers; none when
+    the two ends cannot be told apart (``every``, from ``indistinct``).
+
+    The best end, as for best WSGI vs best ASGI, where the losing side's tied group may differ
+    from run to run: which servers are named with the worst is a gap near the tie margin too.
+    In seven io_bound runs of the reference plan, the least efficient were gunicorn-sync alone
+    in two and gunicorn-gthread with it in five (once uWSGI too): servers at 5-11 % of a CPU,
+    their requests per CPU-second within about a fifth of each other. The most efficient were
+    the same three servers in all seven."""
+    return () if every is not None else tuple(sorted(str(r["server"]) for r in best))
+
+
 def trial_figures(run: RunData, row: pd.Series, column: str) -> list[float]:
     """A summary row's measured repeats' ``column`` from trials.csv."""
     trials = run.trials.set_index("trial_id")
@@ -742,8 +757,9 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
             text = (f"Tail latency at {where}: the lowest {name}: {members(lows)}; the "
                     f"highest: {members(highs)}, {spread}.")
         return [GuidanceItem(topic="tail", text=text, run_id=run.run_id,
-                             trial_ids=_ids(*lows, *highs),
-                             values={"level": float(level), "percentile": pct,
+                             trial_ids=_ids(*lows, *highs), winners=ends_winners(lows, every),
+                             values={"ranked": float(every is None),
+                                     "level": float(level), "percentile": pct,
                                      f"{name}_low_ms": low[column], "p50_low_ms": low["p50_ms"],
                                      f"{name}_high_ms": high[column],
                                      "p50_high_ms": high["p50_ms"], "ratio": ratio})]
@@ -817,8 +833,9 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
         text = (f"CPU efficiency at each server's peak throughput: {members_text(his, part)}; "
                 f"least efficient: {members_text(los, part)}.")
     return [GuidanceItem(topic="efficiency", text=text, run_id=run.run_id,
-                         trial_ids=_ids(*his, *los),
-                         values={"rps_per_cpu_s_best": hi["rps_per_cpu_s"],
+                         trial_ids=_ids(*his, *los), winners=ends_winners(his, every),
+                         values={"ranked": float(every is None),
+                                 "rps_per_cpu_s_best": hi["rps_per_cpu_s"],
                                  "rps_best": hi["achieved_rps"], "cpu_best": hi["server_cpu_pct"],
                                  "rps_per_cpu_s_worst": lo["rps_per_cpu_s"],
                                  "rps_worst": lo["achieved_rps"],
@@ -865,7 +882,9 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[GuidanceItem]:
                 f"{members(highs)}, {fmt_ratio(ratio)} the least.")
     return [GuidanceItem(topic="memory", text=text, run_id=run.run_id,
                          trial_ids=tuple(dict.fromkeys(str(r["trial_id"]) for r in lows + highs)),
-                         values={"pss": float(column == "server_pss_mb"), "low_mb": low[column],
+                         winners=ends_winners(lows, every),
+                         values={"ranked": float(every is None),
+                                 "pss": float(column == "server_pss_mb"), "low_mb": low[column],
                                  "high_mb": high[column], "ratio": ratio})]
 
 
