@@ -334,7 +334,7 @@ def _efficiency_run(run_dir: Path, figures: dict[str, list[tuple[float, float]]]
 
 
 def test_the_most_efficient_are_the_winners_whoever_is_named_least_efficient(
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The published io_bound pair: the same most efficient servers in both runs; among the
     least, gunicorn-gthread was shown more than 5 % ahead of gunicorn-sync in run A (1,227
     against 944 requests per CPU-second) and not in run B (1,103 against 1,133)."""
@@ -358,6 +358,9 @@ def test_the_most_efficient_are_the_winners_whoever_is_named_least_efficient(
     assert "least efficient: gunicorn-gthread (WSGI) " in items["b"].text
     (row,) = compare_guidance([items["a"]], [items["b"]])
     assert row.finding and row.same_winners and row.same
+    assert cli.main(["compare", str(first), str(again)]) == 0
+    assert ("[same winners: in another order, or the other side differs] efficiency"
+            in capsys.readouterr().out)
     # the two ends cannot be told apart: no winners, and no winner in either run agrees
     flat = _efficiency_run(tmp_path / "c", {
         "uvicorn": [(160.0, 99.0), (150.0, 98.0), (170.0, 99.5)],

@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     for row in rows:
         mark = (("same: no winner in either" if row.unranked
                  else "same" if shape(row.a or "") == shape(row.b or "")
-                 else "same winners: the other side's group differs") if row.same
+                 else "same winners: in another order, or the other side differs") if row.same
                 else "DIFFERS") if row.finding else "caveat"
         print(f"[{mark}] {row.topic}")
         print(f"  A: {row.a if row.a is not None else '(no such sentence)'}")
