@@ -337,7 +337,7 @@ def test_the_most_efficient_are_the_winners_whoever_is_named_least_efficient(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The published io_bound pair: the same most efficient servers in both runs; among the
     least, gunicorn-gthread was shown more than 5 % ahead of gunicorn-sync in run A (1,227
-    against 944 requests per CPU-second) and not in run B (1,103 against 1,133)."""
+    against 944 requests per CPU-second) and not in run B (1,103 against 1,132)."""
     asgi = {"granian-asgi": [(6600.0, 97.0), (6500.0, 96.5), (6640.0, 97.2)],
             "uvicorn": [(6450.0, 97.5), (6380.0, 96.8), (6500.0, 97.6)]}
     first = _efficiency_run(tmp_path / "a", {
