@@ -18,6 +18,7 @@ import pytest
 
 from harness import runner as runner_module
 from harness.analysis import load_series
+from harness.analysis.frames import busy_trials, load_run
 from harness.backends.local import LocalBackend, RunningServer
 from harness.catalogue import Target, get_server, make_target
 from harness.errors import GeneratorError
@@ -52,6 +53,8 @@ UPSTREAM_MS = 50
 RUN_TIMEOUT_S = 240.0
 CPU_BOUND_GAIN_MAX = 1.5  # uvicorn, 16 clients vs 1: measured 1.0-1.3x (I/O-bound: ~16x)
 CPU_BOUND_ASYNC_GAIN_MAX = 2.0  # uvicorn vs gunicorn-sync: measured 1.1-1.6x (I/O-bound: ~100x)
+# runs of the CPU-bound ratio test at most: one more when a trial was taken on a busy machine
+CPU_BOUND_RUNS = 2
 # a rate one generator process meets with ease on a busy machine (hello: thousands a second)
 EASY_RATE_RPS = 100.0
 # steps for a search that starts from 16 clients' closed-loop peak (the default is 12): see its test
@@ -175,14 +178,24 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_measured(tmp_path: Path) -> 
 
 
 def test_cpu_bound_async_gains_nothing_and_blocks_its_loop(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = subprocess.run(
-        harness_cmd("run", "--scenario", "cpu_bound", "--servers", "gunicorn-sync,uvicorn",
-                    "--concurrency", "1,16", "--duration", "2s", "--warmup", "500ms",
-                    "--out", str(out), "--no-report"),
-        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    """Ratios of 2 s trials on one CPU: a run where the harness flags one of uvicorn's trials as
+    taken on a busy machine is run again, up to CPU_BOUND_RUNS in all, and the last one is
+    asserted on. In a CI rehearsal (Dec 5) uvicorn served 108 req/s at 1 client and 168 at 16
+    (1.56x) while the harness's probe found the server's CPU 1.3x slower than its recent pace
+    during the first. uvicorn's only: gunicorn-sync's three workers at 16 clients put the probe
+    at 1.4-1.7x in every run (three of three, quiet machine or not), so its flag says nothing
+    of this run against another."""
+    for attempt in range(1, CPU_BOUND_RUNS + 1):
+        out = tmp_path / f"run{attempt}"
+        proc = subprocess.run(
+            harness_cmd("run", "--scenario", "cpu_bound", "--servers", "gunicorn-sync,uvicorn",
+                        "--concurrency", "1,16", "--duration", "2s", "--warmup", "500ms",
+                        "--out", str(out), "--no-report"),
+            capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        if not (busy_trials(load_run(out))["server"] == "uvicorn").any():
+            break
     rows = {(r["server"], int(r["concurrency"])): r for r in read_trials_rows(out)}
     assert all(r["valid"] == "true" for r in rows.values()), rows
     sync16 = float(rows[("gunicorn-sync", 16)]["achieved_rps"])
