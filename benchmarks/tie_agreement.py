@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.analysis.guidance import SAME_THROUGHPUT_RATIO_MAX, leading_block
+from harness.analysis.stats import SAME_THROUGHPUT_RATIO_MAX, leading_block
 
 MARGINS = (1.0, SAME_THROUGHPUT_RATIO_MAX)
 

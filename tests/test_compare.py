@@ -10,15 +10,15 @@ import pytest
 
 from harness import cli
 from harness.analysis.agreement import compare_guidance, compare_runs, shape
+from harness.analysis.findings.common import leaders
+from harness.analysis.findings.record import Finding
 from harness.analysis.frames import RunData, busy_trials, summarize
-from harness.analysis.guidance import (
+from harness.analysis.guidance import compute_guidance
+from harness.analysis.stats import (
     TIE_PHRASE,
-    GuidanceItem,
     behind_beyond,
     compare_repeats,
-    compute_guidance,
     differ_at_all,
-    leaders,
     tied,
 )
 from tests.analysis_fixtures import record, write_run
@@ -144,8 +144,8 @@ def test_servers_the_measurement_cannot_separate_are_named_together(tmp_path: Pa
 
 
 def test_sentences_pair_by_content_within_a_topic() -> None:
-    def item(topic: str, text: str, caveat: bool = False) -> GuidanceItem:
-        return GuidanceItem(topic=topic, text=text, run_id="r", caveat=caveat)
+    def item(topic: str, text: str, caveat: bool = False) -> Finding:
+        return Finding(topic=topic, text=text, run_id="r", caveat=caveat)
 
     a = [item("overloaded", "Overloaded: gunicorn-gevent (WSGI) did not keep up at 512 clients."),
          item("overloaded", "Overloaded: gunicorn-sync (WSGI) did not keep up at 800 req/s."),
@@ -285,8 +285,8 @@ def test_every_pair_in_the_tied_group_is_tied_and_the_next_is_beaten(lowest: boo
 
 
 def test_no_winner_in_either_run_agrees_whoever_the_tied_groups_hold() -> None:
-    def item(text: str, ranked: float) -> GuidanceItem:
-        return GuidanceItem(topic="capacity_wsgi_vs_asgi", text=text, run_id="r",
+    def item(text: str, ranked: float) -> Finding:
+        return Finding(topic="capacity_wsgi_vs_asgi", text=text, run_id="r",
                             values={"ranked": ranked, "p_value": 0.5})
 
     tie_a = item("no significant difference: daphne (ASGI) and uvicorn (ASGI) sustained 147, "
@@ -301,8 +301,8 @@ def test_no_winner_in_either_run_agrees_whoever_the_tied_groups_hold() -> None:
 
 
 def test_the_same_winners_agree_whoever_the_losing_sides_tied_group_holds() -> None:
-    def item(text: str, winners: tuple[str, ...]) -> GuidanceItem:
-        return GuidanceItem(topic="wsgi_vs_asgi", text=text, run_id="r", winners=winners,
+    def item(text: str, winners: tuple[str, ...]) -> Finding:
+        return Finding(topic="wsgi_vs_asgi", text=text, run_id="r", winners=winners,
                             values={"ranked": 1.0 if winners else 0.0, "p_value": 0.01})
 
     leaders = ("granian-asgi", "gunicorn-uvicorn", "uvicorn")

@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 
 from harness.analysis import GROUP_KEYS, RunData, compute_guidance, plot_throughput, summarize
-from harness.analysis.families import (
-    family_guidance,
-    multi_app,
-    series_name,
-    series_run,
-    series_view,
-)
-from harness.analysis.guidance import GuidanceItem, fmt_ms, fmt_ratio, fmt_rps
+from harness.analysis.families import multi_app, series_name, series_run, series_view
+from harness.analysis.findings.families import family_guidance
+from harness.analysis.findings.record import Finding
 from harness.analysis.report import write_report
 from harness.analysis.synthetic import (
     SyntheticFamiliesSpec,
@@ -25,6 +20,7 @@ from harness.analysis.synthetic import (
     write_synthetic_families_run,
     write_synthetic_run,
 )
+from harness.analysis.wording import fmt_ms, fmt_ratio, fmt_rps
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def families_summary(families_run: RunData) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def items(families_run: RunData, families_summary: pd.DataFrame) -> list[GuidanceItem]:
+def items(families_run: RunData, families_summary: pd.DataFrame) -> list[Finding]:
     return compute_guidance(families_run, families_summary)
 
 
@@ -49,7 +45,7 @@ def _row(summary: pd.DataFrame, server: str, app: str, level: int) -> pd.Series:
     return match.iloc[0]
 
 
-def _item(items: list[GuidanceItem], topic: str, start: str) -> GuidanceItem:
+def _item(items: list[Finding], topic: str, start: str) -> Finding:
     found = [i for i in items if i.topic == topic and i.text.startswith(start)]
     assert len(found) == 1, [i.text for i in items if i.topic == topic]
     return found[0]
@@ -95,7 +91,7 @@ def test_one_app_runs_are_untouched(tmp_path: Path) -> None:
     assert not [i for i in found if " · " in i.text]
 
 
-def test_cross_server_items_and_plots_name_the_series(items: list[GuidanceItem],
+def test_cross_server_items_and_plots_name_the_series(items: list[Finding],
                                                       families_summary: pd.DataFrame) -> None:
     best = _item(items, "best", "I/O-bound: the highest")
     assert "uvicorn · raw (ASGI), 2,400 req/s" in best.text
@@ -110,7 +106,7 @@ def test_cross_server_items_and_plots_name_the_series(items: list[GuidanceItem],
 
 # -- within a group -------------------------------------------------------------------------
 
-def test_django_sync_wsgi_sync_asgi_async(items: list[GuidanceItem],
+def test_django_sync_wsgi_sync_asgi_async(items: list[Finding],
                                           families_summary: pd.DataFrame) -> None:
     item = _item(items, "family_group", "Django,")
     wsgi = _row(families_summary, "gunicorn-sync", "django", 256)
@@ -131,7 +127,7 @@ def test_django_sync_wsgi_sync_asgi_async(items: list[GuidanceItem],
     assert item.values["ratio_django-async_asgi"] == pytest.approx(a / w)
 
 
-def test_flask_quart_at_the_level_both_held(items: list[GuidanceItem],
+def test_flask_quart_at_the_level_both_held(items: list[Finding],
                                             families_summary: pd.DataFrame) -> None:
     # Flask on gunicorn-sync was overloaded at 256 clients: the comparison is at 64.
     item = _item(items, "family_group", "Flask vs Quart")
@@ -145,7 +141,7 @@ def test_flask_quart_at_the_level_both_held(items: list[GuidanceItem],
     assert item.trial_ids == ("0008-gunicorn-sync+flask-c64-r1", "0023-uvicorn+quart-c64-r1")
 
 
-def test_flask_fastapi_says_when_the_load_capped_the_faster(items: list[GuidanceItem]) -> None:
+def test_flask_fastapi_says_when_the_load_capped_the_faster(items: list[Finding]) -> None:
     item = _item(items, "family_group", "Flask vs FastAPI")
     assert item.text.startswith("Flask vs FastAPI, I/O-bound, 64 concurrent clients: FastAPI on "
                                 "uvicorn served 22.2× the throughput of Flask on gunicorn-sync")
@@ -153,7 +149,7 @@ def test_flask_fastapi_says_when_the_load_capped_the_faster(items: list[Guidance
             "1,280 req/s), so the gap may be larger") in item.text
 
 
-def test_no_valid_comparison_names_the_levels_that_were_not(items: list[GuidanceItem]) -> None:
+def test_no_valid_comparison_names_the_levels_that_were_not(items: list[Finding]) -> None:
     item = _item(items, "family_group", "Pyramid vs Starlette")
     assert item.caveat
     assert item.text == (
@@ -199,7 +195,7 @@ def test_repeats_carry_the_test(tmp_path: Path) -> None:
 
 # -- the cost against raw on the same server ------------------------------------------------
 
-def test_framework_cost_on_uvicorn(items: list[GuidanceItem],
+def test_framework_cost_on_uvicorn(items: list[Finding],
                                    families_summary: pd.DataFrame) -> None:
     item = _item(items, "family_overhead", "Framework cost on uvicorn")
     raw = _row(families_summary, "uvicorn", "raw", 256)
@@ -215,7 +211,7 @@ def test_framework_cost_on_uvicorn(items: list[GuidanceItem],
     assert item.values["ratio_fastapi"] == pytest.approx(1500 / 2400)
 
 
-def test_framework_cost_picks_the_level_with_most_families(items: list[GuidanceItem]) -> None:
+def test_framework_cost_picks_the_level_with_most_families(items: list[Finding]) -> None:
     # flask was overloaded at 256 clients: at 64 all three frameworks compare with raw
     item = _item(items, "family_overhead", "Framework cost on gunicorn-sync")
     assert item.text.startswith("Framework cost on gunicorn-sync, I/O-bound, 64 concurrent "
@@ -238,7 +234,7 @@ def test_framework_cost_without_raw(tmp_path: Path) -> None:
                          "io_upstream: took 1189 ms).")
 
 
-def test_family_items_come_after_the_cross_server_findings(items: list[GuidanceItem]) -> None:
+def test_family_items_come_after_the_cross_server_findings(items: list[Finding]) -> None:
     topics = [i.topic for i in items]
     assert topics.index("wsgi_vs_asgi") < topics.index("family_group")
     assert all(i.run_id == "synthetic-frameworks" for i in items)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.analysis import RunData, compute_guidance, merge_histograms, summarize, write_report
-from harness.analysis.guidance import fmt_mb, fmt_ms, fmt_rps
+from harness.analysis.wording import fmt_mb, fmt_ms, fmt_rps
 from harness.cli import main as cli_main
 from harness.errors import UsageError
 from harness.results import TRIALS_FILE, histogram_path

@@ -17,7 +17,7 @@ import pytest
 from harness.analysis import (
     INVALID_LABEL,
     OVERLOADED_LABEL,
-    GuidanceItem,
+    Finding,
     RunData,
     compute_guidance,
     load_capacity,
@@ -29,8 +29,9 @@ from harness.analysis import (
     write_report,
 )
 from harness.analysis.capacity import best_of_each_gateway, objective_of
-from harness.analysis.guidance import SINGLE_RUN_NOISE_FRACTION, fmt_ratio, fmt_rps
 from harness.analysis.report import PLOT_LEGEND
+from harness.analysis.stats import SINGLE_RUN_NOISE_FRACTION
+from harness.analysis.wording import fmt_ratio, fmt_rps
 from harness.noise import BUSY_OTHERS_PCT
 from harness.plan import build_plan
 from harness.results import CAPACITY_FILE, TRIALS_FILE, CapacityRecord, RunWriter
@@ -61,9 +62,9 @@ def _capacity_rows(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _items(run_dir: Path) -> dict[str, list[GuidanceItem]]:
+def _items(run_dir: Path) -> dict[str, list[Finding]]:
     run = RunData.load(run_dir)
-    found: dict[str, list[GuidanceItem]] = {}
+    found: dict[str, list[Finding]] = {}
     for item in compute_guidance(run, summarize(run)):
         found.setdefault(item.topic, []).append(item)
     return found

@@ -6,14 +6,13 @@
 >>> write_report([Path("results/20261124-231500-io_bound")])           # doctest: +SKIP
 """
 
-from harness.analysis.capacity import (
-    HeadToHead,
-    ServerCapacity,
-    capacity_guidance,
-    head_to_head,
-    server_capacities,
-)
-from harness.analysis.families import family_guidance, multi_app, series_view
+from harness.analysis.capacity import HeadToHead, ServerCapacity, head_to_head, server_capacities
+from harness.analysis.families import multi_app, series_view
+from harness.analysis.findings.capacity import capacity_guidance
+from harness.analysis.findings.caveats import NOISY_CV_MAX
+from harness.analysis.findings.common import CEILING_FRACTION, service_floor
+from harness.analysis.findings.families import family_guidance
+from harness.analysis.findings.record import Finding
 from harness.analysis.frames import (
     GROUP_KEYS,
     TRIAL_DTYPES,
@@ -31,18 +30,7 @@ from harness.analysis.frames import (
     percentile_spectrum,
     summarize,
 )
-from harness.analysis.guidance import (
-    CEILING_FRACTION,
-    NOISY_CV_MAX,
-    SIGNIFICANCE_LEVEL,
-    SINGLE_RUN_NOISE_FRACTION,
-    GuidanceItem,
-    compare_repeats,
-    compute_guidance,
-    guidance_table,
-    mean_ci,
-    service_floor,
-)
+from harness.analysis.guidance import compute_guidance, guidance_table
 from harness.analysis.plots import (
     INVALID_LABEL,
     OVERLOADED_LABEL,
@@ -56,6 +44,12 @@ from harness.analysis.plots import (
     server_styles,
 )
 from harness.analysis.report import write_report
+from harness.analysis.stats import (
+    SIGNIFICANCE_LEVEL,
+    SINGLE_RUN_NOISE_FRACTION,
+    compare_repeats,
+    mean_ci,
+)
 
 __all__ = [
     "CEILING_FRACTION",
@@ -66,7 +60,7 @@ __all__ = [
     "SIGNIFICANCE_LEVEL",
     "SINGLE_RUN_NOISE_FRACTION",
     "TRIAL_DTYPES",
-    "GuidanceItem",
+    "Finding",
     "HeadToHead",
     "RunData",
     "ServerCapacity",

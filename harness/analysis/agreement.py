@@ -26,8 +26,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.analysis.findings.record import Finding
 from harness.analysis.frames import RunData, busy_trials, summarize
-from harness.analysis.guidance import FIGURE_RE, GuidanceItem, compute_guidance
+from harness.analysis.guidance import compute_guidance
+from harness.analysis.wording import FIGURE_RE
 from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
 # Not caveats in the report (good news reads as a finding), but about the measurement:
@@ -61,17 +63,17 @@ class Agreement:
             self.unranked or self.same_winners or shape(self.a) == shape(self.b))
 
 
-def _unranked(item: GuidanceItem | None) -> bool:
+def _unranked(item: Finding | None) -> bool:
     return item is not None and item.values.get("ranked") == 0.0
 
 
-def _same_winners(first: GuidanceItem | None, second: GuidanceItem | None) -> bool:
+def _same_winners(first: Finding | None, second: Finding | None) -> bool:
     return (first is not None and second is not None and bool(first.winners)
             and first.winners == second.winners)
 
 
-def _by_topic(items: list[GuidanceItem]) -> dict[str, list[GuidanceItem]]:
-    grouped: dict[str, list[GuidanceItem]] = defaultdict(list)
+def _by_topic(items: list[Finding]) -> dict[str, list[Finding]]:
+    grouped: dict[str, list[Finding]] = defaultdict(list)
     for item in items:
         grouped[item.topic].append(item)
     return grouped
@@ -86,7 +88,7 @@ def compare_runs(run_a: Path | str | RunData, run_b: Path | str | RunData) -> li
     return compare_guidance(*guidance)
 
 
-def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
+def compare_guidance(items_a: list[Finding], items_b: list[Finding]
                      ) -> list[Agreement]:
     """Two runs' guidance items paired by topic (run A's order, then B's extra topics)."""
     a, b = _by_topic(items_a), _by_topic(items_b)
@@ -96,7 +98,7 @@ def compare_guidance(items_a: list[GuidanceItem], items_b: list[GuidanceItem]
         # Pair the same sentence first (a topic can hold one per server or per level), then
         # what is left, in order: a sentence only one run has is a difference.
         mine, theirs = list(a.get(topic, [])), list(b.get(topic, []))
-        pairs: list[tuple[GuidanceItem | None, GuidanceItem | None]] = []
+        pairs: list[tuple[Finding | None, Finding | None]] = []
         for item in list(mine):
             match = next((t for t in theirs if shape(t.text) == shape(item.text)), None)
             if match is not None:

@@ -29,18 +29,11 @@ from harness import __version__
 from harness.analysis import capacity as capacity_mod
 from harness.analysis import plots, websocket
 from harness.analysis.families import multi_app, series_view
+from harness.analysis.findings.common import pick_level
+from harness.analysis.findings.record import Finding
 from harness.analysis.frames import RunData, busy_trials, load_capacity, summarize
-from harness.analysis.guidance import (
-    GuidanceItem,
-    compute_guidance,
-    fmt_mb,
-    fmt_ms,
-    fmt_pct,
-    fmt_rps,
-    kind_label,
-    level_phrase,
-    pick_level,
-)
+from harness.analysis.guidance import compute_guidance
+from harness.analysis.wording import fmt_mb, fmt_ms, fmt_pct, fmt_rps, kind_label, level_phrase
 from harness.errors import UsageError
 
 HTML_FILE = "report.html"
@@ -68,7 +61,7 @@ class RunSection:
     run: RunData
     slug: str
     summary: pd.DataFrame
-    guidance: list[GuidanceItem]
+    guidance: list[Finding]
     plots: list[PlotFile]
     capacity: pd.DataFrame  # capacity.csv, typed (empty without a capacity search)
 
@@ -500,7 +493,7 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _html_refs(item: GuidanceItem, slug: str) -> str:
+def _html_refs(item: Finding, slug: str) -> str:
     if not item.trial_ids:
         return ""
     links = ", ".join(f'<a href="#{_e(slug)}-t-{_e(t)}" title="{_e(t)}">{_e(short_id(t))}</a>'
@@ -652,7 +645,7 @@ def _md_table(rows: Sequence[Mapping[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md_refs(item: GuidanceItem) -> str:
+def _md_refs(item: Finding) -> str:
     if not item.trial_ids:
         return ""
     return " [trials: " + ", ".join(short_id(t) for t in item.trial_ids) + "]"
