@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from harness import cli
-from harness.analysis.agreement import compare_guidance, compare_runs, shape
+from harness.analysis import wording
+from harness.analysis.agreement import compare_guidance, compare_runs
 from harness.analysis.findings.common import leaders
 from harness.analysis.findings.record import Finding
 from harness.analysis.frames import RunData, busy_trials, summarize
@@ -36,11 +38,22 @@ def _pair_run(run_dir: Path, wsgi: list[float], asgi: list[float]) -> Path:
     return write_run(run_dir, rows)
 
 
-def test_shape_keeps_names_and_verdicts_not_figures() -> None:
-    a = "uvicorn (ASGI) served 1.52× the throughput of gunicorn-sync (6,737 vs 57.0 req/s)"
-    b = "uvicorn (ASGI) served 1.31× the throughput of gunicorn-sync (5,418 vs 56.9 req/s)"
-    assert shape(a) == shape(b)
-    assert shape(a) != shape(a.replace("uvicorn", "granian-asgi"))
+def test_rewording_a_finding_changes_no_verdict(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compare reads the records, not the sentences: a reworded template (and every sentence
+    replaced outright) gives the same pairs and verdicts."""
+    first = _pair_run(tmp_path / "a", [1000.0, 1010.0, 990.0], [3000.0, 3030.0, 2970.0])
+    again = _pair_run(tmp_path / "b", [1100.0, 1080.0, 1120.0], [2500.0, 2550.0, 2450.0])
+    before = [(r.topic, r.same, r.finding) for r in compare_runs(first, again)]
+    monkeypatch.setattr(wording, "p_text", lambda p: "reworded")
+    reworded = compute_guidance(RunData.load(first))
+    assert any("reworded" in f.headline for f in reworded)  # the template did change
+    assert [(r.topic, r.same, r.finding) for r in compare_runs(first, again)] == before
+    garbled = [dataclasses.replace(f, text=f.text[::-1], headline="?") for f in reworded]
+    second = compute_guidance(RunData.load(again))
+    assert [(r.topic, r.same) for r in compare_guidance(garbled, second)] == \
+        [(t, same) for t, same, _ in before]
+    assert sum(1 for _, same, finding in before if finding and same) >= 2  # not all vacuous
 
 
 def test_the_same_winner_agrees_a_flipped_one_differs(tmp_path: Path,
@@ -143,9 +156,10 @@ def test_servers_the_measurement_cannot_separate_are_named_together(tmp_path: Pa
     assert best.startswith("I/O-bound: the highest valid throughput was uvicorn (ASGI), 6,000")
 
 
-def test_sentences_pair_by_content_within_a_topic() -> None:
+def test_findings_pair_by_their_answer_within_a_topic() -> None:
     def item(topic: str, text: str, caveat: bool = False) -> Finding:
-        return Finding(topic=topic, text=text, run_id="r", caveat=caveat)
+        about = tuple(w for w in text.split() if w.startswith("gunicorn-"))
+        return Finding(topic=topic, text=text, run_id="r", caveat=caveat, others=about)
 
     a = [item("overloaded", "Overloaded: gunicorn-gevent (WSGI) did not keep up at 512 clients."),
          item("overloaded", "Overloaded: gunicorn-sync (WSGI) did not keep up at 800 req/s."),

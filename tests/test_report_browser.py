@@ -81,3 +81,34 @@ def test_report_renders_in_chromium(driver: Any, tmp_path: Path) -> None:
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         (Path(keep) / "report-screenshot.png").write_bytes(png)
+
+
+FIRST_SCREEN_PX = (1366, 768)
+REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
+
+
+def test_what_to_run_is_the_first_screen_and_nothing_scrolls_sideways(
+        driver: Any, tmp_path: Path) -> None:
+    """At 1366x768, the "What to run" table of the published runs' report starts inside the
+    first viewport, and the page is no wider than the window."""
+    runs = [REFERENCE / name for name in ("io_bound", "cpu_bound", "hello")]
+    html_path, _ = write_report(runs, tmp_path / "report")
+    driver.set_window_size(*FIRST_SCREEN_PX)
+    driver.get(html_path.resolve().as_uri())
+    inner_height = int(driver.execute_script("return window.innerHeight;"))
+    top = float(driver.execute_script(
+        "return document.getElementById('what-to-run').getBoundingClientRect().top;"))
+    rows = int(driver.execute_script(
+        "return document.querySelectorAll('#what-to-run tbody tr').length;"))
+    assert rows >= 3 and 0 <= top < inner_height / 2, (rows, top, inner_height)
+    first_row_bottom = float(driver.execute_script(
+        "return document.querySelector('#what-to-run tbody tr').getBoundingClientRect()"
+        ".bottom;"))
+    assert first_row_bottom <= inner_height, first_row_bottom  # a whole answer is on screen
+    wide = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth];")
+    assert wide[0] <= wide[1], wide
+    keep = os.environ.get(SCREENSHOT_DIR_ENV)
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / "report-first-screen.png").write_bytes(driver.get_screenshot_as_png())

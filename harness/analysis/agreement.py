@@ -1,19 +1,16 @@
-"""Does a second run confirm the first? Their guidance side by side, sentence by sentence.
+"""Does a second run confirm the first? Their findings side by side, record by record.
 
-Two runs of the same plan agree on a finding when its sentence has the same *shape* in both:
-the same servers in the same roles, the same verdict ("served 1.5x the throughput of", "no
-significant difference", "not ranked here"), only the figures differing. A comparison that
-names no winner in either run (no significant difference, or not ranked: its ``ranked`` value
-is 0) agrees whichever servers the two runs' tied groups hold: it ranks none of them. A
-comparison that names winners in both runs agrees when it names the same winners (its
-``winners``), whoever the losing side's tied group holds: "granian-asgi (tied with
-gunicorn-uvicorn and uvicorn) served 1.8x the throughput of granian-wsgi" and "uvicorn (tied
-with granian-asgi and gunicorn-uvicorn) served 2.2x the throughput of gunicorn-gevent (tied
-with granian-wsgi)" give the same answer to "best WSGI or best ASGI?". A sentence naming both
-ends of a ranking (the most and the least efficient, memory, tail latency) has the best end's
-servers as its winners, the other end as its losing side (``guidance.ends_winners``).
-Caveats (a busy machine, noisy repeats) and the note that repeats agreed describe how a run
-was measured, not what it found: they are shown but not judged.
+Two runs of the same plan agree on a finding when its record gives the same answer in both
+(``Finding.answer``): a ranking names the same winners, whoever the losing side's tied group
+holds ("granian-asgi, tied with gunicorn-uvicorn and uvicorn, served 1.8x granian-wsgi" and
+"uvicorn, tied with granian-asgi and gunicorn-uvicorn, served 2.2x gunicorn-gevent" give the
+same answer to "best WSGI or best ASGI?"); a comparison that names no winner in either run (no
+significant difference, or not ranked) agrees whichever servers its sides hold; a statement
+(each server's capacity, a level a server did not keep up with) names the same servers. A
+sentence naming both ends of a ranking (the most and the least efficient, memory, tail
+latency) has the best end as its winners. Compare reads records, never the sentences: a
+finding reworded gives the same result. Caveats (a busy machine, noisy repeats) and the note
+that repeats agreed describe how a run was measured, not what it found: shown, not judged.
 
 >>> rows = compare_runs("results/run-a", "results/run-b")  # doctest: +SKIP
 >>> [r.topic for r in rows if r.finding and not r.same]  # doctest: +SKIP
@@ -26,50 +23,59 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData, busy_trials, summarize
+from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, Finding
+from harness.analysis.frames import RunData, busy_trials
 from harness.analysis.guidance import compute_guidance
-from harness.analysis.wording import FIGURE_RE
 from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
 # Not caveats in the report (good news reads as a finding), but about the measurement:
 # "repeats agreed within 2 %, worst: uvicorn" ranks no server.
 MEASUREMENT_TOPICS = frozenset({"stable"})
 # A run with more than this share of its trials on a busy machine (harness.noise) is no fair
-# check of the other: a second io_bound reference run with 82 of 388 trials busy (steal up to
-# 68 %) had closed-loop peaks a third lower than the first's, and 3 of 9 findings in common.
+# check of the other (docs/history.md: a busy second run had 3 of 9 findings in common).
 BUSY_SHARE_MAX = 0.05
-
-
-def shape(text: str) -> str:
-    """A sentence with its figures replaced by ``#``."""
-    return FIGURE_RE.sub("#", text)  # what remains are names, roles and verdicts
+_UNRANKED = (NO_DIFFERENCE, NOT_RANKED)
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """One topic's sentence (the k-th of its topic) in run A and in run B."""
+    """One topic's finding (the k-th of its topic) in run A and in run B."""
 
     topic: str
-    a: str | None  # None: run A has no such sentence
-    b: str | None
+    first: Finding | None  # None: run A has no such finding
+    second: Finding | None
     finding: bool  # a finding (judged), not a caveat
-    unranked: bool = False  # a comparison that named no winner in either run
-    same_winners: bool = False  # a comparison that named the same winners in both runs
+
+    @property
+    def a(self) -> str | None:
+        return self.first.text if self.first is not None else None
+
+    @property
+    def b(self) -> str | None:
+        return self.second.text if self.second is not None else None
 
     @property
     def same(self) -> bool:
-        return self.a is not None and self.b is not None and (
-            self.unranked or self.same_winners or shape(self.a) == shape(self.b))
+        return (self.first is not None and self.second is not None
+                and self.first.answer() == self.second.answer())
 
+    @property
+    def unranked(self) -> bool:
+        """A comparison that named no winner in either run."""
+        return (self.first is not None and self.second is not None
+                and self.first.verdict in _UNRANKED and self.second.verdict in _UNRANKED)
 
-def _unranked(item: Finding | None) -> bool:
-    return item is not None and item.values.get("ranked") == 0.0
+    @property
+    def same_winners(self) -> bool:
+        """A ranking that named the same winners in both runs."""
+        return (self.same and self.first is not None and self.first.ranked
+                and bool(self.first.winners))
 
-
-def _same_winners(first: Finding | None, second: Finding | None) -> bool:
-    return (first is not None and second is not None and bool(first.winners)
-            and first.winners == second.winners)
+    @property
+    def identical(self) -> bool:
+        """The same answer, and the same other side in the same order too."""
+        return (self.same and self.first is not None and self.second is not None
+                and self.first.others == self.second.others)
 
 
 def _by_topic(items: list[Finding]) -> dict[str, list[Finding]]:
@@ -80,27 +86,26 @@ def _by_topic(items: list[Finding]) -> dict[str, list[Finding]]:
 
 
 def compare_runs(run_a: Path | str | RunData, run_b: Path | str | RunData) -> list[Agreement]:
-    """The guidance of both runs, paired by topic (in run A's order, then B's extra topics)."""
+    """The findings of both runs, paired by topic (in run A's order, then B's extra topics)."""
     guidance = []
     for given in (run_a, run_b):
         run = given if isinstance(given, RunData) else RunData.load(given)
-        guidance.append(compute_guidance(run, summarize(run)))
+        guidance.append(compute_guidance(run))
     return compare_guidance(*guidance)
 
 
-def compare_guidance(items_a: list[Finding], items_b: list[Finding]
-                     ) -> list[Agreement]:
-    """Two runs' guidance items paired by topic (run A's order, then B's extra topics)."""
+def compare_guidance(items_a: list[Finding], items_b: list[Finding]) -> list[Agreement]:
+    """Two runs' findings paired by topic (run A's order, then B's extra topics)."""
     a, b = _by_topic(items_a), _by_topic(items_b)
     topics = list(dict.fromkeys([i.topic for i in items_a] + [i.topic for i in items_b]))
     rows = []
     for topic in topics:
-        # Pair the same sentence first (a topic can hold one per server or per level), then
-        # what is left, in order: a sentence only one run has is a difference.
+        # Pair the same answer first (a topic can hold one per server or per level), then
+        # what is left, in order: a finding only one run has is a difference.
         mine, theirs = list(a.get(topic, [])), list(b.get(topic, []))
         pairs: list[tuple[Finding | None, Finding | None]] = []
         for item in list(mine):
-            match = next((t for t in theirs if shape(t.text) == shape(item.text)), None)
+            match = next((t for t in theirs if t.answer() == item.answer()), None)
             if match is not None:
                 pairs.append((item, match))
                 mine.remove(item)
@@ -110,11 +115,8 @@ def compare_guidance(items_a: list[Finding], items_b: list[Finding]
                           theirs[k] if k < len(theirs) else None))
         for first, second in pairs:
             caveat = (first or second).caveat  # type: ignore[union-attr]
-            rows.append(Agreement(topic=topic, a=first.text if first else None,
-                                  b=second.text if second else None,
-                                  finding=not caveat and topic not in MEASUREMENT_TOPICS,
-                                  unranked=_unranked(first) and _unranked(second),
-                                  same_winners=_same_winners(first, second)))
+            rows.append(Agreement(topic=topic, first=first, second=second,
+                                  finding=not caveat and topic not in MEASUREMENT_TOPICS))
     return rows
 
 

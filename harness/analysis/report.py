@@ -28,16 +28,22 @@ from matplotlib.figure import Figure
 from harness import __version__
 from harness.analysis import capacity as capacity_mod
 from harness.analysis import plots, websocket
+from harness.analysis.answer import AnswerRow
 from harness.analysis.families import multi_app, series_view
 from harness.analysis.findings.common import pick_level
-from harness.analysis.findings.record import Finding
+from harness.analysis.findings.record import FINDINGS_FILE, Finding, write_findings
 from harness.analysis.frames import RunData, busy_trials, load_capacity, summarize
+from harness.analysis.front import headline_panels, machine_text, plot_headline, what_to_run
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.wording import fmt_mb, fmt_ms, fmt_pct, fmt_rps, kind_label, level_phrase
 from harness.errors import UsageError
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
+# The appendix: the per-level and per-trial tables, beside the report.
+TRIALS_HTML_FILE = "trials.html"
+TRIALS_MARKDOWN_FILE = "trials.md"
+HEADLINE_PLOT = "headline"
 PLOTS_DIR = "plots"
 MAX_COMMAND_CHARS = 400
 
@@ -64,6 +70,15 @@ class RunSection:
     guidance: list[Finding]
     plots: list[PlotFile]
     capacity: pd.DataFrame  # capacity.csv, typed (empty without a capacity search)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Front:
+    """The first screen: "What to run", the machine, the headline chart."""
+
+    rows: list[AnswerRow]
+    machine: str
+    chart: PlotFile | None
 
 
 # -- building ------------------------------------------------------------------------------
@@ -177,6 +192,17 @@ def _build_section(run: RunData, slug: str, plot_dir: Path) -> RunSection:
                       guidance=compute_guidance(run, summary), plots=files, capacity=capacity)
 
 
+def _build_front(sections: Sequence[RunSection], plot_dir: Path) -> Front:
+    rows = what_to_run([(s.run, s.summary, s.guidance, s.slug) for s in sections])
+    chart = None
+    figure = plot_headline(headline_panels([(s.run, s.summary, s.capacity) for s in sections]))
+    if figure is not None:
+        paths = plots.save_figure(figure, plot_dir / HEADLINE_PLOT)
+        chart = PlotFile(name=HEADLINE_PLOT, title="Capacity (or peak throughput) per server",
+                         png=paths["png"], svg=paths["svg"])
+    return Front(rows=rows, machine=machine_text([s.run for s in sections]), chart=chart)
+
+
 def load_sections_input(run_dirs: Sequence[Path | str]) -> list[RunData]:
     """Every run folder loaded and checked before anything is written."""
     if not run_dirs:
@@ -205,10 +231,18 @@ def write_report(run_dirs: Sequence[Path], out_dir: Path | None = None) -> tuple
             slugs.append(slug)
         sections = [_build_section(run, slug, staging / PLOTS_DIR)
                     for run, slug in zip(runs, slugs, strict=True)]
+        front = _build_front(sections, staging / PLOTS_DIR)
         generated = datetime.now(UTC).isoformat(timespec="seconds")
-        (staging / HTML_FILE).write_text(render_html(sections, generated), encoding="utf-8")
-        (staging / MARKDOWN_FILE).write_text(render_markdown(sections, generated),
+        (staging / HTML_FILE).write_text(render_html(sections, generated, front),
+                                         encoding="utf-8")
+        (staging / MARKDOWN_FILE).write_text(render_markdown(sections, generated, front),
                                              encoding="utf-8")
+        (staging / TRIALS_HTML_FILE).write_text(render_trials_html(sections, generated),
+                                                encoding="utf-8")
+        (staging / TRIALS_MARKDOWN_FILE).write_text(render_trials_markdown(sections, generated),
+                                                    encoding="utf-8")
+        write_findings(staging / FINDINGS_FILE, (f for s in sections for f in s.guidance),
+                       runs=[s.run.run_id for s in sections])
         _commit(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -222,8 +256,9 @@ def _commit(staging: Path, target: Path) -> None:
         if old_plots.exists():
             old_plots.rename(staging / ".old-plots")
         new_plots.rename(old_plots)
-    os.replace(staging / MARKDOWN_FILE, target / MARKDOWN_FILE)
-    os.replace(staging / HTML_FILE, target / HTML_FILE)
+    for name in (FINDINGS_FILE, TRIALS_MARKDOWN_FILE, TRIALS_HTML_FILE, MARKDOWN_FILE,
+                 HTML_FILE):
+        os.replace(staging / name, target / name)
 
 
 # -- shared content ------------------------------------------------------------------------
@@ -274,6 +309,9 @@ MODEL_HEADINGS = {"closed": "Closed loop (level = concurrent clients)",
                   "broadcast": "Broadcast (level = subscribers)",
                   "idle": "Idle connections (level = connections held)"}
 NO_FINDINGS = "No valid trial to rank."
+NO_ANSWER = "No comparison of the two gateways in these runs."
+REPORT_TITLE = "WSGI vs ASGI: gateway and server comparison"
+RESULTS_HEADING = "Results per server and level"
 # The WebSocket section, shown instead of the HTTP results tables for a WebSocket run.
 WS_HEADING = "WebSocket results"
 WS_MODEL_HEADINGS = {**MODEL_HEADINGS,
@@ -485,6 +523,11 @@ figure{margin:1.2em 0;text-align:center}
 figure img{max-width:100%;height:auto;border:1px solid #eceff3}
 figcaption{font-size:.85em;color:#5b6472}
 details{margin:1em 0}summary{cursor:pointer;font-weight:600}
+.scroll{overflow-x:auto;max-width:100%}
+table.answer{font-size:.9em}table.answer td,table.answer th{white-space:normal;text-align:left;
+ min-width:6em}table.answer td:first-child{font-weight:600}
+.guidance details{margin:.1em 0 .3em;font-size:.88em;color:#3d4450}
+.guidance summary{font-weight:400;color:#5b6472;font-size:.9em}
 .badge{font-size:.75em;background:#b3261e;color:#fff;padding:.05em .4em;border-radius:3px}
 """
 
@@ -496,15 +539,16 @@ def _e(text: object) -> str:
 def _html_refs(item: Finding, slug: str) -> str:
     if not item.trial_ids:
         return ""
-    links = ", ".join(f'<a href="#{_e(slug)}-t-{_e(t)}" title="{_e(t)}">{_e(short_id(t))}</a>'
-                      for t in item.trial_ids)
+    links = ", ".join(f'<a href="{TRIALS_HTML_FILE}#{_e(slug)}-t-{_e(t)}" title="{_e(t)}">'
+                      f"{_e(short_id(t))}</a>" for t in item.trial_ids)
     return f' <span class="refs">[trials: {links}]</span>'
 
 
 def _html_table(rows: Sequence[Mapping[str, str]], *, left: Iterable[str] = (),
                 row_class: Callable[[Mapping[str, str]], str] | None = None,
                 row_id: Callable[[Mapping[str, str]], str] | None = None,
-                cell_class: Mapping[str, str] | None = None) -> str:
+                cell_class: Mapping[str, str] | None = None, table_id: str = "") -> str:
+    """A table in a box of its own that scrolls sideways when wider than the page."""
     if not rows:
         return "<p><em>none</em></p>"
     left_set = set(left)
@@ -520,12 +564,25 @@ def _html_table(rows: Sequence[Mapping[str, str]], *, left: Iterable[str] = (),
                                            (cell_class or {}).get(c, "")) if x)
             cells.append(f'<td class="{classes}">{_e(row[c])}</td>')
         body.append(f'<tr class="{cls}"{rid}>{"".join(cells)}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    tid = f' id="{_e(table_id)}"' if table_id else ""
+    return (f'<div class="scroll"><table{tid}><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _data_uri(path: Path) -> str:
     mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _html_items(items: Sequence[Finding], slug: str, cls: str = "") -> str:
+    """The first layer (one short sentence each), the full sentence and its trials a click
+    away."""
+    out = []
+    for item in items:
+        detail = (f"<details><summary>evidence</summary><p>{_e(item.text)}"
+                  f"{_html_refs(item, slug)}</p></details>")
+        out.append(f'<li class="{cls}">{_e(item.short)}{detail}</li>')
+    return '<ul class="guidance">' + "".join(out) + "</ul>"
 
 
 def _html_section(section: RunSection) -> str:
@@ -540,15 +597,12 @@ def _html_section(section: RunSection) -> str:
         out.append(f"<p>{_e(scenario['description'])}</p>")
     findings = [i for i in section.guidance if not i.caveat]
     caveats = [i for i in section.guidance if i.caveat]
-    out.append("<h3>Guidance</h3>")
-    out.append('<ul class="guidance">' + "".join(
-        f"<li>{_e(i.text)}{_html_refs(i, slug)}</li>" for i in findings) + "</ul>"
-        if findings else f"<p><em>{_e(NO_FINDINGS)}</em></p>")
+    out.append("<h3>Findings</h3>")
+    out.append(_html_items(findings, slug) if findings
+               else f"<p><em>{_e(NO_FINDINGS)}</em></p>")
     if caveats:
         out.append("<h3>Caveats</h3>")
-        out.append('<ul class="guidance">' + "".join(
-            f'<li class="caveat">{_e(i.text)}{_html_refs(i, slug)}</li>' for i in caveats)
-            + "</ul>")
+        out.append(_html_items(caveats, slug, "caveat"))
     capacity_rows = _capacity_rows(section)
     if capacity_rows:
         out.append(f"<h3>{_e(CAPACITY_HEADING)}</h3>")
@@ -563,34 +617,15 @@ def _html_section(section: RunSection) -> str:
     for plot in section.plots:
         out.append(f'<figure><img src="{_data_uri(plot.svg)}" alt="{_e(plot.title)}" '
                    f'width="880"><figcaption>{_e(plot.title)}</figcaption></figure>')
-    if websocket.is_websocket(run.meta):
-        out.append(f"<h3>{_e(WS_HEADING)}</h3>")
-        out.append(f'<p class="meta">{_e(WS_NOTE)}</p>')
-        out.append(f"<p>{_e(ws_unsupported_text(run))}</p>")
-        for heading, rows in _ws_parts(section):
-            out.append(f"<h4>{_e(heading)}</h4>")
-            out.append(_html_table(rows, left=("server", "gateway", "status", "trials"),
-                                   row_class=_row_class, cell_class={"status": "status"}))
-    else:
-        out.append("<h3>Results per server and level</h3>")
-        out.append(f'<p class="meta">{_e(RESULTS_NOTE)}</p>')
-    for model in () if websocket.is_websocket(run.meta) else ("closed", "open"):
-        part = section.summary[section.summary["load_model"] == model] \
-            if not section.summary.empty else section.summary
-        if part.empty:
-            continue
-        out.append(f"<h4>{_e(MODEL_HEADINGS[model])}</h4>")
-        out.append(_html_table(_table_rows(part, multi_app(section.summary)),
-                               left=("server", "app", "gateway", "status", "trials"),
-                               row_class=_row_class, cell_class={"status": "status"}))
-    if section.summary.empty:
-        out.append("<p><em>No trial was recorded.</em></p>")
-    out.append("<h3>What ran on what</h3>")
+    out.append(f'<p>Every level\'s figures and every trial: <a href="{TRIALS_HTML_FILE}#'
+               f'{_e(slug)}">{TRIALS_HTML_FILE}</a>.</p>')
+    out.append("<details><summary>What ran on what</summary>")
     facts = []
     for key, value in _facts(run):
         shown = f"<code>{_e(value)}</code>" if key == "command line" else _e(value)
         facts.append(f"<tr><td>{_e(key)}</td><td>{shown}</td></tr>")
-    out.append(f'<table class="facts"><tbody>{"".join(facts)}</tbody></table>')
+    out.append(f'<div class="scroll"><table class="facts"><tbody>{"".join(facts)}</tbody>'
+               "</table></div>")
     out.append("<h4>Servers and presets</h4>")
     out.append(_html_table(_targets(run), left=("server", "gateway", "app", "preset note",
                                                 "status", "command / app"),
@@ -601,32 +636,104 @@ def _html_section(section: RunSection) -> str:
         out.append("<h4>Versions</h4>")
         out.append(_html_table([{"package": k, "version": v} for k, v in versions.items()],
                                left=("package", "version")))
-    trials = run.trials
-    out.append(f"<details><summary>All {len(trials)} trials (trials.csv)</summary>")
-    rows = _trial_rows(run)
-    out.append(_html_table(rows, left=("trial", "server", "model", "phase", "outcome", "reason",
-                                       "notes"),
-                           row_class=_row_class, row_id=lambda r: f"{slug}-t-{r['trial']}",
-                           cell_class={"reason": "wrap", "notes": "wrap"}))
     out.append("</details></section>")
     return "\n".join(out)
 
 
-def render_html(sections: Sequence[RunSection], generated: str) -> str:
+def _answer_cells(row: AnswerRow) -> dict[str, str]:
+    return {**row.cells(), "evidence": row.anchor}
+
+
+def _html_front(front: Front) -> str:
+    out = ['<section id="what-to-run-section"><h2>What to run</h2>']
+    if front.rows:
+        head = "".join(f"<th>{_e(c)}</th>" for c in (*front.rows[0].cells(), "evidence"))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row.cells().values())
+            + f'<td><a href="#{_e(row.anchor)}">{_e(row.run_id)}</a></td></tr>'
+            for row in front.rows)
+        out.append(f'<div class="scroll"><table id="what-to-run" class="answer"><thead><tr>'
+                   f"{head}</tr></thead><tbody>{body}</tbody></table></div>")
+    else:
+        out.append(f"<p><em>{_e(NO_ANSWER)}</em></p>")
+    out.append(f'<p class="meta">{_e(front.machine)}</p>')
+    if front.chart is not None:
+        out.append(f'<figure><img src="{_data_uri(front.chart.svg)}" '
+                   f'alt="{_e(front.chart.title)}" width="880"><figcaption>'
+                   f"{_e(front.chart.title)}: WSGI blue, ASGI orange; error bars: the 95 % CI "
+                   "of the repeats' mean.</figcaption></figure>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _html_page(title: str, heading: str, intro: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{_e(heading)}</h1>"
+        f'<p class="meta">{intro}</p>\n{body}\n</body></html>\n')
+
+
+def render_html(sections: Sequence[RunSection], generated: str, front: Front) -> str:
     runs = ", ".join(s.run.run_id for s in sections)
     nav = "".join(f'<li><a href="#{_e(s.slug)}">{_e(kind_label(s.run.meta))}: '
                   f"{_e(s.run.run_id)}</a></li>" for s in sections)
     body = "\n".join(_html_section(s) for s in sections)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>harness report: {_e(runs)}</title><style>{CSS}</style></head><body>"
-        "<h1>WSGI vs ASGI: gateway and server comparison</h1>"
-        f'<p class="meta">harness {_e(__version__)}, report generated {_e(generated)} from '
-        f"{len(sections)} run folder(s). Every number below is recomputed from the run "
-        "folders' trials.csv and histograms; the [trials: …] references name the rows.</p>"
-        f"<nav><ul>{nav}</ul></nav>\n{body}\n</body></html>\n"
-    )
+    intro = (f"harness {_e(__version__)}, report generated {_e(generated)} from "
+             f"{len(sections)} run folder(s). Every number is recomputed from the run folders' "
+             "trials.csv and histograms; each finding's evidence names its trials, listed in "
+             f'<a href="{TRIALS_HTML_FILE}">{TRIALS_HTML_FILE}</a>.')
+    return _html_page(f"harness report: {runs}", REPORT_TITLE, intro,
+                      f"{_html_front(front)}\n<nav><h2>Runs</h2><ul>{nav}</ul></nav>\n{body}")
+
+
+def _results_tables(section: RunSection) -> list[tuple[str, list[dict[str, str]]]]:
+    """(heading, rows) of the per-level tables of a section."""
+    if websocket.is_websocket(section.run.meta):
+        return _ws_parts(section)
+    parts = []
+    for model in ("closed", "open"):
+        part = section.summary[section.summary["load_model"] == model] \
+            if not section.summary.empty else section.summary
+        if not part.empty:
+            parts.append((MODEL_HEADINGS[model],
+                          _table_rows(part, multi_app(section.summary))))
+    return parts
+
+
+def _results_note(section: RunSection) -> str:
+    if websocket.is_websocket(section.run.meta):
+        return f"{WS_NOTE} {ws_unsupported_text(section.run)}"
+    return RESULTS_NOTE
+
+
+def render_trials_html(sections: Sequence[RunSection], generated: str) -> str:
+    """The appendix: each run's results per server and level, and every trial."""
+    out = []
+    for section in sections:
+        slug = section.slug
+        out.append(f'<section id="{_e(slug)}"><h2>{_e(kind_label(section.run.meta))}: '
+                   f"run {_e(section.run.run_id)}</h2>")
+        heading = WS_HEADING if websocket.is_websocket(section.run.meta) else RESULTS_HEADING
+        out.append(f"<h3>{_e(heading)}</h3>")
+        out.append(f'<p class="meta">{_e(_results_note(section))}</p>')
+        for heading, rows in _results_tables(section):
+            out.append(f"<h4>{_e(heading)}</h4>")
+            out.append(_html_table(rows, left=("server", "app", "gateway", "status", "trials"),
+                                   row_class=_row_class, cell_class={"status": "status"}))
+        rows = _trial_rows(section.run)
+        out.append(f"<h3>All {len(rows)} trials (trials.csv)</h3>")
+        out.append(_html_table(rows, left=("trial", "server", "model", "phase", "outcome",
+                                           "reason", "notes"),
+                               row_class=_row_class,
+                               row_id=partial(_trial_anchor, slug),
+                               cell_class={"reason": "wrap", "notes": "wrap"}))
+        out.append("</section>")
+    intro = (f"The appendix of <a href=\"{HTML_FILE}\">{HTML_FILE}</a>, generated "
+             f"{_e(generated)}.")
+    return _html_page("harness report: trials", f"{REPORT_TITLE}: every level and trial",
+                      intro, "\n".join(out))
 
 
 # -- Markdown ------------------------------------------------------------------------------
@@ -651,58 +758,107 @@ def _md_refs(item: Finding) -> str:
     return " [trials: " + ", ".join(short_id(t) for t in item.trial_ids) + "]"
 
 
-def _md_section(section: RunSection) -> str:
-    run = section.run
+def _md_items(items: Sequence[Finding], slug: str, start: int) -> tuple[list[str], list[str]]:
+    """Bullets with a footnote mark each, and the footnotes (the full sentence, its trials)."""
+    bullets, notes = [], []
+    for k, item in enumerate(items, start=start):
+        mark = f"[^{slug}-{k}]"
+        bullets.append(f"- {item.short} {mark}")
+        notes.append(f"{mark}: {item.text}{_md_refs(item)}")
+    return bullets, notes
+
+
+def _md_section(section: RunSection) -> tuple[str, list[str]]:
+    """The section, and its second layer (footnotes, printed at the end of the report)."""
+    run, slug = section.run, section.slug
     scenario = run.meta.get("scenario") or {}
-    out = [f"## {kind_label(run.meta)}: scenario {scenario.get('name', '?')} (run {run.run_id})",
+    out = [f'<a id="{slug}"></a>', "",
+           f"## {kind_label(run.meta)}: scenario {scenario.get('name', '?')} (run {run.run_id})",
            ""]
     if run.meta.get("synthetic"):
         out += ["**Synthetic data, not a measurement.**", ""]
     if scenario.get("description"):
         out += [str(scenario["description"]), ""]
-    out += ["### Guidance", ""]
     findings = [i for i in section.guidance if not i.caveat]
     caveats = [i for i in section.guidance if i.caveat]
-    out += [f"- {i.text}{_md_refs(i)}" for i in findings] or [f"_{NO_FINDINGS}_"]
+    bullets, notes = _md_items(findings, slug, 1)
+    out += ["### Findings", "", *(bullets or [f"_{NO_FINDINGS}_"])]
     if caveats:
-        out += ["", "### Caveats", ""]
-        out += [f"- {i.text}{_md_refs(i)}" for i in caveats]
-    capacity_rows = _capacity_rows(section)
-    if capacity_rows:
-        out += ["", f"### {CAPACITY_HEADING}", "", capacity_intro(section), "",
-                _md_table(capacity_rows)]
+        more, more_notes = _md_items(caveats, slug, len(findings) + 1)
+        out += ["", "### Caveats", "", *more]
+        notes += more_notes
     if section.plots:
         out += ["", "### Plots", "", plot_legend(section), ""]
     for plot in section.plots:
         out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
                 f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
-    if websocket.is_websocket(run.meta):
-        out += ["", f"### {WS_HEADING}", "", WS_NOTE, "", ws_unsupported_text(run), ""]
-        for heading, rows in _ws_parts(section):
-            out += [f"#### {heading}", "", _md_table(rows)]
+    out += ["", f"The capacity searches, every level's figures, the servers' presets and every "
+                f"trial: [{TRIALS_MARKDOWN_FILE}]({TRIALS_MARKDOWN_FILE}#{_md_anchor(section)}).",
+            "", "### What ran on what", "",
+            _md_table([{"": k, "value": v} for k, v in _facts(run)])]
+    return "\n".join(out), notes
+
+
+def _md_anchor(section: RunSection) -> str:
+    """GitHub's anchor of the appendix heading of ``section``."""
+    heading = f"{kind_label(section.run.meta)}: run {section.run.run_id}".lower()
+    return re.sub(r"[^a-z0-9 _-]", "", heading).replace(" ", "-")
+
+
+def _md_front(front: Front) -> list[str]:
+    out = ["## What to run", ""]
+    if front.rows:
+        out.append(_md_table([{**row.cells(), "evidence": f"[{row.run_id}](#{row.anchor})"}
+                              for row in front.rows]))
     else:
-        out += ["", "### Results per server and level", "", RESULTS_NOTE, ""]
-    for model in () if websocket.is_websocket(run.meta) else ("closed", "open"):
-        part = section.summary[section.summary["load_model"] == model] \
-            if not section.summary.empty else section.summary
-        if part.empty:
-            continue
-        out += [f"#### {MODEL_HEADINGS[model]}", "",
-                _md_table(_table_rows(part, multi_app(section.summary)))]
-    out += ["### What ran on what", "", _md_table([{"": k, "value": v} for k, v in _facts(run)]),
-            "#### Servers and presets", "", _md_table(_targets(run))]
-    versions = _versions(run)
-    if versions:
-        out += ["#### Versions", "", _md_table([{"package": k, "version": v}
-                                                for k, v in versions.items()])]
-    rows = _trial_rows(run)
-    out += [f"#### All {len(rows)} trials", "", _md_table(rows)]
-    return "\n".join(out)
+        out += [f"_{NO_ANSWER}_", ""]
+    out += [front.machine, ""]
+    if front.chart is not None:
+        out += [f"![{front.chart.title}]({PLOTS_DIR}/{front.chart.png.name})", "",
+                f"_{front.chart.title}: WSGI blue, ASGI orange; error bars: the 95 % CI of the "
+                f"repeats' mean_ ([SVG]({PLOTS_DIR}/{front.chart.svg.name}))", ""]
+    return out
 
 
-def render_markdown(sections: Sequence[RunSection], generated: str) -> str:
-    head = ["# WSGI vs ASGI: gateway and server comparison", "",
+def render_markdown(sections: Sequence[RunSection], generated: str, front: Front) -> str:
+    head = [f"# {REPORT_TITLE}", "",
             f"harness {__version__}, report generated {generated} from {len(sections)} run "
-            "folder(s). Every number is recomputed from trials.csv and the histograms; "
-            "[trials: …] names the rows (trial id prefixes).", ""]
-    return "\n".join(head + [_md_section(s) for s in sections]) + "\n"
+            "folder(s). Every number is recomputed from trials.csv and the histograms; each "
+            "finding's footnote gives its full figures and the trials they came from (trial "
+            f"id prefixes, listed in [{TRIALS_MARKDOWN_FILE}]({TRIALS_MARKDOWN_FILE})).", ""]
+    parts, notes = [], []
+    for section in sections:
+        text, mine = _md_section(section)
+        parts.append(text)
+        notes += mine
+    evidence = ["## Evidence", "", "Each finding in full: its figures, intervals, tests and "
+                "trials.", "", *notes] if notes else []
+    return "\n".join(head + _md_front(front) + parts + evidence) + "\n"
+
+
+def render_trials_markdown(sections: Sequence[RunSection], generated: str) -> str:
+    """The appendix: each run's results per server and level, and every trial."""
+    out = [f"# {REPORT_TITLE}: every level and trial", "",
+           f"The appendix of [{MARKDOWN_FILE}]({MARKDOWN_FILE}), generated {generated}.", ""]
+    for section in sections:
+        heading = WS_HEADING if websocket.is_websocket(section.run.meta) else RESULTS_HEADING
+        out += [f"## {kind_label(section.run.meta)}: run {section.run.run_id}", ""]
+        capacity_rows = _capacity_rows(section)
+        if capacity_rows:
+            out += [f"### {CAPACITY_HEADING}", "", capacity_intro(section), "",
+                    _md_table(capacity_rows)]
+        out += [f"### {heading}", "", _results_note(section), ""]
+        for heading, rows in _results_tables(section):
+            out += [f"#### {heading}", "", _md_table(rows)]
+        out += ["### Servers and presets", "", _md_table(_targets(section.run))]
+        versions = _versions(section.run)
+        if versions:
+            out += ["### Versions", "", _md_table([{"package": k, "version": v}
+                                                   for k, v in versions.items()])]
+        rows = _trial_rows(section.run)
+        out += [f"### All {len(rows)} trials", "", _md_table(rows)]
+    return "\n".join(out) + "\n"
+
+
+def _trial_anchor(slug: str, row: Mapping[str, str]) -> str:
+    return f"{slug}-t-{row['trial']}"

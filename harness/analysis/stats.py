@@ -217,3 +217,20 @@ def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]],
         block.append(item)
         seen.append(mine)
     return block
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
+    """The CONFIDENCE_LEVEL confidence interval of mean(a) / mean(b), from the interval of the
+    gap between their log means (Student's t, pooled variance, as ``compare_repeats``); None
+    when either has fewer than MIN_REPEATS_FOR_STATS positive figures."""
+    xa = np.asarray([v for v in a if not math.isnan(v)], dtype=np.float64)
+    xb = np.asarray([v for v in b if not math.isnan(v)], dtype=np.float64)
+    if min(len(xa), len(xb)) < MIN_REPEATS_FOR_STATS or (xa <= 0).any() or (xb <= 0).any():
+        return None
+    with warnings.catch_warnings():  # identical repeats: scipy warns, the interval is the gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gap = stats.ttest_ind(np.log(xa), np.log(xb), equal_var=True).confidence_interval(
+            CONFIDENCE_LEVEL)
+    if math.isnan(float(gap.low)) or math.isnan(float(gap.high)):
+        return None
+    return math.exp(float(gap.low)), math.exp(float(gap.high))

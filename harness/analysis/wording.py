@@ -6,11 +6,12 @@ One place for the words, so the report, the console and the findings say a figur
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
+from harness.analysis.findings.record import NOT_RANKED, RANKED
 from harness.cpus import parse_cpus
 from harness.errors import UsageError
 
@@ -79,3 +80,36 @@ def cpu_phrase(cpus_text: str) -> str:
 
 def row_label(row: pd.Series) -> str:
     return f"{row['server']} ({str(row['gateway']).upper()})"
+
+
+def p_text(p_value: float | None) -> str:
+    """``p < 0.001`` / ``p = 0.012``; empty without a test."""
+    if p_value is None:
+        return ""
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+
+
+def names_text(names: Sequence[str]) -> str:
+    """``a``; ``a and b``; ``a, b and c``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def side_text(names: Sequence[str], gateway: str) -> str:
+    return f"{names_text(names)} ({gateway.upper()})" if gateway else names_text(names)
+
+
+def comparison_headline(*, where: str, what: str, verdict: str,
+                        sides: Sequence[Sequence[str]], gateways: Sequence[str],
+                        ratio: float, p_value: float | None, why: str = "",
+                        verb: str = "served") -> str:
+    """The first layer's sentence of a comparison of two sides, from its record's fields."""
+    first, second = (side_text(s, g) for s, g in zip(sides, gateways, strict=True))
+    head = f"{where}, {what}: " if what else f"{where}: "
+    if verdict == RANKED:
+        sure = f" ({p_text(p_value)})" if p_value is not None else " (measured once)"
+        return f"{head}{first} {verb} {fmt_ratio(ratio)} {second}{sure}."
+    if verdict == NOT_RANKED:
+        return f"{head}{first} and {second} are not ranked: {why}."
+    detail = ", ".join(x for x in (fmt_ratio(ratio), p_text(p_value), why) if x)
+    return f"{head}no significant difference between {first} and {second} ({detail})."

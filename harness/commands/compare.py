@@ -11,7 +11,7 @@ EXIT_DISAGREE = 1
 
 def main(args: argparse.Namespace) -> int:
     # Imported here: pandas is paid for only by the commands that analyse.
-    from harness.analysis.agreement import busy_runs, compare_runs, shape
+    from harness.analysis.agreement import busy_runs, compare_runs
     from harness.analysis.frames import RunData
 
     runs = (RunData.load(args.run_a), RunData.load(args.run_b))
@@ -20,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     differ = [r for r in findings if not r.same]
     for row in rows:
         mark = (("same: no winner in either" if row.unranked
-                 else "same" if shape(row.a or "") == shape(row.b or "")
+                 else "same" if row.identical
                  else "same winners: in another order, or the other side differs") if row.same
                 else "DIFFERS") if row.finding else "caveat"
         print(f"[{mark}] {row.topic}")

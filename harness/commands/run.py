@@ -106,6 +106,31 @@ def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
     console.print(table)
 
 
+def _print_answer(console: Console, run_dir: Path) -> None:
+    """findings.json into the run folder, and its "What to run" rows under the summary."""
+    # pandas only when needed
+    from harness.analysis.answer import answer_rows
+    from harness.analysis.findings.common import service_floor
+    from harness.analysis.findings.record import FINDINGS_FILE, write_findings
+    from harness.analysis.frames import RunData, summarize
+    from harness.analysis.guidance import compute_guidance
+
+    run = RunData.load(run_dir)
+    summary = summarize(run)
+    findings = compute_guidance(run, summary)
+    write_findings(run_dir / FINDINGS_FILE, findings, runs=[run.run_id])
+    floor = service_floor(run, summary)
+    rows = answer_rows(run, findings, wait_s=floor.seconds if floor and floor.declared else None)
+    if not rows:
+        return
+    table = Table(title="What to run", show_lines=False)
+    for column in rows[0].cells():
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row.cells().values())
+    console.print(table)
+
+
 @contextmanager
 def _pinned(cpus: tuple[int, ...]) -> Iterator[None]:
     """Keep the harness itself (sampler, progress, report) off the server's CPUs.
@@ -199,6 +224,7 @@ def main(args: argparse.Namespace) -> int:
         raise
     writer.update_meta(status="complete", finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     _print_summary(console, plan, runner.outcome.records, runner.outcome.target_status)
+    _print_answer(console, run_dir)
     if not args.no_report:
         from harness.analysis import write_report  # pandas and matplotlib only when needed
 

@@ -19,16 +19,19 @@ from harness.analysis.capacity import (
     server_capacities,
 )
 from harness.analysis.findings.common import CLASSIC_PAIR, Context
-from harness.analysis.findings.record import Finding
+from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.frames import RunData, load_capacity
 from harness.analysis.stats import (
     SINGLE_RUN_NOISE_FRACTION,
     TIE_PHRASE,
     compare_repeats,
     leading_block,
+    ratio_ci,
 )
 from harness.analysis.wording import (
+    comparison_headline,
     fmt_ratio,
+    fmt_rps,
 )
 
 
@@ -81,10 +84,36 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
         if test is not None:
             values["p_value"] = test.p_value
             text += f" ({test.text()})"
-    winners = tuple(sorted(c.server for c in tied_with.get(win.server, [win])))
-    return Finding(topic=topic, text=text + ".", run_id=run.run_id,
-                        trial_ids=tuple(dict.fromkeys(win.trial_ids + lose.trial_ids)),
-                        values=values, winners=winners if values["ranked"] == 1.0 else ())
+    sides = tuple(tuple(sorted(c.server for c in tied_with.get(cap.server, [cap])))
+                  for cap in (win, lose))
+    ranked = values["ranked"] == 1.0
+    verdict = RANKED if ranked else NOT_RANKED if lose.lower_bound else NO_DIFFERENCE
+    why = (f"{lose.server}'s figure is only a lower bound" if lose.lower_bound
+           else "measured once, within run-to-run noise" if test is None and not ranked else "")
+    gateways = (win.gateway, lose.gateway)
+    p_value = test.p_value if test is not None else None
+    return Finding(
+        topic=topic, text=text + ".", run_id=run.run_id,
+        trial_ids=tuple(dict.fromkeys(win.trial_ids + lose.trial_ids)), values=values,
+        winners=sides[0] if ranked else (), others=sides[1], verdict=verdict, why=why,
+        ratio=ratio, ratio_ci=ratio_ci(win.figures, lose.figures), figures=(win.mean, lose.mean),
+        unit="req/s", test=test.text() if test is not None else "", p_value=p_value,
+        question={"objective": objective.text, "what": what, "where": f"at {objective.text}",
+                  "searches": [len(win.figures), len(lose.figures)],
+                  "winner_side": list(sides[0]), "other_side": list(sides[1]),
+                  "winner_gateway": gateways[0], "other_gateway": gateways[1]},
+        headline=comparison_headline(where=f"At {objective.text}", what=what, verdict=verdict,
+                                     sides=sides, gateways=gateways, ratio=ratio,
+                                     p_value=p_value, why=why, verb="sustained"))
+
+
+def _list_headline(objective: Objective, caps: list[ServerCapacity]) -> str:
+    measured = [c for c in caps if c.measured and c.mean > 0]
+    if not measured:
+        return f"Capacity at {objective.text}: no server's capacity was found."
+    high, low = measured[0], measured[-1]  # server_capacities: highest mean first
+    return (f"Capacity at {objective.text}: from {low.label} {fmt_rps(low.mean)} to "
+            f"{high.label} {fmt_rps(high.mean)} req/s, over {len(measured)} servers.")
 
 
 def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
@@ -112,7 +141,12 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
         text=(f"Capacity at {objective.text} (open-loop rate search, latency from the intended "
               f"send): " + "; ".join(parts) + "."),
         trial_ids=tuple(dict.fromkeys(t for cap in caps for t in cap.trial_ids)),
-        values={f"capacity_{cap.server}": cap.mean for cap in caps if cap.measured})]
+        values={f"capacity_{cap.server}": cap.mean for cap in caps if cap.measured},
+        others=tuple(c.server + ("" if c.measured and not c.lower_bound else " (not found)")
+                     for c in sorted(caps, key=lambda c: (c.gateway.lower() != "wsgi",
+                                                          c.server))),
+        question={"objective": objective.text, "where": f"at {objective.text}"},
+        headline=_list_headline(objective, caps))]
     measured = [c for c in caps if c.measured and c.mean > 0]
     by_gateway = {g: [c for c in measured if c.gateway.lower() == g] for g in ("wsgi", "asgi")}
     best = best_of_each_gateway(caps)

@@ -22,6 +22,7 @@ from harness.analysis.wording import (
     fmt_pct,
     fmt_rps,
     level_phrase,
+    names_text,
     row_label,
 )
 from harness.loadgen.result import STALL_NOTE
@@ -54,10 +55,26 @@ def _overloaded(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                            f"({overload_reasons(run, r)})" for _, r in rows.iterrows())
         text = (f"Overloaded: {row_label(first)} did not keep up at {levels}. A result about "
                 f"the server, shown but not ranked.")
+        repeats = overloaded_repeats(run, rows)
+        headline = (f"Overloaded: {row_label(first)} did not keep up at "
+                    + "; ".join(level_phrase(r["load_model"], r["level"])
+                                for _, r in rows.iterrows())
+                    + (f" ({repeats[0]} of {repeats[1]} repeats)." if repeats[1] > 1 else "."))
         items.append(Finding(topic="overloaded", text=text, run_id=run.run_id,
-                                  trial_ids=trial_ids_of(*(r for _, r in rows.iterrows())),
+                             headline=headline, others=(str(first["server"]),),
+                             question={"levels": [f"{r['load_model']} {r['level']:g}"
+                                                  for _, r in rows.iterrows()]},
+                             trial_ids=trial_ids_of(*(r for _, r in rows.iterrows())),
                                   values={"levels": float(len(rows))}))
     return items
+
+
+def overloaded_repeats(run: RunData, rows: pd.DataFrame) -> tuple[int, int]:
+    """(repeats overloaded, repeats measured) over a server's overloaded summary rows."""
+    ids = [t for tids in rows["trial_ids"] for t in tids]
+    trials = run.trials[run.trials["trial_id"].isin(ids)]
+    over = int((trials["outcome"].astype("string") == "overloaded").sum())
+    return over, len(trials)
 
 
 def overload_reasons(run: RunData, row: pd.Series) -> str:
@@ -87,6 +104,9 @@ def _invalid(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                 f": invalid, the harness cannot vouch for it: "
                 f"{row['invalid_reason'] or 'no reason recorded'}.")
         items.append(Finding(topic="invalid", text=text, run_id=run.run_id,
+                             headline=(f"Not ranked: {row_label(row)} at "
+                                       f"{level_phrase(row['load_model'], row['level'])} "
+                                       "(invalid: the harness cannot vouch for it)."),
                                   trial_ids=trial_ids_of(row), caveat=True))
     return items
 
@@ -119,6 +139,8 @@ def _busy(run: RunData) -> list[Finding]:
             + ". Their throughput may be low and their latency high: measure them again on a "
               "quiet machine before relying on them.")
     return [Finding(topic="busy", text=text, run_id=run.run_id, caveat=True,
+                    headline=(f"Busy machine during {len(busy)} of {len(run.trials)} trials: "
+                              "flagged; measure them again before relying on them."),
                          trial_ids=tuple(str(t) for t in busy["trial_id"]),
                          values={"trials": float(len(busy)),
                                  "max_others_pct": float(busy["others_cpu_pct"].max())})]
@@ -175,7 +197,10 @@ def _uneven(run: RunData) -> list[Finding]:
             "which serve a few requests at a time each, then fall short of their worker limit "
             "at that level (an event loop's worker can carry them all); a client with more "
             "connections spreads them.")
+    servers = [part.split(":")[0] for part in parts]
     return [Finding(topic="uneven", text=text, run_id=run.run_id, caveat=True,
+                    headline=("Connections unevenly spread over the workers of "
+                              f"{names_text(servers)}: one worker held most of them."),
                          trial_ids=tuple(dict.fromkeys(ids)),
                          values={"worst_share": worst_share})]
 
@@ -214,6 +239,10 @@ def noise_items(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
                      "with next to no answers: their notes say which)")
             values["stalled"] = stalled
         items.append(Finding(topic="noisy", text=text + ".", run_id=run.run_id,
+                             headline=(f"Noisy: {row_label(row)} at "
+                                       f"{level_phrase(row['load_model'], row['level'])}, "
+                                       f"{fmt_pct(100 * row['rps_cv'])} across "
+                                       f"{row['repeats']} repeats."),
                                   trial_ids=trial_ids_of(row), values=values, caveat=True))
     if not items:
         worst = best_row(repeated, "rps_cv")

@@ -115,6 +115,7 @@ class ServiceFloor:
     seconds: float
     source: str
     trial_ids: tuple[str, ...] = ()
+    declared: bool = False  # the scenario's declared wait, not a measured floor
 
     def ceiling_rps(self, clients: float) -> float:
         return clients / self.seconds
@@ -127,7 +128,7 @@ def service_floor(run: RunData, summary: pd.DataFrame) -> ServiceFloor | None:
         endpoint = str(run.trials["endpoint"].iloc[0])
     match = _DECLARED_WAIT_RE.search(endpoint)
     if match and float(match.group(1)) > 0:
-        return ServiceFloor(seconds=float(match.group(1)) / 1000.0,
+        return ServiceFloor(seconds=float(match.group(1)) / 1000.0, declared=True,
                             source=f"the scenario's declared wait, ms={match.group(1)} in "
                                    f"{endpoint}")
     closed = summary[(summary["load_model"] == "closed") & summary["valid"]

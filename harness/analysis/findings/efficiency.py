@@ -22,6 +22,7 @@ from harness.analysis.wording import (
     fmt_pct,
     fmt_rps,
     level_phrase,
+    names_text,
     row_label,
 )
 
@@ -54,8 +55,19 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
     else:
         text = (f"CPU efficiency at each server's peak throughput: {members_text(his, part)}; "
                 f"least efficient: {members_text(los, part)}.")
-    return [Finding(topic="efficiency", text=text, run_id=run.run_id,
-                         trial_ids=trial_ids_of(*his, *los), winners=ends_winners(his, every),
+    names = [names_text(sorted(str(r["server"]) for r in g)) for g in (his, los)]
+    headline = (f"CPU efficiency: the most, {names[0]} ({fmt_rps(hi['rps_per_cpu_s'])} "
+                f"requests per CPU-second); the least, {names[1]} "
+                f"({fmt_rps(lo['rps_per_cpu_s'])})." if every is None else
+                "CPU efficiency: the most and the least efficient cannot be told apart "
+                f"({fmt_rps(lo['rps_per_cpu_s'])}–{fmt_rps(hi['rps_per_cpu_s'])} requests per "
+                "CPU-second).")
+    return [Finding(topic="efficiency", text=text, run_id=run.run_id, headline=headline,
+                    others=() if every is not None else
+                    tuple(sorted(str(r["server"]) for r in los)),
+                    figures=(float(hi["rps_per_cpu_s"]), float(lo["rps_per_cpu_s"])),
+                    unit="requests per CPU-second",
+                    trial_ids=trial_ids_of(*his, *los), winners=ends_winners(his, every),
                          values={"ranked": float(every is None),
                                  "rps_per_cpu_s_best": hi["rps_per_cpu_s"],
                                  "rps_best": hi["achieved_rps"], "cpu_best": hi["server_cpu_pct"],

@@ -237,7 +237,13 @@ def _group_item(run: RunData, closed: pd.DataFrame, group: str, members: Sequenc
     named = [best[v] for v in [base_variant, *others]]
     missing_ids = _bad_ids(rows_of[v][rows_of[v]["level"] == level]
                            for v in variants if v not in best)
-    return Finding(topic="family_group", run_id=run.run_id, text=text,
+    order = tuple(f"{label[v]} on {best[v]['server']}" for v in [base_variant, *others])
+    headline = (f"{title}, {kind}, {level_phrase('closed', level)}: {order[1]} served "
+                f"{fmt_ratio(values[f'ratio_{others[0].app}_{others[0].gateway}'])} "
+                f"{order[0]}." if others else text)
+    return Finding(topic="family_group", run_id=run.run_id, text=text, headline=headline,
+                   others=order, question={"group": group, "title": title, "kind": kind,
+                                           "level": level, "base": order[0]},
                         trial_ids=tuple(dict.fromkeys(trial_ids_of(*named) + missing_ids)),
                         values=values)
 
@@ -342,6 +348,10 @@ def _overhead_item(run: RunData, closed: pd.DataFrame, server: str, apps: Sequen
     missing_ids = _bad_ids(rows_of[a][rows_of[a]["level"] == level]
                            for a in apps if a not in found)
     return Finding(topic="family_overhead", run_id=run.run_id, text=text,
+                   others=tuple(ordered), question={"server": server, "level": level},
+                   headline=(f"{head}: " + ", ".join(
+                       f"{app} {fmt_ratio(values[f'ratio_{app}'])}" for app in ordered)
+                       + " raw's req/s." if ordered else ""),
                         trial_ids=tuple(dict.fromkeys(
                             trial_ids_of(raw, *(found[a] for a in ordered)) + missing_ids)),
                         values=values)

@@ -17,6 +17,7 @@ from harness.analysis.stats import MIN_REPEATS_FOR_STATS
 from harness.analysis.wording import (
     fmt_mb,
     fmt_ratio,
+    names_text,
     row_label,
 )
 
@@ -59,7 +60,16 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
     else:
         text = (f"Memory ({label} at its peak): the least: {members(lows)}; the most: "
                 f"{members(highs)}, {fmt_ratio(ratio)} the least.")
-    return [Finding(topic="memory", text=text, run_id=run.run_id,
+    names = [names_text(sorted(str(r["server"]) for r in g)) for g in (lows, highs)]
+    headline = (f"Memory ({label}): the least, {names[0]} ({fmt_mb(low[column])} MB); the "
+                f"most, {names[1]} ({fmt_mb(high[column])} MB)." if every is None else
+                f"Memory ({label}): the least and the most cannot be told apart "
+                f"({fmt_mb(low[column])}–{fmt_mb(high[column])} MB).")
+    return [Finding(topic="memory", text=text, run_id=run.run_id, headline=headline,
+                    others=() if every is not None else
+                    tuple(sorted(str(r["server"]) for r in highs)),
+                    figures=(float(low[column]), float(high[column])), unit="MB",
+                    ratio=float(ratio),
                          trial_ids=tuple(dict.fromkeys(str(r["trial_id"]) for r in lows + highs)),
                          winners=ends_winners(lows, every),
                          values={"ranked": float(every is None),

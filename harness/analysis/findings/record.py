@@ -54,7 +54,7 @@ class Finding:
     text: str
     headline: str = ""
     question: Mapping[str, Any] = field(default_factory=dict)
-    verdict: str = STATED
+    verdict: str = ""  # one of VERDICTS; empty: from ``values["ranked"]``, else STATED
     why: str = ""
     winners: tuple[str, ...] = ()
     others: tuple[str, ...] = ()
@@ -67,6 +67,14 @@ class Finding:
     trial_ids: tuple[str, ...] = ()
     values: Mapping[str, float] = field(default_factory=dict)
     caveat: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            ranked = self.values.get("ranked")
+            verdict = STATED if ranked is None else RANKED if ranked == 1.0 else NO_DIFFERENCE
+            object.__setattr__(self, "verdict", verdict)
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r}: expected one of {', '.join(VERDICTS)}")
 
     @property
     def ranked(self) -> bool:

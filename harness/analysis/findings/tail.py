@@ -27,6 +27,7 @@ from harness.analysis.wording import (
     fmt_ms,
     fmt_ratio,
     level_phrase,
+    names_text,
     row_label,
 )
 
@@ -104,10 +105,25 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
                       if ratio < SAME_THROUGHPUT_RATIO_MAX else f"{fmt_ratio(ratio)} higher")
             text = (f"Tail latency at {where}: the lowest {name}: {members(lows)}; the "
                     f"highest: {members(highs)}, {spread}.")
+        short_where = (f"{level:g} req/s offered" if load_model == "open"
+                       else level_phrase(load_model, float(level)))
+        headline = (f"Tail latency at {short_where}: the lowest {name}, "
+                    f"{names_text(sorted(str(x['server']) for x in lows))} "
+                    f"({fmt_ms(low[column])} ms); the highest, "
+                    f"{names_text(sorted(str(x['server']) for x in highs))} "
+                    f"({fmt_ms(high[column])} ms)." if every is None else
+                    f"Tail latency at {short_where}: no server told apart by {name} "
+                    f"({fmt_ms(low[column])}–{fmt_ms(high[column])} ms).")
         return [Finding(topic="tail", text=text, run_id=run.run_id,
                         trial_ids=trial_ids_of(*lows, *highs),
-                        winners=ends_winners(lows, every),
-                             values={"ranked": float(every is None),
+                        winners=ends_winners(lows, every), headline=headline,
+                        others=() if every is not None else
+                        tuple(sorted(str(x["server"]) for x in highs)),
+                        ratio=float(ratio), unit="ms",
+                        figures=(float(low[column]), float(high[column])),
+                        question={"where": short_where, "percentile": name,
+                                  "load_model": load_model, "level": float(level)},
+                        values={"ranked": float(every is None),
                                      "level": float(level), "percentile": pct,
                                      f"{name}_low_ms": low[column], "p50_low_ms": low["p50_ms"],
                                      f"{name}_high_ms": high[column],

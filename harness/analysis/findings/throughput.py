@@ -25,7 +25,7 @@ from harness.analysis.findings.common import (
     tie_phrase,
     trial_ids_of,
 )
-from harness.analysis.findings.record import Finding
+from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.frames import RunData
 from harness.analysis.stats import (
     CONFIDENCE_LEVEL,
@@ -33,14 +33,17 @@ from harness.analysis.stats import (
     SINGLE_RUN_NOISE_FRACTION,
     compare_repeats,
     mean_ci,
+    ratio_ci,
 )
 from harness.analysis.wording import (
+    comparison_headline,
     cpu_phrase,
     fmt_ms,
     fmt_pct,
     fmt_ratio,
     fmt_rps,
     level_phrase,
+    names_text,
     row_label,
 )
 
@@ -68,7 +71,12 @@ def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
                      f"{ceiling_phrase(capped[0]['level'], floor)}): a higher concurrency may "
                      f"give more")
         return [Finding(topic="best", text=text + ".", run_id=run.run_id,
-                             trial_ids=trial_ids_of(*group), values=values)]
+                        trial_ids=trial_ids_of(*group), values=values,
+                        winners=tuple(sorted(str(r["server"]) for r in group)),
+                        question={"kind": kind},
+                        headline=(f"{kind}: the highest throughput, {len(group)} servers tied: "
+                                  f"{names_text(sorted(str(r['server']) for r in group))}, up "
+                                  f"to {fmt_rps(row['achieved_rps'])} req/s."))]
     text = (f"{kind}: the highest valid throughput was {row_label(row)}, "
             f"{fmt_rps(row['achieved_rps'])} req/s at "
             f"{level_phrase(row['load_model'], row['level'])}")
@@ -84,8 +92,12 @@ def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
         text += (f"; that is the load's own ceiling (Little's law: "
                  f"{ceiling_phrase(row['level'], floor)}): a higher concurrency may give more")
         values["ceiling_rps"] = floor.ceiling_rps(row["level"])
-    return [Finding(topic="best", text=text + ".", run_id=run.run_id, trial_ids=trial_ids_of(row),
-                         values=values)]
+    return [Finding(topic="best", text=text + ".", run_id=run.run_id,
+                    trial_ids=trial_ids_of(row), values=values, winners=(str(row["server"]),),
+                    question={"kind": kind},
+                    headline=(f"{kind}: the highest throughput was {row_label(row)}, "
+                              f"{fmt_rps(row['achieved_rps'])} req/s at "
+                              f"{level_phrase(row['load_model'], row['level'])}."))]
 
 
 def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.Series,
@@ -159,10 +171,27 @@ def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.
     if test is not None:
         text += f"; {test.text()}"
         values["p_value"] = test.p_value
-    winners = tuple(sorted(str(r["server"]) for r in tied_with.get(str(win["server"]), [win])))
-    return Finding(topic=topic, text=text + ".", run_id=run.run_id,
-                        trial_ids=trial_ids_of(win, lose), values=values,
-                        winners=winners if values["ranked"] == 1.0 else ())
+    sides = tuple(tuple(sorted(str(r["server"]) for r in tied_with.get(str(row["server"]), [row])))
+                  for row in (win, lose))
+    ranked = values["ranked"] == 1.0
+    verdict = RANKED if ranked else NOT_RANKED if both_at_ceiling else NO_DIFFERENCE
+    why = ("both sat at the load's own ceiling (Little's law)" if both_at_ceiling
+           else "measured once, within run-to-run noise" if test is None and not ranked else "")
+    where = level_phrase("closed", level)
+    gateways = (str(win["gateway"]), str(lose["gateway"]))
+    p_value = test.p_value if test is not None else None
+    return Finding(
+        topic=topic, text=text + ".", run_id=run.run_id, trial_ids=trial_ids_of(win, lose),
+        values=values, winners=sides[0] if ranked else (), others=sides[1], verdict=verdict,
+        why=why, ratio=ratio, ratio_ci=ratio_ci(rps_win, rps_lose),
+        figures=(float(win["achieved_rps"]), float(lose["achieved_rps"])), unit="req/s",
+        test=test.text() if test is not None else "", p_value=p_value,
+        question={"kind": kind, "what": what, "where": where, "load_model": "closed",
+                  "level": level, "winner_side": list(sides[0]), "other_side": list(sides[1]),
+                  "winner_gateway": gateways[0], "other_gateway": gateways[1]},
+        headline=comparison_headline(where=where.capitalize(), what=what, verdict=verdict,
+                                     sides=sides, gateways=gateways, ratio=ratio,
+                                     p_value=p_value, why=why))
 
 
 def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str,
@@ -228,6 +257,9 @@ def _ceiling(run: RunData, ranked: pd.DataFrame, floor: ServiceFloor | None
                 f"concurrency is needed to separate them.")
         items.append(Finding(
             topic="ceiling", caveat=True, run_id=run.run_id, text=text,
+            headline=(f"Little's law: at {level_phrase('closed', level)}, {len(capped)} servers "
+                      f"sat at the load's own ceiling ({fmt_rps(floor.ceiling_rps(level))} "
+                      "req/s): not ranked there."),
             trial_ids=tuple(dict.fromkeys(trial_ids_of(*capped) + floor.trial_ids)),
             values={"level": level, "ceiling_rps": floor.ceiling_rps(level),
                     "floor_s": floor.seconds, "servers": float(len(capped))}))
@@ -260,7 +292,9 @@ def _open_capacity(run: RunData, ranked: pd.DataFrame, summary: pd.DataFrame
     text = (f"Open loop, offered rates up to {tried['level'].max():g} req/s: the highest rate "
             f"served with a valid trial was " + "; ".join(phrases) + ".")
     return [Finding(topic="open_capacity", text=text, run_id=run.run_id,
-                         trial_ids=trial_ids_of(*rows), values=values)]
+                    trial_ids=trial_ids_of(*rows), values=values,
+                    others=tuple(str(r["server"]) for r in rows),
+                    headline=("Open loop, the highest rate held: " + "; ".join(phrases) + "."))]
 
 
 def find(ctx: Context) -> list[Finding]:

@@ -89,8 +89,18 @@ def _echo_closed(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                     f"{fmt_ms(best['p99_ms'])} ms vs {fmt_ms(worst['p99_ms'])} ms"
                     + (f", {len(at)} servers compared." if len(at) > 2 else "."))
             rows = (best, worst)
+        headline = (f"{head}{best['server']} carried the most, {fmt_rps(best['achieved_rps'])} "
+                    "msgs/s" + (f", {fmt_ratio(values['ratio'])} {worst['server']}'s."
+                                if len(rows) > 1 else "."))
         items.append(Finding(topic="ws_echo_closed", text=text, run_id=run.run_id,
-                                  trial_ids=trial_ids_of(*rows), values=values))
+                             headline=headline, winners=(str(best["server"]),),
+                             others=tuple(str(r["server"]) for r in rows[1:]),
+                             ratio=values.get("ratio"), unit="msgs/s",
+                             figures=(float(best["achieved_rps"]),
+                                      float(worst["achieved_rps"])),
+                             question={"where": head.rstrip(": "), "level": level,
+                                       "message_size": float(size)},
+                             trial_ids=trial_ids_of(*rows), values=values))
     return items
 
 
@@ -139,8 +149,15 @@ def _echo_open(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                      + ", ".join(f"{server} {fmt_count(rate)}" for rate, server, _ in held))
             rows += [h[2] for h in held]
             values.update({f"held_{server}": rate for rate, server, _ in held})
+        headline = (f"WebSocket echo, {fmt_size(size)}, {fmt_count(level)} msgs/s offered: the "
+                    f"lowest p99, {low['server']} ({fmt_ms(low['p99_ms'])} ms)"
+                    + (f"; the highest, {high['server']} ({fmt_ms(high['p99_ms'])} ms)."
+                       if len(at) > 1 else "."))
         items.append(Finding(topic="ws_echo_open", text=text + ".", run_id=run.run_id,
-                                  trial_ids=trial_ids_of(*rows), values=values))
+                             headline=headline, winners=(str(low["server"]),),
+                             others=(str(high["server"]),) if len(at) > 1 else (),
+                             unit="ms", question={"level": level, "message_size": float(size)},
+                             trial_ids=trial_ids_of(*rows), values=values))
     return items
 
 
@@ -178,8 +195,15 @@ def _broadcast(run: RunData, summary: pd.DataFrame) -> list[Finding]:
             values[f"p99_{row['server']}_ms"] = row["p99_ms"]
             values[f"p50_{row['server']}_ms"] = row["p50_ms"]
             values[f"delivered_{row['server']}"] = row["delivered_fraction"]
+        order = tuple(str(s) for s in at["server"])
+        headline = (f"Broadcast to {fmt_count(level)} subscribers: the lowest p99 delivery, "
+                    f"{order[0]} ({fmt_ms(at.iloc[0]['p99_ms'])} ms)"
+                    + (f"; the highest, {order[-1]} ({fmt_ms(at.iloc[-1]['p99_ms'])} ms)."
+                       if len(order) > 1 else "."))
         items.append(Finding(topic="ws_broadcast", text=head + "; ".join(parts) + ".",
-                                  run_id=run.run_id, trial_ids=trial_ids_of(*(
+                             headline=headline, winners=order[:1], others=order[1:],
+                             question={"level": level},
+                             run_id=run.run_id, trial_ids=trial_ids_of(*(
                                       r for _, r in at.iterrows())), values=values))
     return items
 
@@ -209,7 +233,16 @@ def _idle(run: RunData, summary: pd.DataFrame) -> list[Finding]:
         text = (f"Idle: at {connections(level)}, " + "; ".join(phrases)
                 + f". Memory per connection: the growth of the server's {memory} while it "
                 "held them.")
+        order = tuple(str(s) for s in at["server"])
+        first_kib = float(at.iloc[0]["memory_per_connection_kb"])
+        last_kib = float(at.iloc[-1]["memory_per_connection_kb"])
+        headline = (f"Idle, {connections(level)}: the least memory per connection, {order[0]} "
+                    f"({fmt_kib(first_kib)} KiB)" + (
+                        f"; the most, {order[-1]} ({fmt_kib(last_kib)} KiB)."
+                        if len(order) > 1 else "."))
         items.append(Finding(topic="ws_idle", text=text, run_id=run.run_id,
+                             headline=headline, winners=order[:1], others=order[1:],
+                             question={"level": level}, unit="KiB per connection",
                                   trial_ids=trial_ids_of(*(r for _, r in at.iterrows())),
                                   values=values))
     return items
@@ -233,7 +266,8 @@ def websocket_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
     unsupported = unsupported_sentence(run.meta)
     if unsupported:
         items.append(Finding(topic="ws_unsupported", text=unsupported + " [run.json]",
-                                  run_id=run.run_id))
+                             others=tuple(s for s, _ in unsupported_targets(run.meta)),
+                             run_id=run.run_id))
     findings = (_echo_closed(run, summary) + _echo_open(run, summary)
                 + _broadcast(run, summary) + _idle(run, summary))
     items += findings

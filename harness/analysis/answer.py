@@ -1,0 +1,224 @@
+"""The answer first: the "What to run" rows, one per question a run answers, read from its
+findings (never from their sentences).
+
+A row says, for one kind of work: run this (gateway and servers), instead of that (the best of
+the other gateway, and the classic choice), by how much, how sure, and why (the physics in a
+few words). HTTP runs answer with their capacity comparison where the run searched one, else
+with throughput at the most demanding level both gateways held; a run of several app families
+answers each family group; a WebSocket run answers echo, broadcast and idle memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.analysis.findings.record import NOT_RANKED, RANKED, Finding
+from harness.analysis.frames import RunData
+from harness.analysis.wording import (
+    fmt_ratio,
+    fmt_rps,
+    kind_label,
+    names_text,
+    p_text,
+    side_text,
+)
+
+# The order of the rows across runs: the kinds of work a team asks about most first.
+KIND_ORDER = ("io", "cpu", "hello", "json", "websocket", "ws")
+CLASSIC_SYNC = "gunicorn-sync"
+WHY_CPU = ("the work holds the CPU: an event loop runs it one request at a time, as a sync "
+           "worker does")
+WHY_HELLO = "no wait to overlap: each server's own cost per request decides"
+WHY_WEBSOCKET = ("WSGI has no way to hold a connection open; one event loop holds them all")
+WHY_FAMILIES = "behind an event loop the framework's own cost shows"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerRow:
+    """One row of "What to run"; ``anchor``: where its evidence is in the report."""
+
+    work: str
+    run: str
+    instead_of: str
+    by: str
+    sure: str
+    why: str
+    run_id: str
+    anchor: str
+
+    def cells(self) -> dict[str, str]:
+        return {"work": self.work, "run": self.run, "instead of": self.instead_of,
+                "by how much": self.by, "how sure": self.sure, "why": self.why}
+
+
+def _sides(f: Finding) -> tuple[str, str]:
+    q = f.question
+    return (side_text(q.get("winner_side") or f.winners, str(q.get("winner_gateway", ""))),
+            side_text(q.get("other_side") or f.others, str(q.get("other_gateway", ""))))
+
+
+def _sure(f: Finding, count: str) -> str:
+    if f.verdict == RANKED:
+        return f"{p_text(f.p_value)}, {count}" if f.p_value is not None else "measured once"
+    if f.verdict == NOT_RANKED:
+        return f"not ranked: {f.why}"
+    return f"no significant difference ({p_text(f.p_value) or f.why}), {count}"
+
+
+def _by(f: Finding, unit: str) -> str:
+    if f.figures is None or f.ratio is None:
+        return ""
+    ratio = fmt_ratio(f.ratio)
+    if f.ratio_ci is not None and f.verdict == RANKED:
+        ratio += f" (95 % CI {f.ratio_ci[0]:.1f}–{f.ratio_ci[1]:.1f})"
+    return f"{ratio}: {fmt_rps(f.figures[0])} vs {fmt_rps(f.figures[1])} {unit}"
+
+
+def _worker_cap(run: RunData, server: str, wait_s: float) -> str:
+    """"3 workers ÷ 50 ms = 60 req/s" for a sync server of the run, from run.json's preset."""
+    for target in run.meta.get("targets") or []:
+        if target.get("server") != server:
+            continue
+        workers = int(target.get("workers") or 1)
+        threads = int(target.get("threads") or 1)
+        slots = workers * threads
+        what = f"{workers} workers" + (f" × {threads} threads" if threads > 1 else "")
+        return f"{what} ÷ {1000 * wait_s:g} ms = {slots / wait_s:,.0f} req/s"
+    return ""
+
+
+def _why_http(run: RunData, kind: str, classic: Finding | None, wait_s: float | None) -> str:
+    if kind == "cpu":
+        return WHY_CPU
+    if kind in ("hello", "json"):
+        return WHY_HELLO
+    if wait_s is not None:
+        cap = _worker_cap(run, CLASSIC_SYNC, wait_s)
+        if cap:
+            return (f"a sync worker holds each request through its wait: {CLASSIC_SYNC} caps "
+                    f"at {cap}; an event loop overlaps the waits")
+    return "an event loop overlaps the waits that hold a sync worker"
+
+
+def _http_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None,
+               anchor: str) -> list[AnswerRow]:
+    by_topic: dict[str, Finding] = {}
+    for f in findings:
+        by_topic.setdefault(f.topic, f)
+    capacity = "capacity_wsgi_vs_asgi" in by_topic
+    main = by_topic.get("capacity_wsgi_vs_asgi" if capacity else "wsgi_vs_asgi")
+    if main is None:
+        return []
+    classic = by_topic.get("capacity_classic" if capacity else "classic")
+    kind = str((run.meta.get("scenario") or {}).get("kind") or "")
+    where = str(main.question.get("where", ""))
+    work = f"{kind_label(run.meta)}, {'capacity ' if capacity else 'throughput '}{where}"
+    winners, others = _sides(main)
+    searches = main.question.get("searches")
+    count = (f"{searches[0]} vs {searches[1]} searches" if searches
+             else f"{_repeats(run)} repeats")
+    unit = "req/s"
+    by = _by(main, unit)
+    instead = f"{others} (best of its gateway)"
+    if classic is not None:
+        c_other = _sides(classic)[1]
+        instead += f"; {c_other} (classic)" if CLASSIC_SYNC in c_other else ""
+        if classic.ratio is not None and classic.verdict == RANKED:
+            by += f"; {fmt_ratio(classic.ratio)} {CLASSIC_SYNC}"
+    if main.verdict == RANKED:
+        run_text = winners
+    else:
+        firsts = [side[0] for side in (main.question.get("winner_side") or main.winners,
+                                       main.question.get("other_side") or main.others) if side]
+        run_text = f"either gateway ({', '.join(firsts)}, ...)"
+        instead = "—"
+    return [AnswerRow(work=work, run=run_text, instead_of=instead, by=by,
+                      sure=_sure(main, count), why=_why_http(run, kind, classic, wait_s),
+                      run_id=run.run_id, anchor=anchor)]
+
+
+def _repeats(run: RunData) -> int:
+    plan: Mapping[str, Any] = run.meta.get("plan") or {}
+    return int(plan.get("repeat") or plan.get("repeats") or 1)
+
+
+def _family_why(run: RunData, base: str, wait_s: float | None) -> str:
+    server = base.rpartition(" on ")[2]
+    cap = _worker_cap(run, server, wait_s) if wait_s is not None else ""
+    return (f"{base} sits at its worker limit, {cap}; behind an event loop the framework's own "
+            "cost shows" if cap else WHY_FAMILIES)
+
+
+def _family_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None,
+                 anchor: str) -> list[AnswerRow]:
+    rows = []
+    for f in findings:
+        if f.topic != "family_group" or f.caveat or len(f.others) < 2:
+            continue
+        ratio_key = next((k for k in f.values if k.startswith("ratio_")), None)
+        ratio = f.values.get(ratio_key) if ratio_key else None
+        level = f.question.get("level")
+        rows.append(AnswerRow(
+            work=f"{f.question.get('title')}, {f.question.get('kind')}, {level:g} clients"
+            if isinstance(level, float) else str(f.question.get("title")),
+            run=f.others[1], instead_of=f.others[0],
+            by=fmt_ratio(ratio) if ratio is not None else "",
+            sure=f"{_repeats(run)} repeats pooled; no test",
+            why=_family_why(run, f.others[0], wait_s),
+            run_id=run.run_id, anchor=anchor))
+    return rows
+
+
+def _websocket_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
+    unsupported = next((f for f in findings if f.topic == "ws_unsupported"), None)
+    instead = ("WSGI: cannot hold a WebSocket" + (f" ({names_text(unsupported.others)})"
+                                                   if unsupported and unsupported.others else ""))
+    picks = []
+    closed = [f for f in findings if f.topic == "ws_echo_closed"]
+    if closed:
+        picks.append(closed[0])
+    for topic in ("ws_broadcast", "ws_idle"):
+        mine = [f for f in findings if f.topic == topic]
+        if mine:
+            picks.append(mine[-1])
+    rows = []
+    for f in picks:
+        if not f.winners:
+            continue
+        if f.topic == "ws_echo_closed":
+            work = str(f.question.get("where", "WebSocket echo"))
+            by = (f"{fmt_ratio(f.ratio)} {f.others[-1]}" if f.ratio is not None and f.others
+                  else "")
+        elif f.topic == "ws_broadcast":
+            work = f"WebSocket broadcast, {f.question.get('level', 0):g} subscribers"
+            by = "lowest p99 delivery"
+        else:
+            work = f"WebSocket idle, {f.question.get('level', 0):g} connections"
+            by = "least memory per connection"
+        rows.append(AnswerRow(work=work, run=f"ASGI: {f.winners[0]}", instead_of=instead,
+                              by=by, sure=f"{_repeats(run)} repeats pooled; no test",
+                              why=WHY_WEBSOCKET, run_id=run.run_id, anchor=anchor))
+    return rows
+
+
+def answer_rows(run: RunData, findings: Sequence[Finding], *, wait_s: float | None = None,
+                anchor: str = "") -> list[AnswerRow]:
+    """The "What to run" rows one run answers (``wait_s``: the scenario's declared wait)."""
+    kind = str((run.meta.get("scenario") or {}).get("kind") or "")
+    if kind in ("websocket", "ws"):
+        return _websocket_rows(run, findings, anchor)
+    family = _family_rows(run, findings, wait_s, anchor)
+    if family:
+        return family
+    return _http_rows(run, findings, wait_s, anchor)
+
+
+def kind_rank(run: RunData) -> int:
+    kind = str((run.meta.get("scenario") or {}).get("kind") or "")
+    families = len({str(t.get("app")) for t in run.meta.get("targets") or []}) > 1
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    return rank + (len(KIND_ORDER) if families else 0)
+
+
