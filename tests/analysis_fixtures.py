@@ -86,3 +86,9 @@ def write_run(run_dir: Path, trials: Sequence[tuple[TrialRecord, Sequence[int] |
 def synthetic_run(run_dir: Path, **spec: Any) -> Path:
     """The synthetic I/O-bound model (4 servers, closed and open levels, one invalid level)."""
     return write_synthetic_run(run_dir, SyntheticSpec(run_id=run_dir.name, **spec))
+
+
+def report_text(folder: Path, kind: str = "md") -> str:
+    """A report and its appendix (the per-level and per-trial tables) as one text."""
+    names = ("report.md", "trials.md") if kind == "md" else ("report.html", "trials.html")
+    return "\n".join((folder / name).read_text(encoding="utf-8") for name in names)

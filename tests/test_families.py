@@ -21,6 +21,7 @@ from harness.analysis.synthetic import (
     write_synthetic_run,
 )
 from harness.analysis.wording import fmt_ms, fmt_ratio, fmt_rps
+from tests.analysis_fixtures import report_text
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +244,8 @@ def test_family_items_come_after_the_cross_server_findings(items: list[Finding])
 # -- the report ---------------------------------------------------------------------------------
 
 def test_report_tables_have_an_app_column(families_run: RunData, tmp_path: Path) -> None:
-    _html, markdown = write_report([families_run.run_dir], tmp_path / "report")
-    text = markdown.read_text(encoding="utf-8")
+    write_report([families_run.run_dir], tmp_path / "report")
+    text = report_text(tmp_path / "report")
     assert "| server | app | gateway | level |" in text
     assert "| trial | server | app |" in text
     assert "| uvicorn | django-async | ASGI | 256 |" in text

@@ -15,7 +15,7 @@ from harness.analysis.wording import fmt_mb, fmt_ms, fmt_rps
 from harness.cli import main as cli_main
 from harness.errors import UsageError
 from harness.results import TRIALS_FILE, histogram_path
-from tests.analysis_fixtures import synthetic_run, write_run
+from tests.analysis_fixtures import report_text, synthetic_run, write_run
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_writes_html_markdown_and_plots(report_run: Path) -> None:
-    html = (report_run / "report.html").read_text(encoding="utf-8")
-    markdown = (report_run / "report.md").read_text(encoding="utf-8")
+    html = report_text(report_run, "html")
+    markdown = report_text(report_run)
     pngs = sorted((report_run / "plots").glob("*.png"))
     svgs = sorted((report_run / "plots").glob("*.svg"))
     names = {p.stem.removeprefix("synthetic-io-") for p in pngs}
@@ -39,13 +39,13 @@ def test_writes_html_markdown_and_plots(report_run: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"(plots/{png.name})" in markdown
     assert "## I/O-bound: scenario io_bound" in markdown
-    assert "### Guidance" in markdown and "### Caveats" in markdown
-    assert "<h3>What ran on what</h3>" in html
+    assert "### Findings" in markdown and "### Caveats" in markdown
+    assert "<summary>What ran on what</summary>" in html
     assert not list(report_run.glob(".report-*")), "the staging folder must be gone"
 
 
 def test_html_is_self_contained(report_run: Path) -> None:
-    html = (report_run / "report.html").read_text(encoding="utf-8")
+    html = report_text(report_run, "html")
     sources = re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
     assert len(sources) >= 7
     assert all(s.startswith(("data:image/svg+xml;base64,", "data:image/png;base64,"))
@@ -57,7 +57,7 @@ def test_html_is_self_contained(report_run: Path) -> None:
 
 
 def test_report_shows_the_run_setup(report_run: Path) -> None:
-    markdown = (report_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(report_run)
     meta = json.loads((report_run / "run.json").read_text())
     for needle in ("harness run --scenario io_bound --quick", meta["scenario"]["hash"],
                    "server [1], load generator [0]", "Synthetic CPU", "gunicorn docs:",
@@ -88,12 +88,15 @@ def test_guidance_numbers_trace_back_to_trials_csv(report_run: Path) -> None:
     rows = _rows(report_run)
     run = RunData.load(report_run)
     items = {i.topic: i for i in compute_guidance(run, summarize(run))}
-    markdown = (report_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(report_run)
     for item in items.values():
-        line = f"- {item.text}"
+        line = f"{item.text}"
         if item.trial_ids:
             line += " [trials: " + ", ".join(t[:4] for t in item.trial_ids) + "]"
-        assert line in markdown.splitlines(), line
+        # the full sentence is the finding's footnote (the first layer is its headline)
+        assert any(x.startswith("[^") and x.endswith("]: " + line)
+                   for x in markdown.splitlines()), line
+        assert f"- {item.short} [^" in markdown
 
     best = items["best"]
     cited = [rows[t] for t in best.trial_ids]
@@ -161,11 +164,12 @@ def test_cli_report_and_out_dir(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert cli_main(["report", str(run_dir), "--out", str(out)]) == 0
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     assert not (run_dir / "report.html").exists()
-    assert "No trial was recorded" in (out / "report.html").read_text()
+    assert "No valid trial" in (out / "report.html").read_text()
     assert "report.html" in capsys.readouterr().out
     # Again: replaced in place, nothing left behind.
     assert cli_main(["report", str(run_dir), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["findings.json", "report.html",
+                                                    "report.md", "trials.html", "trials.md"]
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path,
@@ -198,4 +202,4 @@ def test_several_runs_in_one_report(tmp_path: Path) -> None:
     assert "(run run-a)" in markdown and "(run run-b)" in markdown
     plots = {p.name for p in (tmp_path / "combined" / "plots").iterdir()}
     assert "run-a-throughput.png" in plots and "run-b-throughput.png" in plots
-    assert html_path.read_text().count("<section") == 2
+    assert html_path.read_text().count("<section") == 3  # What to run, then the two runs

@@ -38,7 +38,7 @@ from harness.results import CAPACITY_FILE, TRIALS_FILE, CapacityRecord, RunWrite
 from harness.runner import best_of_each_gateway as runner_best_of_each_gateway
 from harness.scenarios import load_scenario
 from harness.slo import parse_slo
-from tests.analysis_fixtures import meta, record, synthetic_run, write_run
+from tests.analysis_fixtures import meta, record, report_text, synthetic_run, write_run
 
 SLO = parse_slo("p99=200ms")
 
@@ -135,7 +135,7 @@ def test_capacity_guidance_traces_to_capacity_csv(capacity_run: Path) -> None:
 
 
 def test_report_has_capacity_table_and_plot(capacity_run: Path) -> None:
-    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(capacity_run)
     assert "### Capacity at the objective" in markdown
     head = "| server | gateway | repeat | status | capacity req/s | spread | p99 at capacity, ms |"
     assert head in markdown
@@ -146,7 +146,7 @@ def test_report_has_capacity_table_and_plot(capacity_run: Path) -> None:
     assert "| uvicorn | ASGI | all 2 | found |" in markdown
     assert "95 % CI of the mean" in markdown
     assert (capacity_run / "plots" / "cap-run-capacity.png").is_file()
-    html = (capacity_run / "report.html").read_text(encoding="utf-8")
+    html = report_text(capacity_run, "html")
     assert "<h3>Capacity at the objective</h3>" in html
 
 
@@ -268,7 +268,7 @@ def test_each_app_family_has_its_own_capacity(tmp_path: Path) -> None:
     (versus,) = _items(run_dir)["capacity_wsgi_vs_asgi"]
     assert "uvicorn · raw (ASGI) sustained 4,800 req/s" in versus.text
     write_report([run_dir])
-    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    report = report_text(run_dir)
     assert "| uvicorn · django | ASGI | 1 |" in report
 
 
@@ -323,7 +323,7 @@ def test_head_to_head_searches_join_the_plans_in_best_wsgi_vs_best_asgi(tmp_path
         in summary.text
     assert len(load_capacity(run_dir)) == 6 + 16
     write_report([run_dir])
-    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    report = report_text(run_dir)
     for k in (1, 8):
         assert f"| uvicorn | ASGI | head to head {k} |" in report
         assert f"| gunicorn-gevent | WSGI | head to head {k} |" in report
@@ -372,7 +372,7 @@ def test_the_runner_picks_the_head_to_head_pair_by_the_reports_rule(tmp_path: Pa
 # -- three outcomes ------------------------------------------------------------------------------
 
 def test_overloaded_is_a_result_invalid_is_not_ranked(capacity_run: Path) -> None:
-    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(capacity_run)
     trials = _trials(capacity_run)
     overloaded = [r for r in trials.values() if r["outcome"] == "overloaded"
                   and r["phase"] == "sweep" and r["load_model"] == "closed"]
@@ -519,7 +519,7 @@ def test_busy_trials_are_flagged_with_their_ids(capacity_run: Path) -> None:
     (item,) = _items(capacity_run)["busy"]
     assert item.caveat and set(item.trial_ids) == busy_ids
     assert f"Busy machine during {len(busy_ids)} of {len(trials)} trials" in item.text
-    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(capacity_run)
     assert "busy machine: processes outside the harness used" in markdown
     first = sorted(busy_ids)[0]
     assert f"{first} (others {float(trials[first]['others_cpu_pct']):.0f} %" in item.text
@@ -534,7 +534,7 @@ def test_search_steps_stay_out_of_the_level_tables(capacity_run: Path) -> None:
     assert not swept & search_ids
     every = {t for ids in summarize(run, phases=None)["trial_ids"] for t in ids}
     assert search_ids <= every
-    markdown = (capacity_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(capacity_run)
     assert all(f"| {t} | " in markdown for t in search_ids)  # in the list of all trials
 
 

@@ -15,6 +15,7 @@ from harness.analysis.synthetic import SyntheticWsSpec, write_synthetic_ws_run
 from harness.analysis.websocket import fmt_fraction, fmt_kib
 from harness.analysis.wording import fmt_ms, fmt_rps
 from harness.results import TRIALS_FILE, histogram_path
+from tests.analysis_fixtures import report_text
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,8 @@ def test_http_summary_unchanged_by_message_size_key(tmp_path: Path) -> None:
 
 
 def test_report_has_the_websocket_section(ws_run: Path) -> None:
-    markdown = (ws_run / "report.md").read_text(encoding="utf-8")
-    html = (ws_run / "report.html").read_text(encoding="utf-8")
+    markdown = report_text(ws_run)
+    html = report_text(ws_run, "html")
     for text in (markdown, html):
         assert WS_HEADING in text
         assert "the WSGI interface has no way to hold a WebSocket connection" in text
@@ -89,12 +90,15 @@ def test_websocket_guidance_traces_to_trials(ws_run: Path) -> None:
     rows = _rows(ws_run)
     run = RunData.load(ws_run)
     items = compute_guidance(run, summarize(run))
-    markdown = (ws_run / "report.md").read_text(encoding="utf-8")
+    markdown = report_text(ws_run)
     for item in items:
-        line = f"- {item.text}"
+        line = f"{item.text}"
         if item.trial_ids:
             line += " [trials: " + ", ".join(t[:4] for t in item.trial_ids) + "]"
-        assert line in markdown.splitlines(), line
+        # the full sentence is the finding's footnote (the first layer is its headline)
+        assert any(x.startswith("[^") and x.endswith("]: " + line)
+                   for x in markdown.splitlines()), line
+        assert f"- {item.short} [^" in markdown
     topics = [i.topic for i in items]
     assert topics[0] == "ws_unsupported"
     assert topics.count("ws_echo_closed") == 2  # one per message size
