@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.analysis.findings.record import NOT_RANKED, RANKED, Finding
+from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.frames import RunData
 from harness.analysis.wording import (
     fmt_ratio,
@@ -130,9 +130,10 @@ def _http_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None,
     if main.verdict == RANKED:
         run_text = winners
     else:
-        firsts = [side[0] for side in (main.question.get("winner_side") or main.winners,
-                                       main.question.get("other_side") or main.others) if side]
-        run_text = f"either gateway ({', '.join(firsts)}, ...)"
+        q = main.question
+        run_text = ("either gateway: the best, "
+                    f"{side_text([str(q.get('winner'))], str(q.get('winner_gateway', '')))} and "
+                    f"{side_text([str(q.get('other'))], str(q.get('other_gateway', '')))}")
         instead = "—"
     return [AnswerRow(work=work, run=run_text, instead_of=instead, by=by,
                       sure=_sure(main, count), why=_why_http(run, kind, classic, wait_s),
@@ -171,6 +172,22 @@ def _family_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None
     return rows
 
 
+def _echo_row(run: RunData, f: Finding, instead: str, anchor: str) -> AnswerRow:
+    q = f.question
+    if f.verdict == RANKED:
+        run_text = side_text(f.winners, "ASGI")
+        by = f"{_by(f, 'msgs/s')} (the next best, {q.get('other')})"
+        sure = _sure(f, f"{_repeats(run)} repeats")
+    else:
+        run_text = "any of " + side_text(q.get("winner_side") or f.others, "ASGI")
+        by = "—"
+        sure = (_sure(f, f"{_repeats(run)} repeats") if f.verdict == NO_DIFFERENCE
+                else "one server measured")
+    return AnswerRow(work=str(q.get("where", "WebSocket echo")), run=run_text,
+                     instead_of=instead, by=by, sure=sure, why=WHY_WEBSOCKET,
+                     run_id=run.run_id, anchor=anchor)
+
+
 def _websocket_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
     unsupported = next((f for f in findings if f.topic == "ws_unsupported"), None)
     instead = ("WSGI: cannot hold a WebSocket" + (f" ({names_text(unsupported.others)})"
@@ -185,12 +202,11 @@ def _websocket_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> l
             picks.append(mine[-1])
     rows = []
     for f in picks:
-        if not f.winners:
+        if not f.winners and f.topic != "ws_echo_closed":
             continue
         if f.topic == "ws_echo_closed":
-            work = str(f.question.get("where", "WebSocket echo"))
-            by = (f"{fmt_ratio(f.ratio)} {f.others[-1]}" if f.ratio is not None and f.others
-                  else "")
+            rows.append(_echo_row(run, f, instead, anchor))
+            continue
         elif f.topic == "ws_broadcast":
             work = f"WebSocket broadcast, {f.question.get('level', 0):g} subscribers"
             by = "lowest p99 delivery"

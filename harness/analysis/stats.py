@@ -23,11 +23,8 @@ from scipy import stats
 
 from harness.analysis.wording import fmt_rps
 
-# Without repeats, a difference this small between two servers may be run-to-run noise. Measured
-# on the shared 2-core VM of the reference run: five runs of the default io_bound plan gave
-# uvicorn 5,384 to 7,281 req/s at 512 clients (a server near 100 % of its CPU moves with what
-# the neighbours take); most servers moved about 10 %, a few single levels more (granian-wsgi,
-# hello, 256 clients: 58k and 40k req/s in two runs).
+# Without repeats, a difference this small between two servers may be run-to-run noise on a
+# shared machine (docs/method.md, "Why the statistics are as they are", gives the runs).
 SINGLE_RUN_NOISE_FRACTION = 0.25
 
 
@@ -151,15 +148,10 @@ def tied(best: Sequence[float], other: Sequence[float], *, lowest: bool = False,
     repeats, not shown more than SAME_THROUGHPUT_RATIO_MAX behind it (``behind_beyond``), or,
     measured once, within the single-run noise.
 
-    Why the margin. Tested against no difference at all, membership of the best's group
-    changed from run to run for servers a few per cent apart: two quiet runs of io_bound named
-    gunicorn-uvicorn with the best at 512 clients in one (5,786 req/s against 5,985) and not in
-    the other (5,669 against 6,579), and modelled from four such runs (each server's mean and
-    spread over starts), two runs named the same group 0.66 of the time, 0.57 with 6 repeats:
-    more repeats only find smaller gaps. Against the 5 % that already makes two throughputs
-    "about the same", they agree 0.88 of the time (0.91 with 6 repeats):
-    benchmarks/tie_agreement.py. ``margin`` 1.0 is the test against no gap at all, for that
-    comparison."""
+    Against a margin, not against no gap at all, so that a second run names the same group:
+    a test against any gap decides servers a few per cent apart by chance (docs/method.md,
+    measured with benchmarks/tie_agreement.py). ``margin`` 1.0 is the test against no gap at
+    all, for that comparison."""
     b, o = float(np.mean(best)), float(np.mean(other))
     if b <= 0 or o <= 0:
         return b == o
@@ -196,9 +188,8 @@ def leading_block(ordered: Sequence[T], figures: Callable[[T], Sequence[float]],
 
     So "none shown more than 5 % behind another" (TIE_PHRASE) holds for every pair named (or,
     when the gate below names them all, no difference at all is shown), and no server is
-    named among the best while a better one beats it. Tested against the best alone, a group
-    read "5 servers that cannot be told apart" while uvicorn beat uvicorn-h11 in it (p = 0.02):
-    the best's one wild repeat (4,066-6,355 req/s) had tied everything within 30 % of it.
+    named among the best while a better one beats it (tested against the best alone, one wild
+    repeat of the best ties everything near it: docs/method.md).
 
     Protected first (Fisher's protected LSD): with three or more items, each with repeats, the
     pairwise tests run only when a one-way analysis of variance on the log figures says the

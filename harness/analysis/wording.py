@@ -89,21 +89,32 @@ def p_text(p_value: float | None) -> str:
     return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
 
 
-def names_text(names: Sequence[str]) -> str:
-    """``a``; ``a and b``; ``a, b and c``."""
+# A first-layer sentence names at most this many servers of a group; the rest are counted.
+HEADLINE_NAMES_MAX = 2
+
+
+def names_text(names: Sequence[str], limit: int | None = None) -> str:
+    """``a``; ``a and b``; ``a, b and c``; with ``limit`` 2: ``a, b and 3 more``."""
     names = list(names)
+    if limit is not None and len(names) > limit + 1:
+        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def side_text(names: Sequence[str], gateway: str) -> str:
-    return f"{names_text(names)} ({gateway.upper()})" if gateway else names_text(names)
+def side_text(names: Sequence[str], gateway: str, limit: int | None = HEADLINE_NAMES_MAX
+              ) -> str:
+    text = names_text(names, limit)
+    return f"{text} ({gateway.upper()})" if gateway else text
 
 
 def comparison_headline(*, where: str, what: str, verdict: str,
                         sides: Sequence[Sequence[str]], gateways: Sequence[str],
                         ratio: float, p_value: float | None, why: str = "",
-                        verb: str = "served") -> str:
-    """The first layer's sentence of a comparison of two sides, from its record's fields."""
+                        verb: str = "served", compared: Sequence[str] = ()) -> str:
+    """The first layer's sentence of a comparison of two sides, from its record's fields;
+    ``compared``: the two servers the test compared, named alone when no winner is."""
+    if verdict != RANKED and len(compared) == 2:
+        sides = [[compared[0]], [compared[1]]]
     first, second = (side_text(s, g) for s, g in zip(sides, gateways, strict=True))
     head = f"{where}, {what}: " if what else f"{where}: "
     if verdict == RANKED:

@@ -101,10 +101,12 @@ def _compare(run: RunData, objective: Objective, topic: str, what: str, a: Serve
         question={"objective": objective.text, "what": what, "where": f"at {objective.text}",
                   "searches": [len(win.figures), len(lose.figures)],
                   "winner_side": list(sides[0]), "other_side": list(sides[1]),
+                  "winner": win.server, "other": lose.server,
                   "winner_gateway": gateways[0], "other_gateway": gateways[1]},
         headline=comparison_headline(where=f"At {objective.text}", what=what, verdict=verdict,
                                      sides=sides, gateways=gateways, ratio=ratio,
-                                     p_value=p_value, why=why, verb="sustained"))
+                                     p_value=p_value, why=why, verb="sustained",
+                                     compared=(win.server, lose.server)))
 
 
 def _list_headline(objective: Objective, caps: list[ServerCapacity]) -> str:
@@ -159,10 +161,8 @@ def capacity_guidance(run: RunData, capacity: pd.DataFrame | None = None
         if h2h is not None and {wsgi.server, asgi.server} <= set(h2h.servers):
             # the head-to-head searched these two (the runner's pick is this rule's): their
             # figures, the test and who is tied with them take every search of theirs, the
-            # plan's and those, when each of those found a capacity (else the plan's alone, as
-            # without them). With the plan's 3 alone, one search of uvicorn's at 4,331 against
-            # 5,800 and 5,231 tied gunicorn-uvicorn (3,349) with it in one quiet run and not in
-            # the next; its 11 show gunicorn-uvicorn behind in both.
+            # plan's and those, when each of those found a capacity (else the plan's alone);
+            # 3 searches a side tie servers by one stray search (docs/method.md).
             joined = [ServerCapacity(server=c.server, gateway=c.gateway, rows=pd.concat(
                 [c.rows, h2h.servers[c.server].rows], ignore_index=True)) for c in (wsgi, asgi)]
             if all(c.measured for c in joined):

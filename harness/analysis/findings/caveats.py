@@ -19,6 +19,7 @@ from harness.analysis.stats import (
 )
 from harness.analysis.wording import (
     FIGURE_RE,
+    HEADLINE_NAMES_MAX,
     fmt_pct,
     fmt_rps,
     level_phrase,
@@ -200,7 +201,8 @@ def _uneven(run: RunData) -> list[Finding]:
     servers = [part.split(":")[0] for part in parts]
     return [Finding(topic="uneven", text=text, run_id=run.run_id, caveat=True,
                     headline=("Connections unevenly spread over the workers of "
-                              f"{names_text(servers)}: one worker held most of them."),
+                              f"{names_text(servers, HEADLINE_NAMES_MAX)}: one worker held "
+                              "most of them."),
                          trial_ids=tuple(dict.fromkeys(ids)),
                          values={"worst_share": worst_share})]
 

@@ -92,12 +92,8 @@ def ends_winners(best: Sequence[pd.Series], every: Sequence[pd.Series] | None
     (the most and the least efficient, memory, tail latency): the best end's servers; none when
     the two ends cannot be told apart (``every``, from ``indistinct``).
 
-    The best end, as for best WSGI vs best ASGI, where the losing side's tied group may differ
-    from run to run: which servers are named with the worst is a gap near the tie margin too.
-    In eight io_bound runs of the reference plan, the least efficient were gunicorn-sync alone
-    in two and gunicorn-gthread with it in six (once uWSGI too): servers at 5-11 % of a CPU,
-    their requests per CPU-second within about a fifth of each other. The most efficient were
-    the same three servers in all eight."""
+    The best end, as for best WSGI vs best ASGI: which servers are named with the worst end is
+    a gap near the tie margin, and moves from run to run (docs/method.md)."""
     return () if every is not None else tuple(sorted(str(r["server"]) for r in best))
 
 

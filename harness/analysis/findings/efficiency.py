@@ -19,6 +19,7 @@ from harness.analysis.findings.common import (
 from harness.analysis.findings.record import Finding
 from harness.analysis.frames import RunData
 from harness.analysis.wording import (
+    HEADLINE_NAMES_MAX,
     fmt_pct,
     fmt_rps,
     level_phrase,
@@ -55,7 +56,8 @@ def _efficiency(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
     else:
         text = (f"CPU efficiency at each server's peak throughput: {members_text(his, part)}; "
                 f"least efficient: {members_text(los, part)}.")
-    names = [names_text(sorted(str(r["server"]) for r in g)) for g in (his, los)]
+    names = [names_text(sorted(str(r["server"]) for r in g), HEADLINE_NAMES_MAX)
+             for g in (his, los)]
     headline = (f"CPU efficiency: the most, {names[0]} ({fmt_rps(hi['rps_per_cpu_s'])} "
                 f"requests per CPU-second); the least, {names[1]} "
                 f"({fmt_rps(lo['rps_per_cpu_s'])})." if every is None else

@@ -15,6 +15,7 @@ from harness.analysis.findings.record import Finding
 from harness.analysis.frames import RunData
 from harness.analysis.stats import MIN_REPEATS_FOR_STATS
 from harness.analysis.wording import (
+    HEADLINE_NAMES_MAX,
     fmt_mb,
     fmt_ratio,
     names_text,
@@ -60,7 +61,8 @@ def _memory(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
     else:
         text = (f"Memory ({label} at its peak): the least: {members(lows)}; the most: "
                 f"{members(highs)}, {fmt_ratio(ratio)} the least.")
-    names = [names_text(sorted(str(r["server"]) for r in g)) for g in (lows, highs)]
+    names = [names_text(sorted(str(r["server"]) for r in g), HEADLINE_NAMES_MAX)
+             for g in (lows, highs)]
     headline = (f"Memory ({label}): the least, {names[0]} ({fmt_mb(low[column])} MB); the "
                 f"most, {names[1]} ({fmt_mb(high[column])} MB)." if every is None else
                 f"Memory ({label}): the least and the most cannot be told apart "

@@ -24,6 +24,7 @@ from harness.analysis.stats import (
     SAME_THROUGHPUT_RATIO_MAX,
 )
 from harness.analysis.wording import (
+    HEADLINE_NAMES_MAX,
     fmt_ms,
     fmt_ratio,
     level_phrase,
@@ -108,9 +109,9 @@ def _tail(run: RunData, ranked: pd.DataFrame) -> list[Finding]:
         short_where = (f"{level:g} req/s offered" if load_model == "open"
                        else level_phrase(load_model, float(level)))
         headline = (f"Tail latency at {short_where}: the lowest {name}, "
-                    f"{names_text(sorted(str(x['server']) for x in lows))} "
+                    f"{names_text(sorted(str(x['server']) for x in lows), HEADLINE_NAMES_MAX)} "
                     f"({fmt_ms(low[column])} ms); the highest, "
-                    f"{names_text(sorted(str(x['server']) for x in highs))} "
+                    f"{names_text(sorted(str(x['server']) for x in highs), HEADLINE_NAMES_MAX)} "
                     f"({fmt_ms(high[column])} ms)." if every is None else
                     f"Tail latency at {short_where}: no server told apart by {name} "
                     f"({fmt_ms(low[column])}–{fmt_ms(high[column])} ms).")

@@ -36,6 +36,7 @@ from harness.analysis.stats import (
     ratio_ci,
 )
 from harness.analysis.wording import (
+    HEADLINE_NAMES_MAX,
     comparison_headline,
     cpu_phrase,
     fmt_ms,
@@ -75,8 +76,9 @@ def _best_throughput(run: RunData, ranked: pd.DataFrame, kind: str,
                         winners=tuple(sorted(str(r["server"]) for r in group)),
                         question={"kind": kind},
                         headline=(f"{kind}: the highest throughput, {len(group)} servers tied: "
-                                  f"{names_text(sorted(str(r['server']) for r in group))}, up "
-                                  f"to {fmt_rps(row['achieved_rps'])} req/s."))]
+                                  + names_text(sorted(str(r["server"]) for r in group),
+                                               HEADLINE_NAMES_MAX)
+                                  + f", up to {fmt_rps(row['achieved_rps'])} req/s."))]
     text = (f"{kind}: the highest valid throughput was {row_label(row)}, "
             f"{fmt_rps(row['achieved_rps'])} req/s at "
             f"{level_phrase(row['load_model'], row['level'])}")
@@ -188,10 +190,12 @@ def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.
         test=test.text() if test is not None else "", p_value=p_value,
         question={"kind": kind, "what": what, "where": where, "load_model": "closed",
                   "level": level, "winner_side": list(sides[0]), "other_side": list(sides[1]),
+                  "winner": str(win["server"]), "other": str(lose["server"]),
                   "winner_gateway": gateways[0], "other_gateway": gateways[1]},
         headline=comparison_headline(where=where.capitalize(), what=what, verdict=verdict,
                                      sides=sides, gateways=gateways, ratio=ratio,
-                                     p_value=p_value, why=why))
+                                     p_value=p_value, why=why,
+                                     compared=(str(win["server"]), str(lose["server"]))))
 
 
 def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str,
@@ -208,14 +212,9 @@ def _wsgi_vs_asgi(run: RunData, ranked: pd.DataFrame, kind: str,
     at_gw = gateways[at.index]
     groups = [leaders(at[at_gw == gw], "achieved_rps", lambda r: rps_values(run, r))
               for gw in ("wsgi", "asgi")]
-    # Each gateway's best against the other's, the servers tied with it named beside it. Not
-    # the weakest of the leading group against the other's best (so that the verdict held for
-    # every one named): that pair's p moved with the weakest member's own spread, and the
-    # published io_bound pair read "no significant difference" (p = 0.153: gunicorn-uvicorn's
-    # 3,930-6,250 req/s against granian-wsgi's 3,076-4,193) and "2.1x" (p = 0.003), with the
-    # best 1.8x and 2.2x apart (p = 0.005 and 0.002). Nor the groups' repeats pooled: pooled,
-    # cpu_bound's four to six servers a side called 1.16x significant (p = 0.026) in one run
-    # and 1.06x not in the other.
+    # Each gateway's best against the other's, the servers tied with it named beside it: the
+    # weakest of a group, or the groups pooled, made the verdict move from run to run
+    # (docs/method.md).
     wsgi, asgi = (max(g, key=lambda r: float(r["achieved_rps"])) for g in groups)
     items = [_versus(run, kind, "best WSGI vs best ASGI", "wsgi_vs_asgi", level, wsgi, asgi,
                      floor, groups)]

@@ -9,9 +9,16 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis.findings.caveats import noise_items, target_items
-from harness.analysis.findings.common import Context, servers_per_level, trial_ids_of
-from harness.analysis.findings.record import Finding
+from harness.analysis.findings.common import (
+    Context,
+    leaders,
+    rps_values,
+    servers_per_level,
+    trial_ids_of,
+)
+from harness.analysis.findings.record import NO_DIFFERENCE, RANKED, STATED, Finding
 from harness.analysis.frames import RunData
+from harness.analysis.stats import compare_repeats, ratio_ci
 from harness.analysis.websocket import (
     connections,
     fmt_count,
@@ -23,10 +30,12 @@ from harness.analysis.websocket import (
     unsupported_targets,
 )
 from harness.analysis.wording import (
+    comparison_headline,
     fmt_ms,
     fmt_ratio,
     fmt_rps,
     row_label,
+    side_text,
 )
 
 # Below this ratio two message rates are reported as "about the same".
@@ -89,19 +98,47 @@ def _echo_closed(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                     f"{fmt_ms(best['p99_ms'])} ms vs {fmt_ms(worst['p99_ms'])} ms"
                     + (f", {len(at)} servers compared." if len(at) > 2 else "."))
             rows = (best, worst)
-        headline = (f"{head}{best['server']} carried the most, {fmt_rps(best['achieved_rps'])} "
-                    "msgs/s" + (f", {fmt_ratio(values['ratio'])} {worst['server']}'s."
-                                if len(rows) > 1 else "."))
-        items.append(Finding(topic="ws_echo_closed", text=text, run_id=run.run_id,
-                             headline=headline, winners=(str(best["server"]),),
-                             others=tuple(str(r["server"]) for r in rows[1:]),
-                             ratio=values.get("ratio"), unit="msgs/s",
-                             figures=(float(best["achieved_rps"]),
-                                      float(worst["achieved_rps"])),
-                             question={"where": head.rstrip(": "), "level": level,
-                                       "message_size": float(size)},
-                             trial_ids=trial_ids_of(*rows), values=values))
+        items.append(_echo_record(run, at, head, text, rows, values))
     return items
+
+
+def _echo_record(run: RunData, at: pd.DataFrame, head: str, text: str,
+                 rows: tuple[pd.Series, ...], values: dict[str, float]) -> Finding:
+    """The servers that carried the most (a tied group, over repeats) against the next best."""
+    group = leaders(at, "achieved_rps", lambda r: rps_values(run, r))
+    names = tuple(sorted(str(r["server"]) for r in group))
+    rest = at[~at["server"].isin(names)]  # ``at``: most msgs/s first
+    best = max(group, key=lambda r: float(r["achieved_rps"]))
+    question = {"where": head.rstrip(": "), "level": values["level"],
+                "message_size": values["message_size"], "winner_side": list(names),
+                "winner_gateway": str(best["gateway"])}
+    if rest.empty:
+        return Finding(topic="ws_echo_closed", text=text, run_id=run.run_id,
+                       verdict=NO_DIFFERENCE if len(group) > 1 else STATED,
+                       headline=f"{head}{side_text(names, '')} carried "
+                                f"{fmt_rps(best['achieved_rps'])} msgs/s"
+                                + (", none told apart." if len(group) > 1 else "."),
+                       winners=() if len(group) > 1 else names, others=names, unit="msgs/s",
+                       question=question, trial_ids=trial_ids_of(*rows), values=values)
+    runner_up = rest.iloc[0]
+    test = compare_repeats(rps_values(run, best), rps_values(run, runner_up))
+    ranked = test is None or test.significant
+    ratio = float(best["achieved_rps"]) / float(runner_up["achieved_rps"])
+    headline = comparison_headline(
+        where=head.rstrip(": "), what="", verdict=RANKED if ranked else NO_DIFFERENCE,
+        sides=(names, [str(runner_up["server"])]), gateways=("", ""), ratio=ratio,
+        p_value=test.p_value if test is not None else None, verb="carried",
+        compared=(str(best["server"]), str(runner_up["server"])))
+    return Finding(topic="ws_echo_closed", text=text, run_id=run.run_id, headline=headline,
+                   verdict=RANKED if ranked else NO_DIFFERENCE,
+                   winners=names if ranked else (), others=tuple(str(s) for s in rest["server"]),
+                   ratio=ratio, figures=(float(best["achieved_rps"]),
+                                         float(runner_up["achieved_rps"])),
+                   ratio_ci=ratio_ci(rps_values(run, best), rps_values(run, runner_up)),
+                   unit="msgs/s", test=test.text() if test is not None else "",
+                   p_value=test.p_value if test is not None else None,
+                   question={**question, "other": str(runner_up["server"])},
+                   trial_ids=trial_ids_of(*rows), values=values)
 
 
 def _echo_open(run: RunData, summary: pd.DataFrame) -> list[Finding]:
