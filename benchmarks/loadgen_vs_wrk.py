@@ -80,7 +80,7 @@ def server(kind: str, cpu: int, *extra: str) -> Iterator[str]:
                     "--port", str(port), "--workers", "1", "--runtime-threads", "1",
                     "--no-access-log", "--log-level", "warning", "--working-dir",
                     str(ROOT / "benchmarks"), "hello_asgi:app"],
-        "testserver": [py, "-m", "harness.loadgen.testserver", "--port", str(port),
+        "testserver": [py, "-m", "tests.support.testserver", "--port", str(port),
                        "--lifetime-s", "300", *extra],
         # servers that close the connection after every answer: a connect per request
         "uwsgi": [str(bindir / "uwsgi"), "--http-socket", f"127.0.0.1:{port}", "--master",

@@ -9,7 +9,7 @@ same pinning, one run, side by side.
    with N workers, all pinned to the generator CPU. Prints req/s, the ratio to the built-in
    generator, generator CPU per 1,000 requests, p50/p99, and whether the driver marked itself
    the limit.
-2. A stall: a server (harness.loadgen.testserver) that holds every answer back once for 1 s,
+2. A stall: a server (tests.support.testserver) that holds every answer back once for 1 s,
    2 s into the load. The built-in open loop times latency from each request's intended send,
    so the ~1,000 requests due during the stall show in its p99; a closed loop (the built-in's,
    and Locust's, which has no other) sends nothing while its users wait, so the stall is a
@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from harness.backends.local import start_target
 from harness.catalogue import get_server, make_target
@@ -36,6 +37,7 @@ from harness.loadgen import LoadResult, LoadSpec, percentiles_ms
 from harness.runner import LOADGEN_CPUS_BUSY_MAX_PCT
 from harness.sampling import watched_cpu_seconds
 
+ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 10.0
 STALL_AT_S = 2.0
 STALL_MS = 1000.0
@@ -46,11 +48,13 @@ MS_PER_S = 1000
 
 @contextmanager
 def stalling_server(cpu: int) -> Iterator[str]:
-    """harness.loadgen.testserver, pinned, holding its answers back once for STALL_MS."""
+    """tests.support.testserver, pinned, holding its answers back once for STALL_MS (run from
+    the repository's root, where ``python -m`` finds the ``tests`` package)."""
     proc = subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-m",
-                             "harness.loadgen.testserver", "--port", "0", "--stall-at-s",
+                             "tests.support.testserver", "--port", "0", "--stall-at-s",
                              f"{STALL_AT_S:g}", "--stall-ms", f"{STALL_MS:g}",
-                             "--lifetime-s", "120"], stdout=subprocess.PIPE, text=True)
+                             "--lifetime-s", "120"], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -126,7 +130,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 def stall(args: argparse.Namespace) -> None:
     print(f"\n2. a server that stalls once for {STALL_MS:g} ms, {STALL_AT_S:g} s into the load "
-          f"(harness.loadgen.testserver on CPU {args.server_cpu}); {args.duration:g} s "
+          f"(tests.support.testserver on CPU {args.server_cpu}); {args.duration:g} s "
           f"measured after {args.warmup:g} s")
     print(HEADER)
     common = {"duration_s": args.duration, "warmup_s": args.warmup, "cpus": (args.gen_cpu,),

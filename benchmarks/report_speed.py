@@ -17,13 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.analysis import load_run, write_report
-from harness.analysis.synthetic import (
+from harness.slo import parse_slo
+
+# The synthetic run folders are test code (tests.support), outside the installed harness package.
+# Run as `.venv/bin/python benchmarks/report_speed.py`, Python puts benchmarks/ on sys.path, not
+# the repository's root where the tests package is: put the root there.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.synthetic import (
     DEFAULT_SERVERS,
     FakeServer,
     SyntheticSpec,
     write_synthetic_run,
 )
-from harness.slo import parse_slo
 
 REPORT_BUDGET_S = 10.0
 EXTRA_SERVERS = (

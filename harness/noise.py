@@ -29,6 +29,24 @@ BUSY_STEAL_PCT = 5.0
 # Over 240 trials of servers at full CPU, those at 0.9-1.1x served within 1 % of their server's
 # median repeat, those at 1.3-1.7x 10-14 % less (benchmarks/cpu_pace.py runs).
 SLOW_CPU_FACTOR = 1.3
+# How a busy trial's note (Noise.note, in trials.csv's notes) begins.
+BUSY_NOTE = "busy machine"
+
+
+def is_busy(others_cpu_pct: float | None, steal_pct: float | None,
+            cpu_slowdown: float | None, *, notes: str = "") -> bool:
+    """The busy-machine rule, for a trial being measured (Noise.busy) and for one read back
+    from a run folder (harness.analysis.frames.busy_trials): processes outside the harness used
+    more than BUSY_OTHERS_PCT of a CPU, steal was above BUSY_STEAL_PCT, or the server's CPU ran
+    more than SLOW_CPU_FACTOR times slower than its recent pace; or the trial's ``notes`` say
+    so (BUSY_NOTE). A reading that is missing (None, or NaN in a run folder: not probed, or
+    written before its column existed) is not over its limit."""
+    return (_over(others_cpu_pct, BUSY_OTHERS_PCT) or _over(steal_pct, BUSY_STEAL_PCT)
+            or _over(cpu_slowdown, SLOW_CPU_FACTOR) or BUSY_NOTE in notes)
+
+
+def _over(value: float | None, limit: float) -> bool:
+    return value is not None and value > limit  # NaN > limit is False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,12 +60,11 @@ class Noise:
 
     @property
     def slowed(self) -> bool:
-        return self.cpu_slowdown is not None and self.cpu_slowdown > SLOW_CPU_FACTOR
+        return _over(self.cpu_slowdown, SLOW_CPU_FACTOR)
 
     @property
     def busy(self) -> bool:
-        return (self.others_cpu_pct > BUSY_OTHERS_PCT or self.steal_pct > BUSY_STEAL_PCT
-                or self.slowed)
+        return is_busy(self.others_cpu_pct, self.steal_pct, self.cpu_slowdown)
 
     def note(self) -> str:
         parts = []
@@ -58,7 +75,7 @@ class Noise:
         if self.slowed:
             parts.append(f"the server's CPU ran {self.cpu_slowdown:.1f}x slower than its "
                          f"recent pace (a fixed probe on it, timed in its own CPU time)")
-        return f"busy machine: {'; '.join(parts)} during the trial"
+        return f"{BUSY_NOTE}: {'; '.join(parts)} during the trial"
 
 
 def _machine() -> tuple[float, float]:

@@ -16,20 +16,19 @@ logging, patch sockets, or fail at import)::
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.catalogue import REPO_DIR, AppFamily, Gateway
+from harness.checks import DEFAULT_TIMEOUT_S, Check, VerifyReport
 from harness.errors import UsageError
-from harness.verify import DEFAULT_TIMEOUT_S, Check, VerifyReport
+from harness.httpget import NO_ANSWER, fetch
 
 OWN_FAMILY_NAME = "own"
 DEFAULT_PATH = "/"
@@ -158,28 +157,22 @@ def verify_path(base_url: str, path: str, *,
                 timeout_s: float = DEFAULT_TIMEOUT_S) -> PathCheck:
     """GET ``path`` once: the check passes on any 2xx. The body is returned, so a measurement
     can tell a changed answer from the verified one."""
-    host, _, port = base_url.removeprefix("http://").rstrip("/").partition(":")
     name = "own_path"
-    connection = http.client.HTTPConnection(host, int(port or 80), timeout=timeout_s)
     try:
-        start = time.perf_counter()
-        connection.request("GET", path, headers={"Accept": "*/*"})
-        response = connection.getresponse()
-        body = response.read()
-        elapsed_ms = (time.perf_counter() - start) * 1000
-    except (OSError, http.client.HTTPException) as exc:
+        answer = fetch(base_url.rstrip("/") + path, timeout_s=timeout_s,
+                       headers=[("Accept", "*/*")])
+    except NO_ANSWER as exc:
         reason = "timed out" if isinstance(exc, socket.timeout) else f"{type(exc).__name__}: {exc}"
         check = Check(name=name, ok=False,
                       detail=f"GET {path}: no answer within {timeout_s:g} s ({reason})")
         return PathCheck(report=VerifyReport(checks=(check,)), status=None, body=None)
-    finally:
-        connection.close()
-    ok = 200 <= response.status < 300
+    ok = 200 <= answer.status < 300
+    body = answer.body
     shown = repr(body[:80]) + ("..." if len(body) > 80 else "")
-    detail = (f"GET {path}: {response.status}, {len(body)} bytes in {elapsed_ms:.0f} ms"
-              if ok else f"GET {path}: expected a 2xx status, got {response.status} {shown}")
+    detail = (f"GET {path}: {answer.status}, {len(body)} bytes in {answer.elapsed_ms:.0f} ms"
+              if ok else f"GET {path}: expected a 2xx status, got {answer.status} {shown}")
     check = Check(name=name, ok=ok, detail=detail)
-    return PathCheck(report=VerifyReport(checks=(check,)), status=response.status,
+    return PathCheck(report=VerifyReport(checks=(check,)), status=answer.status,
                      body=body if ok else None)
 
 

@@ -202,81 +202,112 @@ def _families(app: str | catalogue.AppFamily) -> list[catalogue.AppFamily]:
     return [catalogue.get_app(name) for name in names]
 
 
-def build_plan(
-    scenario: Scenario,
-    *,
-    servers: Sequence[str] | None = None,
-    app: str | catalogue.AppFamily | None = None,
-    quick: bool = False,
-    concurrency: Sequence[int] | None = None,
-    rate: Sequence[float] | None = None,
-    duration_s: float | None = None,
-    warmup_s: float | None = None,
-    repeat: int | None = None,
-    server_cpus: Sequence[int] | None = None,
-    loadgen_cpus: Sequence[int] | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
-    available_cpus: Sequence[int] | None = None,
-    slo: Slo | None = None,
-    searches: int | None = None,
-    head_to_head: int | None = None,
-) -> Plan:
+@dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    """What is asked of a plan beyond its scenario (``harness run``'s flags): each None (or
+    False) keeps the scenario's own choice."""
+
+    servers: Sequence[str] | None = None
+    app: str | catalogue.AppFamily | None = None  # ``raw``, ``django,raw``, or one family
+    quick: bool = False
+    concurrency: Sequence[int] | None = None
+    rate: Sequence[float] | None = None
+    duration_s: float | None = None
+    warmup_s: float | None = None
+    repeat: int | None = None
+    server_cpus: Sequence[int] | None = None
+    loadgen_cpus: Sequence[int] | None = None
+    workers: int | None = None
+    threads: int | None = None
+    available_cpus: Sequence[int] | None = None  # the CPUs to allocate from (default: usable)
+    slo: Slo | None = None  # OFF: no capacity search, even the scenario's
+    searches: int | None = None
+    head_to_head: int | None = None
+
+
+def build_plan(scenario: Scenario, options: PlanOptions | None = None) -> Plan:
     """Validate every choice and expand it; raises UsageError before anything starts."""
-    cpus = allocate_cpus(available_cpus, server=server_cpus, loadgen=loadgen_cpus)
-    cpus_server, cpus_loadgen = cpus.server, cpus.loadgen
-    timing = scenario.quick_timing if quick else scenario.timing
-    if duration_s is not None:
-        if duration_s <= 0:
-            raise UsageError("--duration: expected a duration above 0")
-        timing = replace(timing, duration_s=duration_s)
-    if warmup_s is not None:
-        timing = replace(timing, warmup_s=warmup_s)
-    if repeat is not None:
-        if repeat <= 0:
-            raise UsageError(f"--repeat: expected a positive integer, got {repeat}")
-        timing = replace(timing, repeat=repeat)
-    for flag, value in (("--workers", workers), ("--threads", threads)):
+    opts = options if options is not None else PlanOptions()
+    cpus = allocate_cpus(opts.available_cpus, server=opts.server_cpus, loadgen=opts.loadgen_cpus)
+    timing = _timing(scenario, opts)
+    for flag, value in (("--workers", opts.workers), ("--threads", opts.threads)):
         if value is not None and value <= 0:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
-    levels = _levels(scenario.quick_levels if quick else scenario.levels, concurrency, rate,
-                     scenario.quick_websocket if quick else scenario.websocket)
-    if not levels and (slo is None or slo is OFF) and scenario.slo is None:
+    levels = _levels(scenario.quick_levels if opts.quick else scenario.levels, opts.concurrency,
+                     opts.rate, scenario.quick_websocket if opts.quick else scenario.websocket)
+    if not levels and (opts.slo is None or opts.slo is OFF) and scenario.slo is None:
         raise UsageError("the plan has no load level: expected --concurrency or --rate")
+    planned = _targets(scenario, opts, cpus=len(cpus.server))
+    objective = _objective(scenario, opts)
+    _check_search_rounds(opts, objective, planned)
+    return Plan(scenario=scenario, targets=planned, levels=levels, timing=timing,
+                server_cpus=cpus.server, loadgen_cpus=cpus.loadgen, quick=opts.quick,
+                slo=objective, search=scenario.search, searches=opts.searches,
+                head_to_head=opts.head_to_head or 0)
 
-    names = list(servers) if servers else list(scenario.servers)
+
+def _timing(scenario: Scenario, opts: PlanOptions) -> Timing:
+    timing = scenario.quick_timing if opts.quick else scenario.timing
+    if opts.duration_s is not None:
+        if opts.duration_s <= 0:
+            raise UsageError("--duration: expected a duration above 0")
+        timing = replace(timing, duration_s=opts.duration_s)
+    if opts.warmup_s is not None:
+        timing = replace(timing, warmup_s=opts.warmup_s)
+    if opts.repeat is not None:
+        if opts.repeat <= 0:
+            raise UsageError(f"--repeat: expected a positive integer, got {opts.repeat}")
+        timing = replace(timing, repeat=opts.repeat)
+    return timing
+
+
+def _targets(scenario: Scenario, opts: PlanOptions, *, cpus: int) -> tuple[PlannedTarget, ...]:
+    """Every server x app family pair; ``cpus``: how many the server under test gets."""
+    names = list(opts.servers) if opts.servers else list(scenario.servers)
     if len(set(names)) != len(names):
         raise UsageError(f"--servers: a server is named twice in {','.join(names)}")
-    families = _families(app if app is not None else scenario.app)
-    servers_ = [catalogue.get_server(name) for name in names]  # UsageError: the known names
+    families = _families(opts.app if opts.app is not None else scenario.app)
+    servers = [catalogue.get_server(name) for name in names]  # UsageError: the known names
     planned: list[PlannedTarget] = []
     for family in families:
-        for server in servers_:
+        for server in servers:
             key = f"{server.name}+{family.name}" if len(families) > 1 else ""
             if server.gateway not in family.modules:
                 # a pair that cannot work: a row of the plan, not an error
                 target = catalogue.Target(server=server, family=family,
-                                          preset=catalogue.preset_for(server, len(cpus_server)))
+                                          preset=catalogue.preset_for(server, cpus))
                 planned.append(PlannedTarget(
                     target=target, supported=False, key=key,
                     reason=f"app family {family.name!r} has no {server.gateway.upper()} app"))
                 continue
-            target = catalogue.make_target(server, app=family, cpus=len(cpus_server),
-                                           workers=workers, threads=threads)
+            target = catalogue.make_target(server, app=family, cpus=cpus,
+                                           workers=opts.workers, threads=opts.threads)
             ok, reason = catalogue.supports(server, websocket=scenario.kind == "websocket")
             if ok and scenario.kind == "websocket" and not family.websocket:
                 ok, reason = False, (f"app family {family.name!r} has no WebSocket route on "
                                      f"{server.gateway.upper()}")
             planned.append(PlannedTarget(target=target, supported=ok, reason=reason, key=key))
+    return tuple(planned)
+
+
+def _objective(scenario: Scenario, opts: PlanOptions) -> Slo | None:
+    """The latency objective whose capacity is searched, if any."""
     # The scenario's objective runs with its own full plan; --quick, or levels given on the
     # command line, search only when --slo asks.
-    own_plan = not quick and concurrency is None and rate is None
-    objective = slo if slo is not None else (scenario.slo if own_plan else None)
-    if slo is OFF:
+    own_plan = not opts.quick and opts.concurrency is None and opts.rate is None
+    objective = opts.slo if opts.slo is not None else (scenario.slo if own_plan else None)
+    if opts.slo is OFF:
         objective = None
     if objective is not None and scenario.kind == "websocket":
         raise UsageError("--slo: the capacity search runs HTTP requests; expected an HTTP "
                          "scenario, not a WebSocket one")
+    return objective
+
+
+def _check_search_rounds(opts: PlanOptions, objective: Slo | None,
+                         planned: Sequence[PlannedTarget]) -> None:
+    """--searches and --head-to-head need a capacity search (and head to head both gateways)."""
+    searches, head_to_head = opts.searches, opts.head_to_head
     if searches is not None:
         if searches <= 0:
             raise UsageError(f"--searches: expected a positive integer, got {searches}")
@@ -295,7 +326,3 @@ def build_plan(
             raise UsageError(f"--head-to-head: it compares the best WSGI server with the best "
                              f"ASGI one: expected servers of both gateways, got only "
                              f"{', '.join(sorted(gateways)).upper() or 'none'}")
-    return Plan(scenario=scenario, targets=tuple(planned), levels=levels, timing=timing,
-                server_cpus=cpus_server, loadgen_cpus=cpus_loadgen, quick=quick,
-                slo=objective, search=scenario.search, searches=searches,
-                head_to_head=head_to_head or 0)

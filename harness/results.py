@@ -57,7 +57,6 @@ SERIES_COLUMNS = ("second", "requests", "completed", "errors", "p50_ms", "p99_ms
 # (level: subscribers) or idle connections held (level: connections)
 LoadModel = Literal["closed", "open", "broadcast", "idle"]
 Outcome = Literal["valid", "overloaded", "invalid"]
-OUTCOMES: tuple[Outcome, ...] = ("valid", "overloaded", "invalid")
 
 
 class TargetStatus(StrEnum):

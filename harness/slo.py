@@ -155,12 +155,25 @@ def parse_slo(text: str, *, what: str = "--slo") -> Slo:
     return Slo(percentile=percentile, threshold_ms=threshold, max_error_rate=errors)
 
 
+def open_loop_overload(slo: Slo, load_model: str, outcome: str, value_ms: float | None,
+                       error_rate: float) -> str | None:
+    """The open-loop objective, for a trial being measured (``judge_open_loop``) and for one
+    read back from a run folder (harness.analysis.frames.judge_objective): why a valid
+    open-loop trial whose latency (``value_ms``, the objective's percentile) missed ``slo`` is
+    overloaded (``Slo.overload``); None for any other trial (closed loop: its clients wait,
+    nothing queues) or one with nothing measured (None or NaN)."""
+    if load_model != "open" or outcome != "valid":
+        return None
+    return slo.overload(value_ms, error_rate)
+
+
 def judge_open_loop(record: TrialRecord, slo: Slo | None) -> TrialRecord:
     """``record``, overloaded when it is a valid open-loop trial whose latency missed ``slo``
-    (``Slo.overload``); unchanged otherwise (closed loop: its clients wait, nothing queues)."""
-    if slo is None or record.load_model != "open" or record.outcome != "valid":
+    (``open_loop_overload``); unchanged otherwise."""
+    if slo is None:
         return record
-    why = slo.overload(getattr(record, slo.column), record.error_rate)
+    why = open_loop_overload(slo, record.load_model, record.outcome,
+                             getattr(record, slo.column), record.error_rate)
     if why is None:
         return record
     return dataclasses.replace(record, outcome="overloaded", valid=False, invalid_reason=why)

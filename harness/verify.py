@@ -17,18 +17,17 @@ the apps' own clients, each bounded by a timeout so a stuck target fails instead
 from __future__ import annotations
 
 import asyncio
-import http.client
 import socket
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from apps.raw import common
 from harness.catalogue import Target
+from harness.checks import DEFAULT_TIMEOUT_S, Check, VerifyReport
 from harness.errors import UsageError
+from harness.httpget import NO_ANSWER, Answer, fetch
+from harness.ownapp import verify_path
 
-DEFAULT_TIMEOUT_S = 10.0
 IO_CHECK_MS = 100
 # Timers may fire a hair early; a target that does not wait at all is off by ~100 ms.
 IO_EARLY_TOLERANCE_MS = 1.0
@@ -51,50 +50,6 @@ WS_BROADCAST_QUIET_S = 0.3  # the publisher hears nothing, the other subscribers
 _MAX_BODY_SHOWN = 80
 
 
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    """One contract check: its stable name, whether it passed, and what was seen or expected."""
-
-    name: str
-    ok: bool
-    detail: str
-    # Passed, but something an expert would want to know (a server that omits Date).
-    warning: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class VerifyReport:
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(check.ok for check in self.checks)
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        return tuple(check for check in self.checks if not check.ok)
-
-    @property
-    def warnings(self) -> tuple[Check, ...]:
-        return tuple(check for check in self.checks if check.ok and check.warning)
-
-    def summary(self) -> str:
-        """One line: how many passed, and each failure's name and detail."""
-        if self.ok:
-            notes = "".join(f"; warning {c.name}: {c.detail}" for c in self.warnings)
-            return f"all {len(self.checks)} checks passed{notes}"
-        failed = "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
-        return f"{len(self.failures)} of {len(self.checks)} checks failed: {failed}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Answer:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-    elapsed_ms: float
-
-
 def _shorten(body: bytes) -> str:
     text = repr(body[:_MAX_BODY_SHOWN])
     return text + ("..." if len(body) > _MAX_BODY_SHOWN else "")
@@ -106,6 +61,7 @@ class _Target:
         if parts.scheme != "http" or not parts.hostname:
             raise UsageError(f"verify: expected a base URL like 'http://127.0.0.1:8000', "
                              f"got {base_url!r}")
+        self.origin = f"http://{parts.netloc}"
         self.host = parts.hostname
         self.port = parts.port or 80
         self.prefix = parts.path.rstrip("/")
@@ -114,24 +70,15 @@ class _Target:
         # waiting out its own timeout on a stuck target.
         self.silent_since: str | None = None
 
-    def get(self, path: str) -> _Answer:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-        try:
-            start = time.perf_counter()
-            connection.request("GET", self.prefix + path, headers={"Accept": "*/*"})
-            response = connection.getresponse()
-            body = response.read()
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            return _Answer(status=response.status, headers=response.msg, body=body,
-                           elapsed_ms=elapsed_ms)
-        finally:
-            connection.close()
+    def get(self, path: str) -> Answer:
+        return fetch(self.origin + self.prefix + path, timeout_s=self.timeout_s,
+                     headers=[("Accept", "*/*")])
 
     def ws_url(self, path: str) -> str:
         return f"ws://{self.host}:{self.port}{self.prefix}{path}"
 
 
-def _framing_problems(answer: _Answer) -> list[str]:
+def _framing_problems(answer: Answer) -> list[str]:
     problems = []
     length = answer.headers.get("Content-Length")
     chunked = "chunked" in answer.headers.get("Transfer-Encoding", "").lower()
@@ -143,7 +90,7 @@ def _framing_problems(answer: _Answer) -> list[str]:
     return problems
 
 
-def _fetch(target: _Target, name: str, path: str) -> _Answer | Check:
+def _fetch(target: _Target, name: str, path: str) -> Answer | Check:
     """The answer to GET ``path``, or the failed check saying why there is none. After one
     request gets no answer the target is taken as silent: later checks fail at once instead of
     each waiting out the timeout."""
@@ -152,7 +99,7 @@ def _fetch(target: _Target, name: str, path: str) -> _Answer | Check:
                      detail=f"GET {path}: not tried, GET {target.silent_since} got no answer")
     try:
         return target.get(path)
-    except (OSError, http.client.HTTPException) as exc:
+    except NO_ANSWER as exc:
         target.silent_since = path
         reason = "timed out" if isinstance(exc, socket.timeout) else f"{type(exc).__name__}: {exc}"
         return Check(name=name, ok=False,
@@ -173,7 +120,7 @@ def _check_date(target: _Target) -> Check:
 
 
 def _expect(target: _Target, name: str, path: str, *, status: int, content_type: str,
-            body: bytes, extra: Callable[[_Answer], list[str]] | None = None) -> Check:
+            body: bytes, extra: Callable[[Answer], list[str]] | None = None) -> Check:
     """GET ``path`` and compare status, Content-Type, framing, Date and the exact body."""
     answer = _fetch(target, name, path)
     if isinstance(answer, Check):
@@ -196,8 +143,8 @@ def _expect(target: _Target, name: str, path: str, *, status: int, content_type:
                         f"{answer.elapsed_ms:.0f} ms")
 
 
-def _waited(ms: int) -> Callable[[_Answer], list[str]]:
-    def check(answer: _Answer) -> list[str]:
+def _waited(ms: int) -> Callable[[Answer], list[str]]:
+    def check(answer: Answer) -> list[str]:
         if answer.elapsed_ms < ms - IO_EARLY_TOLERANCE_MS:
             return [f"expected to wait at least {ms} ms, answered in {answer.elapsed_ms:.1f} ms"]
         if answer.elapsed_ms > ms + IO_LATE_TOLERANCE_MS:
@@ -354,8 +301,6 @@ def verify_family_target(base_url: str, target: Target, *, io: bool = True) -> V
     2xx (the one thing the harness can know about it)."""
     family = target.family
     if family.check_path is not None:
-        from harness.ownapp import verify_path  # ownapp builds on this module's checks
-
         return verify_path(base_url, family.check_path).report
     return verify_target(base_url, websocket=target.server.websocket and family.websocket,
                          io=io)

@@ -9,8 +9,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from harness.analysis.synthetic import SyntheticSpec, write_synthetic_run
 from harness.results import RunWriter, TrialRecord
+from tests.support.synthetic import SyntheticSpec, write_synthetic_run
 
 HIST_HIGHEST_US = 60_000_000
 

@@ -21,6 +21,8 @@ import psutil
 
 from harness.loadgen import LoadResult, LoadSpec
 
+# the repository's root: the test server runs from it (python -m tests.support.testserver)
+REPO = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
 
 
@@ -139,11 +141,12 @@ TEST_SERVER_LIFETIME_S = 120  # the test server ends by itself even if a test fo
 
 
 def start_test_server(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``harness.loadgen.testserver`` with ``args``; return it and its base URL once it
-    accepts connections (it prints its port once it listens)."""
-    proc = subprocess.Popen([sys.executable, "-m", "harness.loadgen.testserver", "--port", "0",
+    """Start ``tests.support.testserver`` with ``args``; return it and its base URL once it
+    accepts connections (it prints its port once it listens). It runs from the repository's
+    root, where ``python -m`` finds the ``tests`` package."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.testserver", "--port", "0",
                              "--lifetime-s", str(TEST_SERVER_LIFETIME_S), *args],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("PORT "), line

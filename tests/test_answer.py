@@ -58,7 +58,10 @@ def test_comparisons_carry_winners_other_side_ratio_and_test() -> None:
     assert tie.verdict == NO_DIFFERENCE and tie.winners == () and tie.answer() == ("unranked",)
 
 
-@pytest.mark.parametrize("name", ["io_bound", "cpu_bound", "hello", "frameworks"])
+# hello and frameworks: two more published runs' findings to compute, seconds each
+@pytest.mark.parametrize("name", ["io_bound", "cpu_bound",
+                                  pytest.param("hello", marks=pytest.mark.e2e),
+                                  pytest.param("frameworks", marks=pytest.mark.e2e)])
 def test_the_first_layer_is_short(name: str) -> None:
     _run, findings = _findings(name)
     lengths = [len(f.short) for f in findings if not f.caveat]
@@ -89,6 +92,8 @@ def test_no_significant_difference_names_no_gateway() -> None:
     assert row.sure.startswith("no significant difference")
 
 
+# the full report of two published runs: seconds of plotting, out of the fast tier
+@pytest.mark.e2e
 def test_the_report_opens_with_what_to_run_and_writes_findings_json(tmp_path: Path) -> None:
     runs = [REFERENCE / name for name in ("hello", "cpu_bound")]
     html, markdown = write_report(runs, tmp_path)

@@ -36,6 +36,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=CLI_TIMEOUT_S, env={**os.environ, "COLUMNS": "200"})
 
 
+@pytest.mark.e2e
 def test_servers_lists_every_server_with_version_and_preset() -> None:
     result = run_cli("servers", "--cpus", "0,1")
     assert result.returncode == 0, result.stderr
@@ -56,6 +57,7 @@ def test_servers_default_preset_is_for_one_cpu(capsys: pytest.CaptureFixture[str
     assert "presets for 1 CPU)" in out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("argv", [
     ["serve", "gunicorn-turbo"],
     ["verify", "--servers", "uvicorn,gunicorn-turbo"],
@@ -69,6 +71,7 @@ def test_unknown_server_name_exits_2_listing_the_known_names(argv: list[str]) ->
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_serve_rejects_a_bad_override_with_exit_2() -> None:
     result = run_cli("serve", "daphne", "--workers", "4")
     assert result.returncode == 2 and "single process" in result.stderr

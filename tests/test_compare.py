@@ -56,6 +56,8 @@ def test_rewording_a_finding_changes_no_verdict(tmp_path: Path,
     assert sum(1 for _, same, finding in before if finding and same) >= 2  # not all vacuous
 
 
+# three runs and three comparisons, one through the CLI: seconds, out of the fast tier
+@pytest.mark.e2e
 def test_the_same_winner_agrees_a_flipped_one_differs(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]
                                                        ) -> None:

@@ -249,6 +249,7 @@ def no_leftovers(backend: ComposeBackend, upstream: ContainerTarget) -> Iterator
     assert left == []
 
 
+@pytest.mark.e2e
 @pytest.mark.docker
 def test_upstream_container_answers_on_its_cpus(upstream: ContainerTarget) -> None:
     assert http_get(upstream.url, "/delay?ms=0") == (200, b"OK")
@@ -262,6 +263,7 @@ def _cgroup_processes(running: ContainerTarget) -> list[psutil.Process]:
     return running.processes()
 
 
+@pytest.mark.e2e
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_io_bound_physics_match_local_and_the_container_is_sampled(
@@ -309,6 +311,7 @@ def test_io_bound_physics_match_local_and_the_container_is_sampled(
     assert rates["uvicorn"] >= 5 * rates["gunicorn-sync"], rates
 
 
+@pytest.mark.e2e
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_port_in_use_a_stale_container_and_a_container_that_dies(
@@ -339,6 +342,7 @@ def test_port_in_use_a_stale_container_and_a_container_that_dies(
     assert srv.container.name not in backend.leftovers()
 
 
+@pytest.mark.e2e
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leftovers")
 def test_a_server_that_cannot_start_gives_its_output(backend: ComposeBackend,
@@ -357,6 +361,7 @@ def _owned_by(pid: int) -> list[str]:
                                                     filters={"label": label})]
 
 
+@pytest.mark.e2e
 @pytest.mark.docker
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_nothing_survives_the_harness(upstream: ContainerTarget, how: signal.Signals) -> None:

@@ -58,6 +58,8 @@ def test_too_few_readings_say_nothing() -> None:
     assert CpuSpeed([0]).slowdown(0, 10**12) is None
 
 
+# the probe in a real subprocess: out of the fast tier
+@pytest.mark.e2e
 def test_the_probe_reports_from_its_cpu_and_stops_with_the_run() -> None:
     with CpuSpeed([0]) as speed:
         pids = speed.pids
@@ -74,6 +76,7 @@ def test_the_probe_reports_from_its_cpu_and_stops_with_the_run() -> None:
                    for pid in pids)
 
 
+@pytest.mark.e2e
 def test_the_probe_exits_when_whoever_reads_it_is_gone() -> None:
     """Nothing survives a run: a harness killed outright leaves its probe a closed pipe."""
     proc = subprocess.Popen([sys.executable, "-m", "harness.cpuspeed", "0"],

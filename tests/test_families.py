@@ -14,14 +14,14 @@ from harness.analysis.families import multi_app, series_name, series_run, series
 from harness.analysis.findings.families import family_guidance
 from harness.analysis.findings.record import Finding
 from harness.analysis.report import write_report
-from harness.analysis.synthetic import (
+from harness.analysis.wording import fmt_ms, fmt_ratio, fmt_rps
+from tests.analysis_fixtures import report_text
+from tests.support.synthetic import (
     SyntheticFamiliesSpec,
     SyntheticSpec,
     write_synthetic_families_run,
     write_synthetic_run,
 )
-from harness.analysis.wording import fmt_ms, fmt_ratio, fmt_rps
-from tests.analysis_fixtures import report_text
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +243,8 @@ def test_family_items_come_after_the_cross_server_findings(items: list[Finding])
 
 # -- the report ---------------------------------------------------------------------------------
 
+# a whole report of the families run: seconds of plotting, out of the fast tier
+@pytest.mark.e2e
 def test_report_tables_have_an_app_column(families_run: RunData, tmp_path: Path) -> None:
     write_report([families_run.run_dir], tmp_path / "report")
     text = report_text(tmp_path / "report")

@@ -16,6 +16,9 @@ import pytest
 from harness.ports import free_port
 from tests.runhelpers import start_test_server
 
+# every test runs the harness CLI in a subprocess, most against the test server
+pytestmark = pytest.mark.e2e
+
 
 def _harness(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,

@@ -1,4 +1,4 @@
-"""The generator against real servers on loopback (harness.loadgen.testserver in a subprocess)."""
+"""The generator against real servers on loopback (tests.support.testserver in a subprocess)."""
 
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ from hdrh.histogram import HdrHistogram
 
 from harness.errors import UsageError
 from harness.loadgen import LoadSpec, merge, new_histogram, parse_header, parse_url, percentiles_ms
-from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
+from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, WorkerReport
 from harness.loadgen.histograms import HIGHEST_US, SecondBook, record_batch
+from harness.loadgen.kinds import ERROR_KINDS
 from harness.loadgen.result import (
     STALL_FRACTION,
     STALL_MIN_BEST_PER_S,

@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.noise import BUSY_OTHERS_PCT, SLOW_CPU_FACTOR, Noise, NoiseProbe
 from tests.runhelpers import burner_outside_the_harness
 
 BUSY_S = 1.5
 
 
+# a process burning a CPU for seconds, measured on the real machine: out of the fast tier
+@pytest.mark.e2e
 def test_a_process_outside_the_harness_shows_as_others(tmp_path: Path) -> None:
     with burner_outside_the_harness(tmp_path / "pid", BUSY_S + 3):
         probe = NoiseProbe()

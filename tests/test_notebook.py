@@ -16,6 +16,9 @@ REFERENCE_RUN = REPO / "results" / "reference" / "io_bound"
 CELL_TIMEOUT_S = 120
 KERNEL_START_TIMEOUT_S = 60
 
+# a Jupyter kernel in a subprocess, then the whole notebook on a real run: out of the fast tier
+pytestmark = pytest.mark.e2e
+
 
 def test_notebook_executes(monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = REFERENCE_RUN

@@ -9,7 +9,7 @@ import pytest
 
 from harness.cpus import CpuPlan, allocate_cpus
 from harness.errors import UsageError
-from harness.plan import build_plan
+from harness.plan import PlanOptions, build_plan
 from harness.scenarios import load_scenario
 from harness.slo import OFF
 
@@ -37,24 +37,25 @@ def test_one_cpu_needs_explicit_sets() -> None:
 
 def test_plan_expands_levels_and_estimates() -> None:
     scenario = load_scenario("io_bound")
-    plan = build_plan(scenario, servers=["uvicorn", "gunicorn-sync"], available_cpus=[0, 1])
+    plan = build_plan(scenario, PlanOptions(servers=["uvicorn", "gunicorn-sync"],
+                                            available_cpus=[0, 1]))
     levels = len(scenario.levels.concurrency) + len(scenario.levels.rate)
     assert plan.trial_count == 2 * levels
     assert plan.server_cpus == (1,) and plan.loadgen_cpus == (0,)
     per_trial = scenario.timing.warmup_s + scenario.timing.duration_s
     assert plan.estimate_s() > plan.trial_count * per_trial
-    quick = build_plan(scenario, quick=True, available_cpus=[0, 1])
+    quick = build_plan(scenario, PlanOptions(quick=True, available_cpus=[0, 1]))
     assert quick.timing.duration_s < scenario.timing.duration_s
     assert len(quick.targets) == len(scenario.servers)
 
 
 def test_default_io_bound_plan_fits_fifteen_minutes() -> None:
-    plan = build_plan(load_scenario("io_bound"), available_cpus=[0, 1])
+    plan = build_plan(load_scenario("io_bound"), PlanOptions(available_cpus=[0, 1]))
     assert plan.estimate_s() < 15 * 60
 
 
 def test_quick_io_bound_plan_fits_two_minutes() -> None:
-    plan = build_plan(load_scenario("io_bound"), quick=True, available_cpus=[0, 1])
+    plan = build_plan(load_scenario("io_bound"), PlanOptions(quick=True, available_cpus=[0, 1]))
     assert plan.estimate_s() < 2 * 60
 
 
@@ -62,16 +63,16 @@ def test_searches_add_rounds_that_search_alone() -> None:
     """--searches 3 on a one-repeat plan: three rounds, the levels in the first only; it costs
     less than --repeat 3, which runs every level three times."""
     scenario = load_scenario("io_bound")
-    one = build_plan(scenario, available_cpus=[0, 1])
-    three = build_plan(scenario, searches=3, available_cpus=[0, 1])
-    repeated = build_plan(scenario, repeat=3, available_cpus=[0, 1])
+    one = build_plan(scenario, PlanOptions(available_cpus=[0, 1]))
+    three = build_plan(scenario, PlanOptions(searches=3, available_cpus=[0, 1]))
+    repeated = build_plan(scenario, PlanOptions(repeat=3, available_cpus=[0, 1]))
     assert (one.rounds, one.search_rounds) == (1, 1)
     assert (three.rounds, three.search_rounds, three.timing.repeat) == (3, 3, 1)
     assert three.trial_count == one.trial_count
     assert one.estimate_s() < three.estimate_s() < repeated.estimate_s()
     assert three.summary()["searches"] == 3 and repeated.summary()["searches"] == 3
     # fewer searches than repeats: the search in the first round only
-    fewer = build_plan(scenario, repeat=3, searches=1, available_cpus=[0, 1])
+    fewer = build_plan(scenario, PlanOptions(repeat=3, searches=1, available_cpus=[0, 1]))
     assert (fewer.rounds, fewer.search_rounds) == (3, 1)
 
 
@@ -82,14 +83,15 @@ def test_searches_add_rounds_that_search_alone() -> None:
 ])
 def test_searches_bad_input(scenario: str, kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
-        build_plan(load_scenario(scenario), available_cpus=[0, 1], **kwargs)  # type: ignore[arg-type]
+        build_plan(load_scenario(scenario),
+                   PlanOptions(available_cpus=[0, 1], **kwargs))  # type: ignore[arg-type]
 
 
 def test_head_to_head_adds_two_searches_a_pair_after_the_plan() -> None:
     scenario = load_scenario("io_bound")
-    plain = build_plan(scenario, available_cpus=[0, 1])
-    paired = build_plan(scenario, head_to_head=4, available_cpus=[0, 1])
-    more = build_plan(scenario, head_to_head=8, available_cpus=[0, 1])
+    plain = build_plan(scenario, PlanOptions(available_cpus=[0, 1]))
+    paired = build_plan(scenario, PlanOptions(head_to_head=4, available_cpus=[0, 1]))
+    more = build_plan(scenario, PlanOptions(head_to_head=8, available_cpus=[0, 1]))
     assert (paired.rounds, paired.trial_count) == (plain.rounds, plain.trial_count)
     assert plain.estimate_s() < paired.estimate_s() < more.estimate_s()
     # each pair costs the same: two servers, each started for one search
@@ -107,21 +109,24 @@ def test_head_to_head_adds_two_searches_a_pair_after_the_plan() -> None:
 def test_head_to_head_bad_input(servers: list[str] | None, kwargs: dict[str, object],
                                 fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
-        build_plan(load_scenario("io_bound"), servers=servers, available_cpus=[0, 1],
-                   **kwargs)  # type: ignore[arg-type]
+        build_plan(load_scenario("io_bound"),
+                   PlanOptions(servers=servers, available_cpus=[0, 1],
+                               **kwargs))  # type: ignore[arg-type]
 
 
 def test_command_line_levels_replace_the_scenarios() -> None:
-    plan = build_plan(load_scenario("io_bound"), servers=["uvicorn"], concurrency=[3],
-                      available_cpus=[0, 1])
+    plan = build_plan(load_scenario("io_bound"),
+                      PlanOptions(servers=["uvicorn"], concurrency=[3], available_cpus=[0, 1]))
     assert [(lv.load_model, lv.concurrency) for lv in plan.levels] == [("closed", 3)]
 
 
 def test_unknown_server_lists_known_names() -> None:
     with pytest.raises(UsageError, match="gunicorn-sync"):
-        build_plan(load_scenario("hello"), servers=["nginx-unit"], available_cpus=[0, 1])
+        build_plan(load_scenario("hello"),
+                   PlanOptions(servers=["nginx-unit"], available_cpus=[0, 1]))
 
 
+@pytest.mark.e2e
 def test_dry_run_prints_plan_and_starts_nothing() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--scenario", "io_bound", "--dry-run"],
@@ -132,6 +137,7 @@ def test_dry_run_prints_plan_and_starts_nothing() -> None:
     assert "granian-asgi" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_head_to_head_on_the_command_line() -> None:
     """--dry-run says what the head-to-head adds; a plan of one gateway exits 2 in one line."""
     base = [sys.executable, "-m", "harness.cli", "run", "--scenario", "io_bound"]
@@ -145,6 +151,7 @@ def test_head_to_head_on_the_command_line() -> None:
     assert proc.stderr.strip().count("\n") == 0 and "got only ASGI" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_unknown_server_on_the_command_line_exits_2() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--scenario", "hello", "--servers", "nope"],

@@ -194,6 +194,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path,
         write_report([])
 
 
+# two more synthetic runs and their report: seconds of plotting, out of the fast tier
+@pytest.mark.e2e
 def test_several_runs_in_one_report(tmp_path: Path) -> None:
     a = synthetic_run(tmp_path / "a" / "run-a")
     b = synthetic_run(tmp_path / "b" / "run-b", seed=3)

@@ -15,7 +15,8 @@ import pytest
 from harness.analysis import write_report
 from tests.analysis_fixtures import synthetic_run
 
-pytestmark = pytest.mark.browser
+# a real browser (headless Chromium and its driver) in subprocesses: out of the fast tier
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

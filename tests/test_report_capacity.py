@@ -33,10 +33,10 @@ from harness.analysis.report import PLOT_LEGEND
 from harness.analysis.stats import SINGLE_RUN_NOISE_FRACTION
 from harness.analysis.wording import fmt_ratio, fmt_rps
 from harness.noise import BUSY_OTHERS_PCT
-from harness.plan import build_plan
+from harness.plan import PlanOptions, build_plan
 from harness.results import CAPACITY_FILE, TRIALS_FILE, CapacityRecord, RunWriter
-from harness.runner import best_of_each_gateway as runner_best_of_each_gateway
 from harness.scenarios import load_scenario
+from harness.searches import best_of_each_gateway as runner_best_of_each_gateway
 from harness.slo import parse_slo
 from tests.analysis_fixtures import meta, record, report_text, synthetic_run, write_run
 
@@ -345,8 +345,9 @@ def test_the_runner_picks_the_head_to_head_pair_by_the_reports_rule(tmp_path: Pa
     """The runner chooses the two servers before the report exists; both must pick the same:
     the highest mean capacity of each gateway over the plan's searches, a server counted only
     when every search of it has a figure, head-to-head rows left out."""
-    plan = build_plan(load_scenario("io_bound"), available_cpus=[0, 1],
-                      servers=["gunicorn-gevent", "gunicorn-gthread", "uvicorn", "daphne"])
+    plan = build_plan(load_scenario("io_bound"), PlanOptions(
+        available_cpus=[0, 1],
+        servers=["gunicorn-gevent", "gunicorn-gthread", "uvicorn", "daphne"]))
     by_name = {p.name: p for p in plan.runnable}
     figures: dict[str, list[tuple[str, float | None]]] = {
         "gunicorn-gevent": [("found", 1500.0), ("found", 1600.0)],

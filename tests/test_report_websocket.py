@@ -11,11 +11,11 @@ from hdrh.histogram import HdrHistogram
 
 from harness.analysis import RunData, compute_guidance, merge_histograms, summarize, write_report
 from harness.analysis.report import MODEL_HEADINGS, WS_HEADING, WS_NOTE
-from harness.analysis.synthetic import SyntheticWsSpec, write_synthetic_ws_run
 from harness.analysis.websocket import fmt_fraction, fmt_kib
 from harness.analysis.wording import fmt_ms, fmt_rps
 from harness.results import TRIALS_FILE, histogram_path
 from tests.analysis_fixtures import report_text
+from tests.support.synthetic import SyntheticWsSpec, write_synthetic_ws_run
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from harness.catalogue import Target, get_server, make_target
 from harness.errors import GeneratorError
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.loadgen.spec import encode_request
-from harness.plan import SEARCH_REWARM_S, build_plan
+from harness.plan import SEARCH_REWARM_S, PlanOptions, build_plan
 from harness.results import (
     CAPACITY_FILE,
     RunWriter,
@@ -234,8 +234,8 @@ class _Quiet:
 
 def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path) -> None:
     scenario = load_scenario("hello")
-    plan = build_plan(scenario, servers=["uvicorn", "granian-asgi"], concurrency=[4, 8],
-                      duration_s=0.5, warmup_s=0.1)
+    plan = build_plan(scenario, PlanOptions(servers=["uvicorn", "granian-asgi"],
+                                            concurrency=[4, 8], duration_s=0.5, warmup_s=0.1))
     writer = RunWriter(tmp_path / "run", {"run_id": "t"})
     calls: list[LoadSpec] = []
 
@@ -264,8 +264,8 @@ def test_server_dead_between_trials_fails_that_trial_not_the_run(tmp_path: Path)
 
 
 def test_generator_failure_fails_that_trial_and_the_run_goes_on(tmp_path: Path) -> None:
-    plan = build_plan(load_scenario("hello"), servers=["uvicorn", "granian-asgi"],
-                      concurrency=[4, 8], duration_s=0.5, warmup_s=0.1)
+    plan = build_plan(load_scenario("hello"), PlanOptions(
+        servers=["uvicorn", "granian-asgi"], concurrency=[4, 8], duration_s=0.5, warmup_s=0.1))
     writer = RunWriter(tmp_path / "run", {"run_id": "t"})
     calls: list[LoadSpec] = []
 
@@ -289,8 +289,8 @@ def test_scenario_request_headers_and_body_reach_the_generator(tmp_path: Path) -
     text = (Path("scenarios/hello.toml").read_text()
             .replace('path = "/hello"', 'path = "/hello"\nheaders = { "X-Trace" = "on" }'))
     scenario = parse_scenario(text, "hello-with-headers.toml")
-    plan = build_plan(scenario, servers=["uvicorn"], concurrency=[2], duration_s=0.3,
-                      warmup_s=0.0)
+    plan = build_plan(scenario, PlanOptions(servers=["uvicorn"], concurrency=[2],
+                                            duration_s=0.3, warmup_s=0.0))
     writer = RunWriter(tmp_path / "run", {"run_id": "t"})
     specs: list[LoadSpec] = []
 
@@ -309,8 +309,9 @@ def test_scenario_request_headers_and_body_reach_the_generator(tmp_path: Path) -
 def test_repeats_restart_servers_and_interleave_targets(tmp_path: Path) -> None:
     """--repeat N: each repeat starts every server afresh, each round one target further on
     (A B, then B A), so what varies between server starts is in the spread (issue 13)."""
-    plan = build_plan(load_scenario("hello"), servers=["uvicorn", "granian-asgi"],
-                      concurrency=[2], duration_s=0.3, warmup_s=0.0, repeat=2)
+    plan = build_plan(load_scenario("hello"), PlanOptions(
+        servers=["uvicorn", "granian-asgi"], concurrency=[2], duration_s=0.3, warmup_s=0.0,
+        repeat=2))
     writer = RunWriter(tmp_path / "run", {"run_id": "t"})
     seen: list[str] = []
 
@@ -351,8 +352,9 @@ def test_capacity_at_an_objective_and_a_new_server_after_each_missed_step(
     same search code had passed. The keep-up and lateness checks still judge every step."""
     monkeypatch.setattr(runner_module, "LOADGEN_CPUS_BUSY_MAX_PCT", 100.0)
     slo = parse_slo("p99=200ms,errors=0.1%")
-    plan = build_plan(load_scenario("io_bound"), servers=["gunicorn-sync", "uvicorn"],
-                      concurrency=[16], duration_s=1.0, warmup_s=0.5, slo=slo)
+    plan = build_plan(load_scenario("io_bound"), PlanOptions(
+        servers=["gunicorn-sync", "uvicorn"], concurrency=[16], duration_s=1.0, warmup_s=0.5,
+        slo=slo))
     # 16 clients hold uvicorn to ~310 req/s closed-loop, so its search starts 20-40x below its
     # capacity (the default plans start near it, from 512 clients' peak): on a quiet machine it
     # passed 5,632 req/s and 12 steps (the default) ended with a 5.3 % bracket, "at_least".
@@ -394,8 +396,9 @@ def test_searches_past_the_repeats_start_a_server_for_the_search_alone(tmp_path:
     """--searches 2 with one repeat: the second round starts the server again and runs only
     the search, from the first round's closed-loop peak, its first step warmed longer (a new
     server, not warmed by the levels); capacity.csv gets a row per round."""
-    plan = build_plan(load_scenario("hello"), servers=["uvicorn"], concurrency=[4],
-                      duration_s=0.3, warmup_s=0.1, slo=parse_slo("p99=1s"), searches=2)
+    plan = build_plan(load_scenario("hello"), PlanOptions(
+        servers=["uvicorn"], concurrency=[4], duration_s=0.3, warmup_s=0.1,
+        slo=parse_slo("p99=1s"), searches=2))
     plan = dataclasses.replace(plan, search=dataclasses.replace(plan.search, max_steps=2))
     warmups: list[tuple[float, float]] = []  # (rate, warm-up) of every open-loop trial
 
@@ -439,9 +442,9 @@ def test_head_to_head_searches_the_best_of_each_gateway_in_turn(
     undetermined and no pair was chosen. So the search is held to a rate the generator meets
     with ease, and the busy-CPU check is off: this is about the order of the searches."""
     monkeypatch.setattr(runner_module, "LOADGEN_CPUS_BUSY_MAX_PCT", 100.0)
-    plan = build_plan(load_scenario("hello"), servers=["granian-wsgi", "uvicorn"],
-                      concurrency=[4], duration_s=0.3, warmup_s=0.1,
-                      slo=parse_slo("p99=1s"), head_to_head=2)
+    plan = build_plan(load_scenario("hello"), PlanOptions(
+        servers=["granian-wsgi", "uvicorn"], concurrency=[4], duration_s=0.3, warmup_s=0.1,
+        slo=parse_slo("p99=1s"), head_to_head=2))
     plan = dataclasses.replace(plan, search=dataclasses.replace(
         plan.search, max_steps=2, start_rate=EASY_RATE_RPS, min_rate=EASY_RATE_RPS / 4,
         max_rate=EASY_RATE_RPS))
@@ -474,8 +477,9 @@ def test_ctrl_c_during_a_step_on_a_new_server_stops_it(tmp_path: Path,
     invalid twice, and the search ended undetermined before any restart. So the busy-CPU
     check is off here, and the search is held to a rate the generator meets with ease."""
     monkeypatch.setattr(runner_module, "LOADGEN_CPUS_BUSY_MAX_PCT", 100.0)
-    plan = build_plan(load_scenario("hello"), servers=["uvicorn"], concurrency=[4],
-                      duration_s=0.3, warmup_s=0.1, slo=parse_slo("p99=0.001ms"))
+    plan = build_plan(load_scenario("hello"), PlanOptions(
+        servers=["uvicorn"], concurrency=[4], duration_s=0.3, warmup_s=0.1,
+        slo=parse_slo("p99=0.001ms")))
     plan = dataclasses.replace(plan, search=dataclasses.replace(
         plan.search, start_rate=EASY_RATE_RPS, min_rate=EASY_RATE_RPS / 4,
         max_rate=EASY_RATE_RPS))

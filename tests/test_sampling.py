@@ -66,6 +66,8 @@ def _sample_while_spinning(
     return usage, t0, t1
 
 
+# spinning child processes, sampled on the real machine: out of the fast tier
+@pytest.mark.e2e
 def test_real_busy_child_is_measured() -> None:
     usage, t0, t1 = _sample_while_spinning(lambda proc: TreeSampler(lambda: [proc],
                                                                     interval_s=0.1))
@@ -87,6 +89,7 @@ def test_watched_cpus_busy_share_over_a_window() -> None:
     assert usage.watched_busy_pct(S, 3 * S) == pytest.approx(72.5)
 
 
+@pytest.mark.e2e
 def test_a_busy_watched_cpu_is_seen() -> None:
     cpu = sorted(os.sched_getaffinity(0))[0]
     usage, t0, t1 = _sample_while_spinning(
@@ -131,6 +134,7 @@ def _samples_past(sampler: TreeSampler, seconds: float) -> Usage:
     return sampler.stop()
 
 
+@pytest.mark.e2e
 def test_census_counts_each_workers_connections_and_leaves_the_supervisor_out() -> None:
     supervisor = subprocess.Popen([sys.executable, "-c", _SUPERVISOR, _WORKER],
                                   stdout=subprocess.PIPE, text=True, start_new_session=True)

@@ -109,6 +109,7 @@ def test_units() -> None:
             parse_cpus(bad)
 
 
+@pytest.mark.e2e
 def test_cli_bad_scenario_file_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace("repeat = 2", 'repeat = "twice"'))
@@ -162,6 +163,7 @@ def test_request_headers_and_body_are_parsed_and_checked() -> None:
         parse_scenario(bad, "bad.toml")
 
 
+@pytest.mark.e2e
 def test_cli_misspelt_key_exits_2_names_it_and_starts_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "typo.toml"
     bad.write_text(GOOD.replace('duration = "1s"', 'duraton = "30s"'))

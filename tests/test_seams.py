@@ -21,8 +21,8 @@ from harness.catalogue import Target
 from harness.drivers import DRIVERS
 from harness.errors import UsageError
 from harness.loadgen import LoadResult, LoadSpec, run_load
+from harness.loadgen.connection import Connection
 from harness.loadgen.models import LOAD_MODELS, LoadModel, WorkerPlan
-from harness.loadgen.pool import Connection
 from harness.loadgen.run import _new_loop
 from harness.loadgen.spec import encode_request, parse_url
 from harness.loadgen.worker import Worker
@@ -125,6 +125,7 @@ def test_run_uses_a_backend_and_a_driver_registered_by_name(
     assert [r["status"] for r in read_trials_rows(out)] == ["ok"]
 
 
+@pytest.mark.e2e
 def test_a_load_model_registered_by_name_drives_the_pool() -> None:
     proc, base = start_test_server()
     try:

@@ -18,9 +18,10 @@ import pytest
 
 from apps import upstream
 from apps.raw import asgi, common
+from harness.checks import Check, VerifyReport
 from harness.errors import UsageError
 from harness.ports import free_port
-from harness.verify import Check, VerifyReport, verify_target
+from harness.verify import verify_target
 from tests.runhelpers import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness import pairing
 from harness.analysis.families import series_view
 from harness.analysis.frames import RunData, head_to_head_rows
 from harness.analysis.stats import MeanCi, mean_ci
@@ -177,13 +178,14 @@ def _capacity_order(cap: ServerCapacity) -> tuple[bool, float, str]:
 
 def best_of_each_gateway(caps: list[ServerCapacity]
                          ) -> tuple[ServerCapacity, ServerCapacity] | None:
-    """The measured WSGI and ASGI servers of highest mean capacity (``server_capacities``
-    order); None unless both gateways have one. The runner picks the head-to-head pair by
-    the same rule (harness.runner.best_of_each_gateway), so the two agree."""
-    measured = [c for c in caps if c.measured and c.mean > 0]
-    best = [next((c for c in measured if c.gateway.lower() == g), None) for g in ("wsgi", "asgi")]
-    wsgi, asgi = best
-    return (wsgi, asgi) if wsgi is not None and asgi is not None else None
+    """The measured WSGI and ASGI servers of highest mean capacity; None unless both gateways
+    have one. The rule is harness.pairing's, which the runner picks the head-to-head pair by."""
+    by_name = {c.server: c for c in caps}
+    best = pairing.best_of_each_gateway(  # every search: its figure, None where it has none
+        pairing.Contender(name=c.server, gateway=c.gateway,
+                          figures=[*c.figures, *[None] * (len(c.rows) - len(c.figures))])
+        for c in caps)
+    return None if best is None else (by_name[best[0]], by_name[best[1]])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from harness.errors import UsageError
-from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
+from harness.noise import is_busy
 from harness.results import (
     CAPACITY_COLUMNS,
     RUN_FILE,
@@ -36,7 +36,7 @@ from harness.results import (
     read_meta,
     series_path,
 )
-from harness.slo import Slo
+from harness.slo import Slo, open_loop_overload
 
 # Columns that name a small set of values: categories make grouping and plotting cheap.
 CATEGORY_COLUMNS = ("server", "gateway", "load_model")
@@ -46,10 +46,6 @@ CATEGORY_COLUMNS = ("server", "gateway", "load_model")
 # app family) keeps two families on one server apart (harness.analysis.families).
 GROUP_KEYS = ("run_id", "scenario", "server", "app", "gateway", "load_model", "message_size",
               "level")
-# What "level" counts, by load model.
-LEVEL_MEANINGS = {"closed": "concurrent clients (WebSocket: connections)",
-                  "open": "offered rate, requests (WebSocket: messages) per second",
-                  "broadcast": "subscribers", "idle": "idle connections held"}
 
 
 def _dtype_for(annotation: str) -> str:
@@ -172,17 +168,17 @@ def load_run(path: Path | str) -> pd.DataFrame:
 
 def judge_objective(frame: pd.DataFrame, slo: Slo | None) -> None:
     """Mark, in place, the valid open-loop trials of ``frame`` whose latency missed ``slo``
-    overloaded, as the runner does (harness.slo.judge_open_loop). Run folders written before
-    2026-12-04 judged only a capacity search's steps against the objective, not the plan's own
-    open-loop levels; on a newer folder this changes nothing."""
+    overloaded, by the runner's rule (harness.slo.open_loop_overload). Run folders written
+    before 2026-12-04 judged only a capacity search's steps against the objective, not the
+    plan's own open-loop levels; on a newer folder this changes nothing."""
     if slo is None or frame.empty:
         return
-    open_valid = (frame["load_model"].astype("string") == "open") & \
-        (frame["outcome"].astype("string") == "valid")
-    values = frame[slo.column].astype("float64")
-    errors = frame["error_rate"].astype("float64").fillna(0.0)
-    for index in frame.index[open_valid.fillna(False)]:
-        why = slo.overload(float(values[index]), float(errors[index]))  # NaN: nothing measured
+    rows = zip(frame.index, frame["load_model"].astype("string").fillna("").tolist(),
+               frame["outcome"].astype("string").fillna("").tolist(),
+               frame[slo.column].astype("float64").tolist(),
+               frame["error_rate"].astype("float64").fillna(0.0).tolist(), strict=True)
+    for index, load_model, outcome, value, error_rate in rows:
+        why = open_loop_overload(slo, load_model, outcome, value, error_rate)  # NaN: unmeasured
         if why is not None:
             frame.at[index, "outcome"] = "overloaded"
             frame.at[index, "valid"] = False
@@ -240,18 +236,18 @@ def head_to_head_rows(capacity: pd.DataFrame) -> pd.Series:
 
 
 def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials taken on a busy machine (harness.noise): their notes say so, or the CPU used
-    by processes outside the harness, steal, or how much slower the server's CPU ran were above
-    the limits (BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR). Runs written before the
-    columns existed have none."""
+    """The trials taken on a busy machine, by the runner's rule (harness.noise.is_busy): their
+    notes say so, or the CPU used by processes outside the harness, steal, or how much slower
+    the server's CPU ran were above the limits. Runs written before the columns existed have
+    none."""
     if trials.empty:
         return trials
-    busy = trials["notes"].astype("string").fillna("").str.contains("busy machine",
-                                                                    regex=False)
-    for column, limit in (("others_cpu_pct", BUSY_OTHERS_PCT), ("steal_pct", BUSY_STEAL_PCT),
-                          ("cpu_slowdown", SLOW_CPU_FACTOR)):
-        busy = busy | (trials[column].astype("float64") > limit).fillna(False)
-    return trials[busy.astype(bool)]
+    rows = zip(*(trials[c].astype("float64").tolist()
+                 for c in ("others_cpu_pct", "steal_pct", "cpu_slowdown")),
+               trials["notes"].astype("string").fillna("").tolist(), strict=True)
+    busy = [is_busy(others, steal, slowdown, notes=notes)
+            for others, steal, slowdown, notes in rows]
+    return trials[np.array(busy, dtype=bool)]
 
 
 def load_histogram(run_dir: Path | str, trial_id: str,

@@ -14,7 +14,7 @@ DEFAULT_BACKEND = "local"
 
 BACKENDS: Registry[type[Backend]] = Registry("backend", {
     "local": "harness.backends.local:LocalBackend",
-    "compose": "harness.backends.compose:ComposeBackend",
+    "compose": "harness.backends.compose.backend:ComposeBackend",
 })
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import http.client
 import logging
 import os
 import re
@@ -45,11 +44,11 @@ from harness.backends.base import Backend, ResourceSampler, RunningTarget, start
 from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
 from harness.cpus import check_online, cpus_text
 from harness.errors import TargetError
+from harness.httpget import READY_STATUS_TEXT, answers_ready
 from harness.ports import choose_port
 from harness.sampling import TreeSampler
 from harness.signals import interrupts_deferred
 
-PROBE_TIMEOUT_S = 2.0
 STOP_GRACE_S = 5.0
 KILL_WAIT_S = 5.0
 GONE_POLL_S = 0.02
@@ -91,21 +90,6 @@ if pgid is not None:
     except OSError:
         pass
 """.replace("POLL_S", repr(WATCHDOG_POLL_S))
-
-
-def http_status(url_base: str, path: str, timeout_s: float = PROBE_TIMEOUT_S) -> int | None:
-    """The status of one GET, or None when nothing answers."""
-    host, _, port = url_base.removeprefix("http://").partition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
 
 
 def _tail(path: Path) -> str:
@@ -352,14 +336,9 @@ def _environment(upstream_url: str | None, target: Target | None = None) -> dict
     return env
 
 
-def _answers_ready(server: RunningServer, path: str) -> bool:
-    status = http_status(server.url, path)
-    return status is not None and 200 <= status < 300
-
-
 def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
                  upstream_url: str | None = None) -> RunningServer:
-    """Start ``target`` pinned to ``cpus`` and block until it answers GET /hello with 200.
+    """Start ``target`` pinned to ``cpus`` and block until it answers GET /hello with a 2xx.
 
     Port 0 picks a free port; a port in use is replaced by a free one (see ``.notes``).
     Raises TargetError (with the tail of the server's output) when it cannot start.
@@ -382,8 +361,8 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
                                  watchdog=watchdog, target=target, notes=notes)
 
     def ready(server: RunningServer) -> None:
-        server.wait_ready(functools.partial(_answers_ready, server, ready_path),
-                          f"answer GET {ready_path} with a 2xx status on {server.url}")
+        server.wait_ready(functools.partial(answers_ready, server.url + ready_path),
+                          f"answer GET {ready_path} with {READY_STATUS_TEXT} on {server.url}")
 
     return start_until_ready(target.server.name, chosen, notes, launch, ready)
 
@@ -412,7 +391,7 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
                 return False
             server.url = match.group(1).decode()
             server.port = int(server.url.rsplit(":", 1)[1])
-        return http_status(server.url, UPSTREAM_READY_PATH) == 200
+        return answers_ready(server.url + UPSTREAM_READY_PATH)
 
     try:
         server.wait_ready(ready, f"print its URL and answer GET {UPSTREAM_READY_PATH}")

@@ -5,8 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.commands import options
+
 # exit status when some finding differs between the runs (2 stays "bad input")
 EXIT_DISAGREE = 1
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    compare = subparsers.add_parser(
+        "compare", help="does a second run confirm the first? their guidance side by side",
+        description="Print both runs' guidance, sentence by sentence. A finding agrees when "
+                    "its sentence names the same servers with the same verdict (a winner, 'no "
+                    "significant difference', 'not ranked') in both; only figures differ. "
+                    "Caveats are shown, not judged. Exit 0 when every finding agrees, 1 when "
+                    "one differs, 2 on bad input.")
+    compare.add_argument("run_a", help="a run folder")
+    compare.add_argument("run_b", help="a run folder of the same plan")
+    return compare
 
 
 def main(args: argparse.Namespace) -> int:

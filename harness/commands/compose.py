@@ -11,8 +11,24 @@ from pathlib import Path
 from harness import compose_file
 from harness.backends.compose import ComposeBackend, docker_host
 from harness.catalogue import REPO_DIR
+from harness.commands import options
 
 EXIT_STALE = 1
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    compose = subparsers.add_parser(
+        "compose", help="Compose files kept in step with the catalogue; engine check")
+    actions = compose.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                     parser_class=options.Parser)
+    actions.add_parser(
+        "write", help="regenerate compose/docker-compose.yml and .dockerignore from the catalogue")
+    check_parser = actions.add_parser(
+        "check", help="files in step with the catalogue; engine, Compose tool and the servers' "
+                      "image (built if needed)")
+    check_parser.add_argument("--files-only", action="store_true",
+                              help="only compare the files (no engine needed)")
+    return compose
 
 
 def _rel(path: Path) -> str:

@@ -6,8 +6,64 @@ import argparse
 import json
 import sys
 
+from harness.commands import options
 from harness.loadgen import LoadSpec, check_reachable, parse_header, run_load
 from harness.loadgen.report import header, render
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    load = subparsers.add_parser(
+        "load",
+        help="drive any URL with the built-in load generator (like wrk/wrk2)",
+        description=(
+            "Closed loop (--concurrency N: N keep-alive connections, each sends when its answer "
+            "is complete) or open loop (--rate R: request i is due at start + i/R and its latency "
+            "is timed from then, so stalls are not hidden)."
+        ),
+    )
+    load.add_argument("url", help="http://HOST:PORT/PATH, or ws://HOST:PORT/PATH for a "
+                      "WebSocket echo (a request is then one message round trip)")
+    load.add_argument("--concurrency", "-c", type=int,
+                      help="closed loop: number of connections (give one of -c and -R, except "
+                           "for a WebSocket broadcast, which takes both)")
+    load.add_argument("--rate", "-R", type=float, help="open loop: constant arrival rate, req/s")
+    load.add_argument(
+        "--duration", "-d", type=options.duration, default=10.0, help="measured time (default 10s)"
+    )
+    load.add_argument(
+        "--warmup", type=options.duration, default=0.0,
+        help="unrecorded warm-up (default 0s); in open loop the rate rises from 0 over its "
+             "first half",
+    )
+    load.add_argument(
+        "--timeout", type=options.duration, default=5.0, help="per-request timeout (default 5s)"
+    )
+    load.add_argument("--procs", type=int, default=1, help="generator processes (default 1)")
+    load.add_argument("--cpus", type=options.cpus, help="pin generator processes to these CPUs")
+    load.add_argument(
+        "--max-connections", "--connections",
+        type=int,
+        help="open loop: cap on connections opened to keep up (default 10000); for ws:// "
+             "URLs, the connections opened up front that carry the messages",
+    )
+    load.add_argument("--message-size", type=int, default=64,
+                      help="ws://: bytes per message (default 64)")
+    load.add_argument("--text", action="store_true",
+                      help="ws://: text frames (the server validates UTF-8) instead of binary")
+    load.add_argument("--ws-mode", choices=("echo", "broadcast", "idle"), default="echo",
+                      help="ws://: echo round trips (default); broadcast (-c subscribers, -R "
+                           "messages/s from one publisher, on /ws/broadcast); idle (-c "
+                           "connections held, no message)")
+    load.add_argument("--method", default="GET", help="HTTP method (default GET)")
+    load.add_argument(
+        "--header", "-H", action="append", default=[], help="'Name: value', repeatable"
+    )
+    load.add_argument("--body", default=None, help="request body")
+    load.add_argument(
+        "--expect-body", default=None, help="count a response with another body as an error"
+    )
+    load.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return load
 
 
 def spec_from_args(args: argparse.Namespace) -> LoadSpec:

@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from harness.commands import options
 from harness.drivers.locust import run_worker
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    worker = subparsers.add_parser(
+        "locust-worker",
+        help="a Locust worker for a harness run on another machine "
+             "(--driver locust --locust-remote-workers N)")
+    worker.add_argument("--master-host", required=True, help="the machine running harness run")
+    worker.add_argument("--master-port", type=int, default=5557,
+                        help="the master's port (default 5557)")
+    worker.add_argument("--locustfile", type=Path, default=None,
+                        help="the same locustfile the run uses, if any")
+    return worker
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands import options
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    report = subparsers.add_parser(
+        "report", help="write report.html and report.md for a run folder")
+    report.add_argument("run_dir", nargs="+", help="run folder(s); several are combined")
+    report.add_argument("--out", help="where to write the report (default: the first run folder)")
+    return report
+
 
 def main(args: argparse.Namespace) -> int:
     # Imported here: pandas and matplotlib are paid for only by the commands that draw.

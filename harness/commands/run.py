@@ -16,18 +16,136 @@ from rich.table import Table
 
 from harness import environment
 from harness.backends import get_backend
+from harness.commands import options
+from harness.console import RichObserver
 from harness.cpus import cpus_text
-from harness.drivers import get_driver
+from harness.drivers import DEFAULT_DRIVER, DRIVERS, get_driver
 from harness.errors import UsageError
 from harness.ownapp import family_from_args
-from harness.plan import Plan, build_plan
+from harness.plan import Plan, PlanOptions, build_plan
 from harness.results import RunWriter, TargetStatus, TrialRecord
-from harness.runner import RichObserver, Runner, default_run_dir
+from harness.runner import Runner, default_run_dir
 from harness.scenarios import load_scenario
 from harness.signals import terminate_as_interrupt
 from harness.slo import parse_slo
 
 PIPE_WIDTH_COLUMNS = 140
+
+# What each driver is, for --driver's help (a driver registered without a note shows bare).
+DRIVER_NOTES = {
+    "builtin": "asyncio + httptools, as fast as wrk",
+    "locust": "closed-loop levels as Locust users; pip install -e '.[locust]'",
+}
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    run = subparsers.add_parser(
+        "run",
+        help="take every server through a scenario and write a result folder",
+        description=(
+            "Start each server pinned to its CPUs, verify it against the app contract, warm it "
+            "up, measure every load level, stop it; write run.json, trials.csv, histograms and "
+            "series into the run folder, then the report."
+        ),
+    )
+    run.add_argument(
+        "--scenario",
+        required=True,
+        help="a name from scenarios/ (hello, io_bound, cpu_bound, ...) or a TOML path",
+    )
+    run.add_argument(
+        "--servers", type=options.names,
+        help="comma-separated server names (default: the scenario's)"
+    )
+    options.add_app_options(run, "the scenario's, usually 'raw'")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="short levels and durations: a first look in a couple of minutes",
+    )
+    run.add_argument("--concurrency", type=options.int_list,
+                     help="closed-loop levels, e.g. 1,8,64")
+    run.add_argument("--rate", type=options.float_list,
+                     help="open-loop levels in req/s, e.g. 100,500")
+    run.add_argument("--duration", type=options.duration,
+                     help="measured time per trial, e.g. 10s")
+    run.add_argument("--warmup", type=options.duration, help="unrecorded warm-up per trial, e.g. "
+                     "2s (in open loop the rate rises from 0 over its first half)")
+    run.add_argument("--repeat", type=int, help="repeats per level (default: the scenario's)")
+    run.add_argument("--out", help="run folder (default: results/<run-id>/)")
+    run.add_argument(
+        "--server-cpus", type=options.cpus,
+        help="CPUs for the server under test (default: the upper half; on 2 cores CPU 1)",
+    )
+    run.add_argument(
+        "--loadgen-cpus",
+        type=options.cpus,
+        help="CPUs for the load generator and upstream (default: all others)",
+    )
+    run.add_argument("--workers", type=int, help="override every server's worker preset")
+    run.add_argument("--threads", type=int, help="override the thread preset of threaded servers")
+    options.add_backend(run)
+    _add_driver_options(run)
+    _add_capacity_options(run)
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    return run
+
+
+def _add_driver_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--driver", default=DEFAULT_DRIVER,
+        help="load generator: " + options.choices_help(DRIVERS.names(), default=DEFAULT_DRIVER,
+                                                       notes=DRIVER_NOTES),
+    )
+    locust = run.add_argument_group("with --driver locust")
+    locust.add_argument(
+        "--locustfile", type=Path, default=None,
+        help="this locustfile's traffic mix against every server instead of the scenario's "
+             "request (see scenarios/locustfiles/shop.py)")
+    locust.add_argument(
+        "--locust-workers", type=int, default=None, metavar="N",
+        help="Locust's master plus N worker processes pinned to the generator CPUs "
+             "(default: one process)")
+    locust.add_argument(
+        "--locust-remote-workers", type=int, default=0, metavar="M",
+        help="also wait for M workers started elsewhere with "
+             "'harness locust-worker --master-host HOST'")
+    locust.add_argument(
+        "--locust-master-bind", default="127.0.0.1", metavar="HOST",
+        help="address the Locust master listens on for remote workers (e.g. 0.0.0.0)")
+    locust.add_argument(
+        "--locust-master-port", type=int, default=None, metavar="PORT",
+        help="Locust master port (default: a free port; 5557 with remote workers)")
+    locust.add_argument(
+        "--stop-timeout", type=options.duration, default=None,
+        help="how long requests in flight at the end may finish (default: the scenario's "
+             "timeout); later ones count as timeouts")
+
+
+def _add_capacity_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--slo", metavar="OBJECTIVE",
+        help="also find each server's capacity at a latency objective, e.g. 'p99=100ms' or "
+             "'p99.9=250ms,errors=0.5%%': an open-loop rate search (ramp, then bisection to "
+             "5%%), every step a trial; capacity.csv holds the answers (default: the "
+             "scenario's [slo] with its own plan, none with --quick or --concurrency/--rate; "
+             "'off': none)",
+    )
+    run.add_argument(
+        "--searches", type=int, metavar="N",
+        help="capacity searches per server, each on a freshly started server (default: one "
+             "per repeat); rounds past --repeat start each server for its search alone, so "
+             "capacity gets more repeats without repeating every level",
+    )
+    run.add_argument(
+        "--head-to-head", type=int, metavar="PAIRS",
+        help="after the plan, search the capacity of the best WSGI and the best ASGI server "
+             "(highest mean capacity of each) in turn, PAIRS times each: A B, B A, ..., on "
+             "freshly started servers. Best WSGI vs best ASGI then takes every search of the "
+             "two, the plan's and these: more searches where the report's headline comparison "
+             "needs them, without another round of every server (default: none)",
+    )
 
 
 def _print_plan(console: Console, plan: Plan) -> None:
@@ -174,14 +292,14 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.reconfigure(line_buffering=True)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH_COLUMNS)
     scenario = load_scenario(args.scenario)
-    plan = build_plan(
-        scenario, servers=args.servers, app=family_from_args(args, None), quick=args.quick,
+    plan = build_plan(scenario, PlanOptions(
+        servers=args.servers, app=family_from_args(args, None), quick=args.quick,
         concurrency=args.concurrency, rate=args.rate, duration_s=args.duration,
         warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
         loadgen_cpus=args.loadgen_cpus, workers=args.workers, threads=args.threads,
         slo=parse_slo(args.slo) if args.slo else None, searches=args.searches,
         head_to_head=args.head_to_head,
-    )
+    ))
     run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UsageError(f"--out {run_dir}: already exists and is not empty: expected a new "

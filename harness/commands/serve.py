@@ -9,6 +9,7 @@ from contextlib import ExitStack
 
 from harness import catalogue
 from harness.backends import get_backend
+from harness.commands import options
 from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
 from harness.ownapp import family_from_args
@@ -18,6 +19,24 @@ from harness.signals import terminate_as_interrupt
 WATCH_INTERVAL_S = 0.5
 
 ENDPOINTS = ("/hello", "/json", "/io?ms=50", "/io?ms=50&mode=sleep", "/cpu?n=5000")
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    serve = subparsers.add_parser("serve", help="start one target and keep it up until Ctrl-C")
+    serve.add_argument("name", help="server name (see 'harness servers')")
+    options.add_app_options(serve, "raw")
+    serve.add_argument(
+        "--cpus", type=options.cpus,
+        help="CPUs to pin the server to (default: the upper half; on 2 cores CPU 1)",
+    )
+    options.add_backend(serve)
+    serve.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+    )
+    serve.add_argument("--workers", type=int, help="override the worker preset")
+    serve.add_argument("--threads", type=int, help="override the thread preset")
+    serve.add_argument("--upstream-url", help="delay service for /io (default: start one)")
+    return serve
 
 
 def check_upstream_url(url: str) -> str:

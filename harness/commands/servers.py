@@ -9,6 +9,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import catalogue
+from harness.commands import options
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    servers = subparsers.add_parser(
+        "servers", help="list the servers under test, their versions and presets"
+    )
+    servers.add_argument(
+        "--cpus", type=options.cpus, help="CPU set the presets are computed for (default: 1 CPU)"
+    )
+    return servers
 
 
 def build_table(cpus: int) -> Table:

@@ -6,8 +6,19 @@ import argparse
 import os
 
 from apps import upstream
+from harness.commands import options
 from harness.cpus import available_cpus, check_usable, cpus_text
 from harness.errors import UsageError
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    parser = subparsers.add_parser(
+        "upstream", help="run the upstream delay service (/delay?ms=N)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument("--cpus", type=options.cpus, help="CPUs to pin it to")
+    return parser
 
 
 def _print_ready(url: str) -> None:

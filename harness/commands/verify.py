@@ -12,6 +12,7 @@ from rich.table import Table
 from harness import catalogue
 from harness.backends import get_backend
 from harness.backends.base import Backend
+from harness.commands import options
 from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
 from harness.ownapp import family_from_args
@@ -20,6 +21,19 @@ from harness.verify import verify_family_target
 
 # The table shows the first failing check; the full details fit in a terminal, not a cell.
 DETAIL_MAX_CHARS = 240
+
+
+def add_parser(subparsers: options.Subparsers) -> options.Parser:
+    verify = subparsers.add_parser("verify", help="check live servers against the app contract")
+    verify.add_argument("--servers", type=options.names,
+                        help="comma-separated names (default: all)")
+    options.add_app_options(verify, "raw")
+    verify.add_argument(
+        "--cpus", type=options.cpus,
+        help="CPUs to pin the servers to (default: the upper half; on 2 cores CPU 1)",
+    )
+    options.add_backend(verify)
+    return verify
 
 
 def _shorten(text: str) -> str:

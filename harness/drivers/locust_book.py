@@ -7,18 +7,39 @@ it back. Histograms travel HDR-encoded and are only ever added, never averaged.
 
 This module imports hdrh and the standard library only: the listener loads it by file path,
 because importing anything through the ``harness`` package would pull in the built-in
-generator (uvloop, numpy) inside Locust.
+generator (uvloop, numpy) inside Locust. For the same reason it loads the error kinds
+(harness/loadgen/kinds.py, which imports nothing) by file path.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-# The same kinds, in the same order, as harness.loadgen.accounting.ERROR_KINDS (a test checks).
-ERROR_KINDS = ("connect", "io", "timeout", "status", "body")
+_KINDS_MODULE = "harness.loadgen.kinds"
+
+
+def _error_kinds() -> tuple[str, ...]:
+    """harness.loadgen.kinds.ERROR_KINDS: from the module when it is already imported (in the
+    harness), else loaded by path (inside Locust)."""
+    module = sys.modules.get(_KINDS_MODULE)
+    if module is None:
+        path = Path(__file__).resolve().parent.parent / "loadgen" / "kinds.py"
+        spec = importlib.util.spec_from_file_location("harness_error_kinds", path)
+        assert spec is not None and spec.loader is not None, f"cannot load {path}"
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    kinds: tuple[str, ...] = module.ERROR_KINDS
+    return kinds
+
+
+# The same kinds, in the same order, as the built-in generator's (defined once, in kinds.py).
+ERROR_KINDS = _error_kinds()
 NS_PER_S = 1_000_000_000
 SCHEMA_VERSION = 1
 

@@ -7,7 +7,7 @@ arrival rate, latency timed from the intended send) for honest latency.
 >>> result.achieved_rps, result.percentiles_ms(result.latency)["p99"]  # doctest: +SKIP
 """
 
-from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, ERROR_KINDS
+from harness.loadgen.accounting import BEHIND_THRESHOLD_MS
 from harness.loadgen.histograms import (
     HIGHEST_US,
     LOWEST_US,
@@ -16,6 +16,7 @@ from harness.loadgen.histograms import (
     new_histogram,
     percentiles_ms,
 )
+from harness.loadgen.kinds import ERROR_KINDS
 from harness.loadgen.result import SATURATED_CPU_PCT, LoadResult, SeriesPoint
 from harness.loadgen.run import check_reachable, run_load
 from harness.loadgen.spec import DEFAULT_MAX_CONNECTIONS, LoadSpec, parse_header, parse_url

@@ -19,9 +19,9 @@ from array import array
 from dataclasses import dataclass, field
 
 from harness.loadgen.histograms import NS_PER_S, SecondBook
+from harness.loadgen.kinds import ERROR_KINDS
 from harness.loadgen.schedule import Window
 
-ERROR_KINDS = ("connect", "io", "timeout", "status", "body")
 # Open loop: a request sent more than this after its due time counts as "behind".
 BEHIND_THRESHOLD_MS = 10.0
 BEHIND_THRESHOLD_NS = int(BEHIND_THRESHOLD_MS * 1_000_000)

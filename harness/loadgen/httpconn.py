@@ -13,7 +13,7 @@ from time import monotonic_ns as time_ns
 
 import httptools
 
-from harness.loadgen.pool import Connection, Pool
+from harness.loadgen.connection import Connection, ConnectionPool
 
 # Methods a client may send again when the server closed the connection before answering.
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
@@ -36,7 +36,7 @@ class HttpConnection(Connection):
 
     __slots__ = ("body", "expect_body", "parser")
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         super().__init__(pool)
         self.parser = httptools.HttpResponseParser(self)
         self.body: bytearray | None = None
@@ -95,7 +95,7 @@ class CheckingHttpConnection(HttpConnection):
 
     __slots__ = ()
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         super().__init__(pool)
         self.body = bytearray()
         self.expect_body = pool.model.expect_body

@@ -9,6 +9,10 @@ once the pool has seen that (ONE_SHOT_EVIDENCE first answers each followed by th
 close), it opens HTTP connections on plain non-blocking sockets instead (``rawconn``): with no
 coroutine, transport or callback per connect, uWSGI's hello at 16 connections went from 0.84x
 to 0.92x wrk's rate (benchmarks/loadgen_vs_wrk.py).
+
+The pool knows its connections and its load model by what ``connection`` says of them (the
+``Connection`` base class, ``LoadModelHooks``); they reach it as the object passed to them
+(``connection.ConnectionPool``), never by importing this module.
 """
 
 from __future__ import annotations
@@ -17,13 +21,11 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.loadgen import rawconn
 from harness.loadgen.accounting import Book
-
-if TYPE_CHECKING:
-    from harness.loadgen.models.base import LoadModel
-    from harness.loadgen.rawconn import RawSockets
+from harness.loadgen.connection import Connection, LoadModelHooks
 
 CONNECT_PARALLELISM = 256  # simultaneous connects, so 10k connections don't flood the backlog
 RECONNECT_DELAY_S = 0.01  # pause before re-opening after a failed connect (bounds the retry rate)
@@ -34,51 +36,12 @@ ONE_SHOT_EVIDENCE = 32
 KEPT_PER_CLOSED_MAX = 0.1
 
 
-class Connection(asyncio.Protocol):
-    """What every connection of the pool carries; subclasses speak a protocol.
-
-    ``busy``: a request (or message) is in flight; ``due_ns`` its intended send time (closed
-    loop: its send time) and ``sent_ns`` the actual one; ``fresh``: no byte of its answer has
-    arrived yet; ``reused``: this connection has carried a complete answer before.
-    """
-
-    __slots__ = ("book", "busy", "dead", "due_ns", "fresh", "model", "one_answer", "pool",
-                 "reused", "sent_ns", "transport")
-
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
-        self.book = pool.book
-        self.model = pool.model
-        self.transport: asyncio.Transport | None = None
-        self.due_ns = 0
-        self.sent_ns = 0
-        self.busy = False
-        self.fresh = False
-        self.reused = False
-        self.one_answer = False  # kept open after its first answer, and has carried no other
-        self.dead = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.pool.connected(self)
-
-    def eof_received(self) -> bool | None:
-        return None  # let the transport close; connection_lost does the accounting
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.pool.lost(self)
-
-    def write(self, data: bytes) -> None:
-        """Send one request or message (already encoded)."""
-        self.transport.write(data)  # type: ignore[union-attr]
-
-
 class Pool:
     """Opens connections on demand up to ``cap`` and tells the load model when one is free."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, host: str, port: int,
                  factory: Callable[[Pool], Connection], cap: int, connect_timeout_s: float,
-                 book: Book) -> None:
+                 book: Book, model: LoadModelHooks) -> None:
         self.loop = loop
         self.host = host
         self.port = port
@@ -86,7 +49,7 @@ class Pool:
         self.cap = cap
         self.connect_timeout_s = connect_timeout_s
         self.book = book
-        self.model: LoadModel  # set by the load model that drives the pool
+        self.model = model  # the load model that drives the pool
         self.conns: set[Connection] = set()
         # oldest first: a connection a server worker has accepted and is waiting on is used
         # before newer ones (wrk2 likewise goes round its connections)
@@ -100,7 +63,7 @@ class Pool:
         self.stopping = False
         self.first_closed = 0  # first answers the server closed the connection after
         self.first_kept = 0  # first answers after which the connection stayed open
-        self.raw: RawSockets | None = None  # set once the server closes every connection
+        self.raw: rawconn.RawSockets | None = None  # set once the server closes every connection
         self._parked: deque[asyncio.Future[None]] = deque()
         self._connectors: set[asyncio.Task[None]] = set()
         self._connecting_since: dict[asyncio.Task[Any], int] = {}  # connector -> its start
@@ -170,8 +133,6 @@ class Pool:
         if self.raw is None and conn is not None and self.first_closed >= ONE_SHOT_EVIDENCE \
                 and self.first_kept <= KEPT_PER_CLOSED_MAX * self.first_closed \
                 and not self.stopping:
-            from harness.loadgen import rawconn  # imports this module's Connection
-
             peer = conn.transport.get_extra_info("peername") if conn.transport else None
             if not rawconn.AVAILABLE or not peer:
                 return

@@ -22,12 +22,10 @@ import os
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.loadgen.connection import ConnectionPool
 from harness.loadgen.httpconn import HttpConnection
-
-if TYPE_CHECKING:
-    from harness.loadgen.pool import Pool
 
 # Whether this platform has what the module needs (Linux: epoll and SOCK_NONBLOCK).
 AVAILABLE = hasattr(select, "epoll") and hasattr(socket, "SOCK_NONBLOCK")
@@ -40,7 +38,7 @@ _FAILED = (select.EPOLLERR | select.EPOLLHUP) if AVAILABLE else 0
 class RawSockets:
     """The pool's epoll set: starts connects, and dispatches what each socket is ready for."""
 
-    def __init__(self, pool: Pool, parallel: int, address: tuple[Any, ...]) -> None:
+    def __init__(self, pool: ConnectionPool, parallel: int, address: tuple[Any, ...]) -> None:
         self.pool = pool
         self.parallel = parallel  # connects in progress at once (the pool's connect limit)
         # the peer address the pool's connections reached (no name is looked up per connect)
@@ -129,7 +127,7 @@ class RawHttpConnection(HttpConnection):
 
     __slots__ = ("engine", "fd", "opening", "sock", "unsent")
 
-    def __init__(self, pool: Pool, sock: socket.socket, engine: RawSockets) -> None:
+    def __init__(self, pool: ConnectionPool, sock: socket.socket, engine: RawSockets) -> None:
         super().__init__(pool)
         self.sock = sock
         self.fd = sock.fileno()
@@ -205,7 +203,7 @@ class CheckingRawHttpConnection(RawHttpConnection):
 
     __slots__ = ()
 
-    def __init__(self, pool: Pool, sock: socket.socket, engine: RawSockets) -> None:
+    def __init__(self, pool: ConnectionPool, sock: socket.socket, engine: RawSockets) -> None:
         super().__init__(pool, sock, engine)
         self.body = bytearray()
         self.expect_body = pool.model.expect_body

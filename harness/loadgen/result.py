@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, ERROR_KINDS, WorkerReport
+from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, WorkerReport
 from harness.loadgen.histograms import new_histogram, percentiles_ms
+from harness.loadgen.kinds import ERROR_KINDS
 from harness.loadgen.websocket import CLIENT_SETTINGS
 
 # The generator is the bottleneck when one of its processes uses more than this of its CPU.

@@ -55,7 +55,6 @@ DATA_OPCODES: Final = frozenset({OP_TEXT, OP_BINARY})
 CONTROL_OPCODES: Final = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 
 CLOSE_NORMAL: Final = 1000
-CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_NO_STATUS: Final = 1005  # a close frame without a payload (never sent on the wire)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from time import monotonic_ns
 
-from harness.loadgen.pool import Connection, Pool
+from harness.loadgen.connection import Connection, ConnectionPool
 from harness.loadgen.websocket import (
     ERROR_CLOSED,
     ERROR_CONNECT,
@@ -35,7 +35,7 @@ class WsConnection(WsClientProtocol, Connection):
     """The RFC 6455 client (its protocol callbacks first in the MRO) with the pool's
     per-connection state (Connection's)."""
 
-    def __init__(self, pool: Pool, *, host_header: str, path: str, text: bool) -> None:
+    def __init__(self, pool: ConnectionPool, *, host_header: str, path: str, text: bool) -> None:
         WsClientProtocol.__init__(self, host_header, path)
         Connection.__init__(self, pool)
         self.opcode = OP_TEXT if text else OP_BINARY

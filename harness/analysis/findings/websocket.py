@@ -291,8 +291,11 @@ def _not_ranked(run: RunData, summary: pd.DataFrame) -> list[Finding]:
         what = "Overloaded" if row["outcome"] == "overloaded" else "Not ranked"
         text = (f"{what}: {row_label(row)}, {level_phrase(row)}: "
                 f"{row['invalid_reason'] or 'invalid'}.")
+        why = "the server did not keep up" if what == "Overloaded" else \
+            "invalid: the harness cannot vouch for it"
         items.append(Finding(topic="invalid", text=text, run_id=run.run_id,
-                                  trial_ids=trial_ids_of(row), caveat=True))
+                             headline=f"{what}: {row_label(row)}, {level_phrase(row)} ({why}).",
+                             trial_ids=trial_ids_of(row), caveat=True))
     return items
 
 

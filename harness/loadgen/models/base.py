@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from harness.loadgen.accounting import Book
+from harness.loadgen.connection import Connection
 from harness.loadgen.httpconn import IDEMPOTENT_METHODS, http_connection_class
-from harness.loadgen.pool import Connection, Pool
+from harness.loadgen.pool import Pool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,8 +64,7 @@ class LoadModel(abc.ABC):
         self.notes: list[str] = []
         self.pool = Pool(loop, host=plan.host, port=plan.port,
                          factory=self.connection_factory(), cap=self.cap(),
-                         connect_timeout_s=plan.timeout_ns / 1e9, book=book)
-        self.pool.model = self
+                         connect_timeout_s=plan.timeout_ns / 1e9, book=book, model=self)
 
     def connection_factory(self) -> Callable[[Pool], Connection]:
         """The protocol this model's connections speak (HTTP/1.1 by default)."""

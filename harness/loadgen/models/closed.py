@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from harness.loadgen.connection import Connection
 from harness.loadgen.models.base import LoadModel
-from harness.loadgen.pool import Connection
 
 
 class ClosedLoop(LoadModel):

@@ -19,8 +19,8 @@ from harness.loadgen.accounting import (
     NOT_GENERATOR,
     Book,
 )
+from harness.loadgen.connection import Connection
 from harness.loadgen.models.base import LoadModel, WorkerPlan
-from harness.loadgen.pool import Connection
 from harness.loadgen.schedule import OpenLoopSchedule
 from harness.loadgen.timer import PreciseTimer
 

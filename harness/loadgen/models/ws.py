@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from harness.loadgen.connection import Connection
 from harness.loadgen.models.base import LoadModel
 from harness.loadgen.models.closed import ClosedLoop
 from harness.loadgen.models.open import OpenLoop
-from harness.loadgen.pool import Connection, Pool
+from harness.loadgen.pool import Pool
 from harness.loadgen.wsconn import WsConnection
 
 

@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable
 
 from harness.loadgen.accounting import GENERATOR_LATE, Book
+from harness.loadgen.connection import Connection
 from harness.loadgen.histograms import NS_PER_S
 from harness.loadgen.models.base import WorkerPlan
 from harness.loadgen.models.closed import ClosedLoop
 from harness.loadgen.models.open import Paced
 from harness.loadgen.models.ws import ws_factory
-from harness.loadgen.pool import Connection, Pool
+from harness.loadgen.pool import Pool
 from harness.loadgen.spec import BROADCAST_HEADER_BYTES
 from harness.loadgen.wsconn import WsConnection
 

@@ -5,7 +5,7 @@ generated latencies, so every reader sees exactly the format a real run has. The
 a crude I/O-bound model (each request waits ``IO_WAIT_MS``; a sync worker serves one request at
 a time, an event loop many) so plots and guidance have something sensible to show.
 
-    python -m harness.analysis.synthetic OUT_DIR [--repeats N]
+    python -m tests.support.synthetic OUT_DIR [--repeats N]
 """
 
 from __future__ import annotations
@@ -113,15 +113,64 @@ def _histogram(values_us: np.ndarray, total: int) -> HdrHistogram:
     unique, counts = np.unique(values_us, return_counts=True)
     # Scale the sample's counts to the trial's request count so percentiles keep their meaning.
     weights = np.maximum(np.round(counts * total / max(len(values_us), 1)), 1).astype(np.int64)
-    for value, weight in zip(unique.tolist(), weights.tolist(), strict=True):
-        hist.record_value(int(value), int(weight))
+    # One record per bucket, at its smallest value with its values' weights summed: the same
+    # counts (and the same bucket for the minimum and the maximum) as a record per value, in
+    # fewer calls (tests/test_synthetic.py).
+    if not len(unique):
+        return hist
+    index = _counts_indexes(hist, unique)
+    firsts = np.flatnonzero(np.diff(index, prepend=-1))  # ``unique`` is sorted: so is ``index``
+    for value, weight in zip(unique[firsts].tolist(), np.add.reduceat(weights, firsts).tolist(),
+                             strict=True):
+        hist.record_value(value, weight)
     return hist
 
 
+def _counts_indexes(hist: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """Where ``hist`` counts each of ``values`` (positive): hdrh's ``_counts_index_for``, for an
+    array at once."""
+    mask: int = hist.sub_bucket_mask
+    unit: int = hist.unit_magnitude
+    half_magnitude: int = hist.sub_bucket_half_count_magnitude
+    half_count: int = hist.sub_bucket_half_count
+    _, bit_length = np.frexp((values | mask).astype(np.float64))  # exact below 2**53
+    bucket = bit_length.astype(np.int64) - unit - (half_magnitude + 1)
+    sub_bucket = values >> (bucket + unit)
+    indexes: np.ndarray = ((bucket + 1) << half_magnitude) + sub_bucket - half_count
+    return indexes
+
+
+# hdrh's percentile and mean walk every one of a histogram's 17,408 buckets in Python: they were
+# most of the time a synthetic run took (and of the fast test tier). _ms and _mean_ms give the
+# very same numbers (tests/test_synthetic.py) from the counts, by numpy.
+
+
+def _counts(hist: HdrHistogram) -> np.ndarray:
+    return np.ctypeslib.as_array(hist.counts)  # hdrh's own counts (a ctypes array), not a copy
+
+
 def _ms(hist: HdrHistogram, percentile: float) -> float | None:
+    """``hist.get_value_at_percentile(percentile)`` in ms; None when nothing was recorded."""
     if hist.get_total_count() == 0:
         return None
-    return float(hist.get_value_at_percentile(percentile)) / 1000.0
+    target = hist.get_target_count_at_percentile(percentile)
+    # the first bucket where the running count reaches the target, as hdrh's walk finds it
+    value = hist.get_value_from_index(int(np.searchsorted(np.cumsum(_counts(hist)), target)))
+    edge = (hist.get_highest_equivalent_value(value) if percentile else
+            hist.get_lowest_equivalent_value(value))
+    return float(edge) / 1000.0
+
+
+def _mean_ms(hist: HdrHistogram) -> float:
+    """``hist.get_mean_value()`` in ms: each count at the middle of its bucket, summed as
+    integers (so the same sum in any order), over the buckets that have counts."""
+    count: int = hist.get_total_count()
+    if count == 0:
+        return 0.0
+    counts = _counts(hist)
+    total = sum(int(counts[index]) * hist._hdr_median_equiv_value(hist.get_value_from_index(index))
+                for index in np.flatnonzero(counts).tolist())
+    return float(total) / count / 1000.0
 
 
 def _meta(spec: SyntheticSpec) -> dict[str, Any]:
@@ -253,7 +302,7 @@ def _trial(rng: np.random.Generator, spec: SyntheticSpec, server: FakeServer,
         errors_connect=0, errors_io=errors, errors_timeout=0, errors_status=0, errors_body=0,
         p50_ms=_ms(hist, 50), p75_ms=_ms(hist, 75), p90_ms=_ms(hist, 90), p99_ms=_ms(hist, 99),
         p99_9_ms=_ms(hist, 99.9), p99_99_ms=_ms(hist, 99.99),
-        max_ms=hist.get_max_value() / 1000.0, mean_ms=hist.get_mean_value() / 1000.0,
+        max_ms=hist.get_max_value() / 1000.0, mean_ms=_mean_ms(hist),
         service_p50_ms=None, service_p99_ms=None, behind=behind, out_of_range=0,
         server_cpu_pct=cpu_pct, server_rss_mb=rss, server_pss_mb=rss * 0.8,
         loadgen_cpu_pct=97.0 if saturated else min(85.0, rps / 40.0), saturated=saturated,
@@ -435,7 +484,7 @@ def _ws_trial(rng: np.random.Generator, spec: SyntheticWsSpec, server: FakeWsSer
         p90_ms=_ms(hist, 90) if hist else None, p99_ms=_ms(hist, 99) if hist else None,
         p99_9_ms=_ms(hist, 99.9) if hist else None, p99_99_ms=_ms(hist, 99.99) if hist else None,
         max_ms=hist.get_max_value() / 1000.0 if hist else None,
-        mean_ms=hist.get_mean_value() / 1000.0 if hist else None,
+        mean_ms=_mean_ms(hist) if hist else None,
         service_p50_ms=_ms(service, 50) if service else None,
         service_p99_ms=_ms(service, 99) if service else None,
         behind=0, out_of_range=0, server_cpu_pct=cpu_pct, server_rss_mb=rss,
@@ -592,7 +641,7 @@ def _family_trial(rng: np.random.Generator, spec: SyntheticFamiliesSpec,
         errors_connect=0, errors_io=errors, errors_timeout=0, errors_status=0, errors_body=0,
         p50_ms=_ms(hist, 50), p75_ms=_ms(hist, 75), p90_ms=_ms(hist, 90), p99_ms=_ms(hist, 99),
         p99_9_ms=_ms(hist, 99.9), p99_99_ms=_ms(hist, 99.99),
-        max_ms=hist.get_max_value() / 1000.0, mean_ms=hist.get_mean_value() / 1000.0,
+        max_ms=hist.get_max_value() / 1000.0, mean_ms=_mean_ms(hist),
         service_p50_ms=None, service_p99_ms=None, behind=0, out_of_range=0,
         server_cpu_pct=cpu_pct, server_rss_mb=target.rss_mb, server_pss_mb=target.rss_mb * 0.8,
         loadgen_cpu_pct=97.0 if saturated else min(85.0, rps / 40.0), saturated=saturated,

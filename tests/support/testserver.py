@@ -1,6 +1,6 @@
 """A tiny HTTP/1.1 server with known behaviour, to test and calibrate the generator.
 
-``python -m harness.loadgen.testserver --port 0 [--delay-ms 10] [--serial]
+``python -m tests.support.testserver --port 0 [--delay-ms 10] [--serial]
 [--stall-at-s 1 --stall-ms 500]``
 prints ``PORT <n>`` once it listens. Responses can be delayed by a fixed time (released by a
 timerfd, so the delay is exact to tens of microseconds, unlike millisecond event-loop timers),
@@ -150,7 +150,7 @@ def _serve_blocking(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.loadgen.testserver")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.testserver")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--status", type=int, default=200)
     parser.add_argument("--body", default="hello")

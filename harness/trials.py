@@ -1,0 +1,269 @@
+"""One trial: what the generator is asked to do at a level, the measurement (warm-up not recorded;
+the server's CPU and memory sampled and the machine's noise probed over the measured window),
+and the row it writes at once (trials.csv, its histograms and per-second series).
+
+A trial the driver cannot run, or one whose server died or whose generator failed, is kept as a
+failed row with the reason; a measured one is judged (harness.results.judge, and an open-loop
+rate against the objective: harness.slo.judge_open_loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from harness.backends.base import RunningTarget
+from harness.cpus import cpus_text
+from harness.cpuspeed import CpuSpeed
+from harness.drivers import Driver
+from harness.errors import GeneratorError, UnreachableError
+from harness.loadgen import LoadResult, LoadSpec
+from harness.loadgen.histograms import percentiles_ms
+from harness.noise import Noise, NoiseProbe
+from harness.plan import Level, Plan, PlannedTarget
+from harness.results import RunWriter, TrialRecord, TrialStatus, judge, trial_id
+from harness.run_state import RunObserver, RunOutcome
+from harness.sampling import Usage
+from harness.slo import judge_open_loop
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialKey:
+    """Which trial a record is of."""
+
+    trial_id: str
+    planned: PlannedTarget
+    level: Level
+    repeat: int
+    started_at: str
+    phase: str = "sweep"
+
+
+def saturation_reasons(result: LoadResult, usage: Usage, loadgen_cpus: tuple[int, ...],
+                       busy_max_pct: float) -> list[str]:
+    """Why the generator may have been the limit: its own self-check, and how busy its CPUs
+    were, above ``busy_max_pct`` (it shares them with the upstream and the harness, and its own
+    CPU time cannot show that it was starved)."""
+    reasons = list(result.saturation_reasons)
+    busy = usage.watched_busy_pct(result.window_start_ns, result.window_end_ns)
+    if busy is not None and busy > busy_max_pct:
+        reasons.append(
+            f"the generator's CPUs ({cpus_text(loadgen_cpus)}) were {busy:.0f}% "
+            f"busy (> {busy_max_pct:.0f}%; the generator shares them with the "
+            "upstream and the harness): the generator may have been starved")
+    return reasons
+
+
+class Trials:
+    """Every trial of a run, numbered in the order taken; each one's row written at once and
+    kept in the outcome. ``loadgen_cpus_busy_max_pct``: the generator's CPUs busier than this
+    over a trial mark it as possibly starved (harness.runner.LOADGEN_CPUS_BUSY_MAX_PCT)."""
+
+    def __init__(self, plan: Plan, writer: RunWriter, observer: RunObserver, *,
+                 driver: Driver, outcome: RunOutcome, loadgen_cpus_busy_max_pct: float) -> None:
+        self.plan = plan
+        self.writer = writer
+        self.observer = observer
+        self.driver = driver
+        self.outcome = outcome
+        self.loadgen_cpus_busy_max_pct = loadgen_cpus_busy_max_pct
+        # the run's probe of the server CPUs' speed, once it has its baseline (harness.noise)
+        self.speed: CpuSpeed | None = None
+        self._index = 0
+
+    def path(self, planned: PlannedTarget) -> str:
+        """The scenario's request, or a user's own app's path (the contract's endpoints and
+        their parameters mean nothing to it)."""
+        own = planned.target.family.check_path
+        return own if own is not None else self.plan.scenario.path
+
+    def spec(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
+             level: Level, *, phase: str = "sweep", more_warmup_s: float = 0.0) -> LoadSpec:
+        """What the generator is asked to do for one level (HTTP, or WebSocket)."""
+        timing = self.plan.search_timing if phase == "search" else self.plan.timing
+        scenario = self.plan.scenario
+        common = dict(duration_s=timing.duration_s, warmup_s=timing.warmup_s + more_warmup_s,
+                      timeout_s=scenario.timeout_s, procs=1, cpus=self.plan.loadgen_cpus,
+                      max_connections=scenario.max_connections)
+        ws = scenario.websocket
+        if ws is None:
+            return LoadSpec(url=server.url + self.path(planned), method=scenario.method,
+                            headers=scenario.headers, body=scenario.body,
+                            concurrency=level.concurrency, rate=level.rate,
+                            expect_body=expected, **common)  # type: ignore[arg-type]
+        base = "ws://" + server.url.removeprefix("http://")
+        mode = {"broadcast": "broadcast", "idle": "idle"}.get(level.load_model, "echo")
+        path = ws.broadcast_path if mode == "broadcast" else scenario.path
+        return LoadSpec(url=base + path, concurrency=level.concurrency, rate=level.rate,
+                        message_size=level.message_size or ws.message_sizes[0], text=ws.text,
+                        websocket_mode=mode, **common)  # type: ignore[arg-type]
+
+    def run(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
+            level: Level, repeat: int, *, phase: str = "sweep",
+            more_warmup_s: float = 0.0) -> TrialRecord:
+        """One trial of ``planned`` at ``level`` on ``server``: its row, already written."""
+        spec = self.spec(planned, server, expected, level, phase=phase,
+                         more_warmup_s=more_warmup_s)
+        self._index += 1
+        key = TrialKey(trial_id=trial_id(self._index, planned.name, level.load_model,
+                                         level.value, repeat,
+                                         level.message_size if level.load_model in
+                                         ("closed", "open") else None),
+                       planned=planned, level=level, repeat=repeat, started_at=_now_iso(),
+                       phase=phase)
+        unsupported = self.driver.supports(spec)
+        if unsupported is not None:
+            record = self._record(key, failure=f"unsupported by the {self.driver.name} driver: "
+                                  f"{unsupported}", unsupported=True)
+            self.writer.append_trial(record)
+        else:
+            self.observer.trial_started(planned, level, repeat,
+                                        spec.warmup_s + spec.duration_s)
+            record = self._measure(key, server, spec)
+        self.outcome.records.append(record)
+        self.observer.trial_done(record)
+        return record
+
+    def _measure(self, key: TrialKey, server: RunningTarget, spec: LoadSpec) -> TrialRecord:
+        """The load of ``spec`` with the server sampled and the noise probed: the row, written
+        (with its histograms and series when measured)."""
+        # the census of connections per worker: in the middle of the measured window
+        sampler = server.sampler(watch_cpus=self.plan.loadgen_cpus,
+                                 census_after_s=spec.warmup_s + spec.duration_s / 2)
+        noise = NoiseProbe(self.speed)
+        noise.start()
+        sampler.start()
+        try:
+            result = self.driver.measure(spec)
+        except (UnreachableError, GeneratorError) as exc:
+            # The generator checks the target before it starts: a server that died (or stopped
+            # accepting) since the last trial is this trial's failure, not the run's; so is a
+            # generator process that failed, with its reason.
+            sampler.stop()
+            died = None if server.alive() else server.exit_reason()
+            what = "not measured" if isinstance(exc, UnreachableError) else "generator failed"
+            record = self._record(key, failure=f"server died: {died}" if died
+                                  else f"{what}: {exc}")
+            self.writer.append_trial(record)
+        else:
+            usage = sampler.stop()
+            died = None if server.alive() else server.exit_reason()
+            server_cpu_s = 0.0 if server.in_harness_tree else usage.cpu_seconds()
+            record = self._record(key, result=result, usage=usage, died=died,
+                                  noise=noise.stop(extra_cpu_s=server_cpu_s,
+                                                   window=(result.window_start_ns,
+                                                           result.window_end_ns)))
+            self.writer.append_trial(
+                record,
+                latency_hdr=result.latency.encode(),
+                service_hdr=result.service_time.encode()
+                if result.service_time is not None else None,
+                series=self._series(result, usage),
+                by_name={name: {"latency_hdr": hist.encode().decode("ascii"),
+                                "errors": result.by_name_errors.get(name, 0)}
+                         for name, hist in result.by_name.items()},
+            )
+        finally:
+            if sampler.running:
+                sampler.stop()
+        return record
+
+    @staticmethod
+    def _series(result: LoadResult, usage: Usage) -> list[dict[str, object]]:
+        # The generator's seconds start at its measured window; so do the server's rows.
+        server = usage.per_second(result.window_start_ns, len(result.series))
+        return [{"second": point.second, "requests": point.requests,
+                 "completed": point.completed, "errors": point.errors,
+                 "p50_ms": point.p50_ms, "p99_ms": point.p99_ms,
+                 "server_cpu_pct": srv["cpu_pct"], "server_rss_mb": srv["rss_mb"]}
+                for point, srv in zip(result.series, server, strict=True)]
+
+    def _record(self, key: TrialKey, *, result: LoadResult | None = None,
+                usage: Usage | None = None, died: str | None = None,
+                failure: str | None = None, unsupported: bool = False,
+                noise: Noise | None = None) -> TrialRecord:
+        """The one builder of a trial's row: measured (``result`` and ``usage``), or not
+        measured (``failure``: kept, status failed, with the reason)."""
+        planned, level = key.planned, key.level
+        if result is None:
+            result = LoadResult.unmeasured(url=self.plan.scenario.path,
+                                           concurrency=level.concurrency, rate=level.rate)
+        usage = usage if usage is not None else Usage()
+        errors = result.errors
+        total_errors = errors.get("total", 0)
+        window = (result.window_start_ns, result.window_end_ns)
+        saturation = [] if failure else saturation_reasons(
+            result, usage, self.plan.loadgen_cpus, self.loadgen_cpus_busy_max_pct)
+        idle = level.load_model == "idle"
+        short = (f"the server held only {result.open_at_end} of {level.concurrency} idle "
+                 "connections to the end") if idle and not failure \
+            and result.open_at_end < (level.concurrency or 0) else None
+        verdict = judge(requests=result.requests, errors=total_errors,
+                        saturation_reasons=saturation, died=died, failure=failure,
+                        overload_reasons=result.overload_reasons, connections_short=short,
+                        expect_requests=not idle, sent_late=result.sent_late)
+        attempts = result.requests + total_errors
+        lat, svc = percentiles_ms(result.latency), percentiles_ms(result.service_time)
+        rss_mb, pss_mb = usage.peak_mb(*window)
+        preset = planned.target.preset
+        # an open-loop rate whose latency missed the objective is overloaded (harness.slo)
+        return judge_open_loop(TrialRecord(
+            trial_id=key.trial_id, scenario=self.plan.scenario.name, server=planned.server,
+            gateway=planned.target.server.gateway, app=planned.target.app,
+            endpoint=self.plan.scenario.path, load_model=level.load_model,
+            concurrency=level.concurrency, rate=level.rate, repeat=key.repeat,
+            duration_s=result.duration_s, requests=result.requests,
+            achieved_rps=result.achieved_rps, offered_rps=result.offered_rps,
+            errors=total_errors, error_rate=total_errors / attempts if attempts else 0.0,
+            errors_connect=errors.get("connect", 0), errors_io=errors.get("io", 0),
+            errors_timeout=errors.get("timeout", 0), errors_status=errors.get("status", 0),
+            errors_body=errors.get("body", 0),
+            p50_ms=lat["p50"], p75_ms=lat["p75"], p90_ms=lat["p90"], p99_ms=lat["p99"],
+            p99_9_ms=lat["p99_9"], p99_99_ms=lat["p99_99"], max_ms=lat["max"],
+            mean_ms=lat["mean"], service_p50_ms=svc["p50"], service_p99_ms=svc["p99"],
+            behind=result.behind, out_of_range=result.out_of_range,
+            server_cpu_pct=usage.cpu_pct(*window), server_rss_mb=rss_mb,
+            server_pss_mb=pss_mb,
+            loadgen_cpu_pct=None if failure else result.generator_cpu_pct,
+            saturated=bool(saturation), valid=verdict.valid, invalid_reason=verdict.reason,
+            outcome=verdict.outcome, phase=key.phase,
+            status=TrialStatus.UNSUPPORTED if unsupported
+            else TrialStatus.FAILED if died or failure else TrialStatus.OK,
+            workers=preset.workers, threads=preset.threads,
+            server_cpus=cpus_text(self.plan.server_cpus),
+            loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=key.started_at,
+            notes="; ".join([*result.notes, *([noise.note()] if noise and noise.busy else [])]),
+            others_cpu_pct=noise.others_cpu_pct if noise else None,
+            steal_pct=noise.steal_pct if noise else None,
+            cpu_slowdown=noise.cpu_slowdown if noise else None,
+            protocol=result.protocol if not failure else (
+                "websocket" if self.plan.scenario.websocket else "http"),
+            message_size=level.message_size,
+            connections_at_end=None if failure else result.open_at_end,
+            connections_per_worker=" ".join(map(str, usage.connections_by_process))
+            if usage.connections_by_process and not failure else "",
+            memory_per_connection_kb=_memory_per_connection_kb(usage, window, level)
+            if idle and not failure else None,
+        ), self.plan.slo)
+
+
+def _memory_per_connection_kb(usage: Usage, window: tuple[int, int],
+                              level: Level) -> float | None:
+    """The server's memory growth while it held the idle connections, per connection: peak
+    PSS (RSS where PSS is unreadable) in the window minus the first sample, taken before the
+    generator connected."""
+    if not usage.samples or not level.concurrency:
+        return None
+    first = usage.samples[0]
+    rss, pss = usage.peak_mb(*window)
+    if pss is not None and first.pss_mb is not None:
+        grown = pss - first.pss_mb
+    elif rss is not None:
+        grown = rss - first.rss_mb
+    else:
+        return None
+    return grown * 1024.0 / level.concurrency
