@@ -142,7 +142,7 @@ async def measure(count: Callable[[], int], warmup_s: float, duration_s: float) 
 
 async def client_ours(host: str, port: int, message: bytes, conns: int, warmup_s: float,
                       duration_s: float) -> dict[str, float]:
-    from harness.loadgen.websocket import WsEchoProtocol
+    from harness.loadgen.wsprotocol import WsEchoProtocol
 
     loop = asyncio.get_running_loop()
     protocols: list[WsEchoProtocol] = []

@@ -70,7 +70,7 @@ DEFAULT_FIRST_PORT = 8001
 DEFAULT_APP = "raw"
 
 HEADER = """\
-# Generated from harness/catalogue.py by `harness compose write`: do not edit by hand (a test
+# Generated from harness/catalogue/ by `harness compose write`: do not edit by hand (a test
 # fails when this file and the catalogue disagree). One service per server, with its 1-CPU
 # preset on CPU 1, and the upstream delay service on CPU 0: the default layout on 2 cores.
 # `harness run --backend compose` writes its own file per run, with the run's exact ports,

@@ -25,9 +25,8 @@ from harness.loadgen.websocket import (
     FrameEncoder,
     FrameParser,
     ProtocolError,
-    WsClientProtocol,
-    WsEchoProtocol,
 )
+from harness.loadgen.wsprotocol import WsClientProtocol, WsEchoProtocol
 
 RFC_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 section 1.3
 RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

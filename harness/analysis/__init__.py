@@ -18,19 +18,21 @@ from harness.analysis.frames import (
     TRIAL_DTYPES,
     RunData,
     busy_trials,
-    histogram_ms,
     load_capacity,
-    load_histogram,
     load_meta,
     load_run,
     load_runs,
     load_series,
-    merge_histograms,
-    merged_histogram,
-    percentile_spectrum,
     summarize,
 )
 from harness.analysis.guidance import compute_guidance, guidance_table
+from harness.analysis.histograms import (
+    histogram_ms,
+    load_histogram,
+    merge_histograms,
+    merged_histogram,
+    percentile_spectrum,
+)
 from harness.analysis.plots import (
     INVALID_LABEL,
     OVERLOADED_LABEL,

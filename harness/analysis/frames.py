@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hdrh.histogram import HdrHistogram
 
+from harness.analysis.histograms import (
+    histogram_ms,
+    merged_histogram,
+)
 from harness.errors import UsageError
 from harness.noise import is_busy
 from harness.results import (
@@ -31,7 +34,6 @@ from harness.results import (
     TRIAL_COLUMNS,
     TRIALS_FILE,
     TrialRecord,
-    histogram_path,
     read_capacity_rows,
     read_meta,
     series_path,
@@ -168,9 +170,9 @@ def load_run(path: Path | str) -> pd.DataFrame:
 
 def judge_objective(frame: pd.DataFrame, slo: Slo | None) -> None:
     """Mark, in place, the valid open-loop trials of ``frame`` whose latency missed ``slo``
-    overloaded, by the runner's rule (harness.slo.open_loop_overload). Run folders written
-    before 2026-12-04 judged only a capacity search's steps against the objective, not the
-    plan's own open-loop levels; on a newer folder this changes nothing."""
+    overloaded, by the runner's rule (harness.slo.open_loop_overload): older run folders judged
+    only a capacity search's steps against the objective, so they load with the rule applied;
+    on a newer folder this changes nothing."""
     if slo is None or frame.empty:
         return
     rows = zip(frame.index, frame["load_model"].astype("string").fillna("").tolist(),
@@ -250,80 +252,14 @@ def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[np.array(busy, dtype=bool)]
 
 
-def load_histogram(run_dir: Path | str, trial_id: str,
-                   kind: str = "latency") -> HdrHistogram | None:
-    """The trial's HDR histogram (values in microseconds), or None when it was not written."""
-    path = histogram_path(Path(run_dir), trial_id, kind)
-    if not path.is_file():
-        return None
-    text = path.read_text(encoding="ascii").strip()
-    if not text:
-        return None
-    try:
-        return HdrHistogram.decode(text)
-    except Exception as exc:  # hdrh raises its own cookie/length errors, zlib and base64 ones
-        raise UsageError(f"{path}: not an HDR histogram in hdrh's encoding ({exc})") from None
 
 
-def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram | None:
-    """The sum of histograms (counts added): the only honest way to pool repeats."""
-    hists = [h for h in histograms if h is not None]
-    if not hists:
-        return None
-    # A fresh histogram wide enough for every input, so add() never overflows.
-    merged = HdrHistogram(min(h.lowest_trackable_value for h in hists),
-                          max(h.highest_trackable_value for h in hists),
-                          max(h.significant_figures for h in hists))
-    for hist in hists:
-        merged.add(hist)
-    return merged
 
 
-def merged_histogram(run_dir: Path | str, trial_ids: Sequence[str],
-                     kind: str = "latency") -> HdrHistogram | None:
-    """Histograms of several trials (repeats of one level) added together.
-
-    None when any of them is missing: a partial merge would look like the whole.
-    """
-    hists = [load_histogram(run_dir, t, kind) for t in trial_ids]
-    if not hists or any(h is None for h in hists):
-        return None
-    return merge_histograms(h for h in hists if h is not None)
 
 
-def histogram_ms(hist: HdrHistogram | None, percentile: float) -> float | None:
-    """A percentile of a microsecond histogram in milliseconds (hdrh's own rounding)."""
-    if hist is None or hist.get_total_count() == 0:
-        return None
-    return float(hist.get_value_at_percentile(percentile)) / 1000.0
 
 
-def percentile_spectrum(hist: HdrHistogram, points: int = 200) -> pd.DataFrame:
-    """Latency by percentile for an HDR-style plot: columns percentile, inverse_tail, value_ms.
-
-    ``inverse_tail`` is 1/(1-p), the x axis of the classic percentile distribution plot.
-    Percentiles go up to the last one the sample can resolve (1 - 1/count).
-    """
-    total = hist.get_total_count()
-    if total == 0:
-        return pd.DataFrame({"percentile": [], "inverse_tail": [], "value_ms": []})
-    counts = np.ctypeslib.as_array(hist.counts)[: hist.counts_len].astype(np.int64)
-    nonzero = np.flatnonzero(counts)
-    cumulative = np.cumsum(counts[nonzero])
-    values = np.array([hist.get_highest_equivalent_value(hist.get_value_from_index(int(i)))
-                       for i in nonzero], dtype=np.float64)
-    max_decades = max(math.log10(total), 1.0)
-    tails = np.logspace(0, -max_decades, points)  # 1 - p, from 100 % down to 1/count
-    percentiles = 100.0 * (1.0 - tails)
-    percentiles[0] = 0.0
-    # hdrh: the value at p is the first bucket whose running count reaches p % of the total.
-    targets = np.maximum((percentiles * total / 100.0 + 0.5).astype(np.int64), 1)
-    index = np.minimum(np.searchsorted(cumulative, targets, side="left"), len(values) - 1)
-    return pd.DataFrame({
-        "percentile": percentiles,
-        "inverse_tail": 1.0 / tails,
-        "value_ms": values[index] / 1000.0,
-    })
 
 
 def load_series(run_dir: Path | str, trial_id: str) -> pd.DataFrame:
@@ -404,62 +340,7 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
         return pd.DataFrame(columns=columns)
     keyed = trials.assign(**{k: trials[k].astype("string") for k in CATEGORY_COLUMNS})
     for key, group in keyed.groupby(list(GROUP_KEYS), sort=True, dropna=False):
-        ids = tuple(str(t) for t in group["trial_id"])
-        hist = merged_histogram(run.run_dir, ids)
-        # Throughput and CPU from the repeats that were measured: a repeat whose server died
-        # before it (status "failed", 0 req/s) would drag the mean down, not describe it.
-        measured = group[group["status"] == "ok"]
-        rps = measured["achieved_rps"].astype("float64")
-        mean_rps = float(rps.mean()) if len(rps) else math.nan
-        std = float(rps.std(ddof=1)) if len(rps) > 1 else math.nan
-        cpu = measured["server_cpu_pct"].astype("float64")
-        mean_cpu = float(cpu.mean()) if len(cpu) and cpu.notna().all() else math.nan
-        requests = int(group["requests"].sum())
-        errors = int(group["errors"].sum())
-        valid = bool(group["valid"].all()) and bool((group["status"] == "ok").all())
-        reason = _reasons(group)
-        if not valid and not reason:
-            reason = "trial not measured (status " + ", ".join(
-                sorted(set(group["status"].astype(str)) - {"ok"})) + ")"
-
-        def pooled(percentile: float, column: str, _g: pd.DataFrame = group,
-                   _h: HdrHistogram | None = hist) -> float:
-            value = histogram_ms(_h, percentile)
-            if value is not None:
-                return value
-            worst = _g[column].astype("float64").max()
-            return float(worst) if pd.notna(worst) else math.nan
-
-        rows.append({
-            **dict(zip(GROUP_KEYS, key, strict=True)),
-            "trial_ids": ids,
-            "repeats": len(group),
-            "measured_repeats": len(measured),
-            "achieved_rps": mean_rps,
-            "rps_std": std,
-            "rps_cv": std / mean_rps if mean_rps > 0 and not math.isnan(std) else math.nan,
-            "requests": requests,
-            "errors": errors,
-            "error_rate": errors / (requests + errors) if requests + errors else 0.0,
-            "p50_ms": pooled(50, "p50_ms"),
-            "p90_ms": pooled(90, "p90_ms"),
-            "p99_ms": pooled(99, "p99_ms"),
-            "p99_9_ms": pooled(99.9, "p99_9_ms"),
-            "max_ms": float(group["max_ms"].astype("float64").max()),
-            "server_cpu_pct": mean_cpu,
-            "server_rss_mb": float(group["server_rss_mb"].astype("float64").max()),
-            "server_pss_mb": float(group["server_pss_mb"].astype("float64").max()),
-            "loadgen_cpu_pct": float(group["loadgen_cpu_pct"].astype("float64").max()),
-            "rps_per_cpu_s": (mean_rps / (mean_cpu / 100.0)
-                              if mean_cpu and not math.isnan(mean_cpu) else math.nan),
-            "workers": group["workers"].iloc[0],
-            "threads": group["threads"].iloc[0],
-            "server_cpus": str(group["server_cpus"].iloc[0]),
-            "valid": valid,
-            "invalid_reason": reason,
-            "outcome": _worst_outcome(group),
-            **_websocket_fields(run.run_dir, group, ids),
-        })
+        rows.append(_summary_row(run, key, group))
     summary = pd.DataFrame(rows, columns=columns)
     for name in ("server", "app", "gateway", "load_model", "protocol", "outcome"):
         summary[name] = summary[name].astype("string")
@@ -468,6 +349,65 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
                  "subscribers_reached"):
         summary[name] = summary[name].astype("Int64")
     return summary
+
+
+def _summary_row(run: RunData, key: Any, group: pd.DataFrame) -> dict[str, Any]:
+    """One level's repeats pooled (``summarize``)."""
+    ids = tuple(str(t) for t in group["trial_id"])
+    hist = merged_histogram(run.run_dir, ids)
+    # Throughput and CPU from the repeats that were measured: a repeat whose server died
+    # before it (status "failed", 0 req/s) would drag the mean down, not describe it.
+    measured = group[group["status"] == "ok"]
+    rps = measured["achieved_rps"].astype("float64")
+    mean_rps = float(rps.mean()) if len(rps) else math.nan
+    std = float(rps.std(ddof=1)) if len(rps) > 1 else math.nan
+    cpu = measured["server_cpu_pct"].astype("float64")
+    mean_cpu = float(cpu.mean()) if len(cpu) and cpu.notna().all() else math.nan
+    requests = int(group["requests"].sum())
+    errors = int(group["errors"].sum())
+    valid = bool(group["valid"].all()) and bool((group["status"] == "ok").all())
+    reason = _reasons(group)
+    if not valid and not reason:
+        reason = "trial not measured (status " + ", ".join(
+            sorted(set(group["status"].astype(str)) - {"ok"})) + ")"
+
+    def pooled(percentile: float, column: str) -> float:
+        value = histogram_ms(hist, percentile)
+        if value is not None:
+            return value
+        worst = group[column].astype("float64").max()
+        return float(worst) if pd.notna(worst) else math.nan
+
+    return {
+        **dict(zip(GROUP_KEYS, key, strict=True)),
+        "trial_ids": ids,
+        "repeats": len(group),
+        "measured_repeats": len(measured),
+        "achieved_rps": mean_rps,
+        "rps_std": std,
+        "rps_cv": std / mean_rps if mean_rps > 0 and not math.isnan(std) else math.nan,
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / (requests + errors) if requests + errors else 0.0,
+        "p50_ms": pooled(50, "p50_ms"),
+        "p90_ms": pooled(90, "p90_ms"),
+        "p99_ms": pooled(99, "p99_ms"),
+        "p99_9_ms": pooled(99.9, "p99_9_ms"),
+        "max_ms": float(group["max_ms"].astype("float64").max()),
+        "server_cpu_pct": mean_cpu,
+        "server_rss_mb": float(group["server_rss_mb"].astype("float64").max()),
+        "server_pss_mb": float(group["server_pss_mb"].astype("float64").max()),
+        "loadgen_cpu_pct": float(group["loadgen_cpu_pct"].astype("float64").max()),
+        "rps_per_cpu_s": (mean_rps / (mean_cpu / 100.0)
+                          if mean_cpu and not math.isnan(mean_cpu) else math.nan),
+        "workers": group["workers"].iloc[0],
+        "threads": group["threads"].iloc[0],
+        "server_cpus": str(group["server_cpus"].iloc[0]),
+        "valid": valid,
+        "invalid_reason": reason,
+        "outcome": _worst_outcome(group),
+        **_websocket_fields(run.run_dir, group, ids),
+    }
 
 
 def _worst_outcome(group: pd.DataFrame) -> str:

@@ -21,8 +21,8 @@ from harness.loadgen.websocket import (
     ERROR_TIMEOUT,
     OP_BINARY,
     OP_TEXT,
-    WsClientProtocol,
 )
+from harness.loadgen.wsprotocol import WsClientProtocol
 
 # The book's error kinds (shared with HTTP, so trials.csv has one set of columns) for each
 # WebSocket failure: a refused upgrade is the server's answer ("status"), a wrong echo a wrong

@@ -31,6 +31,7 @@ from harness.analysis.stats import (
     CONFIDENCE_LEVEL,
     SAME_THROUGHPUT_RATIO_MAX,
     SINGLE_RUN_NOISE_FRACTION,
+    Significance,
     compare_repeats,
     mean_ci,
     ratio_ci,
@@ -175,6 +176,17 @@ def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.
         values["p_value"] = test.p_value
     sides = tuple(tuple(sorted(str(r["server"]) for r in tied_with.get(str(row["server"]), [row])))
                   for row in (win, lose))
+    return _versus_record(run, topic, kind, what, level, (win, lose), sides, text + ".", values,
+                          test, both_at_ceiling, (rps_win, rps_lose))
+
+
+def _versus_record(run: RunData, topic: str, kind: str, what: str, level: float,
+                   pair: tuple[pd.Series, pd.Series], sides: Sequence[Sequence[str]], text: str,
+                   values: dict[str, float], test: Significance | None, both_at_ceiling: bool,
+                   figures: tuple[list[float], list[float]]) -> Finding:
+    """The record of a comparison ``_versus`` has worded: ``pair`` the winner and the loser,
+    ``sides`` the servers tied with each, ``figures`` their repeats' throughputs."""
+    win, lose = pair
     ranked = values["ranked"] == 1.0
     verdict = RANKED if ranked else NOT_RANKED if both_at_ceiling else NO_DIFFERENCE
     why = ("both sat at the load's own ceiling (Little's law)" if both_at_ceiling
@@ -182,10 +194,11 @@ def _versus(run: RunData, kind: str, what: str, topic: str, level: float, a: pd.
     where = level_phrase("closed", level)
     gateways = (str(win["gateway"]), str(lose["gateway"]))
     p_value = test.p_value if test is not None else None
+    ratio = values["ratio"]
     return Finding(
-        topic=topic, text=text + ".", run_id=run.run_id, trial_ids=trial_ids_of(win, lose),
-        values=values, winners=sides[0] if ranked else (), others=sides[1], verdict=verdict,
-        why=why, ratio=ratio, ratio_ci=ratio_ci(rps_win, rps_lose),
+        topic=topic, text=text, run_id=run.run_id, trial_ids=trial_ids_of(win, lose),
+        values=values, winners=tuple(sides[0]) if ranked else (), others=tuple(sides[1]),
+        verdict=verdict, why=why, ratio=ratio, ratio_ci=ratio_ci(*figures),
         figures=(float(win["achieved_rps"]), float(lose["achieved_rps"])), unit="req/s",
         test=test.text() if test is not None else "", p_value=p_value,
         question={"kind": kind, "what": what, "where": where, "load_model": "closed",

@@ -14,13 +14,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from harness.analysis.families import series_view
-from harness.analysis.frames import (
-    RunData,
-    head_to_head_rows,
-    load_series,
-    merged_histogram,
-    percentile_spectrum,
-)
+from harness.analysis.frames import RunData, head_to_head_rows, load_series
+from harness.analysis.histograms import merged_histogram, percentile_spectrum
 from harness.analysis.plots.style import (
     INVALID_COLOUR,
     INVALID_LABEL,
