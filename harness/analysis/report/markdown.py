@@ -56,13 +56,28 @@ def _md_refs(item: Finding) -> str:
     return " [trials: " + ", ".join(short_id(t) for t in item.trial_ids) + "]"
 
 
-def _md_items(items: Sequence[Finding], slug: str, start: int) -> tuple[list[str], list[str]]:
-    """Bullets with a footnote mark each, and the footnotes (the full sentence, its trials)."""
+# A section lists at most this many caveats of one topic; the rest are counted, each still a
+# footnote under Evidence (a noisy run can have twenty "noisy" levels).
+CAVEATS_PER_TOPIC_MAX = 2
+
+
+def _md_items(items: Sequence[Finding], slug: str, start: int,
+              per_topic: int | None = None) -> tuple[list[str], list[str]]:
+    """Bullets with a footnote mark each, and the footnotes (the full sentence, its trials);
+    with ``per_topic``, the items past that many of one topic are one bullet counting them."""
     bullets, notes = [], []
+    shown: dict[str, int] = {}
+    hidden: dict[str, list[str]] = {}
     for k, item in enumerate(items, start=start):
         mark = f"[^{slug}-{k}]"
-        bullets.append(f"- {item.short} {mark}")
         notes.append(f"{mark}: {item.text}{_md_refs(item)}")
+        shown[item.topic] = shown.get(item.topic, 0) + 1
+        if per_topic is not None and shown[item.topic] > per_topic:
+            hidden.setdefault(item.topic, []).append(mark)
+            continue
+        bullets.append(f"- {item.short} {mark}")
+    for topic, marks in hidden.items():
+        bullets.append(f"- … and {len(marks)} more of this kind ({topic}): " + " ".join(marks))
     return bullets, notes
 
 
@@ -82,7 +97,8 @@ def _md_section(section: RunSection) -> tuple[str, list[str]]:
     bullets, notes = _md_items(findings, slug, 1)
     out += ["### Findings", "", *(bullets or [f"_{NO_FINDINGS}_"])]
     if caveats:
-        more, more_notes = _md_items(caveats, slug, len(findings) + 1)
+        more, more_notes = _md_items(caveats, slug, len(findings) + 1,
+                                      CAVEATS_PER_TOPIC_MAX)
         out += ["", "### Caveats", "", *more]
         notes += more_notes
     if section.plots:
