@@ -40,6 +40,7 @@ from harness.catalogue import (
     render_command,
 )
 from harness.cpus import cpus_text
+from harness.services import database
 
 COMPOSE_DIR = REPO_DIR / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
@@ -113,7 +114,8 @@ class ServiceSpec:
         return service
 
 
-def container_environment(target: Target | None, upstream_url: str | None) -> dict[str, str]:
+def container_environment(target: Target | None, upstream_url: str | None,
+                          db_url: str | None = None) -> dict[str, str]:
     """What the local backend adds to the environment, with the container's paths."""
     paths = [*(target.family.paths if target is not None else ()), str(CONTAINER_ROOT)]
     env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": ":".join(paths)}
@@ -121,12 +123,13 @@ def container_environment(target: Target | None, upstream_url: str | None) -> di
         env.update(target.family.env)
     if upstream_url:
         env[UPSTREAM_URL_ENV] = upstream_url
+    env.update(database.app_environment(target, db_url))
     return env
 
 
 def target_service(target: Target, *, name: str, port: int, cpus: Sequence[int],
                    host: str = HOST, upstream_url: str | None = None,
-                   backlog: int | None = None,
+                   db_url: str | None = None, backlog: int | None = None,
                    labels: Mapping[str, str] | None = None) -> ServiceSpec:
     """The service that runs ``target`` on ``port``; the family's own folders (``--app-dir``)
     are mounted read-only at the same path (this only works with an engine on this machine)."""
@@ -134,7 +137,7 @@ def target_service(target: Target, *, name: str, port: int, cpus: Sequence[int],
                              python=CONTAINER_PYTHON, backlog=backlog)
     volumes = tuple(f"{path}:{path}:ro" for path in target.family.paths)
     return ServiceSpec(name=name, command=command, cpus=tuple(cpus),
-                       environment=container_environment(target, upstream_url),
+                       environment=container_environment(target, upstream_url, db_url),
                        labels=dict(labels or {}), volumes=volumes)
 
 

@@ -17,6 +17,7 @@ from harness.cpus import allocate_cpus
 from harness.errors import UsageError
 from harness.results import LoadModel
 from harness.scenarios import MAX_CONCURRENCY, Levels, Scenario, Timing, WebSocketLevels
+from harness.services.database import check_url, max_connections
 from harness.slo import OFF, SearchPolicy, Slo
 
 # Estimated fixed costs, from watching runs on a 2-core machine: start + ready + verify + stop
@@ -86,6 +87,18 @@ class PlannedTarget:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DatabasePlan:
+    """The database a plan's targets use: the user's own (``url``, seeded only when ``seed``)
+    or, with no URL, a scratch cluster the harness starts on ``cpus`` allowing ``connections``
+    (harness.services.database)."""
+
+    url: str | None
+    cpus: tuple[int, ...]
+    seed: bool
+    connections: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     scenario: Scenario
     targets: tuple[PlannedTarget, ...]
@@ -102,6 +115,7 @@ class Plan:
     searches: int | None = None
     # pairs of capacity searches, best WSGI against best ASGI, after the plan (harness.runner)
     head_to_head: int = 0
+    database: DatabasePlan | None = None
 
     @property
     def runnable(self) -> tuple[PlannedTarget, ...]:
@@ -223,6 +237,9 @@ class PlanOptions:
     slo: Slo | None = None  # OFF: no capacity search, even the scenario's
     searches: int | None = None
     head_to_head: int | None = None
+    db_url: str | None = None  # the user's own database (default: start a scratch one)
+    db_cpus: Sequence[int] | None = None  # the scratch database's CPUs (default: the generator's)
+    db_seed: bool = False  # create and fill the tables in the user's own database
 
 
 def build_plan(scenario: Scenario, options: PlanOptions | None = None) -> Plan:
@@ -243,7 +260,28 @@ def build_plan(scenario: Scenario, options: PlanOptions | None = None) -> Plan:
     return Plan(scenario=scenario, targets=planned, levels=levels, timing=timing,
                 server_cpus=cpus.server, loadgen_cpus=cpus.loadgen, quick=opts.quick,
                 slo=objective, search=scenario.search, searches=opts.searches,
-                head_to_head=opts.head_to_head or 0)
+                head_to_head=opts.head_to_head or 0,
+                database=_database(scenario, opts, planned, cpus.loadgen))
+
+
+def _database(scenario: Scenario, opts: PlanOptions, planned: Sequence[PlannedTarget],
+              loadgen_cpus: tuple[int, ...]) -> DatabasePlan | None:
+    if not scenario.needs_database:
+        for flag, value in (("--db-url", opts.db_url), ("--db-cpus", opts.db_cpus),
+                            ("--db-seed", opts.db_seed or None)):
+            if value is not None:
+                raise UsageError(f"{flag}: scenario {scenario.name!r} uses no database: "
+                                 "expected a database scenario (e.g. db_bound)")
+        return None
+    if opts.db_seed and opts.db_url is None:
+        raise UsageError("--db-seed: expected --db-url (the harness's own database is always "
+                         "seeded)")
+    if opts.db_url is not None and opts.db_cpus is not None:
+        raise UsageError("--db-cpus: the database at --db-url is not started by the harness")
+    cpus = tuple(opts.db_cpus) if opts.db_cpus is not None else loadgen_cpus
+    connections = max_connections(p.target.db_connections for p in planned if p.supported)
+    return DatabasePlan(url=check_url(opts.db_url) if opts.db_url is not None else None,
+                        cpus=cpus, seed=opts.db_seed, connections=connections)
 
 
 def _timing(scenario: Scenario, opts: PlanOptions) -> Timing:
@@ -286,6 +324,8 @@ def _targets(scenario: Scenario, opts: PlanOptions, *, cpus: int) -> tuple[Plann
             if ok and scenario.kind == "websocket" and not family.websocket:
                 ok, reason = False, (f"app family {family.name!r} has no WebSocket route on "
                                      f"{server.gateway.upper()}")
+            if ok and scenario.needs_database and family.database is None:
+                ok, reason = False, f"app family {family.name!r} has no database routes"
             planned.append(PlannedTarget(target=target, supported=ok, reason=reason, key=key))
     return tuple(planned)
 

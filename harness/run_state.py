@@ -47,6 +47,7 @@ class RunTargets:
         self.writer = writer
         self.backend = backend
         self.outcome = outcome
+        self.db_url: str | None = None  # the run's database, once it is up (harness.runner)
 
     def write_all(self) -> None:
         """Every target into run.json, pending (or unsupported, with the reason)."""
@@ -68,4 +69,4 @@ class RunTargets:
         """A new server for ``planned``, pinned to the server CPUs (TargetError if it would
         not start)."""
         return self.backend.start_target(planned.target, cpus=self.plan.server_cpus, port=0,
-                                         upstream_url=upstream_url)
+                                         upstream_url=upstream_url, db_url=self.db_url)

@@ -35,6 +35,7 @@ from harness.plan import Plan, PlannedTarget
 from harness.results import RunWriter, TargetStatus, TrialStatus
 from harness.run_state import RunObserver, RunOutcome, RunTargets
 from harness.searches import CapacitySearches, head_to_head_order
+from harness.services import database
 from harness.trials import Trials
 from harness.verify import verify_family_target
 
@@ -44,18 +45,26 @@ from harness.verify import verify_family_target
 # as it is made).
 LOADGEN_CPUS_BUSY_MAX_PCT = 90.0
 EXPECTED_BODY_TIMEOUT_S = 30.0
+# Answers fetched before the load: a body every measured answer must match only when they all
+# agree (random database rows differ from one answer to the next; verify checked their shape).
+EXPECTED_BODY_FETCHES = 3
 
 
 def fetch_expected_body(url: str, method: str, headers: Sequence[tuple[str, str]] = (),
                         body: bytes = b"") -> bytes | None:
-    """One request to a verified target (the very request the load will send): its body is
-    what every measured answer must match."""
-    try:
-        answer = fetch(url, timeout_s=EXPECTED_BODY_TIMEOUT_S, headers=headers, method=method,
-                       body=body)
-    except OSError:
-        return None
-    return answer.body if 200 <= answer.status < 300 else None
+    """Requests to a verified target (the very request the load will send): their body, when
+    every answer gave the same one, is what every measured answer must match."""
+    bodies = set()
+    for _ in range(EXPECTED_BODY_FETCHES):
+        try:
+            answer = fetch(url, timeout_s=EXPECTED_BODY_TIMEOUT_S, headers=headers,
+                           method=method, body=body)
+        except OSError:
+            return None
+        if not 200 <= answer.status < 300:
+            return None
+        bodies.add(answer.body)
+    return bodies.pop() if len(bodies) == 1 else None
 
 
 class Runner:
@@ -94,9 +103,10 @@ class Runner:
                 self.observer.target_skipped(planned, TargetStatus.UNSUPPORTED, planned.reason)
         runnable = list(self.plan.runnable)
         broken: set[str] = set()  # targets that failed to start or verify: not tried again
-        with self._upstream() as upstream_url, \
+        with self._upstream() as upstream_url, self._database() as db_url, \
                 CpuSpeed(self.plan.server_cpus[:MAX_PROBED_CPUS]) as speed:
             self.trials.speed = speed
+            self.targets.db_url = db_url
             self.writer.update_meta(cpu_speed_probe={
                 "cpus": list(speed.cpus), "loops": PROBE_LOOPS,
                 "interval_s": PROBE_INTERVAL_S, "baseline_trials": BASELINE_TRIALS,
@@ -145,6 +155,28 @@ class Runner:
         finally:
             upstream.stop()
 
+    @contextlib.contextmanager
+    def _database(self) -> Iterator[str | None]:
+        """The user's own database (checked, and seeded when asked, by ``database.prepare``
+        before the run), or a scratch one started here."""
+        db = self.plan.database
+        if db is None:
+            yield None
+            return
+        if db.url is not None:
+            self.writer.update_meta(database={**database.describe(db.url), "own": True,
+                                              "seeded": db.seed})
+            yield db.url
+            return
+        server = self.backend.start_database(cpus=db.cpus, connections=db.connections)
+        try:
+            self.writer.update_meta(database={**database.describe(server.url), "own": False,
+                                              "cpus": list(db.cpus),
+                                              "max_connections": db.connections})
+            yield server.url
+        finally:
+            server.stop()
+
     def _run_target(self, planned: PlannedTarget, upstream_url: str | None,
                     repeat: int, *, pair: int | None = None) -> bool:
         """One repeat of one target on a freshly started server: verify, every level (in the
@@ -160,7 +192,8 @@ class Runner:
             return False
         try:
             report = verify_family_target(server.url, planned.target,
-                                          io=upstream_url is not None)
+                                          io=upstream_url is not None,
+                                          db_url=self.targets.db_url)
             if not report.ok:
                 reason = "; ".join(f"{c.name}: {c.detail}" for c in report.failures)
                 self.targets.set_status(planned, TargetStatus.VERIFY_FAILED, reason)

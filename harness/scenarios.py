@@ -29,7 +29,7 @@ from harness.slo import SearchPolicy, Slo, parse_slo
 from harness.units import parse_duration
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-Kind = Literal["hello", "io", "cpu", "json", "websocket"]
+Kind = Literal["hello", "io", "cpu", "json", "db", "websocket"]
 KINDS: tuple[str, ...] = get_args(Kind)
 MAX_CONCURRENCY = 10_000  # the generator holds this many connections, not more
 MAX_DURATION_S = 3600.0  # one trial; a bound on every load loop
@@ -82,6 +82,8 @@ class Scenario:
     app: str
     servers: tuple[str, ...]
     needs_upstream: bool
+    # PostgreSQL with TechEmpower's tables (harness.services.database), for the database routes
+    needs_database: bool
     levels: Levels
     timing: Timing
     quick_levels: Levels
@@ -111,6 +113,7 @@ class Scenario:
             "app": self.app,
             "servers": list(self.servers),
             "needs_upstream": self.needs_upstream,
+            "needs_database": self.needs_database,
             "source": self.source,
             "hash": f"sha256:{self.sha256}",
             "websocket": dataclasses.asdict(self.websocket) if self.websocket else None,
@@ -344,6 +347,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
                              "'idle_connections'")
     slo, search = _slo(top.sub("slo"))
     upstream = top.sub("upstream")
+    database = top.sub("database")
     scenario = Scenario(
         name=top.string("name"),
         description=top.string("description"),
@@ -353,6 +357,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         app=top.string("app", "raw"),
         servers=top.string_list("servers", []),
         needs_upstream=upstream.boolean("enabled", kind == "io"),
+        needs_database=database.boolean("enabled", kind == "db"),
         levels=levels,
         timing=timing,
         quick_levels=quick_levels,

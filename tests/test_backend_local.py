@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from harness import catalogue
+from harness import catalogue, processes
 from harness.backends import base, local
 from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
@@ -61,7 +61,7 @@ def running(pids: list[int]) -> list[int]:
 
 
 def group_members(pgid: int) -> list[int]:
-    return [p.pid for p in local._group_members(pgid)]
+    return [p.pid for p in processes._group_members(pgid)]
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +311,7 @@ def test_ctrl_c_during_a_stop_waits_until_the_group_is_gone(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Before: the KeyboardInterrupt cut the grace period short, and the stop's cleanup disarmed
     # the watchdog, so a server that ignores TERM outlived the harness.
-    monkeypatch.setattr(local, "STOP_GRACE_S", 1.0)
+    monkeypatch.setattr(processes, "STOP_GRACE_S", 1.0)
     srv = start_target(_fake(("{python}", "-c", _TERM_IGNORING, "{host}", "{port}")), cpus=CPUS)
     pids = [p.pid for p in srv.processes()]
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import catalogue
-from harness.backends import local
+from harness import catalogue, processes
 from harness.cli import main as cli_main
 from harness.commands import verify as verify_command
 from harness.cpus import CpuPlan, allocate_cpus, allocate_for_server
@@ -158,7 +157,7 @@ def test_verify_reports_the_failing_check_unsupported_pairs_and_exits_1(
     assert "unsupported" in wsgi_row
     assert "no WSGI app" in out
     # everything it started is stopped
-    assert not local._LIVE
+    assert not processes._LIVE
 
 
 def test_serve_and_verify_use_the_run_policy_for_cpus() -> None:

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 from harness.catalogue import Target
-from harness.errors import TargetError
+from harness.errors import TargetError, UsageError
 from harness.ports import PORT_ATTEMPTS, PORT_IN_USE_RE, free_port
 from harness.sampling import Usage
 from harness.signals import interrupts_deferred
@@ -149,8 +149,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
-                     upstream_url: str | None = None) -> RunningTarget:
+                     upstream_url: str | None = None, db_url: str | None = None,
+                     ) -> RunningTarget:
         """Start ``target`` pinned to ``cpus``; return once it answers GET /hello with 200.
+        ``db_url``: the database its database routes use (harness.services.database).
 
         Port 0 picks a free port. Raises TargetError (with the end of the server's output)
         when it cannot start, UsageError for input that can never work.
@@ -159,6 +161,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def start_upstream(self, *, cpus: Sequence[int], port: int = 0) -> RunningTarget:
         """Start the upstream delay service (apps.upstream) pinned to ``cpus``."""
+
+    def start_database(self, *, cpus: Sequence[int], connections: int) -> RunningTarget:
+        """Start a seeded scratch PostgreSQL (harness.services.database) pinned to ``cpus``,
+        allowing ``connections`` clients; its ``url`` is a postgresql:// URL."""
+        raise UsageError(f"the {self.name} backend cannot start a database: run with the local "
+                         "backend, or give --db-url")
 
     def close(self) -> None:  # noqa: B027 - optional hook: most backends set nothing up
         """Remove what the backend set up for this session; idempotent."""

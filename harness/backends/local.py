@@ -1,21 +1,5 @@
-"""The local backend: a target as its own process group, pinned to a CPU set, on 127.0.0.1.
-
-Every process a target starts (its master, workers, helpers) stays in one new session and process
-group, pinned with ``taskset`` before the server's first instruction so forked and spawned workers
-inherit the CPU set. Nothing survives the harness:
-
-- ``stop()`` sends TERM to the group, waits a grace period, then KILLs the group and every process
-  of the tree, and checks with psutil that none is left;
-- an ``atexit`` hook stops what is still running when the harness exits normally or on Ctrl-C;
-- a tiny watchdog process per target (in its own session, so a terminal's Ctrl-C or hang-up does
-  not reach it) KILLs the group as soon as the harness disappears, even by SIGKILL;
-- Ctrl-C (SIGINT) and SIGTERM are held back while a target is being spawned and registered, and
-  while it is being stopped, then delivered: an interrupt in between could otherwise lose the
-  only handle on a new process group, or end a stop after its watchdog was disarmed.
-
-prctl(PR_SET_PDEATHSIG) is not used: Linux sends it when the *thread* that forked the child
-exits, so a target started from a short-lived thread would be killed under the runner's feet, and
-it only covers the direct child, not the workers.
+"""The local backend: a target as its own process group (harness.processes), pinned to a CPU set,
+on 127.0.0.1, and the services a run needs beside it (the upstream, PostgreSQL).
 
 >>> with start_target(target, cpus=(1,), upstream_url=up.url) as srv:  # doctest: +SKIP
 ...     urlopen(srv.url + "/hello")
@@ -23,38 +7,25 @@ it only covers the direct child, not the workers.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import functools
 import logging
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
-
-from harness.backends.base import Backend, ResourceSampler, RunningTarget, start_until_ready
+from harness.backends.base import Backend, start_until_ready
 from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
-from harness.cpus import check_online, cpus_text
-from harness.errors import TargetError
+from harness.cpus import check_online
 from harness.httpget import READY_STATUS_TEXT, answers_ready
 from harness.ports import choose_port
-from harness.sampling import TreeSampler
+from harness.processes import LOG_TAIL_LINES, RunningServer, spawn
+from harness.services import database
 from harness.signals import interrupts_deferred
 
-STOP_GRACE_S = 5.0
-KILL_WAIT_S = 5.0
-GONE_POLL_S = 0.02
-WATCHDOG_POLL_S = 0.1
-LOG_TAIL_LINES = 15
-LOG_TAIL_BYTES = 16_384
+__all__ = ["LOG_TAIL_LINES", "LocalBackend", "RunningServer", "start_target", "start_upstream"]
 
 UPSTREAM_READY_PATH = "/delay?ms=0"
 UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
@@ -62,266 +33,9 @@ UPSTREAM_READY_RE = re.compile(rb"upstream listening on (http://[0-9.]+:\d+)")
 
 log = logging.getLogger(__name__)
 
-# Runs with ``python -c``: argv[1] is the harness pid, argv[2] the target's log file; the
-# process group id arrives on stdin. It KILLs the group (and removes the log) when the harness is
-# gone: stdin at EOF or the parent pid changed (the check that holds even when a forked child of
-# the harness still holds the pipe).
-_WATCHDOG = """
-import os, select, signal, sys
-harness, buf, pgid = int(sys.argv[1]), b"", None
-while True:
-    ready, _, _ = select.select([0], [], [], POLL_S)
-    if ready:
-        data = os.read(0, 64)
-        if not data:
-            break
-        buf += data
-        if pgid is None and b"\\n" in buf:
-            pgid = int(buf.split(b"\\n")[0])
-    if os.getppid() != harness:
-        break
-if pgid is not None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        os.unlink(sys.argv[2])
-    except OSError:
-        pass
-""".replace("POLL_S", repr(WATCHDOG_POLL_S))
 
-
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - LOG_TAIL_BYTES))
-            data = handle.read()
-    except OSError:
-        return ""
-    lines = data.decode("utf-8", "replace").strip().splitlines()
-    return "\n".join(lines[-LOG_TAIL_LINES:])
-
-
-def _describe_returncode(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return found
-
-
-def _wait_gone(procs: Sequence[psutil.Process], timeout_s: float) -> list[psutil.Process]:
-    """Wait until every process has exited (zombies count as gone); return the survivors."""
-    deadline = time.monotonic() + timeout_s
-    alive = [p for p in procs if _alive(p)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(GONE_POLL_S)
-        alive = [p for p in alive if _alive(p)]
-    return alive
-
-
-class RunningServer(RunningTarget):
-    """A started process group: a target (or the upstream) answering on ``url``.
-
-    ``stop()`` is idempotent and runs at interpreter exit for anything still running; the
-    object is also a context manager.
-    """
-
-    def __init__(self, *, name: str, popen: subprocess.Popen[bytes], command: list[str],
-                 cpus: tuple[int, ...], port: int, log_path: Path,
-                 watchdog: subprocess.Popen[bytes], target: Target | None = None,
-                 notes: Sequence[str] = ()) -> None:
-        self.name = name
-        self.target = target
-        self.command = command
-        self.cpus = cpus
-        self.port = port
-        self.url = f"http://{HOST}:{port}"
-        self.log_path = log_path
-        self.notes = list(notes)
-        self._popen = popen
-        self._watchdog = watchdog
-        self._pgid = popen.pid  # start_new_session: the leader's pid is the group id
-        self._leader = psutil.Process(popen.pid)
-        super().__init__()
-        self._final_tail: str | None = None
-        self.leftovers: list[int] = []
-        _LIVE.add(self)
-
-    def __repr__(self) -> str:
-        state = "stopped" if self._stopped else ("alive" if self.alive() else "dead")
-        return f"<RunningServer {self.name} {self.url} pid={self.pid} {state}>"
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    @property
-    def pgid(self) -> int:
-        return self._pgid
-
-    @property
-    def returncode(self) -> int | None:
-        """The leader's exit status once it has exited (negative: killed by that signal)."""
-        return self._popen.poll()
-
-    def alive(self) -> bool:
-        return not self._stopped and self._popen.poll() is None
-
-    def log_tail(self) -> str:
-        return self._final_tail if self._final_tail is not None else _tail(self.log_path)
-
-    def exit_reason(self) -> str:
-        code = self._popen.poll()
-        if code is None:
-            return f"{self.name} is running"
-        tail = self.log_tail()
-        reason = f"{self.name} exited ({_describe_returncode(code)})"
-        return f"{reason}; its output ends with:\n{tail}" if tail else reason
-
-    def sampler(self, *, watch_cpus: Sequence[int] = (),
-                census_after_s: float | None = None) -> ResourceSampler:
-        return TreeSampler(self.processes, watch_cpus=watch_cpus,
-                           census_port=self.port, census_after_s=census_after_s)
-
-    def describe(self) -> dict[str, object]:
-        return {"url": self.url, "command": list(self.command), "pid": self.pid}
-
-    def processes(self) -> list[psutil.Process]:
-        """The whole tree now (leader first), for CPU and memory sampling."""
-        if self._stopped or not _alive(self._leader):
-            return []
-        try:
-            children = self._leader.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        return [self._leader, *children]
-
-    def _signal_group(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._pgid, signum)
-
-    def _stop_now(self) -> None:
-        """TERM to the group, a grace period, then KILL; every process of the tree is reaped."""
-        try:
-            tree = [self._leader, *self._descendants()]
-            self._signal_group(signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE_S
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._popen.wait(timeout=STOP_GRACE_S)
-            # workers that left the tree (their master died first) are still in the group
-            alive = _wait_gone(tree + _group_members(self._pgid),
-                               max(0.0, deadline - time.monotonic()))
-            if alive or self._popen.poll() is None:
-                self._signal_group(signal.SIGKILL)
-                for proc in alive:
-                    with contextlib.suppress(psutil.Error):
-                        proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._popen.wait(timeout=KILL_WAIT_S)
-                alive = _wait_gone(alive, KILL_WAIT_S)
-            leftovers = {p.pid for p in alive + _group_members(self._pgid)}
-            self.leftovers = sorted(leftovers)
-            if self.leftovers:
-                log.warning("%s: processes %s survived SIGKILL", self.name, self.leftovers)
-        finally:
-            self._end_watchdog()
-            self._final_tail = _tail(self.log_path)
-            with contextlib.suppress(OSError):
-                self.log_path.unlink()
-            _LIVE.discard(self)
-
-    def _descendants(self) -> list[psutil.Process]:
-        try:
-            return self._leader.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-
-    def _end_watchdog(self) -> None:
-        if self._watchdog.poll() is None:
-            self._watchdog.kill()
-        self._watchdog.wait()
-        if self._watchdog.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._watchdog.stdin.close()
-
-
-
-_LIVE: set[RunningServer] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop()
-
-
-def _start_watchdog(log_path: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(log_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, cwd="/",
-    )
-
-
-def _pin_self(cpus: tuple[int, ...]) -> Callable[[], None]:
-    def pin() -> None:
-        os.sched_setaffinity(0, cpus)
-    return pin
-
-
-def _spawn(name: str, command: list[str], cpus: tuple[int, ...], env: dict[str, str],
-           ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], Path]:
-    """Start ``command`` in a new session pinned to ``cpus``, with its watchdog armed."""
-    handle, log_name = tempfile.mkstemp(prefix=f"harness-{name}-", suffix=".log")
-    log_path = Path(log_name)
-    # taskset pins before exec, so no Python runs in the forked child; the preexec_fn
-    # fallback is for systems without util-linux.
-    taskset = shutil.which("taskset")
-    argv = [taskset, "-c", cpus_text(cpus), *command] if taskset else command
-    watchdog = _start_watchdog(log_path)
-    try:
-        popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-            cwd=REPO_DIR, env=env, start_new_session=True,
-            preexec_fn=None if taskset else _pin_self(cpus),
-        )
-    except OSError as exc:
-        watchdog.kill()
-        watchdog.wait()
-        raise TargetError(f"{name}: cannot start {command[0]}: {exc.strerror}") from None
-    finally:
-        os.close(handle)
-    assert watchdog.stdin is not None
-    watchdog.stdin.write(f"{popen.pid}\n".encode())
-    watchdog.stdin.flush()
-    return popen, watchdog, log_path
-
-
-def _environment(upstream_url: str | None, target: Target | None = None) -> dict[str, str]:
+def _environment(upstream_url: str | None, target: Target | None = None,
+                 db_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     app_paths = list(target.family.paths) if target is not None else []
@@ -333,11 +47,13 @@ def _environment(upstream_url: str | None, target: Target | None = None) -> dict
         env[UPSTREAM_URL_ENV] = upstream_url
     else:
         env.pop(UPSTREAM_URL_ENV, None)
+    env.update(database.app_environment(target, db_url))
     return env
 
 
+
 def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
-                 upstream_url: str | None = None) -> RunningServer:
+                 upstream_url: str | None = None, db_url: str | None = None) -> RunningServer:
     """Start ``target`` pinned to ``cpus`` and block until it answers GET /hello with a 2xx.
 
     Port 0 picks a free port; a port in use is replaced by a free one (see ``.notes``).
@@ -345,7 +61,7 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
     """
     require_installed(target.server)
     pinned = check_online(cpus)
-    env = _environment(upstream_url, target)
+    env = _environment(upstream_url, target, db_url)
     notes: list[str] = []
     chosen, note = choose_port(port)
     if note:
@@ -355,7 +71,7 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
     def launch(chosen: int) -> RunningServer:
         command = render_command(target, port=chosen)
         with interrupts_deferred():  # until the group is registered for stopping
-            popen, watchdog, log_path = _spawn(target.server.name, command, pinned, env)
+            popen, watchdog, log_path = spawn(target.server.name, command, pinned, env)
             return RunningServer(name=target.server.name, popen=popen, command=command,
                                  cpus=pinned, port=chosen, log_path=log_path,
                                  watchdog=watchdog, target=target, notes=notes)
@@ -376,7 +92,7 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
     chosen, note = choose_port(port) if port else (0, "")
     command = [sys.executable, "-m", "apps.upstream", "--port", str(chosen)]
     with interrupts_deferred():  # until the group is registered for stopping
-        popen, watchdog, log_path = _spawn("upstream", command, pinned, _environment(None))
+        popen, watchdog, log_path = spawn("upstream", command, pinned, _environment(None))
         server = RunningServer(name="upstream", popen=popen, command=command, cpus=pinned,
                                port=chosen, log_path=log_path, watchdog=watchdog,
                                notes=[note] if note else [])
@@ -401,14 +117,65 @@ def start_upstream(cpus: Sequence[int], *, port: int = 0) -> RunningServer:
     return server
 
 
+def start_database(cpus: Sequence[int], *, connections: int, port: int = 0) -> RunningServer:
+    """A scratch PostgreSQL cluster (harness.services.database) pinned to ``cpus`` on
+    127.0.0.1, with TechEmpower's tables seeded; ``.url`` is its postgresql:// URL.
+
+    Stopping it removes the cluster; so does the watchdog if the harness is killed.
+    """
+    pinned = check_online(cpus)
+    user = database.run_as()
+    notes: list[str] = []
+    chosen, note = choose_port(port)
+    if note:
+        notes.append(note)
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
+
+    def launch(chosen: int) -> RunningServer:
+        scratch = Path(tempfile.mkdtemp(prefix="harness-postgres-"))
+        try:
+            data = database.init_cluster(scratch, user)
+            command = database.server_command(data, chosen, connections)
+            with interrupts_deferred():  # until the group is registered for stopping
+                popen, watchdog, log_path = spawn("postgres", command, pinned, env, user=user,
+                                                  scratch=scratch)
+                server = RunningServer(name="postgres", popen=popen, command=command,
+                                       cpus=pinned, port=chosen, log_path=log_path,
+                                       watchdog=watchdog, notes=notes, scratch=scratch)
+        except BaseException:
+            database.remove(scratch)
+            raise
+        server.url = database.local_url(chosen)
+        return server
+
+    def ready(server: RunningServer) -> None:
+        admin = database.local_url(server.port, database.SUPERUSER)
+        server.wait_ready(functools.partial(database.accepts, admin),
+                          f"accept connections on {HOST}:{server.port}")
+
+    server = start_until_ready("postgres", chosen, notes, launch, ready)
+    try:
+        database.create_database(database.local_url(server.port, database.SUPERUSER))
+        database.seed(server.url)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 class LocalBackend(Backend):
     """Targets as local process groups pinned with taskset (the default backend)."""
 
     name = "local"
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
-                     upstream_url: str | None = None) -> RunningServer:
-        return start_target(target, cpus=cpus, port=port, upstream_url=upstream_url)
+                     upstream_url: str | None = None, db_url: str | None = None,
+                     ) -> RunningServer:
+        return start_target(target, cpus=cpus, port=port, upstream_url=upstream_url,
+                            db_url=db_url)
 
     def start_upstream(self, *, cpus: Sequence[int], port: int = 0) -> RunningServer:
         return start_upstream(cpus, port=port)
+
+    def start_database(self, *, cpus: Sequence[int], connections: int) -> RunningServer:
+        return start_database(cpus, connections=connections)

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+from apps import dbcontract
 from harness.catalogue.types import (
     AppFamily,
+    DbDriver,
 )
 
 _DJANGO_SETTINGS = "DJANGO_SETTINGS_MODULE"
+
+# One pool per worker process, at each library's documented default size, so what is compared
+# is the gateway and the driver, not a tuning (apps/README.md, "The database").
+PSYCOPG = DbDriver(name="psycopg", pool=dbcontract.DEFAULT_POOL,
+                   note="psycopg_pool ConnectionPool / AsyncConnectionPool, min_size = max_size "
+                        "= 4 (psycopg_pool's default)")
+ASYNCPG = DbDriver(name="asyncpg", pool=10,
+                   note="asyncpg.create_pool, min_size = max_size = 10 (asyncpg's default)")
+DJANGO_POOL = DbDriver(name="django-psycopg-pool", pool=dbcontract.DEFAULT_POOL,
+                       note="Django's ORM on psycopg with OPTIONS pool min_size = max_size = 4 "
+                            "and CONN_MAX_AGE 0 (Django's docs: under ASGI, no persistent "
+                            "connections; use the backend's pool)")
 
 
 APPS: dict[str, AppFamily] = {
     family.name: family
     for family in (
         AppFamily(name="raw", modules={"wsgi": "apps.raw.wsgi:app", "asgi": "apps.raw.asgi:app"},
-                  description="no framework: the contract on the bare gateway (the baseline)"),
+                  description="no framework: the contract on the bare gateway (the baseline); "
+                              "psycopg 3 on both gateways", database=PSYCOPG),
+        AppFamily(name="raw-asyncpg", modules={"asgi": "apps.raw.asgi:app"},
+                  env={dbcontract.DB_DRIVER_ENV: "asyncpg"},
+                  description="the raw ASGI app with asyncpg for its database routes",
+                  distributions=("asyncpg",), database=ASYNCPG),
         # One Django project (apps/djangoproj); the settings module picks the views.
         AppFamily(name="django",
                   modules={"wsgi": "apps.djangoproj.wsgi:application",
@@ -21,21 +40,25 @@ APPS: dict[str, AppFamily] = {
                   env={_DJANGO_SETTINGS: "apps.djangoproj.settings"},
                   description="Django, sync views: from wsgi.py, and from asgi.py (each view "
                               "run through sync_to_async, one thread per process)",
-                  groups=("django",), distributions=("django", "asgiref")),
+                  groups=("django",), distributions=("django", "asgiref"),
+                  database=DJANGO_POOL),
         AppFamily(name="django-async",
                   modules={"asgi": "apps.djangoproj.asgi:application"},
                   env={_DJANGO_SETTINGS: "apps.djangoproj.settings_async"},
-                  description="Django, async views from asgi.py (aiohttp for /io)",
-                  groups=("django",), distributions=("django", "asgiref")),
+                  description="Django, async views from asgi.py (aiohttp for /io, the ORM's "
+                              "a-methods for the database)",
+                  groups=("django",), distributions=("django", "asgiref"),
+                  database=DJANGO_POOL),
         AppFamily(name="flask", modules={"wsgi": "apps.flask_app.wsgi:app"},
                   description="Flask, sync views", groups=("flask-quart", "flask-fastapi"),
-                  distributions=("flask", "werkzeug")),
+                  distributions=("flask", "werkzeug"), database=PSYCOPG),
         AppFamily(name="quart", modules={"asgi": "apps.quart_app.asgi:app"},
                   description="Quart, Flask's route code with async views",
                   groups=("flask-quart",), distributions=("quart", "werkzeug")),
         AppFamily(name="fastapi", modules={"asgi": "apps.fastapi_app.asgi:app"},
                   description="FastAPI, async def path operations (the usual move from Flask)",
-                  groups=("flask-fastapi",), distributions=("fastapi", "starlette")),
+                  groups=("flask-fastapi",), distributions=("fastapi", "starlette"),
+                  database=PSYCOPG),
         AppFamily(name="starlette", modules={"asgi": "apps.starlette_app.asgi:app"},
                   description="Starlette, async endpoints (the toolkit under FastAPI)",
                   groups=("starlette-pyramid",), distributions=("starlette",)),

@@ -41,6 +41,17 @@ class Target:
         has no app of the server's gateway: such a target is planned as unsupported)."""
         return self.family.modules.get(self.server.gateway, "")
 
+    @property
+    def db_pool(self) -> int | None:
+        """Database connections each worker process holds (None: no database routes)."""
+        driver = self.family.database
+        return driver.pool if driver is not None else None
+
+    @property
+    def db_connections(self) -> int:
+        """Database connections the whole target may hold: pool x worker processes."""
+        return (self.db_pool or 0) * self.preset.workers
+
     def describe(self) -> str:
         return (f"{self.server.name} ({self.server.gateway}) serving {self.app_spec}, "
                 f"{self.preset.describe()}")
@@ -69,6 +80,12 @@ class Target:
                 # names only: values may be secrets
                 "env": sorted(self.family.env),
                 "check_path": self.family.check_path,
+            },
+            "database": None if self.family.database is None else {
+                "driver": self.family.database.name,
+                "pool_per_process": self.db_pool,
+                "connections": self.db_connections,
+                "note": self.family.database.note,
             },
         }
 

@@ -99,6 +99,16 @@ class Preset:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DbDriver:
+    """How a family's database routes reach PostgreSQL: the driver, and the connections each
+    worker process's pool holds, with where that number comes from."""
+
+    name: str
+    pool: int  # connections per worker process
+    note: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppFamily:
     """Identical apps for each gateway: gateway -> ``module:attribute`` import string.
 
@@ -111,7 +121,9 @@ class AppFamily:
     result records; ``websocket`` says whether the ASGI app serves ``/ws/echo`` (False: a
     WebSocket check or scenario is "unsupported" for this family). ``check_path`` is set for a
     user's own app only: it does not answer the app contract, so verify checks just that this
-    path answers 2xx, and readiness probes it instead of ``/hello``.
+    path answers 2xx, and readiness probes it instead of ``/hello``. ``database`` is the driver
+    of its database routes (``/db``, ``/queries``, ``/fortunes``, ``/db/sleep``; None: it has
+    none, and a database scenario plans it as unsupported).
     """
 
     name: str
@@ -123,6 +135,7 @@ class AppFamily:
     distributions: tuple[str, ...] = ()
     websocket: bool = True
     check_path: str | None = None
+    database: DbDriver | None = None
 
     @property
     def contract(self) -> bool:

@@ -26,6 +26,7 @@ from harness.plan import Plan, PlanOptions, build_plan
 from harness.results import RunWriter, TargetStatus, TrialRecord
 from harness.runner import Runner, default_run_dir
 from harness.scenarios import load_scenario
+from harness.services import database
 from harness.signals import terminate_as_interrupt
 from harness.slo import parse_slo
 
@@ -87,6 +88,7 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
     options.add_backend(run)
     _add_driver_options(run)
     _add_capacity_options(run)
+    _add_database_options(run)
     run.add_argument("--dry-run", action="store_true", help="print the plan and its estimate only")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     return run
@@ -121,6 +123,23 @@ def _add_driver_options(run: argparse.ArgumentParser) -> None:
         "--stop-timeout", type=options.duration, default=None,
         help="how long requests in flight at the end may finish (default: the scenario's "
              "timeout); later ones count as timeouts")
+
+
+def _add_database_options(run: argparse.ArgumentParser) -> None:
+    db = run.add_argument_group("with a database scenario (db_bound, db_single, db_fortunes, "
+                                "db_sleep)")
+    db.add_argument(
+        "--db-url", metavar="URL",
+        help="your own PostgreSQL, e.g. postgresql://user:pass@127.0.0.1:5432/bench, instead of "
+             "the scratch cluster the harness starts; it must hold TechEmpower's world and "
+             "fortune tables (nothing in it is changed unless --db-seed)")
+    db.add_argument(
+        "--db-seed", action="store_true",
+        help="create and fill the world and fortune tables in --db-url's database when it has "
+             "neither")
+    db.add_argument(
+        "--db-cpus", type=options.cpus,
+        help="CPUs for the harness's scratch PostgreSQL (default: the load generator's)")
 
 
 def _add_capacity_options(run: argparse.ArgumentParser) -> None:
@@ -173,8 +192,21 @@ def _print_plan(console: Console, plan: Plan) -> None:
            f"to {plan.search.max_steps} steps each)\n" if plan.slo is not None else "")
         + (f"head to head after the plan: best WSGI vs best ASGI, {plan.head_to_head} pairs "
            f"of capacity searches\n" if plan.head_to_head else "")
+        + _database_line(plan)
         + f"{plan.trial_count} trials, estimated {minutes}m{seconds:02d}s"
     )
+
+
+def _database_line(plan: Plan) -> str:
+    db = plan.database
+    if db is None:
+        return ""
+    pools = sorted({f"{p.target.family.database.name} {p.target.db_pool}"
+                    for p in plan.runnable if p.target.family.database is not None})
+    where = (f"yours, {database.redact(db.url)}" if db.url is not None else
+             f"a scratch PostgreSQL on CPUs {cpus_text(db.cpus)}, max_connections "
+             f"{db.connections}")
+    return f"database: {where}; pool per worker process: {', '.join(pools)}\n"
 
 
 def _common_level(records: Sequence[TrialRecord]) -> int | None:
@@ -298,7 +330,8 @@ def main(args: argparse.Namespace) -> int:
         warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
         loadgen_cpus=args.loadgen_cpus, workers=args.workers, threads=args.threads,
         slo=parse_slo(args.slo) if args.slo else None, searches=args.searches,
-        head_to_head=args.head_to_head,
+        head_to_head=args.head_to_head, db_url=args.db_url, db_cpus=args.db_cpus,
+        db_seed=args.db_seed,
     ))
     run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -312,6 +345,8 @@ def main(args: argparse.Namespace) -> int:
     if not plan.runnable:
         raise UsageError("no server in the plan supports this scenario: expected at least one")
     backend.check()  # no engine, no run folder
+    if plan.database is not None:
+        database.prepare(plan.database.url, seed=plan.database.seed)  # nor a database
 
     writer = RunWriter(run_dir, {
         "run_id": run_dir.name,

@@ -291,7 +291,8 @@ class ComposeBackend(Backend):
         return running
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
-                     upstream_url: str | None = None) -> ContainerTarget:
+                     upstream_url: str | None = None, db_url: str | None = None,
+                     ) -> ContainerTarget:
         """Start ``target``'s container pinned to ``cpus``; return once GET /hello answers 2xx.
 
         Port 0 picks a free port; a port in use is replaced by a free one (see ``.notes``),
@@ -309,7 +310,7 @@ class ComposeBackend(Backend):
             service = self._service(target.server.name)
             spec = compose_file.target_service(
                 target, name=service, port=chosen, cpus=pinned, host=self.bind_host,
-                upstream_url=upstream_url, backlog=listen_backlog(),
+                upstream_url=upstream_url, db_url=db_url, backlog=listen_backlog(),
                 labels=self._labels(service, chosen))
             return self._up(spec, port=chosen, cpus=pinned, target=target, notes=notes)
 
