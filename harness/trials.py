@@ -44,17 +44,18 @@ class TrialKey:
 
 
 def saturation_reasons(result: LoadResult, usage: Usage, loadgen_cpus: tuple[int, ...],
-                       busy_max_pct: float) -> list[str]:
+                       busy_max_pct: float, *, sharing: str = "the upstream and the harness",
+                       ) -> list[str]:
     """Why the generator may have been the limit: its own self-check, and how busy its CPUs
-    were, above ``busy_max_pct`` (it shares them with the upstream and the harness, and its own
-    CPU time cannot show that it was starved)."""
+    were, above ``busy_max_pct`` (it shares them with ``sharing``, and its own CPU time cannot
+    show that it was starved)."""
     reasons = list(result.saturation_reasons)
     busy = usage.watched_busy_pct(result.window_start_ns, result.window_end_ns)
     if busy is not None and busy > busy_max_pct:
         reasons.append(
             f"the generator's CPUs ({cpus_text(loadgen_cpus)}) were {busy:.0f}% "
-            f"busy (> {busy_max_pct:.0f}%; the generator shares them with the "
-            "upstream and the harness): the generator may have been starved")
+            f"busy (> {busy_max_pct:.0f}%; the generator shares them with {sharing}): "
+            "the generator may have been starved")
     return reasons
 
 
@@ -73,6 +74,12 @@ class Trials:
         self.loadgen_cpus_busy_max_pct = loadgen_cpus_busy_max_pct
         # the run's probe of the server CPUs' speed, once it has its baseline (harness.noise)
         self.speed: CpuSpeed | None = None
+        db = plan.database
+        # what else runs on the generator's CPUs, named when a trial finds them busy
+        self._sharing = ("the database, the upstream and the harness"
+                         if db is not None and db.url is None
+                         and set(db.cpus) & set(plan.loadgen_cpus)
+                         else "the upstream and the harness")
         self._index = 0
 
     def path(self, planned: PlannedTarget) -> str:
@@ -197,7 +204,8 @@ class Trials:
         total_errors = errors.get("total", 0)
         window = (result.window_start_ns, result.window_end_ns)
         saturation = [] if failure else saturation_reasons(
-            result, usage, self.plan.loadgen_cpus, self.loadgen_cpus_busy_max_pct)
+            result, usage, self.plan.loadgen_cpus, self.loadgen_cpus_busy_max_pct,
+            sharing=self._sharing)
         idle = level.load_model == "idle"
         short = (f"the server held only {result.open_at_end} of {level.concurrency} idle "
                  "connections to the end") if idle and not failure \

@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from harness import catalogue, processes
-from harness.backends import base, local
+from harness.backends import base
 from harness.backends.local import RunningServer, start_target, start_upstream
 from harness.catalogue import REPO_DIR, get_server, make_target
 from harness.cpus import allocate_for_server

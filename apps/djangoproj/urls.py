@@ -9,6 +9,10 @@ urlpatterns = [
     path("json", views.json),
     path("io", views.io),
     path("cpu", views.cpu),
+    path("db", views.db),
+    path("queries", views.queries),
+    path("fortunes", views.fortunes),
+    path("db/sleep", views.db_sleep),
 ]
 
 handler404 = "apps.djangoproj.responses.not_found"

@@ -9,6 +9,10 @@ urlpatterns = [
     path("json", views_async.json),
     path("io", views_async.io),
     path("cpu", views_async.cpu),
+    path("db", views_async.db),
+    path("queries", views_async.queries),
+    path("fortunes", views_async.fortunes),
+    path("db/sleep", views_async.db_sleep),
 ]
 
 handler404 = "apps.djangoproj.responses.not_found"

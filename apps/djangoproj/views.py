@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest, HttpResponse
 
+from apps import dbcontract
+from apps.djangoproj import database
+from apps.djangoproj.db.models import Fortune, World
 from apps.djangoproj.responses import get_only, query_string, to_django
 from apps.raw import common
 from apps.raw import wsgi as raw_wsgi
@@ -31,3 +36,61 @@ def io(request: HttpRequest) -> HttpResponse:
 @get_only
 def cpu(request: HttpRequest) -> HttpResponse:
     return to_django(common.cpu_response(query_string(request)))
+
+
+# The database routes: the ORM on the pool of settings.DATABASES (see settings.py).
+
+def _db_view(request: HttpRequest,
+             fetch: Callable[[dbcontract.DbRequest], common.Response]) -> HttpResponse:
+    parsed = database.parse(request)
+    if isinstance(parsed, common.Response):
+        return to_django(parsed)
+    if dbcontract.db_url() is None:
+        return to_django(dbcontract.db_not_configured())
+    try:
+        return to_django(fetch(parsed))
+    except database.DB_ERRORS as exc:
+        return to_django(dbcontract.db_failed(exc))
+
+
+def _world(world_id: int) -> tuple[int, int]:
+    world = World.objects.get(id=world_id)
+    return world.id, world.randomnumber
+
+
+def _one_world(parsed: dbcontract.DbRequest) -> common.Response:
+    return dbcontract.db_response(_world(dbcontract.random_id()))
+
+
+def _worlds(parsed: dbcontract.DbRequest) -> common.Response:
+    # One query per row (TechEmpower's multiple queries), not one IN query.
+    return dbcontract.queries_response([_world(i) for i in dbcontract.random_ids(parsed.n)])
+
+
+def _fortunes(parsed: dbcontract.DbRequest) -> common.Response:
+    return database.fortunes_page([(f.id, f.message) for f in Fortune.objects.all()])
+
+
+def _sleep(parsed: dbcontract.DbRequest) -> common.Response:
+    database.sleep_in_db(parsed.ms)
+    return dbcontract.sleep_response(parsed.ms)
+
+
+@get_only
+def db(request: HttpRequest) -> HttpResponse:
+    return _db_view(request, _one_world)
+
+
+@get_only
+def queries(request: HttpRequest) -> HttpResponse:
+    return _db_view(request, _worlds)
+
+
+@get_only
+def fortunes(request: HttpRequest) -> HttpResponse:
+    return _db_view(request, _fortunes)
+
+
+@get_only
+def db_sleep(request: HttpRequest) -> HttpResponse:
+    return _db_view(request, _sleep)

@@ -6,26 +6,42 @@ FastAPI's routing, dependency resolution and Starlette underneath. Parameters ar
 the raw query string by apps/raw/common.py, not declared as typed ``Query`` parameters: those
 answer 422 with a JSON body and take the last of repeated values, where the contract says 400
 and the first. The OpenAPI schema and docs routes are off, as in a production API.
+
+The database routes use the raw ASGI app's psycopg ``AsyncConnectionPool`` (one per event loop
+and process, opened at lifespan startup, closed at shutdown) and render ``/fortunes`` with
+Jinja2 (autoescape on), the template compiled once at import.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from jinja2 import Environment
 from starlette.exceptions import HTTPException
 
+from apps import dbcontract
 from apps.raw import asgi as raw_asgi
 from apps.raw import common
 from apps.starlette_app.asgi import answer, query, ws_broadcast, ws_echo
+
+FORTUNES_SOURCE = (
+    "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
+    "<tr><th>id</th><th>message</th></tr>"
+    "{% for id, message in fortunes %}<tr><td>{{ id }}</td><td>{{ message }}</td></tr>"
+    "{% endfor %}</table></body></html>")
+FORTUNES = Environment(autoescape=True).from_string(FORTUNES_SOURCE)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     raw_asgi._upstream_session()
+    await raw_asgi._open_database_at_startup("psycopg")
     yield
     await raw_asgi._close_session()
+    await raw_asgi._close_pools()
 
 
 # redirect_slashes off: "/hello/" is a 404 in the contract, not a 307 to "/hello".
@@ -56,6 +72,41 @@ async def io(request: Request) -> Response:
 async def cpu(request: Request) -> Response:
     # Computed on the event loop, as the raw ASGI app does (see apps/README.md).
     return answer(common.cpu_response(query(request)))
+
+
+def _fortunes_page(rows: Sequence[tuple[Any, ...]]) -> common.Response:
+    page = FORTUNES.render(fortunes=dbcontract.sorted_fortunes(rows))
+    return common.Response(status=200, content_type=dbcontract.TEXT_HTML, body=page.encode())
+
+
+async def _db_route(request: Request) -> Response:
+    parsed = dbcontract.parse_db("GET", request.scope["path"], query(request))
+    if parsed is None:  # pragma: no cover - only the database routes come here
+        return answer(common.NOT_FOUND)
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    # The raw ASGI app's database call, always psycopg (HARNESS_DB_DRIVER is raw's choice).
+    return answer(await raw_asgi._db_answer(parsed, _fortunes_page, driver="psycopg"))
+
+
+@app.get("/db")
+async def db(request: Request) -> Response:
+    return await _db_route(request)
+
+
+@app.get("/queries")
+async def queries(request: Request) -> Response:
+    return await _db_route(request)
+
+
+@app.get("/fortunes")
+async def fortunes(request: Request) -> Response:
+    return await _db_route(request)
+
+
+@app.get("/db/sleep")
+async def db_sleep(request: Request) -> Response:
+    return await _db_route(request)
 
 
 # FastAPI's WebSocket is Starlette's: the handlers are the Starlette app's, routed by FastAPI.

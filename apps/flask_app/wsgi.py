@@ -2,15 +2,33 @@
 
 Bodies, parsing and the ``/io`` wait are apps/raw's, so only the framework differs from the raw
 WSGI app: Werkzeug's request and routing, Flask's dispatch and response handling.
+
+The database routes use the raw WSGI app's psycopg pool (one per process, made after fork) and
+render ``/fortunes`` with Flask's Jinja environment (``render_template``, autoescape on for an
+``.html`` name). The template is this module's string, served by a ``DictLoader`` so it is
+compiled once and cached like a template file (``render_template_string`` would compile the
+source again on every request).
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, Response, render_template, request
+from jinja2 import DictLoader
 from werkzeug.exceptions import HTTPException
 
+from apps import dbcontract
 from apps.raw import common
 from apps.raw import wsgi as raw_wsgi
+
+FORTUNES_TEMPLATE = "fortunes.html"
+FORTUNES_SOURCE = (
+    "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
+    "<tr><th>id</th><th>message</th></tr>"
+    "{% for id, message in fortunes %}<tr><td>{{ id }}</td><td>{{ message }}</td></tr>"
+    "{% endfor %}</table></body></html>")
 
 
 class ContractResponse(Response):
@@ -29,6 +47,8 @@ app = Flask(__name__)
 app.response_class = ContractResponse
 # OPTIONS answered by Flask itself would be a 200 with an Allow header: the contract says 405.
 app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+# The app's template folder, in memory (Flask autoescapes templates named *.html).
+app.jinja_loader = DictLoader({FORTUNES_TEMPLATE: FORTUNES_SOURCE})
 
 
 def _not_get() -> bool:
@@ -66,6 +86,43 @@ def cpu() -> ContractResponse:
     if _not_get():
         return answer(common.METHOD_NOT_ALLOWED)
     return answer(common.cpu_response(request.query_string.decode("latin-1")))
+
+
+def _fortunes_page(rows: Sequence[tuple[Any, ...]]) -> common.Response:
+    page = render_template(FORTUNES_TEMPLATE, fortunes=dbcontract.sorted_fortunes(rows))
+    return common.Response(status=200, content_type=dbcontract.TEXT_HTML, body=page.encode())
+
+
+def _db_route() -> ContractResponse:
+    if _not_get():
+        return answer(common.METHOD_NOT_ALLOWED)
+    parsed = dbcontract.parse_db("GET", request.path, request.query_string.decode("latin-1"))
+    if parsed is None:  # pragma: no cover - only the database routes come here
+        return answer(common.NOT_FOUND)
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    # The raw WSGI app's database call: the per-process psycopg pool.
+    return answer(raw_wsgi._db_answer(parsed, _fortunes_page))
+
+
+@app.get("/db")
+def db() -> ContractResponse:
+    return _db_route()
+
+
+@app.get("/queries")
+def queries() -> ContractResponse:
+    return _db_route()
+
+
+@app.get("/fortunes")
+def fortunes() -> ContractResponse:
+    return _db_route()
+
+
+@app.get("/db/sleep")
+def db_sleep() -> ContractResponse:
+    return _db_route()
 
 
 @app.errorhandler(HTTPException)

@@ -8,17 +8,29 @@ and requests on different loops or fork after import.
 
 ``/ws/broadcast`` keeps its subscribers the same way, per event loop and process: a publisher's
 message goes to the subscribers of its own worker process only (apps/README.md).
+
+The database routes (``/db``, ``/queries``, ``/fortunes``, ``/db/sleep``, apps/dbcontract.py)
+use one pool per event loop and process, kept the same way: psycopg 3's
+``AsyncConnectionPool`` (the default), or asyncpg's pool when ``HARNESS_DB_DRIVER=asyncpg``
+(family ``raw-asyncpg``). It is opened at lifespan startup when a database URL is set (a
+database that cannot be reached then does not stop the server: the routes answer 502 and the
+next request tries again), otherwise on first use, and closed at lifespan shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Literal
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 
+from apps import dbcontract
 from apps.raw import common
 
 Scope = MutableMapping[str, Any]
@@ -34,6 +46,22 @@ _sessions: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, aiohttp.Client
 # /ws/broadcast: (pid, id(loop)) -> (loop, {id(send): send}) of the subscribers connected to this
 # worker process's event loop. A broadcast reaches no other process: that would need a broker.
 _subscribers: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, dict[int, Send]]] = {}
+
+DbDriver = Literal["psycopg", "asyncpg"]
+DB_DRIVERS: tuple[DbDriver, ...] = ("psycopg", "asyncpg")
+Row = tuple[Any, ...]
+_PsycopgPool = AsyncConnectionPool[psycopg.AsyncConnection[Row]]
+FortunesRenderer = Callable[[Sequence[Row]], common.Response]
+# (pid, id(loop), driver) -> (loop, the task opening the pool: AsyncConnectionPool or
+# asyncpg.Pool). Concurrent first requests share the one task instead of opening a pool each.
+_db_pools: dict[tuple[int, int, DbDriver],
+                tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+# What a failed database call raises (psycopg.Error covers the pool's PoolTimeout).
+_DB_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.Error, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+    OSError, TimeoutError, LookupError)
+
+_log = logging.getLogger(__name__)
 
 
 def _session_key() -> tuple[int, int]:
@@ -89,10 +117,152 @@ async def _wait(io: common.IoRequest) -> common.Response:
     return common.io_ok(io)
 
 
+def _db_driver() -> DbDriver:
+    """``HARNESS_DB_DRIVER``: psycopg (unset or empty) or asyncpg; anything else is refused
+    (a typo would otherwise measure the other driver under the wrong name)."""
+    name = os.environ.get(dbcontract.DB_DRIVER_ENV, "").strip() or "psycopg"
+    for driver in DB_DRIVERS:
+        if name == driver:
+            return driver
+    raise ValueError(f"{dbcontract.DB_DRIVER_ENV}={name!r}: expected one of {DB_DRIVERS}")
+
+
+async def _open_pool(url: str, driver: DbDriver) -> Any:
+    size = dbcontract.pool_size()
+    if driver == "asyncpg":
+        # Connects min_size connections before returning: fails here if the database is down.
+        return await asyncpg.create_pool(url, min_size=size, max_size=size)
+    # open() starts the pool's connecting in the background; a request waits for a free
+    # connection up to psycopg_pool's timeout (30 s), then fails with PoolTimeout.
+    pool: _PsycopgPool = AsyncConnectionPool(url, min_size=size, max_size=size, open=False)
+    await pool.open()
+    return pool
+
+
+def _pool_task(url: str, driver: DbDriver) -> asyncio.Task[Any]:
+    key = (*_session_key(), driver)
+    entry = _db_pools.get(key)
+    if entry is not None:
+        task = entry[1]
+        if not task.done() or (not task.cancelled() and task.exception() is None):
+            return task
+    # None yet, or the last attempt failed: the next request tries again.
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(_open_pool(url, driver))
+    _db_pools[key] = (loop, task)
+    return task
+
+
+async def _database_pool(url: str, driver: DbDriver) -> Any:
+    """This process's and event loop's pool for ``driver``, opened on first use."""
+    task = _pool_task(url, driver)
+    if task.done():
+        return task.result()
+    # shield: a request cancelled while the pool opens must not cancel the opening for all.
+    return await asyncio.shield(task)
+
+
+async def _close_pools() -> None:
+    pid, loop_id = _session_key()
+    for key in [key for key in _db_pools if key[:2] == (pid, loop_id)]:
+        task = _db_pools.pop(key)[1]
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled() and task.exception() is None:
+            await task.result().close()
+
+
+def _one(row: Row | None) -> Row:
+    if row is None:
+        raise LookupError("no such world row")
+    return row
+
+
+async def _fetch_psycopg(pool: _PsycopgPool, db: dbcontract.DbRequest) -> list[Row]:
+    # The pool's context commits the (read-only) transaction and gives the connection back.
+    async with pool.connection() as conn:
+        if db.kind == "fortunes":
+            return await (await conn.execute(dbcontract.SELECT_FORTUNES)).fetchall()
+        if db.kind == "sleep":
+            await conn.execute(dbcontract.SELECT_SLEEP, (db.ms / 1000,))
+            return []
+        # One SELECT per row, one after another (TechEmpower's multiple queries).
+        return [_one(await (await conn.execute(dbcontract.SELECT_WORLD, (world_id,))).fetchone())
+                for world_id in dbcontract.random_ids(db.n)]
+
+
+async def _fetch_asyncpg(pool: Any, db: dbcontract.DbRequest) -> list[Row]:
+    async with pool.acquire() as conn:
+        if db.kind == "fortunes":
+            return [tuple(record) for record in await conn.fetch(dbcontract.SELECT_FORTUNES)]
+        if db.kind == "sleep":
+            await conn.execute(dbcontract.SELECT_SLEEP_ASYNCPG, db.ms / 1000)
+            return []
+        return [tuple(_one(await conn.fetchrow(dbcontract.SELECT_WORLD_ASYNCPG, world_id)))
+                for world_id in dbcontract.random_ids(db.n)]
+
+
+def _db_respond(db: dbcontract.DbRequest, rows: Sequence[Row],
+                render_fortunes: FortunesRenderer) -> common.Response:
+    if db.kind == "db":
+        return dbcontract.db_response(rows[0])
+    if db.kind == "queries":
+        return dbcontract.queries_response(rows)
+    if db.kind == "fortunes":
+        return render_fortunes(rows)
+    return dbcontract.sleep_response(db.ms)
+
+
+async def _db_answer(db: dbcontract.DbRequest,
+                     render_fortunes: FortunesRenderer = dbcontract.fortunes_response,
+                     driver: DbDriver | None = None) -> common.Response:
+    """A database request's answer; ``render_fortunes`` turns the fortune rows into the page
+    (a framework passes its template engine); ``driver`` defaults to ``HARNESS_DB_DRIVER``."""
+    url = dbcontract.db_url()
+    if url is None:
+        return dbcontract.db_not_configured()
+    driver = driver or _db_driver()
+    try:
+        pool = await _database_pool(url, driver)
+        if driver == "asyncpg":
+            rows = await _fetch_asyncpg(pool, db)
+        else:
+            rows = await _fetch_psycopg(pool, db)
+    except _DB_ERRORS as exc:
+        return dbcontract.db_failed(exc)
+    return _db_respond(db, rows, render_fortunes)
+
+
+async def _db_route(method: str, path: str, query_string: str) -> common.Response | None:
+    """A database route's answer, or None when ``path`` is not one."""
+    db = dbcontract.parse_db(method, path, query_string)
+    return await _db_answer(db) if isinstance(db, dbcontract.DbRequest) else db
+
+
+async def _open_database_at_startup(driver: DbDriver | None = None) -> None:
+    """Open the pool before the first request when a database URL is set; a failure is logged
+    and left to the routes (502, and the next request tries again)."""
+    url = dbcontract.db_url()
+    if url is None:
+        return
+    driver = driver or _db_driver()
+    try:
+        await _database_pool(url, driver)
+    except _DB_ERRORS as exc:
+        _log.warning("database pool not opened at startup (%s): %r", driver, exc)
+
+
 async def _http(scope: Scope, send: Send) -> None:
-    answer = common.route(scope["method"], scope["path"],
-                          scope.get("query_string", b"").decode("latin-1"))
-    response = await _wait(answer) if isinstance(answer, common.IoRequest) else answer
+    method = scope["method"]
+    path = scope["path"]
+    query_string = scope.get("query_string", b"").decode("latin-1")
+    answer = common.route(method, path, query_string)
+    if isinstance(answer, common.IoRequest):
+        response = await _wait(answer)
+    elif answer is common.NOT_FOUND:  # not one of common's routes: maybe a database route
+        response = await _db_route(method, path, query_string) or answer
+    else:
+        response = answer
     await send({"type": "http.response.start", "status": response.status,
                 "headers": list(response.raw_headers)})
     await send({"type": "http.response.body", "body": response.body})
@@ -175,18 +345,23 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1000})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(receive: Receive, send: Send, *, database: bool = True) -> None:
+    """Startup makes the aiohttp session and, with ``database``, opens the database pool (off
+    for an app that brings its own, as Django, whose router sends lifespan here)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
                 _upstream_session()
+                if database:
+                    await _open_database_at_startup()
             except Exception as exc:  # the server reports the reason and does not start
                 await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await _close_session()
+            await _close_pools()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -4,6 +4,12 @@
 on first use and remade when the process id changes, so a pool built before a fork (gunicorn
 ``--preload``, uWSGI's master) is never shared by workers, and under gevent it is built after
 the monkey-patching, on cooperative sockets.
+
+The database routes (``/db``, ``/queries``, ``/fortunes``, ``/db/sleep``, apps/dbcontract.py)
+use one psycopg 3 ``ConnectionPool`` per process, made and remade the same way. psycopg itself
+is imported only then: it picks its way of waiting on a socket when first imported, and under
+gevent that must happen after the monkey-patching (gunicorn ``--preload`` imports this module in
+the master, before any worker patches), or every query would block the whole worker.
 """
 
 from __future__ import annotations
@@ -11,12 +17,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
+from apps import dbcontract
 from apps.raw import common
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
+    from psycopg_pool import ConnectionPool
 
 try:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -71,10 +83,112 @@ def _wait(io: common.IoRequest) -> common.Response:
     return common.io_ok(io)
 
 
+_db_lock = threading.Lock()
+_db_pool: ConnectionPool | None = None
+_db_pool_pid = 0
+# A pool inherited through fork is kept, untouched: closing or collecting it here would stop
+# threads that are not ours and end sessions that belong to the parent.
+_db_inherited: list[ConnectionPool] = []
+
+Row = tuple[Any, ...]
+FortunesRenderer = Callable[[Sequence[Row]], common.Response]
+
+
+def _database_pool(url: str) -> ConnectionPool:
+    """This process's pool of ``dbcontract.pool_size()`` connections, made on first use and
+    remade after a fork (the old one belongs to the parent: its connections are not ours)."""
+    global _db_pool, _db_pool_pid
+    pid = os.getpid()
+    pool = _db_pool
+    if pool is not None and _db_pool_pid == pid:
+        return pool
+    with _db_lock:
+        if _db_pool is None or _db_pool_pid != pid:
+            from psycopg_pool import ConnectionPool
+
+            if _db_pool is not None:
+                _db_inherited.append(_db_pool)
+            size = dbcontract.pool_size()
+            # open=True: the pool's workers start connecting now; a request waits for a free
+            # connection up to psycopg_pool's timeout (30 s), then fails with PoolTimeout.
+            _db_pool = ConnectionPool(url, min_size=size, max_size=size, open=True)
+            _db_pool_pid = pid
+        return _db_pool
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What a failed database call raises. Evaluated only when an exception is on its way (an
+    ``except`` clause's expression), so psycopg is imported here, late, never before a fork."""
+    import psycopg
+
+    # psycopg.Error covers the pool's PoolTimeout and PoolClosed (OperationalError).
+    return psycopg.Error, OSError, LookupError
+
+
+def _one(cursor: Cursor[Row]) -> Row:
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError("no such world row")
+    return row
+
+
+def _db_fetch(conn: Connection[Row], db: dbcontract.DbRequest) -> list[Row]:
+    """The rows a request needs: one SELECT per world row (TechEmpower's multiple queries),
+    the fortune table, or nothing after ``pg_sleep``."""
+    if db.kind == "fortunes":
+        return conn.execute(dbcontract.SELECT_FORTUNES).fetchall()
+    if db.kind == "sleep":
+        conn.execute(dbcontract.SELECT_SLEEP, (db.ms / 1000,))
+        return []
+    return [_one(conn.execute(dbcontract.SELECT_WORLD, (world_id,)))
+            for world_id in dbcontract.random_ids(db.n)]
+
+
+def _db_respond(db: dbcontract.DbRequest, rows: Sequence[Row],
+                render_fortunes: FortunesRenderer) -> common.Response:
+    if db.kind == "db":
+        return dbcontract.db_response(rows[0])
+    if db.kind == "queries":
+        return dbcontract.queries_response(rows)
+    if db.kind == "fortunes":
+        return render_fortunes(rows)
+    return dbcontract.sleep_response(db.ms)
+
+
+def _db_answer(db: dbcontract.DbRequest,
+               render_fortunes: FortunesRenderer = dbcontract.fortunes_response
+               ) -> common.Response:
+    """A database request's answer; ``render_fortunes`` turns the fortune rows into the page
+    (a framework passes its template engine)."""
+    url = dbcontract.db_url()
+    if url is None:
+        return dbcontract.db_not_configured()
+    try:
+        # The pool's context commits the (read-only) transaction and gives the connection back.
+        with _database_pool(url).connection() as conn:
+            rows = _db_fetch(conn, db)
+    except _db_errors() as exc:
+        return dbcontract.db_failed(exc)
+    return _db_respond(db, rows, render_fortunes)
+
+
+def _db_route(method: str, path: str, query_string: str) -> common.Response | None:
+    """A database route's answer, or None when ``path`` is not one."""
+    db = dbcontract.parse_db(method, path, query_string)
+    return _db_answer(db) if isinstance(db, dbcontract.DbRequest) else db
+
+
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    answer = common.route(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
-                          environ.get("QUERY_STRING", ""))
-    response = _wait(answer) if isinstance(answer, common.IoRequest) else answer
+    method = environ["REQUEST_METHOD"]
+    path = environ.get("PATH_INFO", "")
+    query_string = environ.get("QUERY_STRING", "")
+    answer = common.route(method, path, query_string)
+    if isinstance(answer, common.IoRequest):
+        response = _wait(answer)
+    elif answer is common.NOT_FOUND:  # not one of common's routes: maybe a database route
+        response = _db_route(method, path, query_string) or answer
+    else:
+        response = answer
     # A copy: some servers (wsgiref) add their own headers to the list they are given.
     start_response(response.status_line, list(response.header_pairs))
     return [response.body]

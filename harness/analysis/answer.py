@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.analysis.findings.pools import caps_phrase, pool_caps
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.frames import RunData
 from harness.analysis.wording import (
@@ -26,13 +27,21 @@ from harness.analysis.wording import (
 )
 
 # The order of the rows across runs: the kinds of work a team asks about most first.
-KIND_ORDER = ("io", "cpu", "hello", "json", "websocket", "ws")
+KIND_ORDER = ("io", "db", "cpu", "hello", "json", "websocket", "ws")
 CLASSIC_SYNC = "gunicorn-sync"
 WHY_CPU = ("the work holds the CPU: an event loop runs it one request at a time, as a sync "
            "worker does")
 WHY_HELLO = "no wait to overlap: each server's own cost per request decides"
 WHY_WEBSOCKET = ("WSGI has no way to hold a connection open; one event loop holds them all")
 WHY_FAMILIES = "behind an event loop the framework's own cost shows"
+# A database group's reason when no wait is declared (queries take what they take).
+DB_GROUP_WHY = {
+    "drivers": "psycopg on both gateways isolates the gateway; asyncpg is a second driver on "
+               "the same loop",
+    "django": "the ORM is sync: from asgi.py, sync views and the async a-methods run it in "
+              "threads (sync_to_async)",
+}
+WHY_DB = "each query's cost in the driver and the framework, on the server's one CPU"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,8 +161,23 @@ def _family_why(run: RunData, base: str, wait_s: float | None) -> str:
             "cost shows" if cap else WHY_FAMILIES)
 
 
+def _database_why(run: RunData, f: Finding, wait_s: float | None) -> str:
+    """A database group's row: the pool physics of its two targets when the wait is declared,
+    else what the group isolates."""
+    group = str(f.question.get("group", ""))
+    if wait_s is None:
+        return DB_GROUP_WHY.get(group, WHY_DB)
+    servers = {side.rpartition(" on ")[2] for side in f.others[:2]}
+    apps = {str(t.get("app")) for t in run.meta.get("targets") or []
+            if group in ((t.get("family") or {}).get("groups") or ())}
+    caps = [c for c in pool_caps(run, wait_s) if c.server in servers and c.app in apps]
+    return ("each target holds at most min(request slots, pooled connections) queries at "
+            f"once: {caps_phrase(caps, wait_s)}" if caps else DB_GROUP_WHY.get(group, WHY_DB))
+
+
 def _family_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None,
                  anchor: str) -> list[AnswerRow]:
+    database = str((run.meta.get("scenario") or {}).get("kind") or "") == "db"
     rows = []
     for f in findings:
         if f.topic != "family_group" or f.caveat or len(f.others) < 2:
@@ -161,13 +185,19 @@ def _family_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None
         ratio_key = next((k for k in f.values if k.startswith("ratio_")), None)
         ratio = f.values.get(ratio_key) if ratio_key else None
         level = f.question.get("level")
+        # the faster of the base and the best other variant is the one to run
+        run_side, instead = f.others[1], f.others[0]
+        if ratio is not None and ratio < 1.0:
+            run_side, instead, ratio = instead, run_side, 1.0 / ratio
+        repeats = _repeats(run)
         rows.append(AnswerRow(
             work=f"{f.question.get('title')}, {f.question.get('kind')}, {level:g} clients"
             if isinstance(level, float) else str(f.question.get("title")),
-            run=f.others[1], instead_of=f.others[0],
+            run=run_side, instead_of=instead,
             by=fmt_ratio(ratio) if ratio is not None else "",
-            sure=f"{_repeats(run)} repeats pooled; no test",
-            why=_family_why(run, f.others[0], wait_s),
+            sure=f"{repeats} repeat{'s' if repeats != 1 else ''} pooled; no test",
+            why=_database_why(run, f, wait_s) if database
+            else _family_why(run, f.others[0], wait_s),
             run_id=run.run_id, anchor=anchor))
     return rows
 

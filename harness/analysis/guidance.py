@@ -33,8 +33,10 @@ TOPICS: Registry[Finder] = Registry("finding topic", {
     "memory": "harness.analysis.findings.memory:find",
     "caveats": "harness.analysis.findings.caveats:find",
     "websocket": "harness.analysis.findings.websocket:find",
+    "pools": "harness.analysis.findings.pools:find",
 })
-HTTP_TOPICS = ("capacity", "throughput", "families", "tail", "efficiency", "memory", "caveats")
+HTTP_TOPICS = ("capacity", "throughput", "families", "pools", "tail", "efficiency", "memory",
+               "caveats")
 WEBSOCKET_TOPICS = ("websocket",)
 
 

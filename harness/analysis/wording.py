@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pandas as pd
 
@@ -27,6 +28,15 @@ KIND_LABELS = {
     "json": "JSON",
     "websocket": "WebSocket echo",
     "ws": "WebSocket echo",
+    "db": "Database-bound",
+}
+
+# A database run's work, from its request path (the kind alone says only "database").
+DB_WORK_LABELS = {
+    "/db": "Database, one query a request",
+    "/queries": "Database, {n} queries a request",
+    "/fortunes": "Database, fortunes page",
+    "/db/sleep": "Database wait of {ms} ms",
 }
 
 
@@ -65,6 +75,15 @@ def level_phrase(load_model: str, level: float) -> str:
 def kind_label(meta: Mapping[str, Any]) -> str:
     scenario = meta.get("scenario") or {}
     kind = str(scenario.get("kind") or "")
+    if kind == "db":
+        path, _, query = str(scenario.get("endpoint") or "").partition("?")
+        template = DB_WORK_LABELS.get(path)
+        if template is not None:
+            params = dict(parse_qsl(query))
+            try:
+                return template.format(**params)
+            except KeyError:
+                pass
     return KIND_LABELS.get(kind, str(scenario.get("name") or kind or "Scenario"))
 
 

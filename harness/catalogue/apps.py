@@ -28,18 +28,19 @@ APPS: dict[str, AppFamily] = {
     for family in (
         AppFamily(name="raw", modules={"wsgi": "apps.raw.wsgi:app", "asgi": "apps.raw.asgi:app"},
                   description="no framework: the contract on the bare gateway (the baseline); "
-                              "psycopg 3 on both gateways", database=PSYCOPG),
+                              "psycopg 3 on both gateways", groups=("drivers",),
+                  database=PSYCOPG),
         AppFamily(name="raw-asyncpg", modules={"asgi": "apps.raw.asgi:app"},
                   env={dbcontract.DB_DRIVER_ENV: "asyncpg"},
                   description="the raw ASGI app with asyncpg for its database routes",
-                  distributions=("asyncpg",), database=ASYNCPG),
+                  groups=("drivers",), distributions=("asyncpg",), database=ASYNCPG),
         # One Django project (apps/djangoproj); the settings module picks the views.
         AppFamily(name="django",
                   modules={"wsgi": "apps.djangoproj.wsgi:application",
                            "asgi": "apps.djangoproj.asgi:application"},
                   env={_DJANGO_SETTINGS: "apps.djangoproj.settings"},
                   description="Django, sync views: from wsgi.py, and from asgi.py (each view "
-                              "run through sync_to_async, one thread per process)",
+                              "run through sync_to_async, in a thread of its request's own)",
                   groups=("django",), distributions=("django", "asgiref"),
                   database=DJANGO_POOL),
         AppFamily(name="django-async",

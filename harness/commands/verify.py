@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -16,6 +17,7 @@ from harness.commands import options
 from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
 from harness.ownapp import family_from_args
+from harness.services import database
 from harness.signals import terminate_as_interrupt
 from harness.verify import verify_family_target
 
@@ -33,6 +35,10 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
         help="CPUs to pin the servers to (default: the upper half; on 2 cores CPU 1)",
     )
     options.add_backend(verify)
+    verify.add_argument(
+        "--db-url", metavar="URL",
+        help="PostgreSQL with TechEmpower's tables for the database routes (default: a "
+             "scratch cluster the harness starts, when the family has database routes)")
     return verify
 
 
@@ -54,7 +60,8 @@ class Outcome:
 
 
 def verify_server(backend: Backend, server: catalogue.Server, *, app: str | catalogue.AppFamily,
-                  cpus: tuple[int, ...], upstream_url: str) -> Outcome:
+                  cpus: tuple[int, ...], upstream_url: str,
+                  db_url: str | None = None) -> Outcome:
     try:
         target = catalogue.make_target(server, app=app, cpus=len(cpus))
     except UsageError as exc:
@@ -62,8 +69,9 @@ def verify_server(backend: Backend, server: catalogue.Server, *, app: str | cata
         return Outcome(server=server, status="unsupported", detail=str(exc))
     preset = target.preset.describe()
     try:
-        with backend.start_target(target, cpus=cpus, upstream_url=upstream_url) as srv:
-            report = verify_family_target(srv.url, target, io=True)
+        with backend.start_target(target, cpus=cpus, upstream_url=upstream_url,
+                                  db_url=db_url) as srv:
+            report = verify_family_target(srv.url, target, io=True, db_url=db_url)
             died = None if srv.alive() else srv.exit_reason()
     except TargetError as exc:
         return Outcome(server=server, status="start failed", detail=_shorten(str(exc)),
@@ -88,10 +96,30 @@ def _colour(outcome: Outcome) -> str:
 
 def _verify_one(console: Console, backend: Backend, server: catalogue.Server, *,
                 app: str | catalogue.AppFamily,
-                cpus: tuple[int, ...], upstream_url: str) -> Outcome:
-    outcome = verify_server(backend, server, app=app, cpus=cpus, upstream_url=upstream_url)
+                cpus: tuple[int, ...], upstream_url: str, db_url: str | None) -> Outcome:
+    outcome = verify_server(backend, server, app=app, cpus=cpus, upstream_url=upstream_url,
+                            db_url=db_url)
     console.print(f"{server.name}: [{_colour(outcome)}]{outcome.status}[/]")
     return outcome
+
+
+def _connections(family: catalogue.AppFamily, servers: list[catalogue.Server], cpus: int) -> int:
+    """The most database connections one of ``servers`` serving ``family`` may hold."""
+    return max((catalogue.make_target(s, app=family, cpus=cpus).db_connections
+                for s in servers if s.gateway in family.modules), default=0)
+
+
+def _scratch_database(console: Console, stack: contextlib.ExitStack, backend: Backend,
+                      cpus: tuple[int, ...], connections: int) -> str | None:
+    """A scratch database for the family's database routes, or None (with a note) where the
+    backend cannot start one."""
+    try:
+        server = stack.enter_context(backend.start_database(
+            cpus=cpus, connections=database.max_connections([connections])))
+    except UsageError as exc:
+        console.print(f"[yellow]database routes not checked[/]: {exc}")
+        return None
+    return server.url
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,17 +132,26 @@ def main(args: argparse.Namespace) -> int:
     cpus = plan.server
     console = Console()
     outcomes: list[Outcome] = []
-    with terminate_as_interrupt(), get_backend(args.backend) as backend:
+    resolved = family if isinstance(family, catalogue.AppFamily) else catalogue.get_app(family)
+    db_url = database.check_url(args.db_url) if args.db_url else None
+    if db_url is not None:
+        database.check_database(db_url)
+    with terminate_as_interrupt(), get_backend(args.backend) as backend, \
+            contextlib.ExitStack() as stack:
         try:
-            upstream = backend.start_upstream(cpus=plan.loadgen)
+            upstream = stack.enter_context(backend.start_upstream(cpus=plan.loadgen))
+            if db_url is None and resolved.database is not None:
+                db_url = _scratch_database(console, stack, backend, plan.loadgen,
+                                           _connections(resolved, servers, len(cpus)))
         except TargetError as exc:
-            console.print(f"[red]upstream delay service failed to start[/]: {exc}")
+            console.print(f"[red]a service failed to start[/]: {exc}")
             return 1
-        with upstream:
-            console.print(f"{backend.name} backend: server CPUs {cpus_text(cpus)}, upstream "
-                          f"{upstream.url} on CPUs {cpus_text(plan.loadgen)}")
-            outcomes = [_verify_one(console, backend, server, app=family, cpus=cpus,
-                                    upstream_url=upstream.url) for server in servers]
+        console.print(f"{backend.name} backend: server CPUs {cpus_text(cpus)}, upstream "
+                      f"{upstream.url} on CPUs {cpus_text(plan.loadgen)}"
+                      + (f", database {database.redact(db_url)}" if db_url else ""))
+        outcomes = [_verify_one(console, backend, server, app=family, cpus=cpus,
+                                upstream_url=upstream.url, db_url=db_url)
+                    for server in servers]
     table = Table(title=f"verify: app {label!r}, CPUs {cpus_text(cpus)}",
                   title_justify="left")
     table.add_column("server", no_wrap=True)

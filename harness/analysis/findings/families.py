@@ -52,11 +52,14 @@ VARIANT_LABELS: dict[tuple[str, str], str] = {
     ("django", "wsgi"): "sync views from wsgi.py",
     ("django", "asgi"): "sync views from asgi.py",
     ("django-async", "asgi"): "async views from asgi.py",
+    ("raw", "wsgi"): "psycopg's pool under WSGI",
+    ("raw", "asgi"): "psycopg's async pool under ASGI",
+    ("raw-asyncpg", "asgi"): "asyncpg's pool under ASGI",
 }
 
 
 # How a group's sentence starts; other groups join their families' names with " vs ".
-GROUP_TITLES: dict[str, str] = {"django": "Django"}
+GROUP_TITLES: dict[str, str] = {"django": "Django", "drivers": "The raw app's database driver"}
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,8 @@ def group_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
     items = []
     for group in names:
         members = [a for a in planned_apps if group in groups.get(a, ())]
+        if len(members) < 2:  # one family on its two gateways is the WSGI vs ASGI finding
+            continue
         item = _group_item(run, closed, group, members, kind, floor)
         if item is not None:
             items.append(item)
@@ -372,11 +377,15 @@ def overhead_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                                   *(s for s, _g, _a in planned)]))
     kind = kind_label(run.meta)
     floor = service_floor(run, summary)
+    groups = family_groups(run, sorted({a for _s, _g, a in planned} | {BASELINE_APP}))
+    # raw's own variants (raw-asyncpg: another driver) are compared in their group, not as
+    # a framework's cost
+    variants = {a for a, g in groups.items() if set(g) & set(groups.get(BASELINE_APP, ()))}
     items = []
     for server in servers:
         apps = sorted({str(a) for a in closed[closed["server"] == server]["app"]}
                       | {a for s, _g, a in planned if s == server})
-        frameworks = [a for a in apps if a != BASELINE_APP]
+        frameworks = [a for a in apps if a != BASELINE_APP and a not in variants]
         if BASELINE_APP not in apps or not frameworks:
             continue
         item = _overhead_item(run, closed, server, frameworks, kind, floor)

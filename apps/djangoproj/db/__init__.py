@@ -1,0 +1,1 @@
+"""The contract's two tables as Django models (an installed app with no migrations)."""
