@@ -335,8 +335,10 @@ class _StartsCounted(LocalBackend):
         self.started: list[RunningServer] = []
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
-                     upstream_url: str | None = None) -> RunningServer:
-        server = super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url)
+                     upstream_url: str | None = None, db_url: str | None = None,
+                     ) -> RunningServer:
+        server = super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url,
+                                      db_url=db_url)
         self.started.append(server)
         return server
 

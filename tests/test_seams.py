@@ -38,9 +38,11 @@ class RecordingBackend(LocalBackend):
     started: ClassVar[list[str]] = []
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
-                     upstream_url: str | None = None) -> RunningServer:
+                     upstream_url: str | None = None, db_url: str | None = None,
+                     ) -> RunningServer:
         RecordingBackend.started.append(target.server.name)
-        return super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url)
+        return super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url,
+                                      db_url=db_url)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "started": list(self.started)}
