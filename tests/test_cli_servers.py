@@ -123,7 +123,8 @@ def test_verify_passes_real_servers_and_shows_a_table() -> None:
             for name in ("gunicorn-sync", "uvicorn") if re.match(rf"│ {name}\s", line)}
     assert "pass" in rows["gunicorn-sync"] and "unsupported (WSGI)" in rows["gunicorn-sync"]
     assert "pass" in rows["uvicorn"] and "checked" in rows["uvicorn"]
-    assert "14/14" in rows["uvicorn"]  # the WebSocket echo and broadcast checks included
+    # the WebSocket echo and broadcast, the database and the long-lived routes included
+    assert "32/32" in rows["uvicorn"]
 
 
 @pytest.fixture
@@ -144,7 +145,7 @@ def test_verify_reports_the_failing_check_unsupported_pairs_and_exits_1(
     monkeypatch.setenv("COLUMNS", "200")
     args = argparse.Namespace(servers=[broken_server, "gunicorn-sync"], app="broken", cpus=None,
                               backend="local", wsgi_app=None, asgi_app=None, app_dir=None,
-                              env=None, path=None)
+                              env=None, path=None, db_url=None)
     code = verify_command.main(args)
     out = capsys.readouterr().out
     assert code == 1, out

@@ -15,11 +15,18 @@ use one pool per event loop and process, kept the same way: psycopg 3's
 (family ``raw-asyncpg``). It is opened at lifespan startup when a database URL is set (a
 database that cannot be reached then does not stop the server: the routes answer 502 and the
 next request tries again), otherwise on first use, and closed at lifespan shutdown.
+
+The long-lived routes: ``/stream`` sends one ``http.response.body`` with ``more_body=True`` per
+event, waiting between them while it watches ``receive()`` for ``http.disconnect`` (a client
+that leaves ends the stream, as Starlette's StreamingResponse does), then a final empty body;
+``/upload`` hashes each ``http.request`` message as it arrives; ``/background`` sends its whole
+response, then does the work in the same handler, as Starlette's BackgroundTasks do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -252,20 +259,108 @@ async def _open_database_at_startup(driver: DbDriver | None = None) -> None:
         _log.warning("database pool not opened at startup (%s): %r", driver, exc)
 
 
-async def _http(scope: Scope, send: Send) -> None:
+_background = common.BackgroundCounters()
+_STREAM_RAW_HEADERS = [(name.encode("latin-1"), value.encode("latin-1"))
+                       for name, value in common.STREAM_HEADERS]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of request header ``name`` (lower-case, as ASGI gives names)."""
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (``http.disconnect``); the request's body messages
+    before it are read and dropped (a GET has one, empty)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _stream(stream: common.StreamRequest, receive: Receive, send: Send) -> None:
+    gone = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": list(_STREAM_RAW_HEADERS)})
+        for i in range(stream.events):
+            if i and stream.interval_ms:
+                # The wait, cut short when the client leaves (asyncio.wait never cancels it).
+                await asyncio.wait((gone,), timeout=stream.interval_s)
+            if gone.done():
+                return  # no one to send the rest to
+            await send({"type": "http.response.body", "body": stream.event(i),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:  # the spec's error for a send on a closed connection: the client left
+        return
+    finally:
+        gone.cancel()
+
+
+async def _upload(scope: Scope, receive: Receive) -> common.Response | None:
+    """The upload's answer, or None when the client left before the body's end."""
+    length = common.upload_length(_header(scope, b"content-length"),
+                                  _header(scope, b"transfer-encoding"))
+    if isinstance(length, common.Response):
+        return length  # the body is left unread: the server discards it or closes
+    digest = hashlib.sha256()
+    got = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        digest.update(chunk)
+        got += len(chunk)
+        if not message.get("more_body", False):
+            break
+    if got < length:
+        return common.upload_truncated(got, length)
+    return common.upload_response(got, digest.hexdigest())
+
+
+async def _respond(send: Send, response: common.Response) -> None:
+    await send({"type": "http.response.start", "status": response.status,
+                "headers": list(response.raw_headers)})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def _background_work(ms: int) -> None:
+    """``ms`` of waiting work after the response, in the handler that sent it (as Starlette's
+    BackgroundTasks); a cancelled handler (the server stopping) does not count it finished."""
+    _background.start()
+    await asyncio.sleep(ms / 1000)
+    _background.finish()
+
+
+async def _http(scope: Scope, receive: Receive, send: Send) -> None:
     method = scope["method"]
     path = scope["path"]
     query_string = scope.get("query_string", b"").decode("latin-1")
     answer = common.route(method, path, query_string)
+    if isinstance(answer, common.StreamRequest):
+        await _stream(answer, receive, send)
+        return
+    if isinstance(answer, common.BackgroundRequest):
+        await _respond(send, answer.response)
+        await _background_work(answer.ms)
+        return
     if isinstance(answer, common.IoRequest):
         response = await _wait(answer)
+    elif isinstance(answer, common.UploadRequest):
+        uploaded = await _upload(scope, receive)
+        if uploaded is None:
+            return
+        response = uploaded
+    elif isinstance(answer, common.StatsRequest):
+        response = _background.response()
     elif answer is common.NOT_FOUND:  # not one of common's routes: maybe a database route
         response = await _db_route(method, path, query_string) or answer
     else:
         response = answer
-    await send({"type": "http.response.start", "status": response.status,
-                "headers": list(response.raw_headers)})
-    await send({"type": "http.response.body", "body": response.body})
+    await _respond(send, response)
 
 
 def _local_subscribers() -> dict[int, Send]:
@@ -369,7 +464,7 @@ async def _lifespan(receive: Receive, send: Send, *, database: bool = True) -> N
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     kind = scope["type"]
     if kind == "http":
-        await _http(scope, send)
+        await _http(scope, receive, send)
     elif kind == "websocket":
         await _websocket(scope, receive, send)
     elif kind == "lifespan":

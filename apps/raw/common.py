@@ -2,16 +2,20 @@
 
 Both apps route a request to a :class:`Response` built here, so status, headers and body are the
 same bytes whichever gateway serves them; only the waiting in ``/io`` differs (a pooled urllib3
-call vs an aiohttp call, ``time.sleep`` vs ``asyncio.sleep``). The contract is written down in
-apps/README.md.
+call vs an aiohttp call, ``time.sleep`` vs ``asyncio.sleep``). The long-lived routes
+(``/stream``, ``/upload``, ``/background``) route to a request object instead, whose bytes
+(every event, the upload's answer, the per-process counters) are made here too; only how they
+are sent, read or waited for is the gateway's. The contract is written down in apps/README.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import cached_property
+from http import HTTPStatus
 from typing import Literal
 from urllib.parse import parse_qsl
 
@@ -32,8 +36,27 @@ UPSTREAM_EXTRA_TIMEOUT_S = 30.0
 # in the server under test.
 UPSTREAM_POOL_MAXSIZE = 1024
 
+STREAM_PATH = "/stream"
+STREAM_MAX_EVENTS = 10_000
+STREAM_MAX_INTERVAL_MS = 60_000
+UPLOAD_PATH = "/upload"
+UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # 67,108,864: a larger Content-Length is refused (413)
+# How much of an upload the WSGI app asks wsgi.input for at a time (an ASGI server chooses its
+# own message size): the app holds one chunk, never the whole body.
+UPLOAD_CHUNK_BYTES = 64 * 1024
+BACKGROUND_PATH = "/background"
+BACKGROUND_STATS_PATH = "/background/stats"
+BACKGROUND_MAX_MS = 60_000
+
 TEXT_PLAIN = "text/plain; charset=utf-8"
 APPLICATION_JSON = "application/json"
+# Event streams are UTF-8 by definition (WHATWG HTML, "Server-sent events"); the charset is
+# spelled out like every other text type of the contract, and as Starlette writes a text/ type.
+TEXT_EVENT_STREAM = "text/event-stream; charset=utf-8"
+# /stream's headers, in this order, and no content-length: the server frames the body (chunked,
+# or by closing the connection). no-cache: a cache must not hand one client's stream to another.
+STREAM_HEADERS: tuple[tuple[str, str], ...] = (("content-type", TEXT_EVENT_STREAM),
+                                                ("cache-control", "no-cache"))
 
 HELLO_BODY = b"Hello, World!"
 JSON_BODY = b'{"message":"Hello, World!"}'
@@ -43,13 +66,11 @@ METHOD_NOT_ALLOWED_BODY = b"Method Not Allowed"
 IoMode = Literal["upstream", "sleep"]
 IO_MODES: tuple[IoMode, ...] = ("upstream", "sleep")
 
-_HTTP_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    502: "Bad Gateway",
-}
+# WSGI's reason phrases: Python's own (http.HTTPStatus), which uvicorn sends for an ASGI app, so
+# the status lines compare equal behind both gateways (413 is "Request Entity Too Large" in
+# Python 3.11, RFC 9110's "Content Too Large" from 3.13 on).
+_HTTP_REASONS = {status: HTTPStatus(status).phrase
+                 for status in (200, 400, 404, 405, 411, 413, 502)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,8 +115,17 @@ JSON = Response(status=200, content_type=APPLICATION_JSON, body=JSON_BODY)
 NOT_FOUND = Response(status=404, content_type=TEXT_PLAIN, body=NOT_FOUND_BODY)
 METHOD_NOT_ALLOWED = Response(status=405, content_type=TEXT_PLAIN, body=METHOD_NOT_ALLOWED_BODY,
                               allow="GET")
+# The one route that takes POST (and nothing else).
+METHOD_NOT_ALLOWED_POST = Response(status=405, content_type=TEXT_PLAIN,
+                                   body=METHOD_NOT_ALLOWED_BODY, allow="POST")
+LENGTH_REQUIRED = Response(status=411, content_type=TEXT_PLAIN,
+                           body=b"Length Required: send the body with a Content-Length")
+UPLOAD_TOO_LARGE = Response(
+    status=413, content_type=TEXT_PLAIN,
+    body=f"Content Too Large: the body limit is {UPLOAD_MAX_BYTES} bytes".encode())
 
-ROUTES = ("/hello", "/json", "/io", "/cpu")
+# The GET routes (``/upload`` is POST, and the database routes are apps/dbcontract.py's).
+ROUTES = ("/hello", "/json", "/io", "/cpu", STREAM_PATH, BACKGROUND_PATH, BACKGROUND_STATS_PATH)
 
 
 def bad_request(message: str) -> Response:
@@ -204,8 +234,165 @@ def cpu_response(query_string: str) -> Response:
     return Response(status=200, content_type=APPLICATION_JSON, body=cpu_body(n, cpu_work(n)))
 
 
-def route(method: str, path: str, query_string: str) -> Response | IoRequest:
-    """Everything but the waiting: a finished Response, or the IoRequest the app must wait for."""
+@dataclass(frozen=True, kw_only=True)
+class StreamRequest:
+    """A valid ``/stream`` request: ``events`` events, ``interval_ms`` apart."""
+
+    events: int
+    interval_ms: int
+
+    @property
+    def interval_s(self) -> float:
+        return self.interval_ms / 1000
+
+    def event(self, i: int) -> bytes:
+        return stream_event(i, self.events, self.interval_ms)
+
+
+def stream_event(i: int, events: int, interval_ms: int) -> bytes:
+    """Event ``i`` (0-based) of a stream of ``events`` events ``interval_ms`` apart.
+
+    Deterministic (no clock): the client timestamps arrivals itself. ``of`` tells it how many
+    to expect (a cut stream is one whose last ``i`` is below ``of - 1``); ``at_ms`` is the
+    earliest the event can follow event 0 (the app waits ``interval_ms`` after each event).
+    """
+    data = json.dumps({"i": i, "of": events, "at_ms": i * interval_ms}, separators=(",", ":"))
+    return f"id: {i}\ndata: {data}\n\n".encode()
+
+
+def stream_body(events: int, interval_ms: int) -> bytes:
+    """The whole body of ``/stream?events=N&interval_ms=M``: every event, in order."""
+    return b"".join(stream_event(i, events, interval_ms) for i in range(events))
+
+
+def parse_stream(query_string: str) -> StreamRequest | Response:
+    """``events`` (required, 1..10000) and ``interval_ms`` (required, 0..60000)."""
+    events = _bounded_int(query_param(query_string, "events"), 1, STREAM_MAX_EVENTS)
+    if events is None:
+        return bad_request(f"events must be an integer 1..{STREAM_MAX_EVENTS}")
+    interval_ms = _bounded_int(query_param(query_string, "interval_ms"), 0,
+                               STREAM_MAX_INTERVAL_MS)
+    if interval_ms is None:
+        return bad_request(f"interval_ms must be an integer 0..{STREAM_MAX_INTERVAL_MS}")
+    return StreamRequest(events=events, interval_ms=interval_ms)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """``POST /upload``: the app checks the length (:func:`upload_length`), then reads."""
+
+
+UPLOAD = UploadRequest()
+
+
+def upload_length(content_length: str | None, transfer_encoding: str | None) -> int | Response:
+    """The number of body bytes to read, or the Response that refuses the upload.
+
+    A Transfer-Encoding (a chunked body, of unknown length) is refused with 411: the limit must
+    be known before reading, and not every WSGI server hands a chunked body to the app. Neither
+    header: no body (RFC 9112, 6.3), length 0. A Content-Length above ``UPLOAD_MAX_BYTES`` is
+    refused with 413 before a byte of the body is read. A server normally rejects a malformed
+    Content-Length itself; one that reaches the app is a 400.
+    """
+    if transfer_encoding and transfer_encoding.strip():
+        return LENGTH_REQUIRED
+    text = (content_length or "").strip()
+    if not text:
+        return 0
+    if not text.isascii() or not text.isdigit():
+        return bad_request("Content-Length must be an integer")
+    # Any number of more digits than the limit's is too large (and int() of thousands of
+    # digits would raise).
+    if len(text.lstrip("0")) > len(str(UPLOAD_MAX_BYTES)) or int(text) > UPLOAD_MAX_BYTES:
+        return UPLOAD_TOO_LARGE
+    return int(text)
+
+
+def upload_body(length: int, sha256_hex: str) -> bytes:
+    return json.dumps({"bytes": length, "sha256": sha256_hex}, separators=(",", ":")).encode()
+
+
+def upload_response(length: int, sha256_hex: str) -> Response:
+    return Response(status=200, content_type=APPLICATION_JSON,
+                    body=upload_body(length, sha256_hex))
+
+
+def upload_truncated(got: int, expected: int) -> Response:
+    """The body ended early (the client went away): what the app answers, if anyone listens."""
+    return bad_request(f"the body ended after {got} of {expected} bytes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackgroundRequest:
+    """A valid ``/background`` request: answer at once, then ``ms`` of waiting work."""
+
+    ms: int
+
+    @property
+    def response(self) -> Response:
+        return Response(status=200, content_type=APPLICATION_JSON, body=background_body(self.ms))
+
+
+def background_body(ms: int) -> bytes:
+    return json.dumps({"ms": ms, "queued": True}, separators=(",", ":")).encode()
+
+
+def parse_background(query_string: str) -> BackgroundRequest | Response:
+    """``ms`` (required, 0..60000)."""
+    ms = _bounded_int(query_param(query_string, "ms"), 0, BACKGROUND_MAX_MS)
+    if ms is None:
+        return bad_request(f"ms must be an integer 0..{BACKGROUND_MAX_MS}")
+    return BackgroundRequest(ms=ms)
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    """``GET /background/stats``: this worker process's counters."""
+
+
+BACKGROUND_STATS = StatsRequest()
+
+
+def background_stats_body(pid: int, started: int, finished: int) -> bytes:
+    return json.dumps({"pid": pid, "started": started, "finished": finished},
+                      separators=(",", ":")).encode()
+
+
+class BackgroundCounters:
+    """Background tasks started and finished in this process (one per app module: a process
+    serves one gateway). A task is started when its work begins, after the response, and
+    finished when the work ends; ``started - finished`` are running. Thread-safe: a threaded
+    WSGI server runs several ``close()`` at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = 0
+        self.finished = 0
+
+    def start(self) -> None:
+        with self._lock:
+            self.started += 1
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished += 1
+
+    def response(self) -> Response:
+        with self._lock:
+            started, finished = self.started, self.finished
+        return Response(status=200, content_type=APPLICATION_JSON,
+                        body=background_stats_body(os.getpid(), started, finished))
+
+
+Routed = Response | IoRequest | StreamRequest | UploadRequest | BackgroundRequest | StatsRequest
+
+
+def route(method: str, path: str, query_string: str) -> Routed:
+    """Everything but the waiting, streaming and reading: a finished Response, or the request
+    object the app must wait for (IoRequest), stream (StreamRequest), read (UploadRequest), or
+    answer and then work for (BackgroundRequest), or the stats it must report."""
+    if path == UPLOAD_PATH:
+        return UPLOAD if method == "POST" else METHOD_NOT_ALLOWED_POST
     if path not in ROUTES:
         return NOT_FOUND
     if method != "GET":
@@ -216,4 +403,10 @@ def route(method: str, path: str, query_string: str) -> Response | IoRequest:
         return JSON
     if path == "/cpu":
         return cpu_response(query_string)
+    if path == STREAM_PATH:
+        return parse_stream(query_string)
+    if path == BACKGROUND_PATH:
+        return parse_background(query_string)
+    if path == BACKGROUND_STATS_PATH:
+        return BACKGROUND_STATS
     return parse_io(query_string)

@@ -10,14 +10,20 @@ use one psycopg 3 ``ConnectionPool`` per process, made and remade the same way. 
 is imported only then: it picks its way of waiting on a socket when first imported, and under
 gevent that must happen after the monkey-patching (gunicorn ``--preload`` imports this module in
 the master, before any worker patches), or every query would block the whole worker.
+
+The long-lived routes use only PEP 3333: ``/stream`` returns a generator that yields each event
+(the server writes each as it is yielded) and sleeps between them; ``/upload`` reads
+``wsgi.input`` in chunks up to ``CONTENT_LENGTH``, hashing as it reads; ``/background`` returns
+an iterable whose ``close()``, which the server calls once the body is sent, does the work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import urllib3
@@ -178,13 +184,76 @@ def _db_route(method: str, path: str, query_string: str) -> common.Response | No
     return _db_answer(db) if isinstance(db, dbcontract.DbRequest) else db
 
 
+_background = common.BackgroundCounters()
+
+
+def _stream(stream: common.StreamRequest) -> Iterator[bytes]:
+    """Each event as it is made; the server writes it before asking for the next, so the wait
+    runs between two writes. A write that fails (the client left) ends the response, and the
+    server closes this generator at its ``yield``: no more events are made."""
+    for i in range(stream.events):
+        if i:
+            time.sleep(stream.interval_s)
+        yield stream.event(i)
+
+
+def _upload(environ: WSGIEnvironment) -> common.Response:
+    length = common.upload_length(environ.get("CONTENT_LENGTH"),
+                                  environ.get("HTTP_TRANSFER_ENCODING"))
+    if isinstance(length, common.Response):
+        return length  # the body is left unread: the server drains it or closes
+    body = environ["wsgi.input"]
+    digest = hashlib.sha256()
+    remaining = length
+    while remaining:
+        try:
+            chunk = body.read(min(common.UPLOAD_CHUNK_BYTES, remaining))
+        except OSError:  # the client went away mid-body (gunicorn's NoMoreData is an IOError)
+            chunk = b""
+        if not chunk:
+            return common.upload_truncated(length - remaining, length)
+        digest.update(chunk)
+        remaining -= len(chunk)
+    return common.upload_response(length, digest.hexdigest())
+
+
+class _WorkAfterResponse:
+    """A one-item body whose ``close()`` does ``ms`` of waiting work (a sleep: cooperative under
+    gevent). PEP 3333 servers call ``close()`` once they have sent the body, in the thread
+    (greenlet) that served the request, so the work holds that worker until it is done."""
+
+    def __init__(self, body: bytes, ms: int) -> None:
+        self._body = body
+        self._ms = ms
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter((self._body,))
+
+    def close(self) -> None:
+        _background.start()
+        time.sleep(self._ms / 1000)
+        _background.finish()  # not counted when the work is cut (the worker killed)
+
+
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     method = environ["REQUEST_METHOD"]
     path = environ.get("PATH_INFO", "")
     query_string = environ.get("QUERY_STRING", "")
     answer = common.route(method, path, query_string)
+    if isinstance(answer, common.StreamRequest):
+        # No content-length: the server frames the body (chunked, or by closing).
+        start_response("200 OK", list(common.STREAM_HEADERS))
+        return _stream(answer)
+    if isinstance(answer, common.BackgroundRequest):
+        response = answer.response
+        start_response(response.status_line, list(response.header_pairs))
+        return _WorkAfterResponse(response.body, answer.ms)
     if isinstance(answer, common.IoRequest):
         response = _wait(answer)
+    elif isinstance(answer, common.UploadRequest):
+        response = _upload(environ)
+    elif isinstance(answer, common.StatsRequest):
+        response = _background.response()
     elif answer is common.NOT_FOUND:  # not one of common's routes: maybe a database route
         response = _db_route(method, path, query_string) or answer
     else:

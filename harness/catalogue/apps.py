@@ -29,11 +29,12 @@ APPS: dict[str, AppFamily] = {
         AppFamily(name="raw", modules={"wsgi": "apps.raw.wsgi:app", "asgi": "apps.raw.asgi:app"},
                   description="no framework: the contract on the bare gateway (the baseline); "
                               "psycopg 3 on both gateways", groups=("drivers",),
-                  database=PSYCOPG),
+                  database=PSYCOPG, long_lived=True),
         AppFamily(name="raw-asyncpg", modules={"asgi": "apps.raw.asgi:app"},
                   env={dbcontract.DB_DRIVER_ENV: "asyncpg"},
                   description="the raw ASGI app with asyncpg for its database routes",
-                  groups=("drivers",), distributions=("asyncpg",), database=ASYNCPG),
+                  groups=("drivers",), distributions=("asyncpg",), database=ASYNCPG,
+                  long_lived=True),
         # One Django project (apps/djangoproj); the settings module picks the views.
         AppFamily(name="django",
                   modules={"wsgi": "apps.djangoproj.wsgi:application",

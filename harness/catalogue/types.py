@@ -123,7 +123,8 @@ class AppFamily:
     user's own app only: it does not answer the app contract, so verify checks just that this
     path answers 2xx, and readiness probes it instead of ``/hello``. ``database`` is the driver
     of its database routes (``/db``, ``/queries``, ``/fortunes``, ``/db/sleep``; None: it has
-    none, and a database scenario plans it as unsupported).
+    none, and a database scenario plans it as unsupported). ``long_lived``: its apps serve
+    ``/stream``, ``/upload`` and ``/background`` (the raw apps; verify checks them).
     """
 
     name: str
@@ -136,6 +137,7 @@ class AppFamily:
     websocket: bool = True
     check_path: str | None = None
     database: DbDriver | None = None
+    long_lived: bool = False
 
     @property
     def contract(self) -> bool:
