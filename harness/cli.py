@@ -1,8 +1,11 @@
-"""Dispatch only: each subcommand is a module of harness.commands with ``add_parser(subparsers)``
-(its arguments and help) and ``main(args) -> int``, listed once in :data:`COMMANDS`.
+"""Dispatch only: each subcommand is a module of harness.commands with ``HELP`` (its line in
+``harness --help``), ``add_parser(subparsers)`` (its arguments) and ``main(args) -> int``,
+listed once in :data:`COMMANDS`.
 
-The command modules keep pandas and matplotlib inside their ``main``, so that ``harness --help``
-and ``harness load`` do not pay for them.
+A command module imports at its top only what its parser needs, and the rest in ``main``; the
+CLI builds the arguments of the one command named on the command line, the others by their
+``HELP`` alone. So ``harness --help`` imports no command's dependencies, and ``harness X``
+only X's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,17 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(f"harness.commands.{name.replace('-', '_')}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def named_command(argv: Sequence[str]) -> str | None:
+    """The module name of the subcommand ``argv`` names (its first word that is no option:
+    ``harness`` itself takes no option with a value), or None."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    name = word.replace("-", "_") if word is not None else None
+    return name if name in COMMANDS else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand's arguments; given ``argv``, only those of the command
+    it names, every other command listed by its help line (what ``harness --help`` shows)."""
     parser = Parser(
         prog="harness",
         description=(
@@ -41,13 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    chosen = named_command(argv) if argv is not None else None
     for name in COMMANDS:
-        command_module(name).add_parser(subparsers)
+        module = command_module(name)
+        if argv is None or name == chosen:
+            module.add_parser(subparsers)
+        else:
+            subparsers.add_parser(name.replace("_", "-"), help=module.HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

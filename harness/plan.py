@@ -16,7 +16,14 @@ from harness import catalogue
 from harness.cpus import allocate_cpus
 from harness.errors import UsageError
 from harness.results import LoadModel
-from harness.scenarios import MAX_CONCURRENCY, Levels, Scenario, Timing, WebSocketLevels
+from harness.scenarios import (
+    MAX_CONCURRENCY,
+    Levels,
+    Scenario,
+    SlowClientsLevels,
+    Timing,
+    WebSocketLevels,
+)
 from harness.services.database import check_url, max_connections
 from harness.slo import OFF, SearchPolicy, Slo
 
@@ -48,15 +55,20 @@ class Level:
     concurrency: int | None = None
     rate: float | None = None
     message_size: int | None = None  # WebSocket only
+    slow_clients: int | None = None  # "slow": held beside ``concurrency`` closed-loop clients
 
     @property
     def value(self) -> float:
         if self.load_model == "open":
             return float(self.rate or 0.0)
+        if self.load_model == "slow":
+            return float(self.slow_clients or 0)
         return float(self.concurrency or 0)
 
     def label(self) -> str:
         size = f" ({self.message_size} B)" if self.message_size is not None else ""
+        if self.load_model == "slow":
+            return f"{self.concurrency} conn + {self.slow_clients} slow"
         if self.load_model == "closed":
             return f"{self.concurrency} conn{size}"
         if self.load_model == "open":
@@ -166,7 +178,9 @@ class Plan:
         return {
             "quick": self.quick,
             "levels": [{"load_model": lv.load_model, "concurrency": lv.concurrency,
-                        "rate": lv.rate, "message_size": lv.message_size}
+                        "rate": lv.rate, "message_size": lv.message_size,
+                        **({"slow_clients": lv.slow_clients}
+                           if lv.slow_clients is not None else {})}
                        for lv in self.levels],
             "warmup_s": self.timing.warmup_s,
             "duration_s": self.timing.duration_s,
@@ -182,7 +196,8 @@ class Plan:
 
 def _levels(levels: Levels, concurrency: Sequence[int] | None,
             rate: Sequence[float] | None,
-            websocket: WebSocketLevels | None = None) -> tuple[Level, ...]:
+            websocket: WebSocketLevels | None = None,
+            slow: SlowClientsLevels | None = None) -> tuple[Level, ...]:
     # Levels given on the command line replace the scenario's; giving only one kind of level
     # means "only that kind" (for WebSocket: only echo levels of that kind).
     given = concurrency is not None or rate is not None
@@ -190,6 +205,9 @@ def _levels(levels: Levels, concurrency: Sequence[int] | None,
         levels = Levels(concurrency=tuple(concurrency or ()), rate=tuple(rate or ()))
     if any(c > MAX_CONCURRENCY for c in levels.concurrency):
         raise UsageError(f"--concurrency: expected at most {MAX_CONCURRENCY} connections")
+    if slow is not None:
+        return tuple(Level(load_model="slow", concurrency=c, slow_clients=k)
+                     for c in levels.concurrency for k in slow.counts)
     if websocket is None:
         return tuple([Level(load_model="closed", concurrency=c) for c in levels.concurrency]
                      + [Level(load_model="open", rate=r) for r in levels.rate])
@@ -251,7 +269,8 @@ def build_plan(scenario: Scenario, options: PlanOptions | None = None) -> Plan:
         if value is not None and value <= 0:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
     levels = _levels(scenario.quick_levels if opts.quick else scenario.levels, opts.concurrency,
-                     opts.rate, scenario.quick_websocket if opts.quick else scenario.websocket)
+                     opts.rate, scenario.quick_websocket if opts.quick else scenario.websocket,
+                     scenario.slow_clients)
     if not levels and (opts.slo is None or opts.slo is OFF) and scenario.slo is None:
         raise UsageError("the plan has no load level: expected --concurrency or --rate")
     planned = _targets(scenario, opts, cpus=len(cpus.server))

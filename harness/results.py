@@ -12,7 +12,7 @@ Layout of one run folder (``results/<run-id>/`` by default)::
     series/<trial_id>.csv          per second: second, requests (due in it: the latency
                                    sample), completed (successes answered in it: the
                                    throughput), errors, p50_ms, p99_ms, server_cpu_pct,
-                                   server_rss_mb. Runs before "completed" existed leave it empty
+                                   server_rss_mb
     capacity.csv                   with a latency objective (--slo): one row per target and
                                    search, its capacity and the trials that prove it, and a
                                    head-to-head search's pair (CAPACITY_COLUMNS)
@@ -20,6 +20,9 @@ Layout of one run folder (``results/<run-id>/`` by default)::
 Every trial is appended (and flushed to disk) the moment it ends, so a crash or Ctrl-C loses
 nothing measured before it. ``run.json`` is rewritten atomically at the start and at the end.
 CPU percentages are percent of one CPU (100 = one core busy), as in top.
+
+``run.json`` may carry ``notice``, a caution about the run that the report shows first in its
+section (a run made up for tests says it is no measurement); ``harness run`` writes none.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ from typing import Any, Literal
 
 # 2: trials.csv gains outcome (valid / overloaded / invalid), protocol, message_size,
 # connections_at_end, memory_per_connection_kb, notes, phase, others_cpu_pct and steal_pct,
-# and capacity.csv appears (capacity at a latency objective); version 1 folders are still read.
-# Columns added since are optional (harness.analysis.frames.OPTIONAL_TRIAL_COLUMNS): a folder
-# written before one existed still reads, the column empty.
+# and capacity.csv appears (capacity at a latency objective). A folder of version 1, or one
+# written before a later column existed, is read in today's shape: harness.analysis.migrate
+# holds every such fix, applied as the folder is loaded.
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
@@ -55,7 +58,7 @@ SERIES_COLUMNS = ("second", "requests", "completed", "errors", "p50_ms", "p99_ms
 
 # closed / open loop (HTTP requests, or WebSocket echo round trips); a WebSocket broadcast
 # (level: subscribers) or idle connections held (level: connections)
-LoadModel = Literal["closed", "open", "broadcast", "idle"]
+LoadModel = Literal["closed", "open", "broadcast", "idle", "slow"]
 Outcome = Literal["valid", "overloaded", "invalid"]
 
 
@@ -141,7 +144,7 @@ class TrialRecord:
     loadgen_cpus: str
     started_at: str
     # what the generator wants known that is not a reason to reject the trial (e.g. it fell
-    # back to millisecond timers); empty in runs written before this column existed
+    # back to millisecond timers)
     notes: str = ""
     # "http", or "websocket": a request is then one message round trip (a broadcast: one
     # delivery); errors_status counts refused upgrades, errors_body wrong echoes, errors_io
@@ -152,7 +155,7 @@ class TrialRecord:
     # idle connections: the server's memory (PSS, else RSS) per connection held, in KiB
     memory_per_connection_kb: float | None = None
     # valid, overloaded (the server did not keep up: a result) or invalid (not vouched for);
-    # runs of schema version 1 have no column: readers derive it (harness.analysis.frames)
+    # schema version 1 had only ``valid`` (harness.analysis.migrate derives this from it)
     outcome: Outcome = "valid"
     # "sweep": a level of the plan; "search": a step of the capacity search at an objective
     phase: str = "sweep"
@@ -166,6 +169,9 @@ class TrialRecord:
     # the server's connections on its port per worker process, mid-window, most first
     # ("16 0 0": one of three workers held all 16); empty when not counted (harness.sampling)
     connections_per_worker: str = ""
+    # a slow-clients level ("slow"): the slow clients held beside the ``concurrency`` closed-loop
+    # clients measured (harness.loadgen.slowclients); empty otherwise
+    slow_clients: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,7 +192,7 @@ class CapacityRecord:
     steps: int
     note: str
     # the head-to-head pair (run --head-to-head) this search belongs to; None for a search of
-    # the plan's rounds. A column added after version 2: older files read it as empty.
+    # the plan's rounds
     pair: int | None = None
 
 
@@ -394,7 +400,7 @@ def series_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / SERIES_DIR / f"{trial_id}.csv"
 
 
-TRIAL_TAGS = {"closed": "c", "open": "R", "broadcast": "b", "idle": "i"}
+TRIAL_TAGS = {"closed": "c", "open": "R", "broadcast": "b", "idle": "i", "slow": "s"}
 
 
 def trial_id(index: int, server: str, load_model: str, level: float, repeat: int,

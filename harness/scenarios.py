@@ -70,6 +70,22 @@ class WebSocketLevels:
     idle_connections: tuple[int, ...] = ()
 
 
+SlowMode = Literal["headers", "read"]
+SLOW_MODES: tuple[str, ...] = get_args(SlowMode)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlowClientsLevels:
+    """``[slow_clients]``: each closed-loop level runs once per count of slow clients held
+    meanwhile (0: the baseline), each trickling its request headers (``headers``) or reading
+    its answer (``read``, from ``path``) one byte every ``byte_interval_s``."""
+
+    counts: tuple[int, ...]
+    mode: SlowMode = "headers"
+    byte_interval_s: float = 1.0
+    path: str = "/hello"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Scenario:
     """A validated scenario. ``quick`` holds the short levels and timing used by ``--quick``."""
@@ -94,6 +110,7 @@ class Scenario:
     body: bytes
     websocket: WebSocketLevels | None
     quick_websocket: WebSocketLevels | None
+    slow_clients: SlowClientsLevels | None
     slo: Slo | None
     search: SearchPolicy
     source: str
@@ -266,6 +283,26 @@ def _websocket(fields: _Fields, default: WebSocketLevels) -> WebSocketLevels:
     )
 
 
+def _slow_clients(fields: _Fields, path: str) -> SlowClientsLevels | None:
+    """``[slow_clients]`` (None when the scenario has no such table)."""
+    counts = fields.get("counts")
+    if counts is None:  # other keys of the table are then unknown ones, refused at the end
+        return None
+    if (not isinstance(counts, list) or not counts or len(set(counts)) != len(counts)
+            or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= MAX_CONCURRENCY
+                   for c in counts)):
+        raise fields.fail("counts", f"a list of distinct integers 0..{MAX_CONCURRENCY}", counts)
+    mode = fields.string("mode", "headers")
+    if mode not in SLOW_MODES:
+        raise fields.fail("mode", f"one of {', '.join(SLOW_MODES)}", mode)
+    slow_path = fields.string("path", path)
+    if not slow_path.startswith("/"):
+        raise fields.fail("path", "a path starting with '/'", slow_path)
+    return SlowClientsLevels(counts=tuple(counts), mode=mode,  # type: ignore[arg-type]
+                             byte_interval_s=fields.duration("byte_interval", 1.0),
+                             path=slow_path)
+
+
 def _slo(fields: _Fields) -> tuple[Slo | None, SearchPolicy]:
     """``[slo]``: ``objective = "p99=100ms,errors=0.1%"`` and the search's bounds."""
     default = SearchPolicy()
@@ -301,6 +338,24 @@ def _timing(fields: _Fields, default: Timing | None) -> Timing:
     )
 
 
+def _request(request: _Fields) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
+    """``[request]``: the path with its query, the method, the headers and the body."""
+    path = request.string("path")
+    if not path.startswith("/"):
+        raise request.fail("path", "a path starting with '/'", path)
+    params = request.get("params", {})
+    if not isinstance(params, dict) or any(
+        isinstance(v, bool) or not isinstance(v, str | int | float) for v in params.values()
+    ):
+        raise request.fail("params", "a table of strings and numbers", params)
+    if params:
+        path = f"{path}?{urlencode(params)}"
+    body = request.get("body", "")
+    if not isinstance(body, str):
+        raise request.fail("body", "a string (sent as UTF-8)", body)
+    return path, request.string("method", "GET").upper(), _headers(request), body
+
+
 def parse_scenario(text: str, source: str) -> Scenario:
     """Validate the TOML text of a scenario; ``source`` names it in errors."""
     try:
@@ -314,21 +369,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
     is_ws = kind == "websocket"
 
     request = top.sub("request")
-    path = request.string("path")
-    if not path.startswith("/"):
-        raise request.fail("path", "a path starting with '/'", path)
-    params = request.get("params", {})
-    if not isinstance(params, dict) or any(
-        isinstance(v, bool) or not isinstance(v, str | int | float) for v in params.values()
-    ):
-        raise request.fail("params", "a table of strings and numbers", params)
-    if params:
-        path = f"{path}?{urlencode(params)}"
-    method = request.string("method", "GET").upper()
-    headers = _headers(request)
-    body = request.get("body", "")
-    if not isinstance(body, str):
-        raise request.fail("body", "a string (sent as UTF-8)", body)
+    path, method, headers, body = _request(request)
 
     load = top.sub("load")
     timing = _timing(top.sub("timing"), None)
@@ -346,6 +387,10 @@ def parse_scenario(text: str, source: str) -> Scenario:
                              "'rate' (echo), or [websocket] 'broadcast_subscribers' or "
                              "'idle_connections'")
     slo, search = _slo(top.sub("slo"))
+    slow = _slow_clients(top.sub("slow_clients"), path)
+    if slow is not None and (is_ws or not levels.concurrency):
+        raise UsageError(f"{source}: table 'slow_clients': expected an HTTP scenario with "
+                         "closed-loop levels ([load] 'concurrency') to run beside them")
     upstream = top.sub("upstream")
     database = top.sub("database")
     scenario = Scenario(
@@ -370,6 +415,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         body=body.encode(),
         websocket=websocket,
         quick_websocket=quick_websocket,
+        slow_clients=slow,
         slo=slo,
         search=search,
         source=source,

@@ -158,7 +158,7 @@ def parse_slo(text: str, *, what: str = "--slo") -> Slo:
 def open_loop_overload(slo: Slo, load_model: str, outcome: str, value_ms: float | None,
                        error_rate: float) -> str | None:
     """The open-loop objective, for a trial being measured (``judge_open_loop``) and for one
-    read back from a run folder (harness.analysis.frames.judge_objective): why a valid
+    read back from a run folder (harness.analysis.migrate.judge_objective): why a valid
     open-loop trial whose latency (``value_ms``, the objective's percentile) missed ``slo`` is
     overloaded (``Slo.overload``); None for any other trial (closed loop: its clients wait,
     nothing queues) or one with nothing measured (None or NaN)."""

@@ -9,8 +9,10 @@ rate against the objective: harness.slo.judge_open_loop).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from harness.backends.base import RunningTarget
 from harness.cpus import cpus_text
@@ -19,12 +21,29 @@ from harness.drivers import Driver
 from harness.errors import GeneratorError, UnreachableError
 from harness.loadgen import LoadResult, LoadSpec
 from harness.loadgen.histograms import percentiles_ms
+from harness.loadgen.slowclients import SlowClients, SlowClientsResult
 from harness.noise import Noise, NoiseProbe
 from harness.plan import Level, Plan, PlannedTarget
 from harness.results import RunWriter, TrialRecord, TrialStatus, judge, trial_id
 from harness.run_state import RunObserver, RunOutcome
 from harness.sampling import Usage
 from harness.slo import judge_open_loop
+
+# Slow clients are held this much past the trial's own warm-up, duration and timeout, so they
+# outlast the measured window whatever the generator's start-up takes.
+SLOW_CLIENTS_SLACK_S = 5.0
+
+
+def slow_note(slow: SlowClientsResult) -> str:
+    """What the slow clients saw, for the trial's notes: how many were held to the end, and
+    how many times the server gave up on one, after how long."""
+    held = slow.held_before_close_s
+    closed = (f", the server closed {slow.closed_by_server} (held p50 "
+              f"{held['p50']:.1f} s, max {held['max']:.1f} s)"
+              if slow.closed_by_server and held["p50"] is not None and held["max"] is not None
+              else ", the server closed none")
+    return (f"slow clients ({slow.mode}, a byte every {slow.byte_interval_s:g} s): "
+            f"{slow.held_at_end} of {slow.count} held at the end{closed}")
 
 
 def _now_iso() -> str:
@@ -144,8 +163,11 @@ class Trials:
         noise = NoiseProbe(self.speed)
         noise.start()
         sampler.start()
+        slow: SlowClients | None = None
         try:
-            result = self.driver.measure(spec)
+            with contextlib.ExitStack() as stack:
+                slow = self._slow_clients(stack, key.level, server, spec)
+                result = self.driver.measure(spec)
         except (UnreachableError, GeneratorError) as exc:
             # The generator checks the target before it starts: a server that died (or stopped
             # accepting) since the last trial is this trial's failure, not the run's; so is a
@@ -163,7 +185,8 @@ class Trials:
             record = self._record(key, result=result, usage=usage, died=died,
                                   noise=noise.stop(extra_cpu_s=server_cpu_s,
                                                    window=(result.window_start_ns,
-                                                           result.window_end_ns)))
+                                                           result.window_end_ns)),
+                                  slow=slow.result if slow is not None else None)
             self.writer.append_trial(
                 record,
                 latency_hdr=result.latency.encode(),
@@ -179,6 +202,20 @@ class Trials:
                 sampler.stop()
         return record
 
+    def _slow_clients(self, stack: contextlib.ExitStack, level: Level, server: RunningTarget,
+                      spec: LoadSpec) -> SlowClients | None:
+        """The level's slow clients, connected before the load starts and held through it
+        (on the generator's CPUs, in a process of their own); None when it has none."""
+        scenario = self.plan.scenario.slow_clients
+        if level.load_model != "slow" or not level.slow_clients or scenario is None:
+            return None
+        parts = urlsplit(server.url)
+        held_s = spec.warmup_s + spec.duration_s + spec.timeout_s + SLOW_CLIENTS_SLACK_S
+        return stack.enter_context(SlowClients(
+            parts.hostname or "127.0.0.1", parts.port or 80, level.slow_clients,
+            mode=scenario.mode, byte_interval_s=scenario.byte_interval_s, duration_s=held_s,
+            path=scenario.path, cpus=self.plan.loadgen_cpus))
+
     @staticmethod
     def _series(result: LoadResult, usage: Usage) -> list[dict[str, object]]:
         # The generator's seconds start at its measured window; so do the server's rows.
@@ -192,7 +229,8 @@ class Trials:
     def _record(self, key: TrialKey, *, result: LoadResult | None = None,
                 usage: Usage | None = None, died: str | None = None,
                 failure: str | None = None, unsupported: bool = False,
-                noise: Noise | None = None) -> TrialRecord:
+                noise: Noise | None = None, slow: SlowClientsResult | None = None,
+                ) -> TrialRecord:
         """The one builder of a trial's row: measured (``result`` and ``usage``), or not
         measured (``failure``: kept, status failed, with the reason)."""
         planned, level = key.planned, key.level
@@ -244,7 +282,8 @@ class Trials:
             workers=preset.workers, threads=preset.threads,
             server_cpus=cpus_text(self.plan.server_cpus),
             loadgen_cpus=cpus_text(self.plan.loadgen_cpus), started_at=key.started_at,
-            notes="; ".join([*result.notes, *([noise.note()] if noise and noise.busy else [])]),
+            notes="; ".join([*result.notes, *([noise.note()] if noise and noise.busy else []),
+                             *([slow_note(slow)] if slow is not None else [])]),
             others_cpu_pct=noise.others_cpu_pct if noise else None,
             steal_pct=noise.steal_pct if noise else None,
             cpu_slowdown=noise.cpu_slowdown if noise else None,
@@ -256,6 +295,7 @@ class Trials:
             if usage.connections_by_process and not failure else "",
             memory_per_connection_kb=_memory_per_connection_kb(usage, window, level)
             if idle and not failure else None,
+            slow_clients=level.slow_clients,
         ), self.plan.slo)
 
 

@@ -65,6 +65,43 @@ def test_report_shows_the_run_setup(report_run: Path) -> None:
         assert needle in markdown, needle
 
 
+def test_a_run_that_carries_a_notice_shows_it_first(report_run: Path) -> None:
+    """run.json's notice (the synthetic run's: made up, not measured) leads its section and
+    its facts; the report does not ask what wrote the run."""
+    notice = json.loads((report_run / "run.json").read_text())["notice"]
+    markdown = report_text(report_run)
+    html = report_text(report_run, "html")
+    section = markdown.split("## I/O-bound: scenario io_bound", 1)[1]
+    assert f"\n**Note:** {notice}\n" in section.split("### Findings", 1)[0]
+    assert f"| NOTE | {notice} |" in markdown
+    assert f'<p><span class="badge">note</span> {notice}</p>' in html
+
+
+def test_both_renderers_walk_the_one_outline(report_run: Path) -> None:
+    """Each renderer draws every part the outline puts in its format, and no other; a part
+    shows where the outline puts it, in its order."""
+    from harness.analysis.report import html, markdown
+    from harness.analysis.report.sections import RUN_OUTLINE, Page, parts_on
+
+    assert set(html.PARTS) == {p.name for p in RUN_OUTLINE if p.html is not None}
+    assert set(markdown.PARTS) == {p.name for p in RUN_OUTLINE if p.markdown is not None}
+    assert "presets" in parts_on(Page.REPORT, "html")
+    assert "presets" in parts_on(Page.TRIALS, "markdown")
+    report_md, trials_md, report_html, trials_html = (
+        (report_run / name).read_text(encoding="utf-8")
+        for name in ("report.md", "trials.md", "report.html", "trials.html"))
+    for text, headings in (
+            (report_md, ["### Findings", "### Caveats", "### Plots", "### What ran on what"]),
+            (trials_md, ["### Results per server and level", "### Servers and presets",
+                         "### Versions", "### All "]),
+            (report_html, ["<h3>Findings</h3>", "<h3>Caveats</h3>", "<h3>Plots</h3>",
+                           "<summary>What ran on what</summary>",
+                           "<h4>Servers and presets</h4>", "<h4>Versions</h4>"])):
+        places = [text.index(h) for h in headings]
+        assert places == sorted(places), headings
+    assert "Servers and presets" not in report_md and "Servers and presets" not in trials_html
+
+
 def _rows(run_dir: Path) -> dict[str, dict[str, str]]:
     with open(run_dir / TRIALS_FILE, newline="", encoding="utf-8") as handle:
         return {row["trial_id"]: row for row in csv.DictReader(handle)}

@@ -5,7 +5,7 @@ scenario): each target is a server running one family, and trials.csv says which
 Everything that groups by ``server`` then needs the family too, or two families on the same
 server become one row, one line. :func:`series_view` is the frame those use: in a run with
 several apps its ``server`` column names the series, ``"uvicorn · django"``; a run with one
-app (every run written before families existed) comes back unchanged.
+app comes back unchanged.
 
 The guidance here is computed like guidance.py's, from valid summary rows only (closed loop,
 each row's repeats pooled), every sentence carrying the trial ids its numbers came from:
@@ -26,7 +26,7 @@ not valid.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -97,19 +97,14 @@ def series_run(run: RunData) -> RunData:
 
 # -- what run.json says about the families --------------------------------------------------
 
-def family_groups(run: RunData, apps: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """Each family's comparison groups: as run.json recorded them, else the catalogue's."""
+def family_groups(run: RunData) -> dict[str, tuple[str, ...]]:
+    """Each family's comparison groups, as run.json records them (an older run's targets name
+    their family once loaded: harness.analysis.migrate)."""
     groups: dict[str, tuple[str, ...]] = {}
     for target in run.meta.get("targets") or []:
         family = target.get("family")
         if isinstance(family, Mapping) and target.get("app"):
             groups[str(target["app"])] = tuple(str(g) for g in family.get("groups") or ())
-    missing = [a for a in apps if a not in groups]
-    if missing:
-        from harness.catalogue import APPS  # only for runs written before run.json said
-
-        for app in missing:
-            groups[app] = tuple(APPS[app].groups) if app in APPS else ()
     return groups
 
 
@@ -140,47 +135,3 @@ def _planned(run: RunData) -> list[tuple[str, str, str]]:
 
 def display_name(app: str) -> str:
     return DISPLAY_NAMES.get(app, app)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# -- within a group --------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# -- framework cost against raw on the same server -------------------------------------------
-
-
-
-
-
-
-

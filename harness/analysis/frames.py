@@ -25,6 +25,12 @@ from harness.analysis.histograms import (
     histogram_ms,
     merged_histogram,
 )
+from harness.analysis.migrate import (
+    migrate_capacity,
+    migrate_meta,
+    migrate_series,
+    migrate_trials,
+)
 from harness.errors import UsageError
 from harness.noise import is_busy
 from harness.results import (
@@ -38,7 +44,6 @@ from harness.results import (
     read_meta,
     series_path,
 )
-from harness.slo import Slo, open_loop_overload
 
 # Columns that name a small set of values: categories make grouping and plotting cheap.
 CATEGORY_COLUMNS = ("server", "gateway", "load_model")
@@ -77,12 +82,14 @@ def check_run_dir(path: Path | str) -> Path:
 
 
 def load_meta(path: Path | str) -> dict[str, Any]:
-    """run.json of a run folder; UsageError if it is missing, unreadable or of another schema."""
+    """run.json of a run folder, in today's shape (harness.analysis.migrate); UsageError if it
+    is missing, unreadable or of another schema."""
     run_dir = check_run_dir(path)
     try:
-        return read_meta(run_dir)
+        meta = read_meta(run_dir)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         raise UsageError(f"{run_dir / RUN_FILE}: {exc}") from None
+    return migrate_meta(meta)
 
 
 def _convert(column: pd.Series, dtype: str, where: str) -> pd.Series:
@@ -110,47 +117,25 @@ def _convert(column: pd.Series, dtype: str, where: str) -> pd.Series:
     return numbers.astype("float64")
 
 
-# Columns added after schema version 1 was first written, with what older runs mean by them.
-OPTIONAL_TRIAL_COLUMNS = {"notes": "", "protocol": "http", "message_size": "",
-                          "connections_at_end": "", "memory_per_connection_kb": "",
-                          "phase": "sweep", "others_cpu_pct": "", "steal_pct": "",
-                          "connections_per_worker": "", "cpu_slowdown": ""}
-
-
-# Reasons that, in a version 1 run, meant the harness could not vouch for the trial; any other
-# reason was the server failing the load (errors, a connection cap against a slow server).
-_LEGACY_INVALID = ("server died", "no successful request", "generator process",
-                   "itself was late", "may have been starved", "not measured",
-                   "generator failed")
-
-
-def legacy_outcome(valid: str, reason: str) -> str:
-    """The outcome of a schema version 1 row (which had only ``valid``)."""
-    if valid.strip().lower() == "true":
-        return "valid"
-    return "invalid" if any(word in reason for word in _LEGACY_INVALID) else "overloaded"
-
-
 def load_run(path: Path | str) -> pd.DataFrame:
     """The trials table of one run folder, typed, with ``run_id`` and ``level`` columns.
 
     Integers are nullable ``Int64``, measurements ``float64``, ``valid``/``saturated`` bool,
     ``server``/``gateway``/``load_model`` categories. ``level`` is the concurrency of a closed
-    loop trial or the offered rate of an open loop one.
+    loop trial or the offered rate of an open loop one. An older folder reads in today's shape
+    (harness.analysis.migrate).
     """
     run_dir = check_run_dir(path)
-    meta = load_meta(run_dir)
+    return _read_trials(run_dir, load_meta(run_dir))
+
+
+def _read_trials(run_dir: Path, meta: dict[str, Any]) -> pd.DataFrame:
     csv_path = run_dir / TRIALS_FILE
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise UsageError(f"{csv_path}: not a readable CSV table ({exc})") from None
-    for column, default in OPTIONAL_TRIAL_COLUMNS.items():
-        if column not in raw.columns:  # a run written before the column existed
-            raw[column] = default
-    if "outcome" not in raw.columns:  # schema version 1: valid or not, nothing between
-        raw["outcome"] = [legacy_outcome(v, r) for v, r in
-                          zip(raw["valid"], raw["invalid_reason"], strict=True)]
+    raw = migrate_trials(meta, raw)
     missing = [c for c in TRIAL_COLUMNS if c not in raw.columns]
     if missing:
         raise UsageError(f"{csv_path}: missing column(s) {', '.join(missing)}: expected the "
@@ -164,27 +149,10 @@ def load_run(path: Path | str) -> pd.DataFrame:
     # the rate for the open loop; connections (clients, subscribers, idle) for the others
     by_rate = frame["load_model"].astype("string") == "open"
     frame["level"] = frame["rate"].where(by_rate, frame["concurrency"].astype("float64"))
-    judge_objective(frame, Slo.from_dict((meta.get("plan") or {}).get("slo")))
+    # a slow-clients level is its count of slow clients (the measured clients are the plan's)
+    by_slow = frame["load_model"].astype("string") == "slow"
+    frame["level"] = frame["slow_clients"].astype("float64").where(by_slow, frame["level"])
     return frame
-
-
-def judge_objective(frame: pd.DataFrame, slo: Slo | None) -> None:
-    """Mark, in place, the valid open-loop trials of ``frame`` whose latency missed ``slo``
-    overloaded, by the runner's rule (harness.slo.open_loop_overload): older run folders judged
-    only a capacity search's steps against the objective, so they load with the rule applied;
-    on a newer folder this changes nothing."""
-    if slo is None or frame.empty:
-        return
-    rows = zip(frame.index, frame["load_model"].astype("string").fillna("").tolist(),
-               frame["outcome"].astype("string").fillna("").tolist(),
-               frame[slo.column].astype("float64").tolist(),
-               frame["error_rate"].astype("float64").fillna(0.0).tolist(), strict=True)
-    for index, load_model, outcome, value, error_rate in rows:
-        why = open_loop_overload(slo, load_model, outcome, value, error_rate)  # NaN: unmeasured
-        if why is not None:
-            frame.at[index, "outcome"] = "overloaded"
-            frame.at[index, "valid"] = False
-            frame.at[index, "invalid_reason"] = why
 
 
 def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:
@@ -209,12 +177,12 @@ def load_capacity(path: Path | str) -> pd.DataFrame:
 
     Columns: run_id, CAPACITY_COLUMNS (``repeat``/``steps``/``pair`` Int64, ``capacity_rps``/
     ``failed_rate`` float64, the others strings; empty trial ids are NA, and ``pair`` is NA
-    but for a head-to-head search, and in files written before it existed). An empty frame
-    with those columns when the run searched no capacity.
+    but for a head-to-head search). An empty frame with those columns when the run searched
+    no capacity.
     """
     run_dir = check_run_dir(path)
     meta = load_meta(run_dir)
-    rows = read_capacity_rows(run_dir)
+    rows = migrate_capacity(read_capacity_rows(run_dir))
     raw = pd.DataFrame(rows, columns=list(CAPACITY_COLUMNS), dtype=str).fillna("")
     frame = pd.DataFrame(index=raw.index)
     frame["run_id"] = pd.Series(str(meta.get("run_id") or run_dir.name), index=raw.index,
@@ -231,17 +199,15 @@ def load_capacity(path: Path | str) -> pd.DataFrame:
 
 def head_to_head_rows(capacity: pd.DataFrame) -> pd.Series:
     """Which rows of ``load_capacity``'s frame are head-to-head searches (run --head-to-head:
-    a ``pair`` number), not the plan's; all False for a frame without the column."""
-    if "pair" not in capacity.columns:
-        return pd.Series(False, index=capacity.index)
+    a ``pair`` number), not the plan's."""
     return capacity["pair"].notna()
 
 
 def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials taken on a busy machine, by the runner's rule (harness.noise.is_busy): their
     notes say so, or the CPU used by processes outside the harness, steal, or how much slower
-    the server's CPU ran were above the limits. Runs written before the columns existed have
-    none."""
+    the server's CPU ran were above the limits (a reading that is empty is not over its
+    limit)."""
     if trials.empty:
         return trials
     rows = zip(*(trials[c].astype("float64").tolist()
@@ -250,16 +216,6 @@ def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     busy = [is_busy(others, steal, slowdown, notes=notes)
             for others, steal, slowdown, notes in rows]
     return trials[np.array(busy, dtype=bool)]
-
-
-
-
-
-
-
-
-
-
 
 
 def load_series(run_dir: Path | str, trial_id: str) -> pd.DataFrame:
@@ -272,7 +228,7 @@ def load_series(run_dir: Path | str, trial_id: str) -> pd.DataFrame:
         empty = pd.DataFrame({c: pd.Series(dtype="float64") for c in SERIES_COLUMNS})
         empty["second"] = empty["second"].astype("Int64")
         return empty
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw = migrate_series(pd.read_csv(path, dtype=str, keep_default_na=False))
     frame = pd.DataFrame(index=raw.index)
     for name in SERIES_COLUMNS:
         column = raw[name] if name in raw.columns else pd.Series("", index=raw.index)
@@ -296,7 +252,8 @@ class RunData:
     @classmethod
     def load(cls, path: Path | str) -> RunData:
         run_dir = check_run_dir(path)
-        return cls(run_dir=run_dir, meta=load_meta(run_dir), trials=load_run(run_dir))
+        meta = load_meta(run_dir)
+        return cls(run_dir=run_dir, meta=meta, trials=_read_trials(run_dir, meta))
 
 
 def _reasons(group: pd.DataFrame) -> str:
@@ -327,8 +284,8 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
     WS_SUMMARY_COLUMNS (filled for WebSocket levels: see there).
     """
     trials = run.trials
-    if phases is not None and "phase" in trials:
-        trials = trials[trials["phase"].astype("string").fillna("sweep").isin(list(phases))]
+    if phases is not None:
+        trials = trials[trials["phase"].astype("string").isin(list(phases))]
     columns = [*GROUP_KEYS, "trial_ids", "repeats", "measured_repeats", "achieved_rps",
                "rps_std", "rps_cv", "requests", "errors", "error_rate", "p50_ms", "p90_ms",
                "p99_ms", "p99_9_ms", "max_ms",
@@ -411,7 +368,7 @@ def _summary_row(run: RunData, key: Any, group: pd.DataFrame) -> dict[str, Any]:
 
 
 def _worst_outcome(group: pd.DataFrame) -> str:
-    outcomes = set(group["outcome"].astype(str)) if "outcome" in group else set()
+    outcomes = set(group["outcome"].astype(str))
     if not (group["status"] == "ok").all() or "invalid" in outcomes:
         return "invalid"
     if "overloaded" in outcomes:
@@ -449,7 +406,7 @@ def subscribers_reached(notes: str) -> tuple[int, int] | None:
 
 def _websocket_fields(run_dir: Path, group: pd.DataFrame, ids: tuple[str, ...]
                       ) -> dict[str, Any]:
-    protocol = str(group["protocol"].iloc[0]) if "protocol" in group else "http"
+    protocol = str(group["protocol"].iloc[0])
     fields: dict[str, Any] = {"protocol": protocol, "service_p50_ms": math.nan,
                               "service_p99_ms": math.nan, "connections_at_end": pd.NA,
                               "memory_per_connection_kb": math.nan,

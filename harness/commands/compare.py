@@ -9,11 +9,12 @@ from harness.commands import options
 
 # exit status when some finding differs between the runs (2 stays "bad input")
 EXIT_DISAGREE = 1
+HELP = "does a second run confirm the first? their guidance side by side"
 
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
     compare = subparsers.add_parser(
-        "compare", help="does a second run confirm the first? their guidance side by side",
+        "compare", help=HELP,
         description="Print both runs' guidance, sentence by sentence. A finding agrees when "
                     "its sentence names the same servers with the same verdict (a winner, 'no "
                     "significant difference', 'not ranked') in both; only figures differ. "

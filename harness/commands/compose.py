@@ -8,17 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness import compose_file
-from harness.backends.compose import ComposeBackend, docker_host
-from harness.catalogue import REPO_DIR
 from harness.commands import options
 
 EXIT_STALE = 1
+HELP = "Compose files kept in step with the catalogue; engine check"
 
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
-    compose = subparsers.add_parser(
-        "compose", help="Compose files kept in step with the catalogue; engine check")
+    compose = subparsers.add_parser("compose", help=HELP)
     actions = compose.add_subparsers(dest="action", required=True, metavar="ACTION",
                                      parser_class=options.Parser)
     actions.add_parser(
@@ -32,6 +29,8 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
 
 
 def _rel(path: Path) -> str:
+    from harness.catalogue import REPO_DIR
+
     try:
         return str(path.relative_to(REPO_DIR))
     except ValueError:
@@ -39,6 +38,8 @@ def _rel(path: Path) -> str:
 
 
 def write() -> int:
+    from harness import compose_file
+
     changed = compose_file.write_files()
     for path in changed:
         print(f"wrote {_rel(path)}")
@@ -48,6 +49,9 @@ def write() -> int:
 
 
 def check(*, engine: bool) -> int:
+    from harness import compose_file
+    from harness.backends.compose import ComposeBackend, docker_host
+
     stale = compose_file.stale_files()
     for path in stale:
         print(f"{_rel(path)} differs from the catalogue: run 'harness compose write'",

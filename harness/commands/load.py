@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from harness.commands import options
-from harness.loadgen import LoadSpec, check_reachable, parse_header, run_load
-from harness.loadgen.report import header, render
+
+if TYPE_CHECKING:
+    from harness.loadgen import LoadSpec
+
+HELP = "drive any URL with the built-in load generator (like wrk/wrk2)"
 
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
     load = subparsers.add_parser(
         "load",
-        help="drive any URL with the built-in load generator (like wrk/wrk2)",
+        help=HELP,
         description=(
             "Closed loop (--concurrency N: N keep-alive connections, each sends when its answer "
             "is complete) or open loop (--rate R: request i is due at start + i/R and its latency "
@@ -67,6 +71,8 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
 
 
 def spec_from_args(args: argparse.Namespace) -> LoadSpec:
+    from harness.loadgen import LoadSpec, parse_header
+
     return LoadSpec(
         url=args.url,
         concurrency=args.concurrency,
@@ -88,6 +94,9 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.loadgen import check_reachable, run_load
+    from harness.loadgen.report import header, render
+
     spec = spec_from_args(args)
     check_reachable(spec.target)  # before the banner, so bad input is one line
     if not args.json:

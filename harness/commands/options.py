@@ -3,6 +3,8 @@ the option groups of several commands (the app served, ``--backend``).
 
 Names offered in help text are read from their registries (the catalogue's app families,
 :data:`harness.backends.BACKENDS`), so a new one shows in ``--help`` without editing a parser.
+They are imported by the functions that add those options, not here: ``harness --help``
+imports this module and needs none of them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import argparse
 from collections.abc import Iterable, Mapping
 from typing import TypeAlias
 
-from harness import catalogue
-from harness.backends import BACKENDS, DEFAULT_BACKEND
 from harness.cpus import parse_cpus
 from harness.errors import UsageError
 from harness.units import parse_duration
@@ -93,6 +93,8 @@ def choices_help(choices: Iterable[str], *, default: str, notes: Mapping[str, st
 # -- option groups of several commands --------------------------------------------------------
 
 def add_app_options(parser: argparse.ArgumentParser, default: str) -> None:
+    from harness import catalogue
+
     group = parser.add_argument_group("the app served")
     group.add_argument("--app", help=f"app family: {', '.join(catalogue.APPS)} "
                                      f"(default: {default})")
@@ -117,6 +119,8 @@ BACKEND_NOTES = {
 
 
 def add_backend(parser: argparse.ArgumentParser) -> None:
+    from harness.backends import BACKENDS, DEFAULT_BACKEND
+
     parser.add_argument(
         "--backend", default=DEFAULT_BACKEND,
         help="how servers run: " + choices_help(BACKENDS.names(), default=DEFAULT_BACKEND,

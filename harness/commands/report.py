@@ -7,10 +7,11 @@ from pathlib import Path
 
 from harness.commands import options
 
+HELP = "write report.html and report.md for a run folder"
+
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
-    report = subparsers.add_parser(
-        "report", help="write report.html and report.md for a run folder")
+    report = subparsers.add_parser("report", help=HELP)
     report.add_argument("run_dir", nargs="+", help="run folder(s); several are combined")
     report.add_argument("--out", help="where to write the report (default: the first run folder)")
     return report

@@ -10,27 +10,23 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from harness import environment
-from harness.backends import get_backend
 from harness.commands import options
-from harness.console import RichObserver
 from harness.cpus import cpus_text
-from harness.drivers import DEFAULT_DRIVER, DRIVERS, get_driver
 from harness.errors import UsageError
-from harness.ownapp import family_from_args
-from harness.plan import Plan, PlanOptions, build_plan
-from harness.results import RunWriter, TargetStatus, TrialRecord
-from harness.runner import Runner, default_run_dir
-from harness.scenarios import load_scenario
-from harness.services import database
-from harness.signals import terminate_as_interrupt
-from harness.slo import parse_slo
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness.backends.base import Backend
+    from harness.drivers import Driver
+    from harness.plan import Plan
+    from harness.results import RunWriter, TargetStatus, TrialRecord
+    from harness.scenarios import Scenario
 
 PIPE_WIDTH_COLUMNS = 140
+HELP = "take every server through a scenario and write a result folder"
 
 # What each driver is, for --driver's help (a driver registered without a note shows bare).
 DRIVER_NOTES = {
@@ -42,7 +38,7 @@ DRIVER_NOTES = {
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
     run = subparsers.add_parser(
         "run",
-        help="take every server through a scenario and write a result folder",
+        help=HELP,
         description=(
             "Start each server pinned to its CPUs, verify it against the app contract, warm it "
             "up, measure every load level, stop it; write run.json, trials.csv, histograms and "
@@ -95,6 +91,8 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
 
 
 def _add_driver_options(run: argparse.ArgumentParser) -> None:
+    from harness.drivers import DEFAULT_DRIVER, DRIVERS
+
     run.add_argument(
         "--driver", default=DEFAULT_DRIVER,
         help="load generator: " + options.choices_help(DRIVERS.names(), default=DEFAULT_DRIVER,
@@ -168,6 +166,8 @@ def _add_capacity_options(run: argparse.ArgumentParser) -> None:
 
 
 def _print_plan(console: Console, plan: Plan) -> None:
+    from rich.table import Table
+
     table = Table(title=f"plan: {plan.scenario.name} ({plan.scenario.path})", title_justify="left")
     table.add_column("server")
     table.add_column("gateway")
@@ -198,6 +198,8 @@ def _print_plan(console: Console, plan: Plan) -> None:
 
 
 def _database_line(plan: Plan) -> str:
+    from harness.services import database
+
     db = plan.database
     if db is None:
         return ""
@@ -222,6 +224,8 @@ def _common_level(records: Sequence[TrialRecord]) -> int | None:
 
 def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
                    status: dict[str, tuple[TargetStatus, str]]) -> None:
+    from rich.table import Table
+
     common = _common_level(records)
     table = Table(title="summary (valid trials only; invalid ones are in trials.csv)",
                   title_justify="left")
@@ -259,6 +263,8 @@ def _print_summary(console: Console, plan: Plan, records: Sequence[TrialRecord],
 def _print_answer(console: Console, run_dir: Path) -> None:
     """findings.json into the run folder, and its "What to run" rows under the summary."""
     # pandas only when needed
+    from rich.table import Table
+
     from harness.analysis.answer import answer_rows
     from harness.analysis.findings.common import service_floor
     from harness.analysis.findings.record import FINDINGS_FILE, write_findings
@@ -317,14 +323,15 @@ def _driver_options(args: argparse.Namespace) -> dict[str, object]:
     return {}
 
 
-def main(args: argparse.Namespace) -> int:
-    # Piped output (CI, tee) has no terminal width, so rich would fold the tables into 80
-    # columns, and is block-buffered, so progress would show only at the end.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH_COLUMNS)
+def _plan_of(args: argparse.Namespace) -> tuple[Scenario, Plan]:
+    """The scenario named and the plan the options make of it (UsageError on bad input)."""
+    from harness.ownapp import family_from_args
+    from harness.plan import PlanOptions, build_plan
+    from harness.scenarios import load_scenario
+    from harness.slo import parse_slo
+
     scenario = load_scenario(args.scenario)
-    plan = build_plan(scenario, PlanOptions(
+    return scenario, build_plan(scenario, PlanOptions(
         servers=args.servers, app=family_from_args(args, None), quick=args.quick,
         concurrency=args.concurrency, rate=args.rate, duration_s=args.duration,
         warmup_s=args.warmup, repeat=args.repeat, server_cpus=args.server_cpus,
@@ -333,6 +340,44 @@ def main(args: argparse.Namespace) -> int:
         head_to_head=args.head_to_head, db_url=args.db_url, db_cpus=args.db_cpus,
         db_seed=args.db_seed,
     ))
+
+
+def _writer(run_dir: Path, scenario: Scenario, plan: Plan, backend: Backend,
+            driver: Driver) -> RunWriter:
+    """The run folder, begun: run.json with everything known before the first trial."""
+    from harness import environment
+    from harness.results import RunWriter
+
+    return RunWriter(run_dir, {
+        "run_id": run_dir.name,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished_at": None,
+        "command_line": ["harness", *sys.argv[1:]],
+        "scenario": scenario.summary(),
+        "plan": plan.summary(),
+        "environment": environment.collect(),
+        "cpus": {"server": list(plan.server_cpus), "loadgen": list(plan.loadgen_cpus)},
+        "backend": backend.describe(),
+        "driver": driver.describe(),
+    })
+
+
+def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harness.backends import get_backend
+    from harness.console import RichObserver
+    from harness.drivers import get_driver
+    from harness.runner import Runner, default_run_dir
+    from harness.services import database
+    from harness.signals import terminate_as_interrupt
+
+    # Piped output (CI, tee) has no terminal width, so rich would fold the tables into 80
+    # columns, and is block-buffered, so progress would show only at the end.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH_COLUMNS)
+    scenario, plan = _plan_of(args)
     run_dir = Path(args.out) if args.out else default_run_dir(scenario.name)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UsageError(f"--out {run_dir}: already exists and is not empty: expected a new "
@@ -348,18 +393,7 @@ def main(args: argparse.Namespace) -> int:
     if plan.database is not None:
         database.prepare(plan.database.url, seed=plan.database.seed)  # nor a database
 
-    writer = RunWriter(run_dir, {
-        "run_id": run_dir.name,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "finished_at": None,
-        "command_line": ["harness", *sys.argv[1:]],
-        "scenario": scenario.summary(),
-        "plan": plan.summary(),
-        "environment": environment.collect(),
-        "cpus": {"server": list(plan.server_cpus), "loadgen": list(plan.loadgen_cpus)},
-        "backend": backend.describe(),
-        "driver": driver.describe(),
-    })
+    writer = _writer(run_dir, scenario, plan, backend, driver)
     observer = RichObserver(console, plan)
     runner = Runner(plan, writer, observer, backend=backend, driver=driver)
     try:

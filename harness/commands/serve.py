@@ -7,14 +7,11 @@ import sys
 import time
 from contextlib import ExitStack
 
-from harness import catalogue
-from harness.backends import get_backend
 from harness.commands import options
 from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
-from harness.ownapp import family_from_args
-from harness.signals import terminate_as_interrupt
 
+HELP = "start one target and keep it up until Ctrl-C"
 # How often the main loop looks whether the server is still alive.
 WATCH_INTERVAL_S = 0.5
 
@@ -22,7 +19,7 @@ ENDPOINTS = ("/hello", "/json", "/io?ms=50", "/io?ms=50&mode=sleep", "/cpu?n=500
 
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
-    serve = subparsers.add_parser("serve", help="start one target and keep it up until Ctrl-C")
+    serve = subparsers.add_parser("serve", help=HELP)
     serve.add_argument("name", help="server name (see 'harness servers')")
     options.add_app_options(serve, "raw")
     serve.add_argument(
@@ -46,6 +43,11 @@ def check_upstream_url(url: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness import catalogue
+    from harness.backends import get_backend
+    from harness.ownapp import family_from_args
+    from harness.signals import terminate_as_interrupt
+
     server = catalogue.get_server(args.name)
     cpus = allocate_for_server(args.cpus)
     family = family_from_args(args, "raw")

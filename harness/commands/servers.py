@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from harness import catalogue
 from harness.commands import options
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+HELP = "list the servers under test, their versions and presets"
 
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
-    servers = subparsers.add_parser(
-        "servers", help="list the servers under test, their versions and presets"
-    )
+    servers = subparsers.add_parser("servers", help=HELP)
     servers.add_argument(
         "--cpus", type=options.cpus, help="CPU set the presets are computed for (default: 1 CPU)"
     )
@@ -23,6 +22,11 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
 
 
 def build_table(cpus: int) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from harness import catalogue
+
     table = Table(title=f"servers (presets for {cpus} CPU{'s' if cpus != 1 else ''})",
                   title_justify="left")
     table.add_column("server", no_wrap=True)
@@ -48,6 +52,8 @@ def build_table(cpus: int) -> Table:
 
 
 def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     cpus = len(args.cpus) if args.cpus else 1
     console = Console()
     console.print(build_table(cpus))

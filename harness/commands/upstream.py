@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from apps import upstream
 from harness.commands import options
 from harness.cpus import available_cpus, check_usable, cpus_text
 from harness.errors import UsageError
 
+HELP = "run the upstream delay service (/delay?ms=N)"
+
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
-    parser = subparsers.add_parser(
-        "upstream", help="run the upstream delay service (/delay?ms=N)")
+    parser = subparsers.add_parser("upstream", help=HELP)
     parser.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
     )
@@ -22,12 +22,16 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
 
 
 def _print_ready(url: str) -> None:
+    from apps import upstream
+
     cpus = cpus_text(available_cpus())
     print(f"{upstream.READY_LINE_PREFIX}{url} (CPUs {cpus}); GET /delay?ms=N; Ctrl-C stops it",
           flush=True)
 
 
 def main(args: argparse.Namespace) -> int:
+    from apps import upstream  # aiohttp, only for this command
+
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port: expected 0..65535 (0 picks a free port), got {args.port}")
     if args.cpus:

@@ -5,28 +5,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from harness import catalogue
-from harness.backends import get_backend
-from harness.backends.base import Backend
 from harness.commands import options
 from harness.cpus import allocate_for_server, cpus_text
 from harness.errors import TargetError, UsageError
-from harness.ownapp import family_from_args
-from harness.services import database
-from harness.signals import terminate_as_interrupt
-from harness.verify import verify_family_target
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness import catalogue
+    from harness.backends.base import Backend
+
+HELP = "check live servers against the app contract"
 # The table shows the first failing check; the full details fit in a terminal, not a cell.
 DETAIL_MAX_CHARS = 240
 
 
 def add_parser(subparsers: options.Subparsers) -> options.Parser:
-    verify = subparsers.add_parser("verify", help="check live servers against the app contract")
+    verify = subparsers.add_parser("verify", help=HELP)
     verify.add_argument("--servers", type=options.names,
                         help="comma-separated names (default: all)")
     options.add_app_options(verify, "raw")
@@ -62,6 +59,9 @@ class Outcome:
 def verify_server(backend: Backend, server: catalogue.Server, *, app: str | catalogue.AppFamily,
                   cpus: tuple[int, ...], upstream_url: str,
                   db_url: str | None = None) -> Outcome:
+    from harness import catalogue
+    from harness.verify import verify_family_target
+
     try:
         target = catalogue.make_target(server, app=app, cpus=len(cpus))
     except UsageError as exc:
@@ -105,6 +105,8 @@ def _verify_one(console: Console, backend: Backend, server: catalogue.Server, *,
 
 def _connections(family: catalogue.AppFamily, servers: list[catalogue.Server], cpus: int) -> int:
     """The most database connections one of ``servers`` serving ``family`` may hold."""
+    from harness import catalogue
+
     return max((catalogue.make_target(s, app=family, cpus=cpus).db_connections
                 for s in servers if s.gateway in family.modules), default=0)
 
@@ -113,6 +115,8 @@ def _scratch_database(console: Console, stack: contextlib.ExitStack, backend: Ba
                       cpus: tuple[int, ...], connections: int) -> str | None:
     """A scratch database for the family's database routes, or None (with a note) where the
     backend cannot start one."""
+    from harness.services import database
+
     try:
         server = stack.enter_context(backend.start_database(
             cpus=cpus, connections=database.max_connections([connections])))
@@ -123,6 +127,14 @@ def _scratch_database(console: Console, stack: contextlib.ExitStack, backend: Ba
 
 
 def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harness import catalogue
+    from harness.backends import get_backend
+    from harness.ownapp import family_from_args
+    from harness.services import database
+    from harness.signals import terminate_as_interrupt
+
     names = args.servers or list(catalogue.SERVERS)
     servers = [catalogue.get_server(name) for name in names]
     family = family_from_args(args, "raw")
@@ -152,8 +164,15 @@ def main(args: argparse.Namespace) -> int:
         outcomes = [_verify_one(console, backend, server, app=family, cpus=cpus,
                                 upstream_url=upstream.url, db_url=db_url)
                     for server in servers]
-    table = Table(title=f"verify: app {label!r}, CPUs {cpus_text(cpus)}",
-                  title_justify="left")
+    _print_outcomes(console, outcomes, f"verify: app {label!r}, CPUs {cpus_text(cpus)}")
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
+def _print_outcomes(console: Console, outcomes: list[Outcome], title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
     table.add_column("server", no_wrap=True)
     for column in ("gateway", "preset", "WebSocket", "checks", "result", "detail"):
         table.add_column(column, overflow="fold")
@@ -163,4 +182,3 @@ def main(args: argparse.Namespace) -> int:
         table.add_row(outcome.server.name, outcome.server.gateway, outcome.preset, ws,
                       outcome.checks, f"[{colour}]{outcome.status}[/]", escape(outcome.detail))
     console.print(table)
-    return 1 if any(o.failed for o in outcomes) else 0

@@ -9,10 +9,12 @@ and the report never know which generator produced a trial. A new driver is one 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.loadgen import LoadResult, LoadSpec
 from harness.registry import Registry
+
+if TYPE_CHECKING:  # the generator is imported by the drivers that use it, not by --help
+    from harness.loadgen import LoadResult, LoadSpec
 
 DEFAULT_DRIVER = "builtin"
 

@@ -281,7 +281,7 @@ def group_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
     """One item per comparison group with two or more variants in the run (module docs)."""
     closed = _closed(summary)
     planned_apps = sorted(set(apps_in(summary)) | {a for _s, _g, a in _planned(run)})
-    groups = family_groups(run, planned_apps)
+    groups = family_groups(run)
     names = sorted({g for app in planned_apps for g in groups.get(app, ())})
     kind = kind_label(run.meta)
     floor = service_floor(run, summary)
@@ -377,7 +377,7 @@ def overhead_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
                                   *(s for s, _g, _a in planned)]))
     kind = kind_label(run.meta)
     floor = service_floor(run, summary)
-    groups = family_groups(run, sorted({a for _s, _g, a in planned} | {BASELINE_APP}))
+    groups = family_groups(run)
     # raw's own variants (raw-asyncpg: another driver) are compared in their group, not as
     # a framework's cost
     variants = {a for a, g in groups.items() if set(g) & set(groups.get(BASELINE_APP, ()))}

@@ -174,11 +174,8 @@ def plot_timeline(run: RunData, summary: pd.DataFrame, load_model: str, level: f
                   "linewidth": 1.6, "marker": style.marker if valid or overloaded else "x",
                   "markersize": 3.5, "markerfacecolor": colour if valid else "none"}
         seconds = series["second"].astype("float64")
-        # answered per second is what the server delivered; runs written before the series
-        # had it only count requests by the second they were due (the offered load, open loop)
-        delivered = series["completed"] if series["completed"].notna().any() \
-            else series["requests"]
-        top.plot(seconds, delivered.astype("float64"),
+        # answered per second is what the server delivered (not the offered load, open loop)
+        top.plot(seconds, series["completed"].astype("float64"),
                  label=style.label if valid else None, **kwargs)  # type: ignore[arg-type]
         bottom.plot(seconds, series["p99_ms"], **kwargs)  # type: ignore[arg-type]
     if not top.lines:

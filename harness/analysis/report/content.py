@@ -214,9 +214,14 @@ def run_facts(run: RunData) -> list[tuple[str, str]]:
     if env.get("env"):
         facts.append(("environment variables",
                       ", ".join(f"{k}={v}" for k, v in sorted(env["env"].items()))))
-    if meta.get("synthetic"):
-        facts.insert(0, ("NOTE", "synthetic data for development, not a measurement"))
+    if notice_of(run):
+        facts.insert(0, ("NOTE", notice_of(run)))
     return facts
+
+
+def notice_of(run: RunData) -> str:
+    """run.json's ``notice``: a caution the run carries about itself; empty for a measurement."""
+    return str(run.meta.get("notice") or "")
 
 
 def target_rows(run: RunData) -> list[dict[str, str]]:

@@ -10,7 +10,6 @@ from functools import partial
 from pathlib import Path
 
 from harness import __version__
-from harness.analysis import websocket
 from harness.analysis.answer import AnswerRow
 from harness.analysis.findings.record import Finding
 from harness.analysis.report.content import (
@@ -19,9 +18,8 @@ from harness.analysis.report.content import (
     NO_ANSWER,
     NO_FINDINGS,
     REPORT_TITLE,
-    RESULTS_HEADING,
     TRIALS_HTML_FILE,
-    WS_HEADING,
+    notice_of,
     run_facts,
     run_versions,
     short_id,
@@ -31,10 +29,15 @@ from harness.analysis.report.content import (
 )
 from harness.analysis.report.sections import (
     Front,
+    Page,
     RunSection,
     capacity_intro,
     capacity_table,
+    caveats_of,
+    findings_of,
+    parts_on,
     plot_legend,
+    results_heading,
     results_note,
     results_tables,
 )
@@ -128,59 +131,128 @@ def _html_items(items: Sequence[Finding], slug: str, cls: str = "") -> str:
     return '<ul class="guidance">' + "".join(out) + "</ul>"
 
 
-def _html_section(section: RunSection) -> str:
+# -- a run's section, part by part (sections.RUN_OUTLINE) ------------------------------------
+
+def _title(section: RunSection) -> list[str]:
     run, slug = section.run, section.slug
     scenario = run.meta.get("scenario") or {}
-    out = [f'<section id="{esc(slug)}">',
-           f"<h2>{esc(kind_label(run.meta))}: scenario {esc(scenario.get('name', '?'))} "
-           f'<span class="meta">(run {esc(run.run_id)})</span></h2>']
-    if run.meta.get("synthetic"):
-        out.append('<p><span class="badge">synthetic data</span> not a measurement</p>')
-    if scenario.get("description"):
-        out.append(f"<p>{esc(scenario['description'])}</p>")
-    findings = [i for i in section.guidance if not i.caveat]
-    caveats = [i for i in section.guidance if i.caveat]
-    out.append("<h3>Findings</h3>")
-    out.append(_html_items(findings, slug) if findings
-               else f"<p><em>{esc(NO_FINDINGS)}</em></p>")
-    if caveats:
-        out.append("<h3>Caveats</h3>")
-        out.append(_html_items(caveats, slug, "caveat"))
-    capacity_rows = capacity_table(section)
-    if capacity_rows:
-        out.append(f"<h3>{esc(CAPACITY_HEADING)}</h3>")
-        out.append(f'<p class="meta">{esc(capacity_intro(section))}</p>')
-        out.append(html_table(capacity_rows, left=("server", "gateway", "status", "spread",
-                                                    "first failed", "note"),
-                               cell_class={"first failed": "wrap", "note": "wrap",
-                                           "spread": "wrap"}))
-    if section.plots:
-        out.append("<h3>Plots</h3>")
-        out.append(f'<p class="legend-key">{esc(plot_legend(section))}</p>')
-    for plot in section.plots:
-        out.append(f'<figure><img src="{data_uri(plot.svg)}" alt="{esc(plot.title)}" '
-                   f'width="880"><figcaption>{esc(plot.title)}</figcaption></figure>')
-    out.append(f'<p>Every level\'s figures and every trial: <a href="{TRIALS_HTML_FILE}#'
-               f'{esc(slug)}">{TRIALS_HTML_FILE}</a>.</p>')
-    out.append("<details><summary>What ran on what</summary>")
+    return [f'<section id="{esc(slug)}">',
+            f"<h2>{esc(kind_label(run.meta))}: scenario {esc(scenario.get('name', '?'))} "
+            f'<span class="meta">(run {esc(run.run_id)})</span></h2>']
+
+
+def _appendix_title(section: RunSection) -> list[str]:
+    return [f'<section id="{esc(section.slug)}"><h2>{esc(kind_label(section.run.meta))}: '
+            f"run {esc(section.run.run_id)}</h2>"]
+
+
+def _notice(section: RunSection) -> list[str]:
+    notice = notice_of(section.run)
+    return [f'<p><span class="badge">note</span> {esc(notice)}</p>'] if notice else []
+
+
+def _description(section: RunSection) -> list[str]:
+    description = (section.run.meta.get("scenario") or {}).get("description")
+    return [f"<p>{esc(description)}</p>"] if description else []
+
+
+def _findings(section: RunSection) -> list[str]:
+    findings = findings_of(section)
+    return ["<h3>Findings</h3>", _html_items(findings, section.slug) if findings
+            else f"<p><em>{esc(NO_FINDINGS)}</em></p>"]
+
+
+def _caveats(section: RunSection) -> list[str]:
+    caveats = caveats_of(section)
+    return ["<h3>Caveats</h3>", _html_items(caveats, section.slug, "caveat")] if caveats else []
+
+
+def _capacity(section: RunSection) -> list[str]:
+    rows = capacity_table(section)
+    if not rows:
+        return []
+    return [f"<h3>{esc(CAPACITY_HEADING)}</h3>",
+            f'<p class="meta">{esc(capacity_intro(section))}</p>',
+            html_table(rows, left=("server", "gateway", "status", "spread", "first failed",
+                                   "note"),
+                       cell_class={"first failed": "wrap", "note": "wrap", "spread": "wrap"})]
+
+
+def _plots(section: RunSection) -> list[str]:
+    if not section.plots:
+        return []
+    return ["<h3>Plots</h3>", f'<p class="legend-key">{esc(plot_legend(section))}</p>',
+            *(f'<figure><img src="{data_uri(plot.svg)}" alt="{esc(plot.title)}" '
+              f'width="880"><figcaption>{esc(plot.title)}</figcaption></figure>'
+              for plot in section.plots)]
+
+
+def _appendix_link(section: RunSection) -> list[str]:
+    return [f'<p>Every level\'s figures and every trial: <a href="{TRIALS_HTML_FILE}#'
+            f'{esc(section.slug)}">{TRIALS_HTML_FILE}</a>.</p>']
+
+
+def _setup(section: RunSection) -> list[str]:
+    # Opens the fold the presets and the versions follow in; the section's end closes it.
     facts = []
-    for key, value in run_facts(run):
+    for key, value in run_facts(section.run):
         shown = f"<code>{esc(value)}</code>" if key == "command line" else esc(value)
         facts.append(f"<tr><td>{esc(key)}</td><td>{shown}</td></tr>")
-    out.append(f'<div class="scroll"><table class="facts"><tbody>{"".join(facts)}</tbody>'
-               "</table></div>")
-    out.append("<h4>Servers and presets</h4>")
-    out.append(html_table(target_rows(run), left=("server", "gateway", "app", "preset note",
-                                                "status", "command / app"),
-                           cell_class={"command / app": "wrap", "preset note": "wrap",
-                                       "status": "wrap"}))
-    versions = run_versions(run)
-    if versions:
-        out.append("<h4>Versions</h4>")
-        out.append(html_table([{"package": k, "version": v} for k, v in versions.items()],
-                               left=("package", "version")))
-    out.append("</details></section>")
-    return "\n".join(out)
+    return ["<details><summary>What ran on what</summary>",
+            f'<div class="scroll"><table class="facts"><tbody>{"".join(facts)}</tbody>'
+            "</table></div>"]
+
+
+def _results(section: RunSection) -> list[str]:
+    out = [f"<h3>{esc(results_heading(section))}</h3>",
+           f'<p class="meta">{esc(results_note(section))}</p>']
+    for heading, rows in results_tables(section):
+        out += [f"<h4>{esc(heading)}</h4>",
+                html_table(rows, left=("server", "app", "gateway", "status", "trials"),
+                           row_class=status_class, cell_class={"status": "status"})]
+    return out
+
+
+def _presets(section: RunSection) -> list[str]:
+    return ["<h4>Servers and presets</h4>",
+            html_table(target_rows(section.run), left=("server", "gateway", "app",
+                                                       "preset note", "status", "command / app"),
+                       cell_class={"command / app": "wrap", "preset note": "wrap",
+                                   "status": "wrap"})]
+
+
+def _versions(section: RunSection) -> list[str]:
+    versions = run_versions(section.run)
+    if not versions:
+        return []
+    return ["<h4>Versions</h4>",
+            html_table([{"package": k, "version": v} for k, v in versions.items()],
+                       left=("package", "version"))]
+
+
+def _trials(section: RunSection) -> list[str]:
+    rows = trial_rows(section.run)
+    return [f"<h3>All {len(rows)} trials (trials.csv)</h3>",
+            html_table(rows, left=("trial", "server", "model", "phase", "outcome", "reason",
+                                   "notes"),
+                       row_class=status_class, row_id=partial(trial_anchor, section.slug),
+                       cell_class={"reason": "wrap", "notes": "wrap"})]
+
+
+# How the HTML draws each part of the outline, by its name.
+PARTS: dict[str, Callable[[RunSection], list[str]]] = {
+    "title": _title, "appendix_title": _appendix_title, "notice": _notice,
+    "description": _description, "findings": _findings, "caveats": _caveats,
+    "capacity": _capacity, "plots": _plots, "appendix_link": _appendix_link, "setup": _setup,
+    "results": _results, "presets": _presets, "versions": _versions, "trials": _trials,
+}
+# The report's section ends inside the fold its setup part opened.
+_SECTION_END = {Page.REPORT: "</details></section>", Page.TRIALS: "</section>"}
+
+
+def _html_section(section: RunSection, page: Page) -> str:
+    out = [element for name in parts_on(page, "html") for element in PARTS[name](section)]
+    return "\n".join([*out, _SECTION_END[page]])
 
 
 def _answer_cells(row: AnswerRow) -> dict[str, str]:
@@ -222,7 +294,7 @@ def render_html(sections: Sequence[RunSection], generated: str, front: Front) ->
     runs = ", ".join(s.run.run_id for s in sections)
     nav = "".join(f'<li><a href="#{esc(s.slug)}">{esc(kind_label(s.run.meta))}: '
                   f"{esc(s.run.run_id)}</a></li>" for s in sections)
-    body = "\n".join(_html_section(s) for s in sections)
+    body = "\n".join(_html_section(s, Page.REPORT) for s in sections)
     intro = (f"harness {esc(__version__)}, report generated {esc(generated)} from "
              f"{len(sections)} run folder(s). Every number is recomputed from the run folders' "
              "trials.csv and histograms; each finding's evidence names its trials, listed in "
@@ -233,30 +305,11 @@ def render_html(sections: Sequence[RunSection], generated: str, front: Front) ->
 
 def render_trials_html(sections: Sequence[RunSection], generated: str) -> str:
     """The appendix: each run's results per server and level, and every trial."""
-    out = []
-    for section in sections:
-        slug = section.slug
-        out.append(f'<section id="{esc(slug)}"><h2>{esc(kind_label(section.run.meta))}: '
-                   f"run {esc(section.run.run_id)}</h2>")
-        heading = WS_HEADING if websocket.is_websocket(section.run.meta) else RESULTS_HEADING
-        out.append(f"<h3>{esc(heading)}</h3>")
-        out.append(f'<p class="meta">{esc(results_note(section))}</p>')
-        for heading, rows in results_tables(section):
-            out.append(f"<h4>{esc(heading)}</h4>")
-            out.append(html_table(rows, left=("server", "app", "gateway", "status", "trials"),
-                                   row_class=status_class, cell_class={"status": "status"}))
-        rows = trial_rows(section.run)
-        out.append(f"<h3>All {len(rows)} trials (trials.csv)</h3>")
-        out.append(html_table(rows, left=("trial", "server", "model", "phase", "outcome",
-                                           "reason", "notes"),
-                               row_class=status_class,
-                               row_id=partial(trial_anchor, slug),
-                               cell_class={"reason": "wrap", "notes": "wrap"}))
-        out.append("</section>")
+    body = "\n".join(_html_section(s, Page.TRIALS) for s in sections)
     intro = (f"The appendix of <a href=\"{HTML_FILE}\">{HTML_FILE}</a>, generated "
              f"{esc(generated)}.")
     return _html_page("harness report: trials", f"{REPORT_TITLE}: every level and trial",
-                      intro, "\n".join(out))
+                      intro, body)
 
 
 def trial_anchor(slug: str, row: Mapping[str, str]) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from harness import __version__
-from harness.analysis import websocket
 from harness.analysis.findings.record import Finding
 from harness.analysis.report.content import (
     CAPACITY_HEADING,
@@ -14,9 +14,8 @@ from harness.analysis.report.content import (
     NO_ANSWER,
     NO_FINDINGS,
     REPORT_TITLE,
-    RESULTS_HEADING,
     TRIALS_MARKDOWN_FILE,
-    WS_HEADING,
+    notice_of,
     run_facts,
     run_versions,
     short_id,
@@ -26,10 +25,15 @@ from harness.analysis.report.content import (
 from harness.analysis.report.sections import (
     PLOTS_DIR,
     Front,
+    Page,
     RunSection,
     capacity_intro,
     capacity_table,
+    caveats_of,
+    findings_of,
+    parts_on,
     plot_legend,
+    results_heading,
     results_note,
     results_tables,
 )
@@ -81,36 +85,122 @@ def _md_items(items: Sequence[Finding], slug: str, start: int,
     return bullets, notes
 
 
-def _md_section(section: RunSection) -> tuple[str, list[str]]:
-    """The section, and its second layer (footnotes, printed at the end of the report)."""
-    run, slug = section.run, section.slug
-    scenario = run.meta.get("scenario") or {}
-    out = [f'<a id="{slug}"></a>', "",
-           f"## {kind_label(run.meta)}: scenario {scenario.get('name', '?')} (run {run.run_id})",
-           ""]
-    if run.meta.get("synthetic"):
-        out += ["**Synthetic data, not a measurement.**", ""]
-    if scenario.get("description"):
-        out += [str(scenario["description"]), ""]
-    findings = [i for i in section.guidance if not i.caveat]
-    caveats = [i for i in section.guidance if i.caveat]
-    bullets, notes = _md_items(findings, slug, 1)
-    out += ["### Findings", "", *(bullets or [f"_{NO_FINDINGS}_"])]
-    if caveats:
-        more, more_notes = _md_items(caveats, slug, len(findings) + 1,
-                                      CAVEATS_PER_TOPIC_MAX)
-        out += ["", "### Caveats", "", *more]
-        notes += more_notes
-    if section.plots:
-        out += ["", "### Plots", "", plot_legend(section), ""]
+# -- a run's section, part by part (sections.RUN_OUTLINE) ------------------------------------
+
+@dataclass(frozen=True)
+class _Run:
+    """A run's section being drawn, and its second layer: the footnotes its findings gather,
+    printed at the end of the report under Evidence."""
+
+    section: RunSection
+    notes: list[str] = field(default_factory=list)
+
+
+def _title(run: _Run) -> list[str]:
+    data, slug = run.section.run, run.section.slug
+    scenario = data.meta.get("scenario") or {}
+    return [f'<a id="{slug}"></a>', "",
+            f"## {kind_label(data.meta)}: scenario {scenario.get('name', '?')} "
+            f"(run {data.run_id})", ""]
+
+
+def _appendix_title(run: _Run) -> list[str]:
+    return [f"## {kind_label(run.section.run.meta)}: run {run.section.run.run_id}", ""]
+
+
+def _notice(run: _Run) -> list[str]:
+    notice = notice_of(run.section.run)
+    return [f"**Note:** {notice}", ""] if notice else []
+
+
+def _description(run: _Run) -> list[str]:
+    description = (run.section.run.meta.get("scenario") or {}).get("description")
+    return [str(description), ""] if description else []
+
+
+def _findings(run: _Run) -> list[str]:
+    bullets, notes = _md_items(findings_of(run.section), run.section.slug, len(run.notes) + 1)
+    run.notes.extend(notes)
+    return ["### Findings", "", *(bullets or [f"_{NO_FINDINGS}_"])]
+
+
+def _caveats(run: _Run) -> list[str]:
+    caveats = caveats_of(run.section)
+    if not caveats:
+        return []
+    bullets, notes = _md_items(caveats, run.section.slug, len(run.notes) + 1,
+                               CAVEATS_PER_TOPIC_MAX)
+    run.notes.extend(notes)
+    return ["", "### Caveats", "", *bullets]
+
+
+def _capacity(run: _Run) -> list[str]:
+    rows = capacity_table(run.section)
+    if not rows:
+        return []
+    return [f"### {CAPACITY_HEADING}", "", capacity_intro(run.section), "", md_table(rows)]
+
+
+def _plots(run: _Run) -> list[str]:
+    section = run.section
+    if not section.plots:
+        return []
+    out = ["", "### Plots", "", plot_legend(section), ""]
     for plot in section.plots:
         out += [f"![{plot.title}]({PLOTS_DIR}/{plot.png.name})", "",
                 f"_{plot.title}_ ([SVG]({PLOTS_DIR}/{plot.svg.name}))", ""]
-    out += ["", f"The capacity searches, every level's figures, the servers' presets and every "
-                f"trial: [{TRIALS_MARKDOWN_FILE}]({TRIALS_MARKDOWN_FILE}#{_md_anchor(section)}).",
-            "", "### What ran on what", "",
-            md_table([{"": k, "value": v} for k, v in run_facts(run)])]
-    return "\n".join(out), notes
+    return out
+
+
+def _appendix_link(run: _Run) -> list[str]:
+    return ["", f"The capacity searches, every level's figures, the servers' presets and every "
+                f"trial: [{TRIALS_MARKDOWN_FILE}]({TRIALS_MARKDOWN_FILE}#"
+                f"{_md_anchor(run.section)}).", ""]
+
+
+def _setup(run: _Run) -> list[str]:
+    return ["### What ran on what", "",
+            md_table([{"": k, "value": v} for k, v in run_facts(run.section.run)])]
+
+
+def _results(run: _Run) -> list[str]:
+    out = [f"### {results_heading(run.section)}", "", results_note(run.section), ""]
+    for heading, rows in results_tables(run.section):
+        out += [f"#### {heading}", "", md_table(rows)]
+    return out
+
+
+def _presets(run: _Run) -> list[str]:
+    return ["### Servers and presets", "", md_table(target_rows(run.section.run))]
+
+
+def _versions(run: _Run) -> list[str]:
+    versions = run_versions(run.section.run)
+    if not versions:
+        return []
+    return ["### Versions", "", md_table([{"package": k, "version": v}
+                                          for k, v in versions.items()])]
+
+
+def _trials(run: _Run) -> list[str]:
+    rows = trial_rows(run.section.run)
+    return [f"### All {len(rows)} trials", "", md_table(rows)]
+
+
+# How the Markdown draws each part of the outline, by its name.
+PARTS: dict[str, Callable[[_Run], list[str]]] = {
+    "title": _title, "appendix_title": _appendix_title, "notice": _notice,
+    "description": _description, "findings": _findings, "caveats": _caveats,
+    "capacity": _capacity, "plots": _plots, "appendix_link": _appendix_link, "setup": _setup,
+    "results": _results, "presets": _presets, "versions": _versions, "trials": _trials,
+}
+
+
+def _md_section(section: RunSection, page: Page) -> tuple[list[str], list[str]]:
+    """The section's lines on ``page``, and its footnotes."""
+    run = _Run(section)
+    lines = [line for name in parts_on(page, "markdown") for line in PARTS[name](run)]
+    return lines, run.notes
 
 
 def _md_anchor(section: RunSection) -> str:
@@ -142,8 +232,8 @@ def render_markdown(sections: Sequence[RunSection], generated: str, front: Front
             f"id prefixes, listed in [{TRIALS_MARKDOWN_FILE}]({TRIALS_MARKDOWN_FILE})).", ""]
     parts, notes = [], []
     for section in sections:
-        text, mine = _md_section(section)
-        parts.append(text)
+        lines, mine = _md_section(section, Page.REPORT)
+        parts.append("\n".join(lines))
         notes += mine
     evidence = ["## Evidence", "", "Each finding in full: its figures, intervals, tests and "
                 "trials.", "", *notes] if notes else []
@@ -155,20 +245,5 @@ def render_trials_markdown(sections: Sequence[RunSection], generated: str) -> st
     out = [f"# {REPORT_TITLE}: every level and trial", "",
            f"The appendix of [{MARKDOWN_FILE}]({MARKDOWN_FILE}), generated {generated}.", ""]
     for section in sections:
-        heading = WS_HEADING if websocket.is_websocket(section.run.meta) else RESULTS_HEADING
-        out += [f"## {kind_label(section.run.meta)}: run {section.run.run_id}", ""]
-        capacity_rows = capacity_table(section)
-        if capacity_rows:
-            out += [f"### {CAPACITY_HEADING}", "", capacity_intro(section), "",
-                    md_table(capacity_rows)]
-        out += [f"### {heading}", "", results_note(section), ""]
-        for heading, rows in results_tables(section):
-            out += [f"#### {heading}", "", md_table(rows)]
-        out += ["### Servers and presets", "", md_table(target_rows(section.run))]
-        versions = run_versions(section.run)
-        if versions:
-            out += ["### Versions", "", md_table([{"package": k, "version": v}
-                                                   for k, v in versions.items()])]
-        rows = trial_rows(section.run)
-        out += [f"### All {len(rows)} trials", "", md_table(rows)]
+        out += _md_section(section, Page.TRIALS)[0]
     return "\n".join(out) + "\n"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -25,7 +27,9 @@ from harness.analysis.report.content import (
     FAMILY_LEGEND,
     MODEL_HEADINGS,
     PLOT_LEGEND,
+    RESULTS_HEADING,
     RESULTS_NOTE,
+    WS_HEADING,
     WS_MODEL_HEADINGS,
     WS_NOTE,
     level_rows,
@@ -35,12 +39,53 @@ from harness.analysis.report.content import (
 from harness.analysis.wording import kind_label, level_phrase
 
 HEADLINE_PLOT = "headline"
-
-
 PLOTS_DIR = "plots"
-
-
 FigureFactory = Callable[[], Figure | None]
+
+
+class Page(StrEnum):
+    """The two pages of a report: report.html or report.md, and its appendix (trials.*)."""
+
+    REPORT = "report"
+    TRIALS = "trials"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Part:
+    """One part of a run's section in the outline, and the page each format puts it on (None:
+    that format leaves it out)."""
+
+    name: str
+    html: Page | None
+    markdown: Page | None
+
+
+# The outline of a run's section, in order: the HTML and the Markdown renderer both walk it,
+# each drawing a part its own way (one function per name). HTML shows the capacity table in
+# the report and folds the presets and versions under the run's setup; Markdown cannot fold,
+# so to keep its report short it moves the three to its appendix, which the report links to.
+RUN_OUTLINE: tuple[Part, ...] = (
+    Part(name="title", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="appendix_title", html=Page.TRIALS, markdown=Page.TRIALS),
+    Part(name="notice", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="description", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="findings", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="caveats", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="capacity", html=Page.REPORT, markdown=Page.TRIALS),
+    Part(name="plots", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="appendix_link", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="setup", html=Page.REPORT, markdown=Page.REPORT),
+    Part(name="results", html=Page.TRIALS, markdown=Page.TRIALS),
+    Part(name="presets", html=Page.REPORT, markdown=Page.TRIALS),
+    Part(name="versions", html=Page.REPORT, markdown=Page.TRIALS),
+    Part(name="trials", html=Page.TRIALS, markdown=Page.TRIALS),
+)
+
+
+def parts_on(page: Page, renderer: Literal["html", "markdown"]) -> list[str]:
+    """The names of the parts ``renderer`` draws on ``page``, in the outline's order."""
+    return [part.name for part in RUN_OUTLINE
+            if (part.html if renderer == "html" else part.markdown) is page]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,7 +244,6 @@ def plot_legend(section: RunSection) -> str:
     return (f"{PLOT_LEGEND} {FAMILY_LEGEND}" if multi_app(section.summary) else PLOT_LEGEND)
 
 
-
 def ws_parts(section: RunSection) -> list[tuple[str, list[dict[str, str]]]]:
     """(heading, table rows) of each load model of a WebSocket run, in order."""
     parts = []
@@ -211,7 +255,6 @@ def ws_parts(section: RunSection) -> list[tuple[str, list[dict[str, str]]]]:
     return parts
 
 
-
 def capacity_table(section: RunSection) -> list[dict[str, str]]:
     objective = capacity_mod.objective_of(section.run.meta, section.capacity)
     if section.capacity.empty or objective is None:
@@ -219,12 +262,10 @@ def capacity_table(section: RunSection) -> list[dict[str, str]]:
     return capacity_mod.table_rows(section.run, section.capacity, objective, short_id)
 
 
-
 def capacity_intro(section: RunSection) -> str:
     objective = capacity_mod.objective_of(section.run.meta, section.capacity)
     where = f"Objective: {objective.text}. " if objective is not None else ""
     return where + capacity_mod.CAPACITY_NOTE
-
 
 
 def results_tables(section: RunSection) -> list[tuple[str, list[dict[str, str]]]]:
@@ -240,6 +281,17 @@ def results_tables(section: RunSection) -> list[tuple[str, list[dict[str, str]]]
                           level_rows(part, multi_app(section.summary))))
     return parts
 
+
+def results_heading(section: RunSection) -> str:
+    return WS_HEADING if websocket.is_websocket(section.run.meta) else RESULTS_HEADING
+
+
+def findings_of(section: RunSection) -> list[Finding]:
+    return [item for item in section.guidance if not item.caveat]
+
+
+def caveats_of(section: RunSection) -> list[Finding]:
+    return [item for item in section.guidance if item.caveat]
 
 
 def results_note(section: RunSection) -> str:
