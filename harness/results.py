@@ -224,13 +224,16 @@ class Verdict:
 def judge(*, requests: int, errors: int, saturation_reasons: Sequence[str],
           died: str | None, failure: str | None = None,
           overload_reasons: Sequence[str] = (), connections_short: str | None = None,
-          expect_requests: bool = True, sent_late: int | None = None) -> Verdict:
+          expect_requests: bool = True, sent_late: int | None = None,
+          held_by: str | None = None) -> Verdict:
     """The one place that decides a trial's outcome.
 
     ``saturation_reasons``: why the generator may have been the limit; ``failure``: why the
     trial could not be measured at all; ``overload_reasons``: why the server fell behind an
     open-loop schedule; ``connections_short``: that the server did not hold every connection it
     was given (idle WebSocket connections, which send nothing: ``expect_requests`` False).
+    ``held_by``: what else held the server meanwhile ("3 slow clients"): a server that then
+    answered no measured request did not keep up, a result about it, not a trial that failed.
 
     ``sent_late``: in open loop, how many requests the generator itself sent late (None in
     closed loop). A generator that was late, whatever starved it, touched only those: when the
@@ -248,7 +251,9 @@ def judge(*, requests: int, errors: int, saturation_reasons: Sequence[str],
     total = requests + errors
     if connections_short:
         overloaded.append(connections_short)
-    if total == 0 and expect_requests:
+    if total == 0 and expect_requests and held_by and not died:
+        overloaded.append(f"answered no measured request while {held_by} were held")
+    elif total == 0 and expect_requests:
         invalid.append("no successful request")
     elif total and errors / total > ERROR_RATE_MAX:
         overloaded.append(f"errors {errors / total:.2%} of requests "

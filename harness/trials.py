@@ -251,7 +251,9 @@ class Trials:
         verdict = judge(requests=result.requests, errors=total_errors,
                         saturation_reasons=saturation, died=died, failure=failure,
                         overload_reasons=result.overload_reasons, connections_short=short,
-                        expect_requests=not idle, sent_late=result.sent_late)
+                        expect_requests=not idle, sent_late=result.sent_late,
+                        held_by=f"{level.slow_clients} slow clients"
+                        if level.load_model == "slow" and level.slow_clients else None)
         attempts = result.requests + total_errors
         lat, svc = percentiles_ms(result.latency), percentiles_ms(result.service_time)
         rss_mb, pss_mb = usage.peak_mb(*window)

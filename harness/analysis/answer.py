@@ -10,14 +10,18 @@ answers each family group; a WebSocket run answers echo, broadcast and idle memo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from harness.analysis.findings.pools import caps_phrase, pool_caps
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
+from harness.analysis.findings.slow_clients import is_slow_clients
 from harness.analysis.frames import RunData
 from harness.analysis.wording import (
+    HEADLINE_NAMES_MAX,
+    fmt_ms,
     fmt_ratio,
     fmt_rps,
     kind_label,
@@ -42,6 +46,8 @@ DB_GROUP_WHY = {
               "threads (sync_to_async)",
 }
 WHY_DB = "each query's cost in the driver and the framework, on the server's one CPU"
+WHY_SLOW = ("a sync worker reading a slow client's request is held for as long as it "
+            "trickles; an event loop parks the connection and serves the others")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,12 +255,38 @@ def _websocket_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> l
     return rows
 
 
+def _slow_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
+    """The most slow clients the run held: where the others were still served."""
+    mine = [f for f in findings if f.topic == "slow_clients"]
+    if not mine:
+        return []
+    f = max(mine, key=lambda x: float(x.question.get("slow_clients", 0)))
+    count = float(f.question.get("slow_clients", 0))
+    p99 = {k.removeprefix("p99_"): v for k, v in f.values.items()}
+    held = sorted(f.winners, key=lambda s: p99.get(s, math.inf))
+    gave_way = list(f.question.get("gave_way") or [])
+    by = (f"p99 {fmt_ms(p99[held[0]])} ms on {held[0]}" if held and held[0] in p99 else "")
+    if gave_way:
+        by += f"{'; ' if by else ''}{names_text(gave_way, HEADLINE_NAMES_MAX)} answered " \
+              "(nearly) none"
+    repeats = _repeats(run)
+    return [AnswerRow(work=f"{count:g} slow clients connected, {kind_label(run.meta)}",
+                      run=names_text(held, HEADLINE_NAMES_MAX) if held else "—",
+                      instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX)
+                      if f.others else "—",
+                      by=by, sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; each server "
+                      "against itself with none", why=WHY_SLOW,
+                      run_id=run.run_id, anchor=anchor)]
+
+
 def answer_rows(run: RunData, findings: Sequence[Finding], *, wait_s: float | None = None,
                 anchor: str = "") -> list[AnswerRow]:
     """The "What to run" rows one run answers (``wait_s``: the scenario's declared wait)."""
     kind = str((run.meta.get("scenario") or {}).get("kind") or "")
     if kind in ("websocket", "ws"):
         return _websocket_rows(run, findings, anchor)
+    if is_slow_clients(run.meta):
+        return _slow_rows(run, findings, anchor)
     family = _family_rows(run, findings, wait_s, anchor)
     if family:
         return family

@@ -69,6 +69,8 @@ def level_phrase(load_model: str, level: float) -> str:
         return f"{level:g} subscribers (broadcast)"
     if load_model == "idle":
         return f"{level:g} idle connections"
+    if load_model == "slow":
+        return f"{level:g} slow clients held"
     return f"{level:g} req/s offered (open loop)"
 
 
