@@ -69,6 +69,8 @@ class Level:
         size = f" ({self.message_size} B)" if self.message_size is not None else ""
         if self.load_model == "slow":
             return f"{self.concurrency} conn + {self.slow_clients} slow"
+        if self.load_model == "stream":
+            return f"{self.concurrency} streams"
         if self.load_model == "closed":
             return f"{self.concurrency} conn{size}"
         if self.load_model == "open":
@@ -197,7 +199,7 @@ class Plan:
 def _levels(levels: Levels, concurrency: Sequence[int] | None,
             rate: Sequence[float] | None,
             websocket: WebSocketLevels | None = None,
-            slow: SlowClientsLevels | None = None) -> tuple[Level, ...]:
+            slow: SlowClientsLevels | None = None, stream: bool = False) -> tuple[Level, ...]:
     # Levels given on the command line replace the scenario's; giving only one kind of level
     # means "only that kind" (for WebSocket: only echo levels of that kind).
     given = concurrency is not None or rate is not None
@@ -208,6 +210,8 @@ def _levels(levels: Levels, concurrency: Sequence[int] | None,
     if slow is not None:
         return tuple(Level(load_model="slow", concurrency=c, slow_clients=k)
                      for c in levels.concurrency for k in slow.counts)
+    if stream:
+        return tuple(Level(load_model="stream", concurrency=c) for c in levels.concurrency)
     if websocket is None:
         return tuple([Level(load_model="closed", concurrency=c) for c in levels.concurrency]
                      + [Level(load_model="open", rate=r) for r in levels.rate])
@@ -270,7 +274,7 @@ def build_plan(scenario: Scenario, options: PlanOptions | None = None) -> Plan:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
     levels = _levels(scenario.quick_levels if opts.quick else scenario.levels, opts.concurrency,
                      opts.rate, scenario.quick_websocket if opts.quick else scenario.websocket,
-                     scenario.slow_clients)
+                     scenario.slow_clients, scenario.stream is not None)
     if not levels and (opts.slo is None or opts.slo is OFF) and scenario.slo is None:
         raise UsageError("the plan has no load level: expected --concurrency or --rate")
     planned = _targets(scenario, opts, cpus=len(cpus.server))

@@ -58,7 +58,7 @@ SERIES_COLUMNS = ("second", "requests", "completed", "errors", "p50_ms", "p99_ms
 
 # closed / open loop (HTTP requests, or WebSocket echo round trips); a WebSocket broadcast
 # (level: subscribers) or idle connections held (level: connections)
-LoadModel = Literal["closed", "open", "broadcast", "idle", "slow"]
+LoadModel = Literal["closed", "open", "broadcast", "idle", "slow", "stream"]
 Outcome = Literal["valid", "overloaded", "invalid"]
 
 
@@ -151,7 +151,8 @@ class TrialRecord:
     # connections the server closed, errors_timeout deliveries that never arrived
     protocol: str = "http"
     message_size: int | None = None  # WebSocket: bytes per message
-    connections_at_end: int | None = None  # connections still open when the load ended
+    # connections still open when the load ended; a stream trial: streams open at once, at most
+    connections_at_end: int | None = None
     # idle connections: the server's memory (PSS, else RSS) per connection held, in KiB
     memory_per_connection_kb: float | None = None
     # valid, overloaded (the server did not keep up: a result) or invalid (not vouched for);
@@ -405,7 +406,8 @@ def series_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / SERIES_DIR / f"{trial_id}.csv"
 
 
-TRIAL_TAGS = {"closed": "c", "open": "R", "broadcast": "b", "idle": "i", "slow": "s"}
+TRIAL_TAGS = {"closed": "c", "open": "R", "broadcast": "b", "idle": "i", "slow": "s",
+              "stream": "st"}
 
 
 def trial_id(index: int, server: str, load_model: str, level: float, repeat: int,

@@ -29,7 +29,7 @@ from harness.slo import SearchPolicy, Slo, parse_slo
 from harness.units import parse_duration
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-Kind = Literal["hello", "io", "cpu", "json", "db", "websocket"]
+Kind = Literal["hello", "io", "cpu", "json", "db", "stream", "websocket"]
 KINDS: tuple[str, ...] = get_args(Kind)
 MAX_CONCURRENCY = 10_000  # the generator holds this many connections, not more
 MAX_DURATION_S = 3600.0  # one trial; a bound on every load loop
@@ -70,6 +70,9 @@ class WebSocketLevels:
     idle_connections: tuple[int, ...] = ()
 
 
+# The app contract's bounds on /stream (apps/README.md).
+MAX_STREAM_EVENTS = 10_000
+MAX_STREAM_INTERVAL_S = 60.0
 SlowMode = Literal["headers", "read"]
 SLOW_MODES: tuple[str, ...] = get_args(SlowMode)
 
@@ -84,6 +87,15 @@ class SlowClientsLevels:
     mode: SlowMode = "headers"
     byte_interval_s: float = 1.0
     path: str = "/hello"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamShape:
+    """``[stream]`` of a ``kind = "stream"`` scenario: each stream asks for ``events`` events
+    ``interval_ms`` apart; ``[load] concurrency`` gives how many streams are held at once."""
+
+    events: int
+    interval_ms: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +123,7 @@ class Scenario:
     websocket: WebSocketLevels | None
     quick_websocket: WebSocketLevels | None
     slow_clients: SlowClientsLevels | None
+    stream: StreamShape | None
     slo: Slo | None
     search: SearchPolicy
     source: str
@@ -303,6 +316,15 @@ def _slow_clients(fields: _Fields, path: str) -> SlowClientsLevels | None:
                              path=slow_path)
 
 
+def _stream(fields: _Fields) -> StreamShape:
+    """``[stream]``: ``events`` (1..10000) and ``interval`` ("100ms") of each stream."""
+    interval_s = fields.duration("interval", 0.1)
+    if interval_s > MAX_STREAM_INTERVAL_S:
+        raise fields.fail("interval", f"at most {MAX_STREAM_INTERVAL_S:g}s", interval_s)
+    return StreamShape(events=fields.positive_int("events", 20, maximum=MAX_STREAM_EVENTS),
+                       interval_ms=interval_s * 1000)
+
+
 def _slo(fields: _Fields) -> tuple[Slo | None, SearchPolicy]:
     """``[slo]``: ``objective = "p99=100ms,errors=0.1%"`` and the search's bounds."""
     default = SearchPolicy()
@@ -388,6 +410,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
                              "'idle_connections'")
     slo, search = _slo(top.sub("slo"))
     slow = _slow_clients(top.sub("slow_clients"), path)
+    stream = _stream(top.sub("stream")) if kind == "stream" else None
     if slow is not None and (is_ws or not levels.concurrency):
         raise UsageError(f"{source}: table 'slow_clients': expected an HTTP scenario with "
                          "closed-loop levels ([load] 'concurrency') to run beside them")
@@ -416,6 +439,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         websocket=websocket,
         quick_websocket=quick_websocket,
         slow_clients=slow,
+        stream=stream,
         slo=slo,
         search=search,
         source=source,

@@ -10,6 +10,7 @@ rate against the objective: harness.slo.judge_open_loop).
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from harness.errors import GeneratorError, UnreachableError
 from harness.loadgen import LoadResult, LoadSpec
 from harness.loadgen.histograms import percentiles_ms
 from harness.loadgen.slowclients import SlowClients, SlowClientsResult
+from harness.loadgen.streams import as_load_result, measure_streams
 from harness.noise import Noise, NoiseProbe
 from harness.plan import Level, Plan, PlannedTarget
 from harness.results import RunWriter, TrialRecord, TrialStatus, judge, trial_id
@@ -167,7 +169,7 @@ class Trials:
         try:
             with contextlib.ExitStack() as stack:
                 slow = self._slow_clients(stack, key.level, server, spec)
-                result = self.driver.measure(spec)
+                result = self._load(key.level, server, spec)
         except (UnreachableError, GeneratorError) as exc:
             # The generator checks the target before it starts: a server that died (or stopped
             # accepting) since the last trial is this trial's failure, not the run's; so is a
@@ -201,6 +203,18 @@ class Trials:
             if sampler.running:
                 sampler.stop()
         return record
+
+    def _load(self, level: Level, server: RunningTarget, spec: LoadSpec) -> LoadResult:
+        """The level's load: the driver's, or a stream level's streams held at once (each
+        lasting the scenario's events x interval, no warm-up: a stream is its own unit)."""
+        shape = self.plan.scenario.stream
+        if level.load_model != "stream" or shape is None:
+            return self.driver.measure(spec)
+        start = time.monotonic_ns()
+        result = measure_streams(spec.url, streams=level.concurrency or 1, events=shape.events,
+                                 interval_ms=shape.interval_ms, timeout_s=spec.timeout_s,
+                                 cpus=self.plan.loadgen_cpus)
+        return as_load_result(result, window_start_ns=start, window_end_ns=time.monotonic_ns())
 
     def _slow_clients(self, stack: contextlib.ExitStack, level: Level, server: RunningTarget,
                       spec: LoadSpec) -> SlowClients | None:

@@ -18,6 +18,7 @@ from typing import Any
 from harness.analysis.findings.pools import caps_phrase, pool_caps
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.findings.slow_clients import is_slow_clients
+from harness.analysis.findings.streams import is_streams
 from harness.analysis.frames import RunData
 from harness.analysis.wording import (
     HEADLINE_NAMES_MAX,
@@ -46,6 +47,8 @@ DB_GROUP_WHY = {
               "threads (sync_to_async)",
 }
 WHY_DB = "each query's cost in the driver and the framework, on the server's one CPU"
+WHY_STREAMS = ("a WSGI worker (or thread) is held by its stream for the whole of it; an event "
+               "loop holds them all")
 WHY_SLOW = ("a sync worker reading a slow client's request is held for as long as it "
             "trickles; an event loop parks the connection and serves the others")
 
@@ -279,6 +282,25 @@ def _slow_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[A
                       run_id=run.run_id, anchor=anchor)]
 
 
+def _stream_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
+    """The most streams the run held at once: who held them all."""
+    mine = [f for f in findings if f.topic == "streams"]
+    if not mine:
+        return []
+    f = max(mine, key=lambda x: float(x.question.get("streams", 0)))
+    count = float(f.question.get("streams", 0))
+    done = {k.removeprefix("completed_"): v for k, v in f.values.items()}
+    by = (f"all {count:g} completed vs {', '.join(f'{done[s]:g} on {s}' for s in f.others[:2])}"
+          if f.winners and f.others else "")
+    repeats = _repeats(run)
+    return [AnswerRow(work=f"{count:g} event streams held at once",
+                      run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
+                      instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX)
+                      if f.others else "—", by=by,
+                      sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; streams counted",
+                      why=WHY_STREAMS, run_id=run.run_id, anchor=anchor)]
+
+
 def answer_rows(run: RunData, findings: Sequence[Finding], *, wait_s: float | None = None,
                 anchor: str = "") -> list[AnswerRow]:
     """The "What to run" rows one run answers (``wait_s``: the scenario's declared wait)."""
@@ -287,6 +309,8 @@ def answer_rows(run: RunData, findings: Sequence[Finding], *, wait_s: float | No
         return _websocket_rows(run, findings, anchor)
     if is_slow_clients(run.meta):
         return _slow_rows(run, findings, anchor)
+    if is_streams(run.meta):
+        return _stream_rows(run, findings, anchor)
     family = _family_rows(run, findings, wait_s, anchor)
     if family:
         return family

@@ -18,6 +18,7 @@ from harness.analysis.families import multi_app, series_run, series_view
 from harness.analysis.findings.common import Context, ranked_rows, service_floor
 from harness.analysis.findings.record import Finding
 from harness.analysis.findings.slow_clients import is_slow_clients
+from harness.analysis.findings.streams import is_streams
 from harness.analysis.frames import RunData, summarize
 from harness.analysis.websocket import is_websocket
 from harness.analysis.wording import kind_label
@@ -36,12 +37,14 @@ TOPICS: Registry[Finder] = Registry("finding topic", {
     "websocket": "harness.analysis.findings.websocket:find",
     "pools": "harness.analysis.findings.pools:find",
     "slow_clients": "harness.analysis.findings.slow_clients:find",
+    "streams": "harness.analysis.findings.streams:find",
 })
 HTTP_TOPICS = ("capacity", "throughput", "families", "pools", "tail", "efficiency", "memory",
                "caveats")
 WEBSOCKET_TOPICS = ("websocket",)
 # a slow-clients run compares each server with itself, K slow clients against none
 SLOW_CLIENTS_TOPICS = ("slow_clients", "caveats")
+STREAM_TOPICS = ("streams", "caveats")
 
 
 def context(run: RunData, summary: pd.DataFrame) -> Context:
@@ -59,7 +62,8 @@ def compute_guidance(run: RunData, summary: pd.DataFrame | None = None) -> list[
     summary = summarize(run) if summary is None else summary
     ctx = context(run, summary)
     topics = (WEBSOCKET_TOPICS if is_websocket(run.meta)
-              else SLOW_CLIENTS_TOPICS if is_slow_clients(run.meta) else HTTP_TOPICS)
+              else SLOW_CLIENTS_TOPICS if is_slow_clients(run.meta)
+              else STREAM_TOPICS if is_streams(run.meta) else HTTP_TOPICS)
     items: list[Finding] = []
     for name in topics:
         items += TOPICS.get(name)(ctx)

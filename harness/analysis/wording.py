@@ -71,6 +71,8 @@ def level_phrase(load_model: str, level: float) -> str:
         return f"{level:g} idle connections"
     if load_model == "slow":
         return f"{level:g} slow clients held"
+    if load_model == "stream":
+        return f"{level:g} streams at once"
     return f"{level:g} req/s offered (open loop)"
 
 

@@ -50,6 +50,7 @@ from harness.cpus import check_usable
 from harness.errors import UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms, record_batch
 from harness.loadgen.kinds import ERROR_KINDS
+from harness.loadgen.result import LoadResult
 from harness.loadgen.run import _collect, _new_loop, _reap, raise_open_files_limit
 from harness.loadgen.spec import parse_url
 
@@ -489,3 +490,26 @@ class _Run:
         if samples:
             self.samples[name] = array("q")
             self.out_of_range += record_batch(samples, (self.hists[name],))
+
+
+def as_load_result(result: StreamResult, *, window_start_ns: int,
+                   window_end_ns: int) -> LoadResult:
+    """The streams as a trial's LoadResult, so they are judged, written and read as every
+    trial is: ``requests`` the streams completed and ``errors`` the others (cut or never
+    started, by kind); ``achieved_rps`` events received per second; ``latency`` the gaps
+    between events and ``service_time`` the time to first event."""
+    errors = dict(result.errors)
+    errors["total"] = result.cut + result.never_started
+    duration = max(result.duration_s, 1e-9)
+    return LoadResult(
+        load_model="stream", url=result.url, concurrency=result.streams,
+        requests=result.completed, duration_s=result.duration_s,
+        achieved_rps=result.events_received / duration, offered_rps=None, errors=errors,
+        latency=result.gap, service_time=result.first_event, out_of_range=result.out_of_range,
+        behind=0, behind_generator=0, behind_at_cap=0, scheduled=0, saturated=False,
+        saturation_reasons=[], generator_cpu_pct=0.0, generator_cpu_s=0.0,
+        generator_proc_cpu_pct=[], peak_connections=result.peak_connections, procs=1,
+        window_start_ns=window_start_ns, window_end_ns=window_end_ns,
+        open_at_end=result.max_concurrent,
+        notes=[f"streams: {result.completed} of {result.streams} completed, {result.cut} cut, "
+               f"{result.never_started} never started; at most {result.max_concurrent} at once"])
