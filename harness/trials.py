@@ -96,6 +96,8 @@ class Trials:
         # the run's probe of the server CPUs' speed, once it has its baseline (harness.noise)
         self.speed: CpuSpeed | None = None
         db = plan.database
+        # what the run started beside the targets (its database), set by the runner
+        self.services: list[RunningTarget] = []
         # what else runs on the generator's CPUs, named when a trial finds them busy
         self._sharing = ("the database, the upstream and the harness"
                          if db is not None and db.url is None
@@ -163,8 +165,13 @@ class Trials:
         sampler = server.sampler(watch_cpus=self.plan.loadgen_cpus,
                                  census_after_s=spec.warmup_s + spec.duration_s / 2)
         noise = NoiseProbe(self.speed)
+        # a service outside the harness's process tree (a database container) is part of the
+        # run, not noise: its CPU is sampled and set against the machine's
+        services = [svc.sampler() for svc in self.services if not svc.in_harness_tree]
         noise.start()
         sampler.start()
+        for svc in services:
+            svc.start()
         slow: SlowClients | None = None
         try:
             with contextlib.ExitStack() as stack:
@@ -184,6 +191,7 @@ class Trials:
             usage = sampler.stop()
             died = None if server.alive() else server.exit_reason()
             server_cpu_s = 0.0 if server.in_harness_tree else usage.cpu_seconds()
+            server_cpu_s += sum(svc.stop().cpu_seconds() for svc in services)
             record = self._record(key, result=result, usage=usage, died=died,
                                   noise=noise.stop(extra_cpu_s=server_cpu_s,
                                                    window=(result.window_start_ns,
@@ -200,8 +208,9 @@ class Trials:
                          for name, hist in result.by_name.items()},
             )
         finally:
-            if sampler.running:
-                sampler.stop()
+            for running in (sampler, *services):
+                if running.running:
+                    running.stop()
         return record
 
     def _load(self, level: Level, server: RunningTarget, spec: LoadSpec) -> LoadResult:

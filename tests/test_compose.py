@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import pytest
 
+from apps import dbcontract
 from harness import compose_file
 from harness.backends import BACKENDS, compose
 from harness.backends.compose import ComposeBackend, ContainerTarget
@@ -36,6 +38,8 @@ from harness.catalogue import (
 from harness.commands import compose as compose_command
 from harness.errors import TargetError, UsageError
 from harness.loadgen import LoadSpec, run_load
+from harness.services import database
+from harness.verify import verify_database
 from tests.runhelpers import harness_cmd, http_get
 
 ENGINE_SCRIPT = REPO_DIR.parent / "shared" / "docker" / "local-engine.sh"
@@ -61,17 +65,18 @@ def test_committed_files_match_the_catalogue() -> None:
     assert not stale, f"{stale} differ from the catalogue: run 'harness compose write'"
 
 
-def test_committed_file_has_a_service_per_server_and_the_upstream() -> None:
+def test_committed_file_has_a_service_per_server_the_upstream_and_the_database() -> None:
     yaml = pytest.importorskip("yaml")  # PyYAML comes with uvicorn[standard]
     doc = yaml.safe_load(compose_file.COMPOSE_FILE.read_text())
     assert doc == compose_file.document(compose_file.default_services(),
                                         image=compose_file.COMMITTED_IMAGE,
                                         build=compose_file.committed_build())
     services = doc["services"]
-    assert set(services) == {compose_file.UPSTREAM_SERVICE, *SERVERS}
+    own = {compose_file.UPSTREAM_SERVICE, compose_file.DATABASE_SERVICE}
+    assert set(services) == {*own, *SERVERS}
     for name, service in services.items():
         assert service["network_mode"] == "host"
-        assert service["cpuset"] == ("0" if name == compose_file.UPSTREAM_SERVICE else "1")
+        assert service["cpuset"] == ("0" if name in own else "1")
         assert service["build"]["network"] == "host"
         assert service["environment"]["PYTHONPATH"] == "/app"
     ports = [s["command"] for s in services.values()]
@@ -107,6 +112,34 @@ def test_family_environment_and_paths_reach_the_container() -> None:
     target = make_target(server, app=family, cpus=1)
     spec = compose_file.target_service(target, name="x", port=1, cpus=(1,))
     assert {k: spec.environment[k] for k in family.env} == dict(family.env)
+
+
+def test_database_service_runs_the_wheels_postgres_unprivileged_without_a_volume() -> None:
+    spec = compose_file.database_service(name="db", port=5499, cpus=(0, 1), connections=33,
+                                         labels={"a": "b"})
+    service = spec.to_dict(image="img")
+    assert service["user"] == database.UNPRIVILEGED_USER != "root"
+    assert service["cpuset"] == "0,1" and service["network_mode"] == "host"
+    # PostgreSQL's fast shutdown: TERM would wait for the targets' pools to disconnect
+    assert service["stop_signal"] == "SIGINT"
+    assert "volumes" not in service and service["labels"] == {"a": "b"}
+    assert spec.command[:2] == [compose_file.CONTAINER_PYTHON, "-c"]
+    assert spec.command[-2:] == ["5499", "33"]
+    assert "init_cluster" in spec.command[2] and "server_command" in spec.command[2]
+    assert service["environment"]["PYTHONPATH"] == "/app"
+    # the targets keep the image's user and TERM
+    target = compose_file.target_service(make_target(get_server("uvicorn"), app="raw", cpus=1),
+                                         name="x", port=1, cpus=(1,)).to_dict(image="img")
+    assert "user" not in target and target["stop_signal"] == "SIGTERM"
+
+
+def test_no_database_on_an_engine_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its cluster trusts loopback only: the harness here could not reach it."""
+    backend = ComposeBackend()
+    monkeypatch.setattr(backend, "check", lambda: None)
+    backend.remote = "servers.example"
+    with pytest.raises(UsageError, match=r"servers\.example.*--db-url"):
+        backend.start_database(cpus=(0,), connections=20)
 
 
 def test_yaml_writer_quotes_every_string() -> None:
@@ -352,6 +385,46 @@ def test_a_server_that_cannot_start_gives_its_output(backend: ComposeBackend,
     target = make_target(get_server("gunicorn-sync"), app=broken, cpus=len(SERVER_CPUS))
     with pytest.raises(TargetError, match=r"exited \(exit code [1-9]\d*\); its output ends"):
         backend.start_target(target, cpus=SERVER_CPUS, upstream_url=upstream.url)
+
+
+@pytest.mark.e2e
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leftovers")
+def test_database_container_is_seeded_serves_both_gateways_and_goes(
+        backend: ComposeBackend, upstream: ContainerTarget) -> None:
+    """The scratch PostgreSQL in a container: pinned, unprivileged, no volume, seeded; a WSGI
+    and an ASGI target given its URL answer the database routes with its rows; stopped, the
+    container (and with it the data) is gone."""
+    targets = [make_target(get_server(name), app="raw", cpus=len(SERVER_CPUS))
+               for name in ("gunicorn-sync", "uvicorn")]
+    connections = database.max_connections(t.db_connections for t in targets)
+    with backend.start_database(cpus=LOADGEN_CPUS, connections=connections) as db:
+        assert db.url == database.local_url(db.port) and db.port > 0 and db.alive()
+        attrs = db.container.attrs
+        assert attrs["HostConfig"]["CpusetCpus"] == ",".join(map(str, LOADGEN_CPUS))
+        assert attrs["HostConfig"]["NetworkMode"] == "host"
+        assert attrs["Config"]["User"] == database.UNPRIVILEGED_USER
+        assert attrs["Config"]["Image"] == backend.image
+        assert not attrs["Mounts"]
+        assert db.container.labels[compose.LABEL_RUN] == backend.run_id
+        procs = _cgroup_processes(db)
+        assert any("postgres" in p.name() for p in procs)
+        assert all(p.uids().real != 0 and tuple(p.cpu_affinity()) == LOADGEN_CPUS
+                   for p in procs)
+        with psycopg.connect(db.url) as conn:
+            assert conn.execute("SELECT count(*) FROM world").fetchone() == (
+                dbcontract.WORLD_ROWS,)
+            assert conn.execute("SELECT count(*) FROM fortune").fetchone() == (
+                len(dbcontract.FORTUNES),)
+            assert conn.execute("SHOW max_connections").fetchone() == (str(connections),)
+        for target in targets:
+            with backend.start_target(target, cpus=SERVER_CPUS, upstream_url=upstream.url,
+                                      db_url=db.url) as srv:
+                report = verify_database(srv.url, db.url)
+                assert report.ok, [(c.name, c.detail) for c in report.failures]
+        name = db.container.name
+    assert not db.alive() and name not in backend.leftovers()
+    assert not database.accepts(database.local_url(db.port, database.SUPERUSER))
 
 
 def _owned_by(pid: int) -> list[str]:

@@ -23,7 +23,8 @@ Where each part lives:
 
 - :mod:`~harness.backends.compose.engine`: reaching the Docker engine and the Compose tool, the
   labels, building the servers' image;
-- :mod:`~harness.backends.compose.backend`: :class:`ComposeBackend`, which starts targets and
+- :mod:`~harness.backends.compose.backend`: :class:`ComposeBackend`, which starts targets, the
+  upstream and the database (PostgreSQL as an unprivileged user, its data in the container) and
   cleans up after the run;
 - :mod:`~harness.backends.compose.container`: :class:`ContainerTarget`, one started container,
   and :class:`EngineStatsSampler`, its CPU and memory through the engine's stats API.

