@@ -20,6 +20,7 @@ from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, 
 from harness.analysis.findings.slow_clients import is_slow_clients
 from harness.analysis.findings.streams import is_streams
 from harness.analysis.frames import RunData
+from harness.analysis.stats import SIGNIFICANCE_LEVEL, SINGLE_RUN_NOISE_FRACTION
 from harness.analysis.wording import (
     HEADLINE_NAMES_MAX,
     fmt_ms,
@@ -32,7 +33,7 @@ from harness.analysis.wording import (
 )
 
 # The order of the rows across runs: the kinds of work a team asks about most first.
-KIND_ORDER = ("io", "db", "cpu", "hello", "json", "websocket", "ws")
+KIND_ORDER = ("io", "db", "cpu", "hello", "json", "websocket", "ws", "stream")
 CLASSIC_SYNC = "gunicorn-sync"
 WHY_CPU = ("the work holds the CPU: an event loop runs it one request at a time, as a sync "
            "worker does")
@@ -41,16 +42,15 @@ WHY_WEBSOCKET = ("WSGI has no way to hold a connection open; one event loop hold
 WHY_FAMILIES = "behind an event loop the framework's own cost shows"
 # A database group's reason when no wait is declared (queries take what they take).
 DB_GROUP_WHY = {
-    "drivers": "psycopg on both gateways isolates the gateway; asyncpg is a second driver on "
-               "the same loop",
     "django": "the ORM is sync: from asgi.py, sync views and the async a-methods run it in "
               "threads (sync_to_async)",
 }
 WHY_DB = "each query's cost in the driver and the framework, on the server's one CPU"
-WHY_STREAMS = ("a WSGI worker (or thread) is held by its stream for the whole of it; an event "
-               "loop holds them all")
-WHY_SLOW = ("a sync worker reading a slow client's request is held for as long as it "
-            "trickles; an event loop parks the connection and serves the others")
+WHY_STREAMS = ("what holds a connection decides: a sync worker or thread is held by its stream "
+               "for the whole of it; an event loop, gevent's greenlets or granian's Rust I/O "
+               "hold them all")
+WHY_SLOW = ("a sync worker or thread reading a slow client's request is held for as long as "
+            "it trickles; an event loop, gevent's greenlets or granian's Rust HTTP parks it")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +184,51 @@ def _database_why(run: RunData, f: Finding, wait_s: float | None) -> str:
             f"once: {caps_phrase(caps, wait_s)}" if caps else DB_GROUP_WHY.get(group, WHY_DB))
 
 
+# A database run's driver group answers two questions, each its own row: the same driver on
+# both gateways, and asyncpg against psycopg under ASGI (keys: "app_gateway").
+DRIVER_PAIRS = (
+    (("raw_wsgi", "raw_asgi"), "the same driver (psycopg), sync vs async",
+     "the gateway is the only change: sync workers, each with its own pool, against one event "
+     "loop with one pool"),
+    (("raw_asgi", "raw-asyncpg_asgi"), "asyncpg vs psycopg under ASGI",
+     "the same event loop, another driver: asyncpg's own protocol and its larger default pool"),
+)
+
+
+def _pair_row(run: RunData, f: Finding, keys: tuple[str, str], what: str, why: str,
+              anchor: str) -> AnswerRow | None:
+    """One row of a group: the faster of two variants, or either when the difference is not
+    significant over repeats (or, measured once, within run-to-run noise)."""
+    sides = f.question.get("sides") or {}
+    rps = {k.removeprefix("rps_"): v for k, v in f.values.items() if k.startswith("rps_")}
+    base_key = next(iter(sides), "")
+    rps[base_key] = f.values.get("rps_base", math.nan)
+    if not all(k in sides and k in rps for k in keys):
+        return None
+    (a, b), ratio = keys, rps[keys[1]] / rps[keys[0]]
+    p = f.values.get(f"p_value_{keys[1]}") if keys[0] == base_key else None
+    run_side, instead = (sides[b], sides[a]) if ratio >= 1.0 else (sides[a], sides[b])
+    ratio = max(ratio, 1.0 / ratio)
+    repeats = _repeats(run)
+    if p is not None:
+        sure = f"{p_text(p)}, {repeats} repeats"
+        noise = p >= SIGNIFICANCE_LEVEL
+    else:
+        sure = f"{repeats} repeat{'s' if repeats != 1 else ''} pooled; no test"
+        noise = repeats == 1 and ratio < 1.0 + SINGLE_RUN_NOISE_FRACTION
+    level = f.question.get("level")
+    work = (f"{what}, {f.question.get('kind')}, {level:g} clients" if isinstance(level, float)
+            else what)
+    if noise:
+        return AnswerRow(work=work, run=f"either: {run_side} or {instead}", instead_of="—",
+                         by=f"{fmt_ratio(ratio)} apart: "
+                         + ("no significant difference" if p is not None
+                            else "within run-to-run noise (measured once)"),
+                         sure=sure, why=why, run_id=run.run_id, anchor=anchor)
+    return AnswerRow(work=work, run=run_side, instead_of=instead, by=fmt_ratio(ratio),
+                     sure=sure, why=why, run_id=run.run_id, anchor=anchor)
+
+
 def _family_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None,
                  anchor: str) -> list[AnswerRow]:
     database = str((run.meta.get("scenario") or {}).get("kind") or "") == "db"
@@ -191,23 +236,19 @@ def _family_rows(run: RunData, findings: Sequence[Finding], wait_s: float | None
     for f in findings:
         if f.topic != "family_group" or f.caveat or len(f.others) < 2:
             continue
-        ratio_key = next((k for k in f.values if k.startswith("ratio_")), None)
-        ratio = f.values.get(ratio_key) if ratio_key else None
-        level = f.question.get("level")
-        # the faster of the base and the best other variant is the one to run
-        run_side, instead = f.others[1], f.others[0]
-        if ratio is not None and ratio < 1.0:
-            run_side, instead, ratio = instead, run_side, 1.0 / ratio
-        repeats = _repeats(run)
-        rows.append(AnswerRow(
-            work=f"{f.question.get('title')}, {f.question.get('kind')}, {level:g} clients"
-            if isinstance(level, float) else str(f.question.get("title")),
-            run=run_side, instead_of=instead,
-            by=fmt_ratio(ratio) if ratio is not None else "",
-            sure=f"{repeats} repeat{'s' if repeats != 1 else ''} pooled; no test",
-            why=_database_why(run, f, wait_s) if database
-            else _family_why(run, f.others[0], wait_s),
-            run_id=run.run_id, anchor=anchor))
+        why = (_database_why(run, f, wait_s) if database
+               else _family_why(run, f.others[0], wait_s))
+        sides = list(f.question.get("sides") or {})
+        if f.question.get("group") == "drivers":
+            # a declared wait's pool physics say why better than the drivers do
+            pairs = [(keys, what, why if wait_s is not None else driver_why)
+                     for keys, what, driver_why in DRIVER_PAIRS]
+        else:
+            # the base against the best of the others (``sides`` is in that order)
+            pairs = [((sides[0], sides[1]), str(f.question.get("title")), why)] \
+                if len(sides) > 1 else []
+        rows += [row for keys, what, row_why in pairs
+                 if (row := _pair_row(run, f, keys, what, row_why, anchor)) is not None]
     return rows
 
 

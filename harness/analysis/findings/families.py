@@ -246,7 +246,10 @@ def _group_item(run: RunData, closed: pd.DataFrame, group: str, members: Sequenc
                 f"{order[0]}." if others else text)
     return Finding(topic="family_group", run_id=run.run_id, text=text, headline=headline,
                    others=order, question={"group": group, "title": title, "kind": kind,
-                                           "level": level, "base": order[0]},
+                                           "level": level, "base": order[0],
+                                           "sides": {f"{v.app}_{v.gateway}": side for v, side
+                                                     in zip([base_variant, *others], order,
+                                                            strict=True)}},
                         trial_ids=tuple(dict.fromkeys(trial_ids_of(*named) + missing_ids)),
                         values=values)
 
