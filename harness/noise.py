@@ -36,7 +36,7 @@ BUSY_NOTE = "busy machine"
 def is_busy(others_cpu_pct: float | None, steal_pct: float | None,
             cpu_slowdown: float | None, *, notes: str = "") -> bool:
     """The busy-machine rule, for a trial being measured (Noise.busy) and for one read back
-    from a run folder (harness.analysis.frames.busy_trials): processes outside the harness used
+    from a run folder (harness.analysis.rundata.busy_trials): processes outside the harness used
     more than BUSY_OTHERS_PCT of a CPU, steal was above BUSY_STEAL_PCT, or the server's CPU ran
     more than SLOW_CPU_FACTOR times slower than its recent pace; or the trial's ``notes`` say
     so (BUSY_NOTE). A reading that is missing (None, or NaN in a run folder: not probed, or

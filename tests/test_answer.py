@@ -20,9 +20,9 @@ from harness.analysis.findings.record import (
     read_findings,
     write_findings,
 )
-from harness.analysis.frames import RunData, summarize
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.report import write_report
+from harness.analysis.rundata import RunData, summarize
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results" / "reference"
 

@@ -14,8 +14,8 @@ from harness.analysis import wording
 from harness.analysis.agreement import compare_guidance, compare_runs
 from harness.analysis.findings.common import leaders
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData, busy_trials, summarize
 from harness.analysis.guidance import compute_guidance
+from harness.analysis.rundata import RunData, busy_trials, summarize
 from harness.analysis.stats import (
     TIE_PHRASE,
     behind_beyond,

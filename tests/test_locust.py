@@ -30,7 +30,7 @@ from harness.drivers.locust import (
     worker_command,
 )
 from harness.drivers.locust_book import ERROR_KINDS as BOOK_ERROR_KINDS
-from harness.drivers.locust_book import NS_PER_S, Book
+from harness.drivers.locust_book import NS_PER_S, LocustBook
 from harness.errors import UnreachableError, UsageError
 from harness.loadgen import ERROR_KINDS, LoadResult, LoadSpec, percentiles_ms
 from harness.loadgen.result import merge_reports
@@ -52,9 +52,9 @@ needs_locust = pytest.mark.skipif(not HAVE_LOCUST,
 
 # ---- the merge, without Locust ---------------------------------------------------------------
 
-def _book(values_us: list[int], *, name: str = "GET /hello", seconds: int = 2) -> Book:
+def _book(values_us: list[int], *, name: str = "GET /hello", seconds: int = 2) -> LocustBook:
     """A book whose window is [0, seconds): value i sent in second i % seconds."""
-    book = Book(hdr=HDR, seconds=seconds, m0_ns=0, m1_ns=seconds * NS_PER_S)
+    book = LocustBook(hdr=HDR, seconds=seconds, m0_ns=0, m1_ns=seconds * NS_PER_S)
     for i, value in enumerate(values_us):
         sent = (i % seconds) * NS_PER_S + 1
         book.success(name, sent, sent + value * 1000, value)
@@ -69,7 +69,7 @@ def test_books_merge_by_adding_histograms_never_averaging_percentiles() -> None:
     fast = _book([100] * 990)  # 990 answers at 0.1 ms
     slow = _book([50_000] * 10, name="GET /slow")  # 10 at 50 ms
     # a worker's periodic reports (take) and its last one, added by the master
-    master_side = Book(hdr=HDR, seconds=2, m0_ns=0, m1_ns=2 * NS_PER_S)
+    master_side = LocustBook(hdr=HDR, seconds=2, m0_ns=0, m1_ns=2 * NS_PER_S)
     master_side.add(fast.take())
     master_side.add(slow.to_dict())
     assert fast.requests == 0  # take() emptied it
@@ -91,7 +91,7 @@ def test_books_merge_by_adding_histograms_never_averaging_percentiles() -> None:
 
 
 def test_book_window_excludes_warmup_and_counts_answers_by_second() -> None:
-    book = Book(hdr=HDR, seconds=2, m0_ns=10 * NS_PER_S, m1_ns=12 * NS_PER_S)
+    book = LocustBook(hdr=HDR, seconds=2, m0_ns=10 * NS_PER_S, m1_ns=12 * NS_PER_S)
     book.success("a", 9 * NS_PER_S, int(10.5 * NS_PER_S), 1)  # sent in the warm-up
     book.success("a", int(11.9 * NS_PER_S), int(12.1 * NS_PER_S), 200_000)  # answered after
     book.error("a", "timeout", int(11.5 * NS_PER_S), killed=True)
@@ -99,7 +99,7 @@ def test_book_window_excludes_warmup_and_counts_answers_by_second() -> None:
     assert book.requests == 1 and book.completed == 1
     assert book.sec_completed == [1, 0] and book.sec_errors == [0, 1]
     assert book.errors["timeout"] == 1 and book.killed == 1 and book.errors["status"] == 0
-    again = Book.from_dict(book.to_dict(), hdr=HDR)
+    again = LocustBook.from_dict(book.to_dict(), hdr=HDR)
     assert again.to_dict() == book.to_dict()
 
 
@@ -112,7 +112,7 @@ def _usage(pid_cpu_pct: float, m0: int, m1: int) -> Usage:
 
 def test_locust_at_its_cpu_limit_marks_the_trial_saturated_naming_locust() -> None:
     m0, m1 = 1_000 * NS_PER_S, 1_002 * NS_PER_S
-    book = Book(hdr=HDR, seconds=2, m0_ns=m0, m1_ns=m1)
+    book = LocustBook(hdr=HDR, seconds=2, m0_ns=m0, m1_ns=m1)
     book.success("GET /hello", m0 + 5, m0 + 500_005, 500)
     data = {"m0_ns": m0, "m1_ns": m1, "master": {"role": "master", "host": "h", "pid": 1},
             "processes": [

@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.families import family_groups
-from harness.analysis.frames import RunData, head_to_head_rows, load_capacity, load_series
 from harness.analysis.migrate import (
     OPTIONAL_TRIAL_COLUMNS,
     migrate_capacity,
@@ -19,6 +18,7 @@ from harness.analysis.migrate import (
     migrate_series,
     migrate_trials,
 )
+from harness.analysis.rundata import RunData, head_to_head_rows, load_capacity, load_series
 from harness.catalogue import APPS
 from harness.results import CAPACITY_COLUMNS, TRIAL_COLUMNS
 

@@ -18,7 +18,7 @@ import pytest
 
 from harness import runner as runner_module
 from harness.analysis import load_series
-from harness.analysis.frames import busy_trials, load_run
+from harness.analysis.rundata import busy_trials, load_run
 from harness.backends.local import LocalBackend, RunningServer
 from harness.catalogue import Target, get_server, make_target
 from harness.errors import GeneratorError

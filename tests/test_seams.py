@@ -22,8 +22,8 @@ from harness.drivers import DRIVERS
 from harness.errors import UsageError
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.loadgen.connection import Connection
+from harness.loadgen.launch import new_loop
 from harness.loadgen.models import LOAD_MODELS, LoadModel, WorkerPlan
-from harness.loadgen.run import _new_loop
 from harness.loadgen.spec import encode_request, parse_url
 from harness.loadgen.worker import Worker
 from harness.registry import Registry
@@ -138,7 +138,7 @@ def test_a_load_model_registered_by_name_drives_the_pool() -> None:
                           rate=None, proc=0, procs=1, max_connections=1, warmup_ns=0,
                           duration_ns=2_000_000_000, timeout_ns=2_000_000_000)
         LOAD_MODELS.register("exactly-n", ExactlyN)
-        loop = _new_loop()
+        loop = new_loop()
         try:
             worker = Worker(plan, loop)
             assert isinstance(worker.model, ExactlyN)

@@ -13,18 +13,6 @@ from harness.analysis.findings.caveats import NOISY_CV_MAX
 from harness.analysis.findings.common import CEILING_FRACTION, service_floor
 from harness.analysis.findings.families import family_guidance
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import (
-    GROUP_KEYS,
-    TRIAL_DTYPES,
-    RunData,
-    busy_trials,
-    load_capacity,
-    load_meta,
-    load_run,
-    load_runs,
-    load_series,
-    summarize,
-)
 from harness.analysis.guidance import compute_guidance, guidance_table
 from harness.analysis.histograms import (
     histogram_ms,
@@ -46,6 +34,18 @@ from harness.analysis.plots import (
     server_styles,
 )
 from harness.analysis.report import write_report
+from harness.analysis.rundata import (
+    GROUP_KEYS,
+    TRIAL_DTYPES,
+    RunData,
+    busy_trials,
+    load_capacity,
+    load_meta,
+    load_run,
+    load_runs,
+    load_series,
+    summarize,
+)
 from harness.analysis.stats import (
     SIGNIFICANCE_LEVEL,
     SINGLE_RUN_NOISE_FRACTION,

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, Finding
-from harness.analysis.frames import RunData, busy_trials
 from harness.analysis.guidance import compute_guidance
+from harness.analysis.rundata import RunData, busy_trials
 from harness.noise import BUSY_OTHERS_PCT, BUSY_STEAL_PCT, SLOW_CPU_FACTOR
 
 # Not caveats in the report (good news reads as a finding), but about the measurement:

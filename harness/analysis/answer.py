@@ -19,7 +19,7 @@ from harness.analysis.findings.pools import caps_phrase, pool_caps
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.findings.slow_clients import is_slow_clients
 from harness.analysis.findings.streams import is_streams
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import SIGNIFICANCE_LEVEL, SINGLE_RUN_NOISE_FRACTION
 from harness.analysis.wording import (
     HEADLINE_NAMES_MAX,

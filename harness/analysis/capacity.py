@@ -21,7 +21,7 @@ import pandas as pd
 
 from harness import pairing
 from harness.analysis.families import series_view
-from harness.analysis.frames import RunData, head_to_head_rows
+from harness.analysis.rundata import RunData, head_to_head_rows
 from harness.analysis.stats import MeanCi, mean_ci
 from harness.analysis.wording import fmt_ms, fmt_rps
 from harness.errors import UsageError

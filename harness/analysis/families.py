@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 
 # Between the server and the family in a series name: "uvicorn · django".
 SERIES_SEPARATOR = " · "

@@ -17,7 +17,7 @@ from harness.analysis.capacity import objective_of, server_capacities
 from harness.analysis.families import multi_app
 from harness.analysis.findings.common import peaks, ranked_rows, rps_values, service_floor
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import mean_ci
 from harness.analysis.websocket import is_websocket
 from harness.analysis.wording import kind_label

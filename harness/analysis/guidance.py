@@ -19,7 +19,7 @@ from harness.analysis.findings.common import Context, ranked_rows, service_floor
 from harness.analysis.findings.record import Finding
 from harness.analysis.findings.slow_clients import is_slow_clients
 from harness.analysis.findings.streams import is_streams
-from harness.analysis.frames import RunData, summarize
+from harness.analysis.rundata import RunData, summarize
 from harness.analysis.websocket import is_websocket
 from harness.analysis.wording import kind_label
 from harness.registry import Registry

@@ -1,5 +1,5 @@
 """Run folders written by an older harness, read in today's shape: every fix for one, in one
-place, applied as the folder's files are read (harness.analysis.frames), so the rest of the
+place, applied as the folder's files are read (harness.analysis.rundata), so the rest of the
 analysis reads one current shape and never asks how old a folder is.
 
 What an older folder lacks, and what it meant:

@@ -28,7 +28,7 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
 def main(args: argparse.Namespace) -> int:
     # Imported here: pandas is paid for only by the commands that analyse.
     from harness.analysis.agreement import busy_runs, compare_runs
-    from harness.analysis.frames import RunData
+    from harness.analysis.rundata import RunData
 
     runs = (RunData.load(args.run_a), RunData.load(args.run_b))
     rows = compare_runs(*runs)

@@ -95,7 +95,7 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
 
 def main(args: argparse.Namespace) -> int:
     from harness.loadgen import check_reachable, run_load
-    from harness.loadgen.report import header, render
+    from harness.loadgen.text import header, render
 
     spec = spec_from_args(args)
     check_reachable(spec.target)  # before the banner, so bad input is one line

@@ -268,8 +268,8 @@ def _print_answer(console: Console, run_dir: Path) -> None:
     from harness.analysis.answer import answer_rows
     from harness.analysis.findings.common import service_floor
     from harness.analysis.findings.record import FINDINGS_FILE, write_findings
-    from harness.analysis.frames import RunData, summarize
     from harness.analysis.guidance import compute_guidance
+    from harness.analysis.rundata import RunData, summarize
 
     run = RunData.load(run_dir)
     summary = summarize(run)

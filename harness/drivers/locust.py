@@ -43,12 +43,12 @@ import psutil
 from hdrh.histogram import HdrHistogram
 
 from harness.cpus import cpus_text
-from harness.drivers.locust_book import ERROR_KINDS, Book
+from harness.drivers.locust_book import ERROR_KINDS, LocustBook
 from harness.errors import GeneratorError, UsageError
 from harness.loadgen.accounting import WorkerReport
 from harness.loadgen.histograms import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS, new_histogram
+from harness.loadgen.launch import check_reachable
 from harness.loadgen.result import SATURATED_CPU_PCT, LoadResult, merge_reports
-from harness.loadgen.run import check_reachable
 from harness.loadgen.spec import LoadSpec
 from harness.ports import free_port
 from harness.sampling import TreeSampler, Usage
@@ -325,7 +325,7 @@ class ProcessRow:
 
     @classmethod
     def of(cls, proc: dict[str, Any], usage: dict[int, Usage], m0: int, m1: int,
-           book: Book | None) -> ProcessRow:
+           book: LocustBook | None) -> ProcessRow:
         row = cls(role=str(proc.get("role")), host=str(proc.get("host")),
                   pid=int(proc.get("pid", 0)), cpus=list(proc.get("cpus") or []))
         sampled = usage.get(row.pid)
@@ -369,7 +369,7 @@ def build_result(spec: LoadSpec, data: dict[str, Any], usage: dict[int, Usage], 
     """The LoadResult of the listener's file: every process's book merged as the built-in
     generator's reports are, then Locust's CPU (sampled by the harness) and its notes."""
     m0, m1 = int(data["m0_ns"]), int(data["m1_ns"])
-    books = [Book.from_dict(p["book"], hdr=HDR) for p in data["processes"]]
+    books = [LocustBook.from_dict(p["book"], hdr=HDR) for p in data["processes"]]
     reports = [to_worker_report(k, book, m0_ns=m0, m1_ns=m1) for k, book in enumerate(books)]
     result = merge_reports(reports, url=spec.url, concurrency=spec.concurrency, rate=None,
                            duration_s=spec.duration_s)
@@ -411,7 +411,7 @@ def build_result(spec: LoadSpec, data: dict[str, Any], usage: dict[int, Usage], 
     return result
 
 
-def to_worker_report(proc: int, book: Book, *, m0_ns: int, m1_ns: int) -> WorkerReport:
+def to_worker_report(proc: int, book: LocustBook, *, m0_ns: int, m1_ns: int) -> WorkerReport:
     """One Locust process's book in the built-in generator's report form, for merge_reports."""
     second_requests = [(h.get_total_count() if h is not None else 0) + lost
                        for h, lost in zip(book.sec_hist, book.sec_lost, strict=True)]
@@ -430,7 +430,7 @@ def to_worker_report(proc: int, book: Book, *, m0_ns: int, m1_ns: int) -> Worker
         precise_timer=True)
 
 
-def merge_by_name(books: Sequence[Book]) -> tuple[dict[str, HdrHistogram], dict[str, int]]:
+def merge_by_name(books: Sequence[LocustBook]) -> tuple[dict[str, HdrHistogram], dict[str, int]]:
     """Per request name: latency histograms added across processes, error counts summed."""
     hists: dict[str, HdrHistogram] = {}
     errors: dict[str, int] = {}

@@ -1,9 +1,10 @@
 """What one Locust process measured, in a form both sides of the process boundary share.
 
-The listener (inside Locust, where gevent has patched everything) records into a :class:`Book`;
-a worker sends the master what it recorded since its last report (``take``), the master adds
-(``add``) and writes every process's book to a JSON file, and the driver (in the harness) reads
-it back. Histograms travel HDR-encoded and are only ever added, never averaged.
+The listener (inside Locust, where gevent has patched everything) records into a
+:class:`LocustBook`; a worker sends the master what it recorded since its last report
+(``take``), the master adds (``add``) and writes every process's book to a JSON file, and the
+driver (in the harness) reads it back. Histograms travel HDR-encoded and are only ever added,
+never averaged.
 
 This module imports hdrh and the standard library only: the listener loads it by file path,
 because importing anything through the ``harness`` package would pull in the built-in
@@ -49,7 +50,7 @@ def window_seconds(duration_s: float) -> int:
     return max(1, math.ceil(duration_s))
 
 
-class Book:
+class LocustBook:
     """Counts and latency of the requests of one process, by second of the measured window.
 
     A request belongs to the measurement when it was *sent* inside ``[m0, m1)``: its latency
@@ -171,7 +172,7 @@ class Book:
             setattr(self, key, getattr(self, key) + data[key])
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, hdr: tuple[int, int, int]) -> Book:
+    def from_dict(cls, data: dict[str, Any], *, hdr: tuple[int, int, int]) -> LocustBook:
         book = cls(hdr=hdr, seconds=int(data["seconds"]))
         book.add(data)
         return book

@@ -50,7 +50,7 @@ from locust.rpc.protocol import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 if TYPE_CHECKING:
-    from harness.drivers.locust_book import Book
+    from harness.drivers.locust_book import LocustBook
 
 CONFIG_ENV = "HARNESS_LOCUST_CONFIG"
 RESULT_ENV = "HARNESS_LOCUST_RESULT"
@@ -106,7 +106,7 @@ class _State:
     def __init__(self) -> None:
         self.env: Environment | None = None
         self.config: dict[str, Any] = {}
-        self.book: Book | None = None
+        self.book: LocustBook | None = None
         self.expect_body: bytes | None = None
         self.window: tuple[int, int] | None = None
         self.cpu0_ns = self.cpu1_ns = self.t0_ns = self.t1_ns = 0
@@ -139,8 +139,8 @@ class _State:
         return {"cpu_s": (end_cpu - self.cpu0_ns) / NS_PER_S,
                 "window_s": max(0, end_t - self.t0_ns) / NS_PER_S}
 
-    def new_book(self) -> Book:
-        book: Book = _book_module.Book(hdr=tuple(self.config["hdr"]),
+    def new_book(self) -> LocustBook:
+        book: LocustBook = _book_module.Book(hdr=tuple(self.config["hdr"]),
                                        seconds=_book_module.window_seconds(
                                            float(self.config["duration_s"])))
         return book

@@ -17,8 +17,8 @@ from harness.loadgen.histograms import (
     percentiles_ms,
 )
 from harness.loadgen.kinds import ERROR_KINDS
+from harness.loadgen.launch import check_reachable, run_load
 from harness.loadgen.result import SATURATED_CPU_PCT, LoadResult, SeriesPoint
-from harness.loadgen.run import check_reachable, run_load
 from harness.loadgen.spec import DEFAULT_MAX_CONNECTIONS, LoadSpec, parse_header, parse_url
 
 __all__ = [

@@ -16,7 +16,7 @@ Two kinds of slow client, ``count`` connections of one kind:
   ``byte_interval_s``: the server's sends back up. Ask for a response the trial cannot read to
   its end (``/stream?events=...``): the end of a response read in full counts as a close too.
 
-They run in a process of their own, spawned like the generator's (``harness.loadgen.run``) and
+They run in a process of their own, spawned like the generator's (``harness.loadgen.launch``) and
 pinned to ``cpus`` when given: never in a generator process, whose hot path they would slow,
 nor in the runner's, whose samplers they would share a GIL with, and whose open-file limit
 10,000 connections could exhaust. When that process ends, by a stop, an error, a KILL or the
@@ -49,7 +49,7 @@ from hdrh.histogram import HdrHistogram
 from harness.cpus import check_usable
 from harness.errors import GeneratorError, UnreachableError, UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms
-from harness.loadgen.run import _collect, _new_loop, _reap, raise_open_files_limit
+from harness.loadgen.launch import collect, new_loop, raise_open_files_limit, reap
 
 SlowMode = Literal["headers", "read"]
 SLOW_MODES: tuple[str, ...] = get_args(SlowMode)
@@ -208,7 +208,7 @@ class SlowClients:
         try:
             self._proc.start()
             child_end.close()
-            ((opened, failure),) = _collect([(self._proc, parent_end)], "ready",
+            ((opened, failure),) = collect([(self._proc, parent_end)], "ready",
                                             time.monotonic() + READY_TIMEOUT_S)
             if opened == 0:
                 where = f"{self.plan.host}:{self.plan.port}"
@@ -227,7 +227,7 @@ class SlowClients:
         try:
             with contextlib.suppress(OSError):
                 self._pipe.send(("stop", None))
-            (report,) = _collect([(self._proc, self._pipe)], "done",
+            (report,) = collect([(self._proc, self._pipe)], "done",
                                  time.monotonic() + STOP_TIMEOUT_S)
             self.result = _result(report, self.plan)
         except GeneratorError:
@@ -239,7 +239,7 @@ class SlowClients:
 
     def _end(self) -> None:
         if self._proc is not None:
-            _reap([self._proc])
+            reap([self._proc])
         if self._pipe is not None:
             self._pipe.close()
             self._pipe = None
@@ -264,7 +264,7 @@ def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> Non
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(cpus))
     raise_open_files_limit()
-    loop = _new_loop()
+    loop = new_loop()
     asyncio.set_event_loop(loop)
     clients = _Clients(plan, loop)
     try:

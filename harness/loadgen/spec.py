@@ -28,7 +28,7 @@ DEFAULT_MESSAGE_SIZE_BYTES = 64
 
 
 @dataclass(frozen=True, kw_only=True)
-class Target:
+class Endpoint:
     """An ``http://`` or ``ws://host:port/path`` URL split into what the client needs."""
 
     host: str
@@ -42,7 +42,7 @@ class Target:
         return host if self.port == 80 else f"{host}:{self.port}"
 
 
-def parse_url(url: str) -> Target:
+def parse_url(url: str) -> Endpoint:
     """Accept ``http://`` or ``ws://HOST[:PORT][/PATH][?QUERY]``; else a UsageError."""
     try:
         parts = urlsplit(url)
@@ -61,7 +61,7 @@ def parse_url(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(host=parts.hostname, port=port if port is not None else 80, path=path,
+    return Endpoint(host=parts.hostname, port=port if port is not None else 80, path=path,
                   websocket=parts.scheme == "ws")
 
 
@@ -114,7 +114,7 @@ class LoadSpec:
         return self.max_connections if self.max_connections is not None else DEFAULT_MAX_CONNECTIONS
 
     @property
-    def target(self) -> Target:
+    def target(self) -> Endpoint:
         return parse_url(self.url)
 
     def validate(self) -> None:

@@ -50,8 +50,8 @@ from harness.cpus import check_usable
 from harness.errors import UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms, record_batch
 from harness.loadgen.kinds import ERROR_KINDS
+from harness.loadgen.launch import collect, new_loop, raise_open_files_limit, reap
 from harness.loadgen.result import LoadResult
-from harness.loadgen.run import _collect, _new_loop, _reap, raise_open_files_limit
 from harness.loadgen.spec import parse_url
 
 DEFAULT_PATH = "/stream"
@@ -267,9 +267,9 @@ def measure_streams(url: str, *, streams: int, events: int, interval_ms: float,
         proc.start()
         child_end.close()
         wait_s = START_MARGIN_S + deadline_ns / NS_PER_S + RESULT_MARGIN_S
-        (report,) = _collect([(proc, parent_end)], "done", time.monotonic() + wait_s)
+        (report,) = collect([(proc, parent_end)], "done", time.monotonic() + wait_s)
     finally:
-        _reap([proc])
+        reap([proc])
         parent_end.close()
     return _result(report, url=f"http://{host_header}{path}", streams=streams, events=events,
                    interval_ms=interval_ms, timeout_s=timeout_s)
@@ -296,7 +296,7 @@ def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> Non
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(cpus))
     raise_open_files_limit()
-    loop = _new_loop()
+    loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
         report = loop.run_until_complete(_Run(plan, loop).measure())

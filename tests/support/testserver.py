@@ -19,7 +19,7 @@ from collections import deque
 
 import httptools
 
-from harness.loadgen.run import raise_open_files_limit
+from harness.loadgen.launch import raise_open_files_limit
 from harness.loadgen.timer import PreciseTimer
 
 NS_PER_MS = 1_000_000

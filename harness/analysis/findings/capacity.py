@@ -20,7 +20,7 @@ from harness.analysis.capacity import (
 )
 from harness.analysis.findings.common import CLASSIC_PAIR, Context
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
-from harness.analysis.frames import RunData, load_capacity
+from harness.analysis.rundata import RunData, load_capacity
 from harness.analysis.stats import (
     SINGLE_RUN_NOISE_FRACTION,
     TIE_PHRASE,

@@ -11,7 +11,7 @@ from scipy import stats
 
 from harness.analysis.findings.common import Context, best_row, trial_ids_of
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData, busy_trials
+from harness.analysis.rundata import RunData, busy_trials
 from harness.analysis.stats import (
     CONFIDENCE_LEVEL,
     MIN_REPEATS_FOR_STATS,

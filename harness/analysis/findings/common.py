@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import (
     MIN_REPEATS_FOR_STATS,
     SINGLE_RUN_NOISE_FRACTION,

@@ -17,7 +17,7 @@ from harness.analysis.findings.common import (
     trial_ids_of,
 )
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.wording import (
     HEADLINE_NAMES_MAX,
     fmt_pct,

@@ -34,7 +34,7 @@ from harness.analysis.findings.common import (
     trial_ids_of,
 )
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import (
     SINGLE_RUN_NOISE_FRACTION,
     compare_repeats,
@@ -400,7 +400,7 @@ def overhead_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
 def family_guidance(run: RunData, summary: pd.DataFrame) -> list[Finding]:
     """Within-group comparisons, then each framework's cost against raw (module docs).
 
-    ``summary``: harness.analysis.frames.summarize of ``run``, with real server names (not a
+    ``summary``: harness.analysis.rundata.summarize of ``run``, with real server names (not a
     series_view)."""
     if summary.empty or "app" not in summary.columns:
         return []

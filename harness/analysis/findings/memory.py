@@ -12,7 +12,7 @@ from harness.analysis.findings.common import (
     members_text,
 )
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import MIN_REPEATS_FOR_STATS
 from harness.analysis.wording import (
     HEADLINE_NAMES_MAX,

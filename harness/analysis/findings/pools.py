@@ -17,7 +17,7 @@ import pandas as pd
 
 from harness.analysis.findings.common import Context, best_row, trial_ids_of
 from harness.analysis.findings.record import STATED, Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.wording import fmt_rps
 
 # Threads per worker of a WSGI server whose preset leaves them to the server (None): one.

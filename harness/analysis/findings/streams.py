@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.analysis.findings.common import Context, trial_figures, trial_ids_of
 from harness.analysis.findings.record import STATED, Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.wording import HEADLINE_NAMES_MAX, fmt_ms, names_text
 from harness.errors import UsageError
 from harness.units import parse_duration

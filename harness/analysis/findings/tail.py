@@ -19,7 +19,7 @@ from harness.analysis.findings.common import (
     trial_ids_of,
 )
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import (
     SAME_THROUGHPUT_RATIO_MAX,
 )

@@ -26,7 +26,7 @@ from harness.analysis.findings.common import (
     trial_ids_of,
 )
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import (
     CONFIDENCE_LEVEL,
     SAME_THROUGHPUT_RATIO_MAX,

@@ -17,7 +17,7 @@ from harness.analysis.findings.common import (
     trial_ids_of,
 )
 from harness.analysis.findings.record import NO_DIFFERENCE, RANKED, STATED, Finding
-from harness.analysis.frames import RunData
+from harness.analysis.rundata import RunData
 from harness.analysis.stats import compare_repeats, ratio_ci
 from harness.analysis.websocket import (
     connections,

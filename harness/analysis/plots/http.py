@@ -14,7 +14,6 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from harness.analysis.families import series_view
-from harness.analysis.frames import RunData, head_to_head_rows, load_series
 from harness.analysis.histograms import merged_histogram, percentile_spectrum
 from harness.analysis.plots.style import (
     INVALID_COLOUR,
@@ -32,6 +31,7 @@ from harness.analysis.plots.style import (
     server_order,
     styles_for,
 )
+from harness.analysis.rundata import RunData, head_to_head_rows, load_series
 
 
 def plot_throughput(summary: pd.DataFrame, title: str = "") -> Figure:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.analysis.findings.record import FINDINGS_FILE, write_findings
-from harness.analysis.frames import RunData
 from harness.analysis.report.content import (
     HTML_FILE,
     MARKDOWN_FILE,
@@ -32,6 +31,7 @@ from harness.analysis.report.content import (
 from harness.analysis.report.html import render_html, render_trials_html
 from harness.analysis.report.markdown import render_markdown, render_trials_markdown
 from harness.analysis.report.sections import PLOTS_DIR, build_front, build_section, slug_of
+from harness.analysis.rundata import RunData
 from harness.errors import UsageError
 
 __all__ = ["HTML_FILE", "MARKDOWN_FILE", "MODEL_HEADINGS", "PLOT_LEGEND", "TRIALS_HTML_FILE",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness.analysis import websocket
 from harness.analysis.families import multi_app
-from harness.analysis.frames import RunData, busy_trials
+from harness.analysis.rundata import RunData, busy_trials
 from harness.analysis.wording import fmt_mb, fmt_ms, fmt_pct, fmt_rps
 
 MAX_COMMAND_CHARS = 400

@@ -20,7 +20,6 @@ from harness.analysis.answer import AnswerRow
 from harness.analysis.families import multi_app, series_view
 from harness.analysis.findings.common import pick_level
 from harness.analysis.findings.record import Finding
-from harness.analysis.frames import RunData, load_capacity, summarize
 from harness.analysis.front import headline_panels, machine_text, plot_headline, what_to_run
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.report.content import (
@@ -36,6 +35,7 @@ from harness.analysis.report.content import (
     short_id,
     ws_unsupported_text,
 )
+from harness.analysis.rundata import RunData, load_capacity, summarize
 from harness.analysis.wording import kind_label, level_phrase
 
 HEADLINE_PLOT = "headline"

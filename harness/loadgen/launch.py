@@ -21,7 +21,7 @@ from harness.errors import GeneratorError, UnreachableError, UsageError
 from harness.loadgen.accounting import WorkerReport
 from harness.loadgen.models import WorkerPlan
 from harness.loadgen.result import LoadResult, merge_reports
-from harness.loadgen.spec import LoadSpec, Target, encode_request
+from harness.loadgen.spec import Endpoint, LoadSpec, encode_request
 from harness.loadgen.worker import INITIAL_CONNECT_WAIT_S, Worker
 
 try:
@@ -61,7 +61,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
             proc.start()
             child_end.close()
             children.append((proc, parent_end))
-        ready = _collect(children, "ready", time.monotonic() + READY_TIMEOUT_S)
+        ready = collect(children, "ready", time.monotonic() + READY_TIMEOUT_S)
         if sum(int(n) for n, _ in ready) == 0:
             failures = [why for _, why in ready if why]
             if failures and target.websocket:
@@ -76,16 +76,16 @@ def run_load(spec: LoadSpec) -> LoadResult:
             pipe.send(("go", start_ns))
         deadline = time.monotonic() + START_DELAY_S + spec.warmup_s + spec.duration_s \
             + spec.timeout_s + RESULT_MARGIN_S
-        reports: list[WorkerReport] = _collect(children, "done", deadline)
+        reports: list[WorkerReport] = collect(children, "done", deadline)
     finally:
-        _reap([proc for proc, _ in children])
+        reap([proc for proc, _ in children])
         for _, pipe in children:
             pipe.close()
     return merge_reports(reports, url=spec.url, concurrency=spec.concurrency, rate=spec.rate,
                          duration_s=spec.duration_s, websocket=spec.websocket)
 
 
-def check_reachable(target: Target, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
+def check_reachable(target: Endpoint, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
     """One connect before the load, so a typo is one line and not 10 s of connect errors."""
     where = f"{target.host}:{target.port}"
     try:
@@ -123,7 +123,7 @@ def _share(total: int, parts: int, index: int) -> int:
     return total // parts + (1 if index < total % parts else 0)
 
 
-def split(spec: LoadSpec, target: Target, *, files_hard_limit: int | None) -> list[WorkerPlan]:
+def split(spec: LoadSpec, target: Endpoint, *, files_hard_limit: int | None) -> list[WorkerPlan]:
     """Each process's share: connections (closed loop) or every procs-th request (open)."""
     request = encode_request(spec)
     plans: list[WorkerPlan] = []
@@ -150,7 +150,7 @@ def split(spec: LoadSpec, target: Target, *, files_hard_limit: int | None) -> li
     return plans
 
 
-def _collect(children: list[tuple[Any, mpc.Connection]], kind: str, deadline: float) -> list[Any]:
+def collect(children: list[tuple[Any, mpc.Connection]], kind: str, deadline: float) -> list[Any]:
     """Wait (bounded) for one ``(kind, payload)`` message from every child, in child order."""
     pending = {id(pipe): i for i, (_, pipe) in enumerate(children)}
     out: list[Any] = [None] * len(children)
@@ -173,7 +173,7 @@ def _collect(children: list[tuple[Any, mpc.Connection]], kind: str, deadline: fl
     return out
 
 
-def _reap(procs: list[Any]) -> None:
+def reap(procs: list[Any]) -> None:
     """TERM, then KILL after STOP_TIMEOUT_S; every child joined."""
     for proc in procs:
         if proc.is_alive():
@@ -186,7 +186,7 @@ def _reap(procs: list[Any]) -> None:
             proc.join(STOP_TIMEOUT_S)
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:
@@ -202,7 +202,7 @@ def child_main(pipe: mpc.Connection, plan: WorkerPlan, cpu: int | None) -> None:
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
     raise_open_files_limit()
-    loop = _new_loop()
+    loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
         worker = Worker(plan, loop)
