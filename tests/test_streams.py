@@ -11,9 +11,8 @@ import httptools
 import pytest
 
 from harness.errors import UsageError
+from harness.loadgen.sse import EventScanner, StreamParser
 from harness.loadgen.streams import (
-    EventScanner,
-    StreamParser,
     StreamResult,
     measure_streams,
     stream_url,
