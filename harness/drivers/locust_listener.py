@@ -3,7 +3,7 @@
 It records every request's latency at full precision (Locust's ``response_time`` is a float in
 ms; Locust's own statistics round it into buckets) into HDR histograms in microseconds, by
 second of a measured window, with errors by kind, exactly as the built-in generator counts them
-(see harness.drivers.locust_book.Book).
+(see harness.drivers.locust_book.LocustBook).
 
 - The window: once every user is spawned, the master (or the single process) opens it after the
   warm-up, ``[m0, m1)`` on time.monotonic_ns(), and tells the workers (a ``harness_window``
@@ -140,9 +140,8 @@ class _State:
                 "window_s": max(0, end_t - self.t0_ns) / NS_PER_S}
 
     def new_book(self) -> LocustBook:
-        book: LocustBook = _book_module.Book(hdr=tuple(self.config["hdr"]),
-                                       seconds=_book_module.window_seconds(
-                                           float(self.config["duration_s"])))
+        seconds = _book_module.window_seconds(float(self.config["duration_s"]))
+        book: LocustBook = _book_module.LocustBook(hdr=tuple(self.config["hdr"]), seconds=seconds)
         return book
 
 
