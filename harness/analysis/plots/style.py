@@ -235,8 +235,9 @@ def save_figure(fig: Figure, base: Path,
     paths: dict[str, Path] = {}
     for fmt in formats:
         path = base.with_suffix(f".{fmt}")
-        # A fixed salt and no date keep the SVG identical between reports of the same data.
-        with matplotlib.rc_context({"svg.hashsalt": "harness"}):
+        # A fixed salt and no date keep the SVG identical between reports of the same data;
+        # text stays text (not a path per glyph), which halves what report.html embeds.
+        with matplotlib.rc_context({"svg.hashsalt": "harness", "svg.fonttype": "none"}):
             fig.savefig(path, format=fmt, dpi=PNG_DPI,
                         metadata={"Date": None} if fmt == "svg" else None)
         paths[fmt] = path
