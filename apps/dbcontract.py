@@ -13,9 +13,9 @@ import html
 import json
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from apps.raw import common
 
@@ -72,6 +72,9 @@ ROUTES = (DB_PATH, QUERIES_PATH, FORTUNES_PATH, DB_SLEEP_PATH)
 TEXT_HTML = "text/html; charset=utf-8"
 
 DbKind = Literal["db", "queries", "fortunes", "sleep"]
+Row = tuple[Any, ...]
+# How a family renders /fortunes from the table's rows (its own template engine, or ours).
+FortunesRenderer = Callable[[Sequence[Row]], common.Response]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,3 +194,22 @@ def db_not_configured() -> common.Response:
 def db_failed(exc: BaseException) -> common.Response:
     return common.Response(status=502, content_type=common.TEXT_PLAIN,
                            body=f"Bad Gateway: database error {type(exc).__name__}".encode())
+
+
+def one_row(row: Row | None) -> Row:
+    """A world row a SELECT by id returned (every id 1..WORLD_ROWS exists when seeded)."""
+    if row is None:
+        raise LookupError("no such world row")
+    return row
+
+
+def respond(db: DbRequest, rows: Sequence[Row],
+            render_fortunes: FortunesRenderer = fortunes_response) -> common.Response:
+    """The answer to a database request from the rows it read (none for ``sleep``)."""
+    if db.kind == "db":
+        return db_response(rows[0])
+    if db.kind == "queries":
+        return queries_response(rows)
+    if db.kind == "fortunes":
+        return render_fortunes(rows)
+    return sleep_response(db.ms)

@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
 import aiohttp
@@ -56,9 +56,9 @@ _subscribers: dict[tuple[int, int], tuple[asyncio.AbstractEventLoop, dict[int, S
 
 DbDriver = Literal["psycopg", "asyncpg"]
 DB_DRIVERS: tuple[DbDriver, ...] = ("psycopg", "asyncpg")
-Row = tuple[Any, ...]
+Row = dbcontract.Row
 _PsycopgPool = AsyncConnectionPool[psycopg.AsyncConnection[Row]]
-FortunesRenderer = Callable[[Sequence[Row]], common.Response]
+FortunesRenderer = dbcontract.FortunesRenderer
 # (pid, id(loop), driver) -> (loop, the task opening the pool: AsyncConnectionPool or
 # asyncpg.Pool). Concurrent first requests share the one task instead of opening a pool each.
 _db_pools: dict[tuple[int, int, DbDriver],
@@ -179,12 +179,6 @@ async def _close_pools() -> None:
             await task.result().close()
 
 
-def _one(row: Row | None) -> Row:
-    if row is None:
-        raise LookupError("no such world row")
-    return row
-
-
 async def _fetch_psycopg(pool: _PsycopgPool, db: dbcontract.DbRequest) -> list[Row]:
     # The pool's context commits the (read-only) transaction and gives the connection back.
     async with pool.connection() as conn:
@@ -194,8 +188,11 @@ async def _fetch_psycopg(pool: _PsycopgPool, db: dbcontract.DbRequest) -> list[R
             await conn.execute(dbcontract.SELECT_SLEEP, (db.ms / 1000,))
             return []
         # One SELECT per row, one after another (TechEmpower's multiple queries).
-        return [_one(await (await conn.execute(dbcontract.SELECT_WORLD, (world_id,))).fetchone())
-                for world_id in dbcontract.random_ids(db.n)]
+        rows = []
+        for world_id in dbcontract.random_ids(db.n):
+            cursor = await conn.execute(dbcontract.SELECT_WORLD, (world_id,))
+            rows.append(dbcontract.one_row(await cursor.fetchone()))
+        return rows
 
 
 async def _fetch_asyncpg(pool: Any, db: dbcontract.DbRequest) -> list[Row]:
@@ -205,19 +202,9 @@ async def _fetch_asyncpg(pool: Any, db: dbcontract.DbRequest) -> list[Row]:
         if db.kind == "sleep":
             await conn.execute(dbcontract.SELECT_SLEEP_ASYNCPG, db.ms / 1000)
             return []
-        return [tuple(_one(await conn.fetchrow(dbcontract.SELECT_WORLD_ASYNCPG, world_id)))
+        return [tuple(dbcontract.one_row(
+                    await conn.fetchrow(dbcontract.SELECT_WORLD_ASYNCPG, world_id)))
                 for world_id in dbcontract.random_ids(db.n)]
-
-
-def _db_respond(db: dbcontract.DbRequest, rows: Sequence[Row],
-                render_fortunes: FortunesRenderer) -> common.Response:
-    if db.kind == "db":
-        return dbcontract.db_response(rows[0])
-    if db.kind == "queries":
-        return dbcontract.queries_response(rows)
-    if db.kind == "fortunes":
-        return render_fortunes(rows)
-    return dbcontract.sleep_response(db.ms)
 
 
 async def _db_answer(db: dbcontract.DbRequest,
@@ -237,7 +224,7 @@ async def _db_answer(db: dbcontract.DbRequest,
             rows = await _fetch_psycopg(pool, db)
     except _DB_ERRORS as exc:
         return dbcontract.db_failed(exc)
-    return _db_respond(db, rows, render_fortunes)
+    return dbcontract.respond(db, rows, render_fortunes)
 
 
 async def _db_route(method: str, path: str, query_string: str) -> common.Response | None:

@@ -23,8 +23,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import urllib3
 from urllib3.exceptions import HTTPError
@@ -96,8 +96,8 @@ _db_pool_pid = 0
 # threads that are not ours and end sessions that belong to the parent.
 _db_inherited: list[ConnectionPool] = []
 
-Row = tuple[Any, ...]
-FortunesRenderer = Callable[[Sequence[Row]], common.Response]
+Row = dbcontract.Row
+FortunesRenderer = dbcontract.FortunesRenderer
 
 
 def _database_pool(url: str) -> ConnectionPool:
@@ -132,10 +132,7 @@ def _db_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one(cursor: Cursor[Row]) -> Row:
-    row = cursor.fetchone()
-    if row is None:
-        raise LookupError("no such world row")
-    return row
+    return dbcontract.one_row(cursor.fetchone())
 
 
 def _db_fetch(conn: Connection[Row], db: dbcontract.DbRequest) -> list[Row]:
@@ -148,17 +145,6 @@ def _db_fetch(conn: Connection[Row], db: dbcontract.DbRequest) -> list[Row]:
         return []
     return [_one(conn.execute(dbcontract.SELECT_WORLD, (world_id,)))
             for world_id in dbcontract.random_ids(db.n)]
-
-
-def _db_respond(db: dbcontract.DbRequest, rows: Sequence[Row],
-                render_fortunes: FortunesRenderer) -> common.Response:
-    if db.kind == "db":
-        return dbcontract.db_response(rows[0])
-    if db.kind == "queries":
-        return dbcontract.queries_response(rows)
-    if db.kind == "fortunes":
-        return render_fortunes(rows)
-    return dbcontract.sleep_response(db.ms)
 
 
 def _db_answer(db: dbcontract.DbRequest,
@@ -175,7 +161,7 @@ def _db_answer(db: dbcontract.DbRequest,
             rows = _db_fetch(conn, db)
     except _db_errors() as exc:
         return dbcontract.db_failed(exc)
-    return _db_respond(db, rows, render_fortunes)
+    return dbcontract.respond(db, rows, render_fortunes)
 
 
 def _db_route(method: str, path: str, query_string: str) -> common.Response | None:
