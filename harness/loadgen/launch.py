@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.errors import GeneratorError, UnreachableError, UsageError
@@ -50,17 +51,11 @@ def run_load(spec: LoadSpec) -> LoadResult:
     check_reachable(target)
     plans = split(spec, target, files_hard_limit=raise_open_files_limit())
     cpus = spec.cpus
-    ctx = mp.get_context("spawn")
     children: list[tuple[Any, mpc.Connection]] = []
     try:
         for plan in plans:
-            parent_end, child_end = ctx.Pipe()
             cpu = cpus[plan.proc % len(cpus)] if cpus else None
-            proc = ctx.Process(target=child_main, args=(child_end, plan, cpu),
-                               name=f"harness-loadgen-{plan.proc}", daemon=True)
-            proc.start()
-            child_end.close()
-            children.append((proc, parent_end))
+            children.append(start_child(child_main, (plan, cpu), f"harness-loadgen-{plan.proc}"))
         ready = collect(children, "ready", time.monotonic() + READY_TIMEOUT_S)
         if sum(int(n) for n, _ in ready) == 0:
             failures = [why for _, why in ready if why]
@@ -150,6 +145,37 @@ def split(spec: LoadSpec, target: Endpoint, *, files_hard_limit: int | None) -> 
     return plans
 
 
+def start_child(main: Callable[..., None], args: tuple[Any, ...],
+                name: str) -> tuple[Any, mpc.Connection]:
+    """A spawned daemon process running ``main(pipe, *args)``, and the parent's end of its
+    pipe. Spawned, not forked: the caller has threads (samplers), and fork with threads is
+    unsafe."""
+    ctx = mp.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    proc = ctx.Process(target=main, args=(child_end, *args), name=name, daemon=True)
+    try:
+        proc.start()
+    except BaseException:
+        parent_end.close()
+        raise
+    finally:
+        child_end.close()
+    return proc, parent_end
+
+
+@contextlib.contextmanager
+def reports_to(pipe: mpc.Connection) -> Iterator[None]:
+    """In a child process: an exception becomes its ``("error", why)`` message to the parent
+    (which raises it as GeneratorError); a parent already gone ends the child quietly."""
+    try:
+        yield
+    except (EOFError, BrokenPipeError):
+        pass  # the parent is gone
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
 def collect(children: list[tuple[Any, mpc.Connection]], kind: str, deadline: float) -> list[Any]:
     """Wait (bounded) for one ``(kind, payload)`` message from every child, in child order."""
     pending = {id(pipe): i for i, (_, pipe) in enumerate(children)}
@@ -205,21 +231,17 @@ def child_main(pipe: mpc.Connection, plan: WorkerPlan, cpu: int | None) -> None:
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
-        worker = Worker(plan, loop)
-        connected = loop.run_until_complete(worker.connect())
-        pipe.send(("ready", (connected, worker.pool.last_failure)))
-        if not pipe.poll(GO_TIMEOUT_S):
-            return
-        tag, start_ns = pipe.recv()
-        if tag != "go":
-            return
-        report = loop.run_until_complete(worker.run(int(start_ns)))
-        pipe.send(("done", report))
-    except (EOFError, BrokenPipeError):
-        pass  # the parent is gone
-    except Exception as exc:
-        with contextlib.suppress(OSError):
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        with reports_to(pipe):
+            worker = Worker(plan, loop)
+            connected = loop.run_until_complete(worker.connect())
+            pipe.send(("ready", (connected, worker.pool.last_failure)))
+            if not pipe.poll(GO_TIMEOUT_S):
+                return
+            tag, start_ns = pipe.recv()
+            if tag != "go":
+                return
+            report = loop.run_until_complete(worker.run(int(start_ns)))
+            pipe.send(("done", report))
     finally:
         loop.close()
 

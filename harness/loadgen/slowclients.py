@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import ipaddress
 import math
-import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import signal
@@ -49,7 +48,14 @@ from hdrh.histogram import HdrHistogram
 from harness.cpus import check_usable
 from harness.errors import GeneratorError, UnreachableError, UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms
-from harness.loadgen.launch import collect, new_loop, raise_open_files_limit, reap
+from harness.loadgen.launch import (
+    collect,
+    new_loop,
+    raise_open_files_limit,
+    reap,
+    reports_to,
+    start_child,
+)
 
 SlowMode = Literal["headers", "read"]
 SLOW_MODES: tuple[str, ...] = get_args(SlowMode)
@@ -199,15 +205,10 @@ class SlowClients:
         """Spawn the clients' process; return once its first connects are done."""
         if self._proc is not None:
             raise RuntimeError("slow clients already started")
-        ctx = mp.get_context("spawn")
-        parent_end, child_end = ctx.Pipe()
+        self._proc, parent_end = start_child(_child_main, (self.plan, tuple(self.cpus or ())),
+                                             "harness-slowclients")
         self._pipe = parent_end
-        self._proc = ctx.Process(target=_child_main,
-                                 args=(child_end, self.plan, tuple(self.cpus or ())),
-                                 name="harness-slowclients", daemon=True)
         try:
-            self._proc.start()
-            child_end.close()
             ((opened, failure),) = collect([(self._proc, parent_end)], "ready",
                                             time.monotonic() + READY_TIMEOUT_S)
             if opened == 0:
@@ -268,15 +269,11 @@ def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> Non
     asyncio.set_event_loop(loop)
     clients = _Clients(plan, loop)
     try:
-        opened = loop.run_until_complete(clients.open_all())
-        pipe.send(("ready", (opened, clients.last_failure)))
-        report = loop.run_until_complete(clients.hold(pipe))
-        pipe.send(("done", report))
-    except (EOFError, BrokenPipeError):
-        pass  # the parent is gone
-    except Exception as exc:
-        with contextlib.suppress(OSError):
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        with reports_to(pipe):
+            opened = loop.run_until_complete(clients.open_all())
+            pipe.send(("ready", (opened, clients.last_failure)))
+            report = loop.run_until_complete(clients.hold(pipe))
+            pipe.send(("done", report))
     finally:
         clients.close_all()
         loop.close()

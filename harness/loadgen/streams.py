@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import signal
@@ -50,7 +49,14 @@ from harness.cpus import check_usable
 from harness.errors import UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms, record_batch
 from harness.loadgen.kinds import ERROR_KINDS
-from harness.loadgen.launch import collect, new_loop, raise_open_files_limit, reap
+from harness.loadgen.launch import (
+    collect,
+    new_loop,
+    raise_open_files_limit,
+    reap,
+    reports_to,
+    start_child,
+)
 from harness.loadgen.result import LoadResult
 from harness.loadgen.spec import parse_url
 from harness.loadgen.sse import StreamParser
@@ -180,13 +186,8 @@ def measure_streams(url: str, *, streams: int, events: int, interval_ms: float,
     deadline_ns = int(((events - 1) * interval_ms / 1000 + timeout_s) * NS_PER_S)
     plan = _Plan(host=host, port=port, request=request, streams=streams, events=events,
                  timeout_ns=int(timeout_s * NS_PER_S), deadline_ns=deadline_ns)
-    ctx = mp.get_context("spawn")
-    parent_end, child_end = ctx.Pipe()
-    proc = ctx.Process(target=_child_main, args=(child_end, plan, tuple(cpus or ())),
-                       name="harness-streams", daemon=True)
+    proc, parent_end = start_child(_child_main, (plan, tuple(cpus or ())), "harness-streams")
     try:
-        proc.start()
-        child_end.close()
         wait_s = START_MARGIN_S + deadline_ns / NS_PER_S + RESULT_MARGIN_S
         (report,) = collect([(proc, parent_end)], "done", time.monotonic() + wait_s)
     finally:
@@ -220,13 +221,9 @@ def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> Non
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
-        report = loop.run_until_complete(_Run(plan, loop).measure())
-        pipe.send(("done", report))
-    except (EOFError, BrokenPipeError):
-        pass  # the parent is gone
-    except Exception as exc:
-        with contextlib.suppress(OSError):
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        with reports_to(pipe):
+            report = loop.run_until_complete(_Run(plan, loop).measure())
+            pipe.send(("done", report))
     finally:
         loop.close()
 
