@@ -16,7 +16,7 @@ from harness.verify.probe import (
     LiveTarget,
     expect,
     fetch_or_check,
-    framing_problems,
+    head_problems,
     shorten,
     waited,
 )
@@ -69,11 +69,7 @@ def _json_check(target: LiveTarget, name: str, path: str,
     answer = fetch_or_check(target, name, path)
     if isinstance(answer, Check):
         return answer
-    problems = [] if answer.status == 200 else [f"expected status 200, got {answer.status}"]
-    got_type = answer.headers.get("Content-Type")
-    if got_type != common.APPLICATION_JSON:
-        problems.append(f"expected Content-Type {common.APPLICATION_JSON!r}, got {got_type!r}")
-    problems.extend(framing_problems(answer))
+    problems = head_problems(answer, status=200, content_type=common.APPLICATION_JSON)
     try:
         problems.extend(problems_of(json.loads(answer.body)))
     except ValueError:
@@ -98,11 +94,7 @@ def _check_fortunes(target: LiveTarget, fortunes: list[tuple[int, str]]) -> Chec
     answer = fetch_or_check(target, name, path)
     if isinstance(answer, Check):
         return answer
-    problems = [] if answer.status == 200 else [f"expected status 200, got {answer.status}"]
-    got_type = answer.headers.get("Content-Type")
-    if got_type != dbcontract.TEXT_HTML:
-        problems.append(f"expected Content-Type {dbcontract.TEXT_HTML!r}, got {got_type!r}")
-    problems.extend(framing_problems(answer))
+    problems = head_problems(answer, status=200, content_type=dbcontract.TEXT_HTML)
     table = _FortuneTable()
     table.feed(answer.body.decode("utf-8", "replace"))
     if "script" in table.tags:

@@ -22,7 +22,7 @@ from harness.verify.probe import (
     answer_problems,
     expect,
     fetch_or_check,
-    framing_problems,
+    head_problems,
     no_answer,
     not_tried,
     shorten,
@@ -222,12 +222,7 @@ def _check_upload_too_large(target: LiveTarget) -> Check:
 
 def _stats_of(answer: Answer) -> tuple[int, int, int] | str:
     """(pid, started, finished) from a ``/background/stats`` answer, or what is wrong."""
-    problems = framing_problems(answer)
-    if answer.status != 200:
-        problems.insert(0, f"expected status 200, got {answer.status}")
-    got_type = answer.headers.get("Content-Type")
-    if got_type != common.APPLICATION_JSON:
-        problems.append(f"expected Content-Type {common.APPLICATION_JSON!r}, got {got_type!r}")
+    problems = head_problems(answer, status=200, content_type=common.APPLICATION_JSON)
     try:
         value = json.loads(answer.body)
     except ValueError:

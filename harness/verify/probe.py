@@ -107,9 +107,8 @@ def check_date(target: LiveTarget) -> Check:
     return Check(name=name, ok=True, detail=f"GET {path}: Date {date!r}")
 
 
-def answer_problems(answer: Answer, *, status: int, content_type: str, body: bytes,
-                     extra: Callable[[Answer], list[str]] | None = None) -> list[str]:
-    """What differs from the expected status, Content-Type, framing and exact body."""
+def head_problems(answer: Answer, *, status: int, content_type: str) -> list[str]:
+    """What differs from the expected status, Content-Type and body framing."""
     problems = []
     if answer.status != status:
         problems.append(f"expected status {status}, got {answer.status}")
@@ -117,6 +116,13 @@ def answer_problems(answer: Answer, *, status: int, content_type: str, body: byt
     if got_type != content_type:
         problems.append(f"expected Content-Type {content_type!r}, got {got_type!r}")
     problems.extend(framing_problems(answer))
+    return problems
+
+
+def answer_problems(answer: Answer, *, status: int, content_type: str, body: bytes,
+                     extra: Callable[[Answer], list[str]] | None = None) -> list[str]:
+    """What differs from the expected status, Content-Type, framing and exact body."""
+    problems = head_problems(answer, status=status, content_type=content_type)
     if answer.body != body:
         problems.append(f"expected body {shorten(body)}, got {shorten(answer.body)}")
     if extra is not None:
