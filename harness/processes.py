@@ -258,12 +258,7 @@ class RunningServer(RunningTarget):
             return []
 
     def _end_watchdog(self) -> None:
-        if self._watchdog.poll() is None:
-            self._watchdog.kill()
-        self._watchdog.wait()
-        if self._watchdog.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._watchdog.stdin.close()
+        end_watchdog(self._watchdog)
 
 
 
@@ -274,6 +269,16 @@ _LIVE: set[RunningServer] = set()
 def _stop_all() -> None:
     for server in list(_LIVE):
         server.stop()
+
+
+def end_watchdog(watchdog: subprocess.Popen[bytes]) -> None:
+    """Disarm a watchdog once what it guards is stopped: it is killed before it could act."""
+    if watchdog.poll() is None:
+        watchdog.kill()
+    watchdog.wait()
+    if watchdog.stdin is not None:
+        with contextlib.suppress(OSError):
+            watchdog.stdin.close()
 
 
 def _start_watchdog(*paths: Path) -> subprocess.Popen[bytes]:

@@ -55,6 +55,7 @@ from harness.cpus import check_online
 from harness.errors import TargetError, UsageError
 from harness.httpget import READY_STATUS_TEXT, answers_ready
 from harness.ports import choose_port, free_port
+from harness.processes import end_watchdog
 from harness.services import database
 from harness.signals import interrupts_deferred
 
@@ -451,12 +452,7 @@ class ComposeBackend(Backend):
                 self.remove_all()
             finally:
                 if self._watchdog is not None:
-                    if self._watchdog.poll() is None:
-                        self._watchdog.kill()
-                    self._watchdog.wait()
-                    if self._watchdog.stdin is not None:
-                        with contextlib.suppress(OSError):
-                            self._watchdog.stdin.close()
+                    end_watchdog(self._watchdog)
                 if self._workdir is not None:
                     shutil.rmtree(self._workdir, ignore_errors=True)
                 _LIVE.discard(self)
