@@ -299,13 +299,19 @@ def _websocket_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> l
     return rows
 
 
+def _largest(findings: Sequence[Finding], topic: str) -> Finding | None:
+    """The finding of ``topic`` at the largest level its question names by the same key (the
+    most slow clients, the most streams): the row a team lead reads."""
+    mine = [f for f in findings if f.topic == topic]
+    return max(mine, key=lambda f: float(f.question.get(topic, 0))) if mine else None
+
+
 def _slow_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
     """The most slow clients the run held: where the others were still served."""
-    mine = [f for f in findings if f.topic == "slow_clients"]
-    if not mine:
+    f = _largest(findings, "slow_clients")
+    if f is None:
         return []
-    f = max(mine, key=lambda x: float(x.question.get("slow_clients", 0)))
-    count = float(f.question.get("slow_clients", 0))
+    count = float(f.question["slow_clients"])
     p99 = {k.removeprefix("p99_"): v for k, v in f.values.items()}
     held = sorted(f.winners, key=lambda s: p99.get(s, math.inf))
     gave_way = list(f.question.get("gave_way") or [])
@@ -325,11 +331,10 @@ def _slow_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[A
 
 def _stream_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
     """The most streams the run held at once: who held them all."""
-    mine = [f for f in findings if f.topic == "streams"]
-    if not mine:
+    f = _largest(findings, "streams")
+    if f is None:
         return []
-    f = max(mine, key=lambda x: float(x.question.get("streams", 0)))
-    count = float(f.question.get("streams", 0))
+    count = float(f.question["streams"])
     done = {k.removeprefix("completed_"): v for k, v in f.values.items()}
     by = (f"all {count:g} completed vs {', '.join(f'{done[s]:g} on {s}' for s in f.others[:2])}"
           if f.winners and f.others else "")
