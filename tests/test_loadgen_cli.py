@@ -40,6 +40,9 @@ def url() -> Iterator[str]:
     ["--rate", "5", "--concurrency", "2"],
     ["--concurrency", "2", "--header", "nonsense"],
     ["--concurrency", "2", "--procs", "0"],
+    ["--concurrency", "2", "--mix", "heavy=x:/cpu"],
+    ["--concurrency", "2", "--mix", "5/cpu"],
+    ["--concurrency", "2", "--mix", "a=1:/a", "--mix", "a=1:/b"],
 ])
 def test_bad_options(url: str, args: list[str]) -> None:
     done = _harness("load", url, "--duration", "1s", *args)
@@ -71,6 +74,18 @@ def test_json_output(url: str) -> None:
     assert data["errors"]["total"] == 0
     assert data["service_time_ms"]["p99"] is not None
     assert data["series"][0]["second"] == 0
+
+
+def test_mix_json_has_each_kind(url: str) -> None:
+    done = _harness("load", url, "--rate", "100", "--duration", "1s", "--json",
+                    "--mix", "a=3:/hello", "--mix", "b=1:/other")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    kinds = data["kinds"]
+    assert set(kinds) == {"a", "b"}
+    assert kinds["a"]["requests"] + kinds["b"]["requests"] == data["requests"] == 100
+    # 3:1 is exact over each cycle of 1,000; 100 requests are a shuffled part of one
+    assert 60 <= kinds["a"]["requests"] <= 90, kinds
 
 
 @pytest.mark.e2e

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from harness.loadgen import LoadResult, LoadSpec, run_load
 from harness.loadgen.pool import ONE_SHOT_EVIDENCE
+from harness.loadgen.spec import RequestKind
 from tests.runhelpers import start_test_server
 
 Server = Callable[..., str]
@@ -241,3 +244,52 @@ def test_holds_ten_thousand_connections(server: Server) -> None:
     _ok(result)
     assert result.peak_connections == TEN_THOUSAND
     assert result.requests >= TEN_THOUSAND  # every connection was answered at least once
+
+
+def _counts(base: str) -> dict[str, int]:
+    with urllib.request.urlopen(base + "__counts", timeout=5) as answer:
+        counts: dict[str, int] = json.loads(answer.read())
+    return counts
+
+
+MIX = (RequestKind(name="fast", path="/fast", weight=90, expect_body=b"hello"),
+       RequestKind(name="slow", path="/slow", weight=10, expect_body=b"hello"))
+
+
+@pytest.mark.parametrize("rate", [None, 100.0])
+def test_mix_kinds_have_their_own_latency_and_exact_counts(server: Server,
+                                                           rate: float | None) -> None:
+    """90 % of 1 ms and 10 % of 20 ms: each kind's median is its own service time, and each
+    kind's count is what the server received of it (no warm-up: every request is counted)."""
+    base = server("--route", "/fast=1", "--route", "/slow=20")
+    result = run_load(LoadSpec(url=base, concurrency=None if rate else 4, rate=rate,
+                               duration_s=2.0, mix=MIX))
+    _ok(result)
+    assert set(result.kinds) == {"fast", "slow"}
+    received = _counts(base)
+    for name, kind in result.kinds.items():
+        _ok(kind)
+        assert kind.requests == received[f"/{name}"], (name, kind.requests, received)
+        p50 = kind.percentiles_ms(kind.latency)["p50"]
+        service_ms = 1.0 if name == "fast" else 20.0
+        assert p50 is not None and service_ms <= p50 < service_ms + SERVER_OVERSHOOT_MAX_MS, \
+            (name, p50)
+        assert sum(p.requests for p in kind.series) == kind.requests
+    assert result.requests == sum(kind.requests for kind in result.kinds.values())
+    assert result.latency.get_total_count() == result.requests
+    # the cycle sends 90:10 exactly over each 1,000 requests; a part cycle is shuffled
+    slow_share = result.kinds["slow"].requests / result.requests
+    assert 0.07 < slow_share < 0.13, slow_share
+    if rate is not None:
+        assert result.requests == result.scheduled == 200
+
+
+def test_mix_body_errors_count_against_their_kind(server: Server) -> None:
+    base = server("--route", "/slow=5")
+    mix = (RequestKind(name="right", path="/a", weight=1, expect_body=b"hello"),
+           RequestKind(name="wrong", path="/b", weight=1, expect_body=b"other"))
+    result = run_load(LoadSpec(url=base, concurrency=2, duration_s=0.5, mix=mix))
+    assert result.kinds["right"].errors["total"] == 0
+    assert result.kinds["wrong"].errors["body"] > 0
+    assert result.kinds["wrong"].requests == 0
+    assert result.errors["body"] == result.kinds["wrong"].errors["body"]

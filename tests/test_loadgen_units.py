@@ -14,6 +14,7 @@ from harness.loadgen import LoadSpec, merge, new_histogram, parse_header, parse_
 from harness.loadgen.accounting import BEHIND_THRESHOLD_MS, WorkerReport
 from harness.loadgen.histograms import HIGHEST_US, SecondBook, record_batch
 from harness.loadgen.kinds import ERROR_KINDS
+from harness.loadgen.models.mix import MIX_CYCLE, KindCycle, cycle_counts
 from harness.loadgen.result import (
     STALL_FRACTION,
     STALL_MIN_BEST_PER_S,
@@ -21,7 +22,7 @@ from harness.loadgen.result import (
     merge_reports,
 )
 from harness.loadgen.schedule import OpenLoopSchedule, Window
-from harness.loadgen.spec import encode_request
+from harness.loadgen.spec import RequestKind, encode_mix, encode_request
 
 NS = 1_000_000_000
 URL = "http://127.0.0.1:8000/hello"
@@ -317,3 +318,44 @@ def test_batch_recording_matches_record_value() -> None:
     assert fast.get_min_value() == slow.get_min_value()
     for pct in (50, 90, 99, 99.99):
         assert fast.get_value_at_percentile(pct) == slow.get_value_at_percentile(pct)
+
+
+def test_mix_cycle_is_exact_over_each_cycle_and_shuffled() -> None:
+    assert cycle_counts([95, 5]) == [950, 50]
+    assert cycle_counts([1, 1, 1]) == [334, 333, 333]
+    assert cycle_counts([1_000_000, 1]) == [999, 1]  # a named kind is always sent
+    cycle = KindCycle([90, 10], seed=0)
+    first = [cycle.next() for _ in range(MIX_CYCLE)]
+    second = [cycle.next() for _ in range(MIX_CYCLE)]
+    assert first.count(1) == second.count(1) == 100
+    assert first != second  # shuffled anew each cycle
+    assert first[:50] != [0] * 50 or first[-50:] != [1] * 50  # not in blocks
+    again = KindCycle([90, 10], seed=0)
+    assert [again.next() for _ in range(MIX_CYCLE)] == first  # the same sequence every run
+
+
+@pytest.mark.parametrize(("mix", "message"), [
+    ((RequestKind(name="a", path="/a", weight=1), RequestKind(name="a", path="/b", weight=1)),
+     "repeat"),
+    ((RequestKind(name="a", path="a", weight=1),), "starting with '/'"),
+    ((RequestKind(name="a", path="/a", weight=0),), "weight 0"),
+    ((RequestKind(name="a", path="/a", weight=1, expect_body=b"x"),
+      RequestKind(name="b", path="/b", weight=1)), "expected body or none"),
+    ((RequestKind(name="a,b", path="/a", weight=1),), "without commas"),
+])
+def test_mix_validation_names_what_is_wrong(mix: tuple[RequestKind, ...], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        LoadSpec(url="http://127.0.0.1:8000/", concurrency=1, mix=mix)
+
+
+def test_mix_encodes_each_kind_with_the_specs_headers() -> None:
+    spec = LoadSpec(url="http://127.0.0.1:8000/", concurrency=1, headers=(("X-A", "1"),),
+                    mix=(RequestKind(name="get", path="/io?ms=20", weight=95),
+                         RequestKind(name="post", path="/upload", weight=5, method="POST",
+                                     body=b"abc")))
+    assert spec.load_model == "closed-mix"
+    get, post = encode_mix(spec)
+    assert get.request == b"GET /io?ms=20 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nX-A: 1\r\n\r\n"
+    assert post.request.startswith(b"POST /upload HTTP/1.1\r\n")
+    assert post.request.endswith(b"Content-Length: 3\r\n\r\nabc")
+    assert (get.weight, post.weight) == (95, 5)

@@ -11,6 +11,7 @@ from harness.commands import options
 
 if TYPE_CHECKING:
     from harness.loadgen import LoadSpec
+    from harness.loadgen.spec import RequestKind
 
 HELP = "drive any URL with the built-in load generator (like wrk/wrk2)"
 
@@ -66,13 +67,39 @@ def add_parser(subparsers: options.Subparsers) -> options.Parser:
     load.add_argument(
         "--expect-body", default=None, help="count a response with another body as an error"
     )
+    load.add_argument(
+        "--mix", action="append", default=[], metavar="[NAME=]WEIGHT:PATH",
+        help="a request mix: send PATH (on the URL's host) in proportion to WEIGHT, e.g. "
+             "--mix light=95:/io?ms=20 --mix heavy=5:/cpu?n=3000; repeatable; each kind gets "
+             "its own latency and errors (NAME defaults to PATH; --method, --body and "
+             "--expect-body apply to every kind)")
     load.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return load
+
+
+def parse_mix_entry(text: str, *, method: str, body: bytes,
+                    expect_body: bytes | None) -> RequestKind:
+    """``[NAME=]WEIGHT:PATH`` -> a RequestKind; anything else is a UsageError."""
+    from harness.errors import UsageError
+    from harness.loadgen.spec import RequestKind
+
+    left, sep, path = text.partition(":")
+    name, has_name, weight_text = left.rpartition("=") if "=" in left else ("", "", left)
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not path or (has_name and not name) or weight != weight:
+        raise UsageError(f"--mix {text!r}: expected [NAME=]WEIGHT:PATH, e.g. light=95:/io?ms=20")
+    return RequestKind(name=name or path, path=path, weight=weight, method=method, body=body,
+                       expect_body=expect_body)
 
 
 def spec_from_args(args: argparse.Namespace) -> LoadSpec:
     from harness.loadgen import LoadSpec, parse_header
 
+    body = args.body.encode() if args.body is not None else b""
+    expect_body = args.expect_body.encode() if args.expect_body is not None else None
     return LoadSpec(
         url=args.url,
         concurrency=args.concurrency,
@@ -84,12 +111,14 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         cpus=args.cpus,
         method=args.method.upper(),
         headers=tuple(parse_header(h) for h in args.header),
-        body=args.body.encode() if args.body is not None else b"",
-        expect_body=args.expect_body.encode() if args.expect_body is not None else None,
+        body=body,
+        expect_body=expect_body,
         max_connections=args.max_connections,
         message_size=args.message_size,
         text=args.text,
         websocket_mode=args.ws_mode,
+        mix=tuple(parse_mix_entry(entry, method=args.method.upper(), body=body,
+                                  expect_body=expect_body) for entry in args.mix),
     )
 
 

@@ -60,6 +60,8 @@ class WorkerReport:
     precise_timer: bool
     late_max_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # a request mix: each kind's own report (its counts are in this one's too), by name
+    kinds: dict[str, WorkerReport] = field(default_factory=dict)
 
 
 class Book:
@@ -155,6 +157,23 @@ class Book:
         self.lat_book.flush()
         if self.svc_book is not None:
             self.svc_book.flush()
+
+    def absorb(self, kind: Book) -> None:
+        """Add a request kind's counts into this book, the total (both flushed first): the
+        kind books count answers, errors and latency; this one the rest (connects, lateness,
+        resends, the schedule and the CPU window)."""
+        kind.flush()
+        self.flush()
+        self.lat_book.add(kind.lat_book)
+        if self.svc_book is not None and kind.svc_book is not None:
+            self.svc_book.add(kind.svc_book)
+        for name, count in kind.errors.items():
+            self.errors[name] += count
+        self.completed += kind.completed
+        for sec, count in enumerate(kind.err_sec):
+            self.err_sec[sec] += count
+        for sec, count in enumerate(kind.done_sec):
+            self.done_sec[sec] += count
 
     def report(self, *, proc: int, peak_connections: int, open_at_end: int,
                max_connections: int,

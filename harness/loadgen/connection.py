@@ -31,8 +31,9 @@ class LoadModelHooks(Protocol):
     def replenish(self) -> None:
         """A connection was lost or failed to open: open another if the model wants one."""
 
-    def resend(self, due_ns: int) -> None:
-        """The request due at ``due_ns`` must go out again (its connection was closed)."""
+    def resend(self, due_ns: int, book: Book) -> None:
+        """The request due at ``due_ns`` must go out again (its connection was closed);
+        ``book``: where it was counted (its kind's, in a request mix)."""
 
 
 class ConnectionPool(Protocol):

@@ -114,5 +114,20 @@ class SecondBook:
             self.out_of_range += lost
             self.out_of_range_per_second[sec] += lost
 
+    def add(self, other: SecondBook) -> None:
+        """Add ``other``'s flushed counts (a request kind's book into the total)."""
+        if other.total.get_total_count():
+            self.total.add(other.total)
+        for sec, hist in enumerate(other.per_second):
+            if hist is None:
+                continue
+            mine = self.per_second[sec]
+            if mine is None:
+                mine = self.per_second[sec] = new_histogram()
+            mine.add(hist)
+        self.out_of_range += other.out_of_range
+        for sec, lost in enumerate(other.out_of_range_per_second):
+            self.out_of_range_per_second[sec] += lost
+
     def encoded_seconds(self) -> list[bytes | None]:
         return [h.encode() if h is not None else None for h in self.per_second]

@@ -22,7 +22,7 @@ from harness.errors import GeneratorError, UnreachableError, UsageError
 from harness.loadgen.accounting import WorkerReport
 from harness.loadgen.models import WorkerPlan
 from harness.loadgen.result import LoadResult, merge_reports
-from harness.loadgen.spec import Endpoint, LoadSpec, encode_request
+from harness.loadgen.spec import Endpoint, LoadSpec, encode_mix, encode_request
 from harness.loadgen.worker import INITIAL_CONNECT_WAIT_S, Worker
 
 try:
@@ -120,7 +120,11 @@ def _share(total: int, parts: int, index: int) -> int:
 
 def split(spec: LoadSpec, target: Endpoint, *, files_hard_limit: int | None) -> list[WorkerPlan]:
     """Each process's share: connections (closed loop) or every procs-th request (open)."""
-    request = encode_request(spec)
+    mix = encode_mix(spec) if spec.mix else ()
+    # a mix's first kind stands for the load where one request is asked for (its method, and
+    # whether answers are checked: all kinds are, or none)
+    request = mix[0].request if mix else encode_request(spec)
+    expect_body = mix[0].expect_body if mix else spec.expect_body
     plans: list[WorkerPlan] = []
     for k in range(spec.procs):
         concurrency = _share(spec.concurrency, spec.procs, k) \
@@ -136,8 +140,8 @@ def split(spec: LoadSpec, target: Endpoint, *, files_hard_limit: int | None) -> 
         plans.append(WorkerPlan(
             load_model=spec.load_model, websocket=target.websocket,
             host_header=target.host_header, path=target.path, text=spec.text,
-            host=target.host, port=target.port, request=request,
-            expect_body=spec.expect_body, concurrency=concurrency, rate=spec.rate,
+            host=target.host, port=target.port, request=request, mix=mix,
+            expect_body=expect_body, concurrency=concurrency, rate=spec.rate,
             proc=k, procs=spec.procs, max_connections=cap,
             warmup_ns=int(spec.warmup_s * NS_PER_S), duration_ns=int(spec.duration_s * NS_PER_S),
             timeout_ns=max(1, int(spec.timeout_s * NS_PER_S)),

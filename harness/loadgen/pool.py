@@ -186,7 +186,7 @@ class Pool:
             due = conn.due_ns
             self.drop(conn, None)
             self.book.resent += 1
-            self.model.resend(due)
+            self.model.resend(due, conn.book)
         else:
             self.drop(conn, "io")
         self.model.replenish()
@@ -212,7 +212,7 @@ class Pool:
             conn.busy = False
             self.busy -= 1
             if kind is not None:
-                self.book.count_error(kind, conn.due_ns)
+                conn.book.count_error(kind, conn.due_ns)  # its kind's book, in a mix
         elif self.idle and conn in self.idle:  # no exception raised per retired connection
             self.idle.remove(conn)
 
@@ -244,7 +244,7 @@ class Pool:
             if conn.busy:
                 conn.busy = False
                 self.busy -= 1
-                self.book.count_error("timeout", conn.due_ns)
+                conn.book.count_error("timeout", conn.due_ns)
             conn.dead = True
             if conn.transport is not None:
                 conn.transport.abort()

@@ -123,6 +123,9 @@ class LoadResult:
     by_name: dict[str, HdrHistogram] = field(default_factory=dict)
     by_name_errors: dict[str, int] = field(default_factory=dict)
     generator_processes: list[dict[str, object]] = field(default_factory=list)
+    # a request mix of the built-in generator: each kind's own result (requests, errors,
+    # latency, series), by name; the fields above count every kind together
+    kinds: dict[str, LoadResult] = field(default_factory=dict)
 
     @classmethod
     def unmeasured(cls, *, url: str, concurrency: int | None,
@@ -188,6 +191,10 @@ class LoadResult:
                  "p50_ms": p.p50_ms, "p99_ms": p.p99_ms}
                 for p in self.series
             ],
+            **({"kinds": {name: {"requests": kind.requests, "errors": dict(kind.errors),
+                                 "achieved_rps": round(kind.achieved_rps, 3),
+                                 "latency_ms": percentiles_ms(kind.latency)}
+                          for name, kind in self.kinds.items()}} if self.kinds else {}),
         }
 
 
@@ -266,6 +273,10 @@ def merge_reports(reports: Sequence[WorkerReport], *, url: str, concurrency: int
         protocol="websocket" if websocket else "http",
         open_at_end=sum(r.open_at_end for r in reports),
         client_settings=list(CLIENT_SETTINGS) if websocket else [],
+        kinds={name: merge_reports([r.kinds[name] for r in reports if name in r.kinds],
+                                   url=url, concurrency=concurrency, rate=rate,
+                                   duration_s=duration_s)
+               for name in (reports[0].kinds if reports else {})},
     )
 
 

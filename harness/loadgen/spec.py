@@ -25,6 +25,32 @@ BROADCAST_HEADER_BYTES = 16
 # WebSocket messages: at least a byte, at most what servers accept by default (uvicorn 16 MiB).
 MAX_MESSAGE_SIZE_BYTES = 16 * 1024 * 1024
 DEFAULT_MESSAGE_SIZE_BYTES = 64
+# A request mix: at most this many kinds (each has its own histograms, in every process).
+MAX_MIX_KINDS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestKind:
+    """One kind of request in a mix: ``name`` (as the results call it), ``path`` with its
+    query, and ``weight`` (relative: 95 and 5 send 19 of one for each of the other).
+    ``expect_body``: what every answer must be (all kinds of a mix have one, or none)."""
+
+    name: str
+    path: str
+    weight: float
+    method: str = "GET"
+    body: bytes = b""
+    expect_body: bytes | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodedKind:
+    """A request kind as a generator process sends it: its bytes, encoded once."""
+
+    name: str
+    request: bytes
+    expect_body: bytes | None
+    weight: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +119,9 @@ class LoadSpec:
     # echo (closed or open loop), broadcast (``concurrency`` subscribers, one publisher at
     # ``rate``) or idle (``concurrency`` connections held, no message)
     websocket_mode: WebSocketMode = "echo"
+    # several kinds of request, each picked in proportion to its weight (the URL then gives
+    # only the host and port); each kind gets its own histograms, errors and series
+    mix: tuple[RequestKind, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,6 +136,8 @@ class LoadSpec:
         if self.websocket and self.websocket_mode != "echo":
             return f"ws-{self.websocket_mode}"
         model = "closed" if self.rate is None else "open"
+        if self.mix:
+            return f"{model}-mix"
         return f"ws-{model}" if self.websocket else model
 
     @property
@@ -161,6 +192,33 @@ class LoadSpec:
         for name, value in self.headers:
             if not _TOKEN_RE.match(name) or any(c in value for c in "\r\n"):
                 raise UsageError(f"--header {name!r}: expected 'Name: value' without line breaks")
+        if self.mix:
+            _check_mix(self.mix, target.websocket)
+
+
+def _check_mix(mix: tuple[RequestKind, ...], websocket: bool) -> None:
+    if websocket:
+        raise UsageError("a request mix is HTTP only; expected an http:// URL")
+    if len(mix) > MAX_MIX_KINDS:
+        raise UsageError(f"a request mix has {len(mix)} kinds; expected at most {MAX_MIX_KINDS}")
+    names = [kind.name for kind in mix]
+    if len(set(names)) != len(names):
+        raise UsageError(f"request mix: kind names {names} repeat; expected each once")
+    for kind in mix:
+        if not kind.name or any(c in kind.name for c in "\r\n,"):
+            raise UsageError(f"request mix: kind name {kind.name!r}: expected a non-empty "
+                             "name without commas or line breaks")
+        if not kind.path.startswith("/") or any(c in kind.path for c in " \r\n\t"):
+            raise UsageError(f"request mix: kind {kind.name!r} has path {kind.path!r}; "
+                             "expected a path starting with '/' and no whitespace")
+        if not (math.isfinite(kind.weight) and kind.weight > 0):
+            raise UsageError(f"request mix: kind {kind.name!r} has weight {kind.weight!r}; "
+                             "expected a number > 0")
+        if not _TOKEN_RE.match(kind.method):
+            raise UsageError(f"request mix: kind {kind.name!r} has method {kind.method!r}; "
+                             "expected an HTTP method token like GET")
+    if len({kind.expect_body is None for kind in mix}) > 1:
+        raise UsageError("request mix: every kind has an expected body or none does")
 
 
 def _check_fanout(spec: LoadSpec, websocket: bool) -> None:
@@ -198,14 +256,28 @@ def encode_request(spec: LoadSpec) -> bytes:
     target = spec.target
     if target.websocket:
         return websocket_message(spec.message_size, text=spec.text)
-    names = {name.lower() for name, _ in spec.headers}
-    lines = [f"{spec.method} {target.path} HTTP/1.1"]
+    return _http_request(spec.method, target.path, target.host_header, spec.headers, spec.body)
+
+
+def encode_mix(spec: LoadSpec) -> tuple[EncodedKind, ...]:
+    """Each kind of a mix's request, encoded once (with the spec's headers)."""
+    host = spec.target.host_header
+    return tuple(EncodedKind(name=kind.name, weight=kind.weight, expect_body=kind.expect_body,
+                             request=_http_request(kind.method, kind.path, host, spec.headers,
+                                                   kind.body))
+                 for kind in spec.mix)
+
+
+def _http_request(method: str, path: str, host_header: str,
+                  headers: tuple[tuple[str, str], ...], body: bytes) -> bytes:
+    names = {name.lower() for name, _ in headers}
+    lines = [f"{method} {path} HTTP/1.1"]
     if "host" not in names:
-        lines.append(f"Host: {target.host_header}")
-    lines.extend(f"{name}: {value}" for name, value in spec.headers)
-    if (spec.body or spec.method in ("POST", "PUT", "PATCH")) and "content-length" not in names:
-        lines.append(f"Content-Length: {len(spec.body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + spec.body
+        lines.append(f"Host: {host_header}")
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if (body or method in ("POST", "PUT", "PATCH")) and "content-length" not in names:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def parse_header(text: str) -> tuple[str, str]:

@@ -21,8 +21,11 @@ def header(spec: LoadSpec) -> str:
     else:
         model = f"closed loop, {spec.concurrency} connections"
     warm = f" after {spec.warmup_s:g}s warm-up" if spec.warmup_s else ""
+    total = sum(kind.weight for kind in spec.mix)
+    mix = "".join(f"\n  {kind.weight / total:6.1%}  {kind.name}: {kind.method} {kind.path}"
+                  for kind in spec.mix)
     return (f"Running {spec.duration_s:g}s test{warm} @ {spec.url}\n"
-            f"  {model}, {spec.procs} generator process(es)")
+            f"  {model}, {spec.procs} generator process(es){mix}")
 
 
 def render(result: LoadResult) -> str:
@@ -45,6 +48,12 @@ def render(result: LoadResult) -> str:
         lines.append("  Errors: 0")
     if result.out_of_range:
         lines.append(f"  Latencies beyond the histogram's range: {result.out_of_range}")
+    if result.kinds:
+        lines.append(f"  {'kind':<24} {'requests':>9} {'errors':>7} {'p50':>12} {'p99':>12}")
+        for name, kind in result.kinds.items():
+            pct = percentiles_ms(kind.latency)
+            lines.append(f"  {name:<24} {kind.requests:>9} {kind.errors.get('total', 0):>7} "
+                         f"{_ms(pct['p50']):>12} {_ms(pct['p99']):>12}")
     lines.append(f"Requests/sec: {result.achieved_rps:10.2f}")
     if result.offered_rps is not None:
         lines.append(f"Offered/sec:  {result.offered_rps:10.2f}   "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 
 from harness.loadgen.accounting import Book, WorkerReport
@@ -51,7 +52,12 @@ class Worker:
         window = Window(start_ns=start_ns, m0_ns=start_ns + plan.warmup_ns,
                         m1_ns=start_ns + plan.warmup_ns + plan.duration_ns)
         self.book.arm(window)
-        await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / NS_PER_S))
+        for book in self.model.kind_books.values():
+            book.arm(window)
+        # uvloop's timers round to the millisecond and may wake early: a load with no warm-up
+        # would send its first requests before its window, uncounted
+        while (early_ns := start_ns - time.monotonic_ns()) > 0:
+            await asyncio.sleep(early_ns / NS_PER_S)
         self._at(window.m0_ns, self.book.mark_start)
         self._at(window.m1_ns, self.book.mark_end)
         self.handles.append(self.loop.call_later(FLUSH_INTERVAL_S, self._flush_tick))
@@ -91,6 +97,8 @@ class Worker:
         if self.pool.stopping:
             return
         self.book.flush()
+        for book in self.model.kind_books.values():
+            book.flush()
         self.handles.append(self.loop.call_later(FLUSH_INTERVAL_S, self._flush_tick))
 
     async def _finish(self) -> WorkerReport:
@@ -102,8 +110,15 @@ class Worker:
         # whatever measured is still waiting or outstanding was not answered in time
         self.model.close()
         await self.pool.close()
-        return self.book.report(proc=self.plan.proc, peak_connections=self.pool.peak,
-                                open_at_end=open_at_end,
-                                max_connections=self.plan.max_connections,
-                                precise_timer=self.model.precise_timer,
-                                notes=self.model.notes)
+        kinds = {name: book.report(proc=self.plan.proc, peak_connections=0, open_at_end=0,
+                                   max_connections=0, precise_timer=self.model.precise_timer,
+                                   notes=[])
+                 for name, book in self.model.kind_books.items()}
+        for book in self.model.kind_books.values():
+            self.book.absorb(book)
+        report = self.book.report(proc=self.plan.proc, peak_connections=self.pool.peak,
+                                  open_at_end=open_at_end,
+                                  max_connections=self.plan.max_connections,
+                                  precise_timer=self.model.precise_timer,
+                                  notes=self.model.notes)
+        return dataclasses.replace(report, kinds=kinds) if kinds else report

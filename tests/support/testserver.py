@@ -1,9 +1,11 @@
 """A tiny HTTP/1.1 server with known behaviour, to test and calibrate the generator.
 
 ``python -m tests.support.testserver --port 0 [--delay-ms 10] [--serial]
-[--stall-at-s 1 --stall-ms 500]``
-prints ``PORT <n>`` once it listens. Responses can be delayed by a fixed time (released by a
-timerfd, so the delay is exact to tens of microseconds, unlike millisecond event-loop timers),
+[--stall-at-s 1 --stall-ms 500] [--route /slow=20]``
+prints ``PORT <n>`` once it listens. ``--route`` gives a path its own delay (a request mix's
+kinds); ``GET /__counts`` answers how many requests each path received, as JSON. Responses can
+be delayed by a fixed time (released by a timerfd, so the delay is exact to tens of
+microseconds, unlike millisecond event-loop timers),
 held back once for a stall, given another status or body, or the connection closed instead.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import socket
 import sys
 import time
@@ -25,6 +28,14 @@ from harness.loadgen.timer import PreciseTimer
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 BLOCKING_READ_TIMEOUT_S = 30.0  # gunicorn's default worker timeout
+COUNTS_PATH = "/__counts"
+
+
+def _route(text: str) -> tuple[str, float]:
+    path, sep, ms = text.partition("=")
+    if not sep or not path.startswith("/"):
+        raise argparse.ArgumentTypeError(f"expected PATH=DELAY_MS, got {text!r}")
+    return path, float(ms)
 
 
 class _Server:
@@ -46,15 +57,23 @@ class _Server:
         self.started_ns: int | None = None
         self.pending: deque[tuple[int, _Http]] = deque()  # (release time, connection), in order
         self.timer = PreciseTimer(loop, self.release)
+        self.route_delay_ns = {path: int(ms * NS_PER_MS) for path, ms in args.route}
+        self.counts: dict[str, int] = {}
 
-    def respond(self, conn: _Http) -> None:
+    def respond(self, conn: _Http, path: str) -> None:
         now = time.monotonic_ns()
+        if path == COUNTS_PATH:
+            body = json.dumps(self.counts).encode()
+            conn.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            return
+        self.counts[path] = self.counts.get(path, 0) + 1
         if self.started_ns is None:
             self.started_ns = now
         if self.close:
             conn.transport.close()
             return
-        release = now + self.delay_ns
+        release = now + self.route_delay_ns.get(path, self.delay_ns)
         if self.serial:
             release = max(now, self.last_release_ns) + self.delay_ns
             self.last_release_ns = release
@@ -89,6 +108,10 @@ class _Http(asyncio.Protocol):
     def __init__(self, server: _Server) -> None:
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
+        self.path = "/"
+
+    def on_url(self, url: bytes) -> None:
+        self.path = httptools.parse_url(url).path.decode("latin-1")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -100,7 +123,7 @@ class _Http(asyncio.Protocol):
             self.transport.close()
 
     def on_message_complete(self) -> None:
-        self.server.respond(self)
+        self.server.respond(self, self.path)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -167,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                         "its answer (as gunicorn's sync worker)")
     parser.add_argument("--serial", action="store_true",
                         help="answer one request at a time: capacity 1000 / delay-ms req/s")
+    parser.add_argument("--route", type=_route, action="append", default=[],
+                        help="PATH=DELAY_MS: this path's own delay (repeatable)")
     parser.add_argument("--lifetime-s", type=float, default=600.0)
     args = parser.parse_args(argv)
     raise_open_files_limit()  # one descriptor per client connection

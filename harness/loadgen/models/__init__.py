@@ -8,6 +8,8 @@ from harness.registry import Registry
 LOAD_MODELS: Registry[type[LoadModel]] = Registry("load model", {
     "closed": "harness.loadgen.models.closed:ClosedLoop",
     "open": "harness.loadgen.models.open:OpenLoop",
+    "closed-mix": "harness.loadgen.models.mix:ClosedMix",
+    "open-mix": "harness.loadgen.models.mix:OpenMix",
     "ws-closed": "harness.loadgen.models.ws:WsClosedLoop",
     "ws-open": "harness.loadgen.models.ws:WsOpenLoop",
     "ws-broadcast": "harness.loadgen.models.ws_fanout:WsBroadcast",

@@ -18,6 +18,7 @@ from harness.loadgen.accounting import Book
 from harness.loadgen.connection import Connection
 from harness.loadgen.httpconn import IDEMPOTENT_METHODS, http_connection_class
 from harness.loadgen.pool import Pool
+from harness.loadgen.spec import EncodedKind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +42,7 @@ class WorkerPlan:
     host_header: str = ""  # WebSocket: the upgrade request's Host and path
     path: str = "/"
     text: bool = False  # WebSocket: text frames (the server validates UTF-8) or binary
+    mix: tuple[EncodedKind, ...] = ()  # a request mix (models/mix.py): each kind, encoded
 
 
 class LoadModel(abc.ABC):
@@ -93,8 +95,26 @@ class LoadModel(abc.ABC):
     async def prepare(self) -> None:  # noqa: B027 - optional hook
         """After the initial connections, before the clock starts (a broadcast's probe)."""
 
-    def resend(self, due_ns: int) -> None:  # noqa: B027 - optional hook
-        """The request due at ``due_ns`` must go out again (its connection was closed)."""
+    def resend(self, due_ns: int, book: Book) -> None:  # noqa: B027 - optional hook
+        """The request due at ``due_ns`` must go out again (its connection was closed);
+        ``book``: the one it was counted in (its kind's, in a mix)."""
+
+    def pick(self) -> int:
+        """The kind of the next request (a mix's index; 0 for a single request)."""
+        return 0
+
+    def book_of(self, kind: int) -> Book:
+        """Where a request of ``kind`` is counted."""
+        return self.book
+
+    def kind_of(self, book: Book) -> int:
+        """The kind whose requests ``book`` counts."""
+        return 0
+
+    @property
+    def kind_books(self) -> dict[str, Book]:
+        """A mix's book per kind, by name (empty for a single request: the one book)."""
+        return {}
 
     def schedule_over(self) -> bool:
         """Whether every request the model will send has been handed out."""
@@ -110,7 +130,7 @@ class LoadModel(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Stop timers; whatever still waits counts as a timeout."""
 
-    def send(self, conn: Connection, due: int, now: int) -> None:
+    def send(self, conn: Connection, due: int, now: int, kind: int = 0) -> None:
         conn.due_ns = due
         conn.sent_ns = now
         conn.busy = conn.fresh = True

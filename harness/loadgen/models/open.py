@@ -86,9 +86,11 @@ class OpenLoop(Paced):
 
     def __init__(self, plan: WorkerPlan, loop: asyncio.AbstractEventLoop, book: Book) -> None:
         super().__init__(plan, loop, book)
-        # (due time, cause) of requests waiting for a connection; the generator's fault when
-        # it was already late (GENERATOR_LATE) or every connection was in use (AT_CAP)
-        self.queue: deque[tuple[int, int]] = deque()
+        # (due time, cause, kind) of requests waiting for a connection; the generator's fault
+        # when it was already late (GENERATOR_LATE) or every connection was in use (AT_CAP).
+        # A mix's kind is drawn when the request is due, so one that times out waiting
+        # counts against its kind.
+        self.queue: deque[tuple[int, int, int]] = deque()
 
     def cap(self) -> int:
         return self.plan.max_connections
@@ -96,19 +98,19 @@ class OpenLoop(Paced):
     def initial_connections(self) -> int:
         return min(OPEN_LOOP_INITIAL_CONNECTIONS, self.cap())
 
-    def send_late(self, conn: Connection, due: int, now: int, cause: int) -> None:
+    def send_late(self, conn: Connection, due: int, now: int, cause: int, kind: int) -> None:
         self.book.sent_late(due, now, cause)
-        self.send(conn, due, now)
+        self.send(conn, due, now, kind)
 
     def ready(self, conn: Connection, now: int) -> None:
         if self.queue:
-            due, cause = self.queue.popleft()
-            self.send_late(conn, due, now, cause)
+            due, cause, kind = self.queue.popleft()
+            self.send_late(conn, due, now, cause, kind)
         else:
             self.pool.idle.append(conn)
 
-    def resend(self, due_ns: int) -> None:
-        self.queue.appendleft((due_ns, NOT_GENERATOR))
+    def resend(self, due_ns: int, book: Book) -> None:
+        self.queue.appendleft((due_ns, NOT_GENERATOR, self.kind_of(book)))
 
     def replenish(self) -> None:
         # Only for a request waiting for a connection (or before the start). A spare
@@ -124,8 +126,9 @@ class OpenLoop(Paced):
 
     def dispatch(self, due: int, now: int) -> None:
         pool = self.pool
+        kind = self.pick()
         if pool.idle:
-            self.send_late(pool.idle.popleft(), due, now, GENERATOR_LATE)
+            self.send_late(pool.idle.popleft(), due, now, GENERATOR_LATE, kind)
             return
         if pool.at_cap:
             cause = AT_CAP
@@ -133,7 +136,7 @@ class OpenLoop(Paced):
             cause = GENERATOR_LATE
         else:
             cause = NOT_GENERATOR  # it only waits for a connection being opened
-        self.queue.append((due, cause))
+        self.queue.append((due, cause, kind))
         if pool.connecting < len(self.queue):
             pool.open()
 
@@ -143,9 +146,11 @@ class OpenLoop(Paced):
     def expire(self, limit_ns: int) -> None:
         queue = self.queue
         while queue and queue[0][0] < limit_ns:
-            self.book.count_error("timeout", queue.popleft()[0])
+            due, _, kind = queue.popleft()
+            self.book_of(kind).count_error("timeout", due)
 
     def close(self) -> None:
         super().close()
         while self.queue:
-            self.book.count_error("timeout", self.queue.popleft()[0])
+            due, _, kind = self.queue.popleft()
+            self.book_of(kind).count_error("timeout", due)
