@@ -23,7 +23,9 @@ from rich.progress import (
 
 from harness.plan import Level, Plan, PlannedTarget
 from harness.results import TargetStatus, TrialRecord
+from harness.sampling import MB
 from harness.slo import Capacity, Slo
+from harness.units import format_size
 
 PROGRESS_TICK_S = 0.25
 
@@ -97,7 +99,11 @@ class RichObserver:
         phase = "search " if record.phase == "search" else ""
         level = record.concurrency or record.rate
         level_text = "-" if level is None else f"{level:g}"  # a bisected rate: 3793.2
-        self.console.print(f"    {phase}{record.load_model} {level_text:>6}: "
+        # an upload level: its body size, and the bytes it moved
+        upload = "" if record.upload_bytes is None else (
+            f" x {format_size(record.upload_bytes)}  "
+            f"{record.achieved_rps * record.upload_bytes / MB:,.0f} MB/s")
+        self.console.print(f"    {phase}{record.load_model} {level_text:>6}{upload}: "
                            f"{record.achieved_rps:9.1f} req/s  p99 {p99}  "
                            f"errors {record.errors}{flag}")
 

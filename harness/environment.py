@@ -22,10 +22,10 @@ GIT_TIMEOUT_S = 5.0
 # Every distribution whose version can move a figure: servers, their parsers and loops, the
 # generator's parts, and the analysis stack.
 VERSIONED_DISTRIBUTIONS = (
-    "harness", "gunicorn", "uwsgi", "uvicorn", "uvicorn-worker", "hypercorn", "daphne", "granian",
-    "gevent", "greenlet", "twisted", "h11", "httptools", "uvloop", "websockets", "wsproto",
-    "aiohttp", "urllib3", "hdrhistogram", "psutil", "rich", "pandas", "matplotlib", "scipy",
-    "numpy", "docker",
+    "harness", "gunicorn", "gunicorn-h1c", "uwsgi", "uvicorn", "uvicorn-worker", "hypercorn",
+    "daphne", "granian", "gevent", "greenlet", "twisted", "h11", "httptools", "uvloop",
+    "websockets", "wsproto", "aiohttp", "urllib3", "hdrhistogram", "psutil", "rich", "pandas",
+    "matplotlib", "scipy", "numpy", "docker",
 )
 
 # Variables that change how Python or the servers behave; nothing else is copied.

@@ -26,6 +26,7 @@ from harness.scenarios import (
 )
 from harness.services.database import check_url, max_connections
 from harness.slo import OFF, SearchPolicy, Slo
+from harness.units import format_size
 
 # Estimated fixed costs, from watching runs on a 2-core machine: start + ready + verify + stop
 # of one target, and the generator's own start and merge per trial.
@@ -43,6 +44,14 @@ SEARCH_REWARM_S = 1.0
 # restart: start + ready + stop, no verify, and the longer warm-up.
 SEARCH_RESTARTS_ESTIMATE = 2
 SEARCH_RESTART_S = 0.5 + SEARCH_REWARM_S
+# Before each background level the last one's tasks are let finish (0.3 s of quiet); a SIGTERM
+# level then waits for the server to exit: 0.3 to 2.6 s, 1.0 s on average, over the 11 servers
+# (background --quick, 2 CPUs); one that ignores SIGTERM takes the bound,
+# harness.tasktrials.SIGTERM_EXIT_TIMEOUT_S.
+TASK_SETTLE_ESTIMATE_S = 0.5
+# The raw apps' import strings start so (harness.catalogue.apps): theirs log every stream's end.
+RAW_APPS_PACKAGE = "apps.raw."
+SIGTERM_EXIT_ESTIMATE_S = 1.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +65,7 @@ class Level:
     rate: float | None = None
     message_size: int | None = None  # WebSocket only
     slow_clients: int | None = None  # "slow": held beside ``concurrency`` closed-loop clients
+    upload_bytes: int | None = None  # an upload scenario's closed loop: each request's body
 
     @property
     def value(self) -> float:
@@ -67,10 +77,18 @@ class Level:
 
     def label(self) -> str:
         size = f" ({self.message_size} B)" if self.message_size is not None else ""
+        if self.upload_bytes is not None:
+            size = f" ({format_size(self.upload_bytes)} uploads)"
         if self.load_model == "slow":
             return f"{self.concurrency} conn + {self.slow_clients} slow"
         if self.load_model == "stream":
             return f"{self.concurrency} streams"
+        if self.load_model == "background":
+            return f"{self.concurrency} conn (background work)"
+        if self.load_model == "sigterm":
+            return f"{self.concurrency} conn + SIGTERM"
+        if self.load_model == "disconnect":
+            return f"{self.concurrency} leave a stream"
         if self.load_model == "closed":
             return f"{self.concurrency} conn{size}"
         if self.load_model == "open":
@@ -173,6 +191,11 @@ class Plan:
         plan = len(self.runnable) * (TARGET_OVERHEAD_S * self.rounds
                                      + self.trials_per_target * per_trial
                                      + one_search * self.search_rounds)
+        # a task-log level first waits for the last one's tasks, a SIGTERM level for the exit
+        plan += len(self.runnable) * self.timing.repeat * sum(
+            TASK_SETTLE_ESTIMATE_S + (SIGTERM_EXIT_ESTIMATE_S if lv.load_model == "sigterm"
+                                      else 0.0)
+            for lv in self.levels if lv.load_model in ("background", "sigterm"))
         # two targets, each started again for each pair
         return plan + 2 * self.head_to_head * (TARGET_OVERHEAD_S + one_search)
 
@@ -182,7 +205,9 @@ class Plan:
             "levels": [{"load_model": lv.load_model, "concurrency": lv.concurrency,
                         "rate": lv.rate, "message_size": lv.message_size,
                         **({"slow_clients": lv.slow_clients}
-                           if lv.slow_clients is not None else {})}
+                           if lv.slow_clients is not None else {}),
+                        **({"upload_bytes": lv.upload_bytes}
+                           if lv.upload_bytes is not None else {})}
                        for lv in self.levels],
             "warmup_s": self.timing.warmup_s,
             "duration_s": self.timing.duration_s,
@@ -199,7 +224,8 @@ class Plan:
 def _levels(levels: Levels, concurrency: Sequence[int] | None,
             rate: Sequence[float] | None,
             websocket: WebSocketLevels | None = None,
-            slow: SlowClientsLevels | None = None, stream: bool = False) -> tuple[Level, ...]:
+            slow: SlowClientsLevels | None = None, stream: bool = False,
+            upload: Sequence[int] = ()) -> tuple[Level, ...]:
     # Levels given on the command line replace the scenario's; giving only one kind of level
     # means "only that kind" (for WebSocket: only echo levels of that kind).
     given = concurrency is not None or rate is not None
@@ -212,6 +238,12 @@ def _levels(levels: Levels, concurrency: Sequence[int] | None,
                      for c in levels.concurrency for k in slow.counts)
     if stream:
         return tuple(Level(load_model="stream", concurrency=c) for c in levels.concurrency)
+    if upload:
+        if levels.rate:
+            raise UsageError("--rate: an upload scenario runs closed-loop levels only: expected "
+                             "--concurrency")
+        return tuple(Level(load_model="closed", concurrency=c, upload_bytes=size)
+                     for size in upload for c in levels.concurrency)
     if websocket is None:
         return tuple([Level(load_model="closed", concurrency=c) for c in levels.concurrency]
                      + [Level(load_model="open", rate=r) for r in levels.rate])
@@ -225,6 +257,26 @@ def _levels(levels: Levels, concurrency: Sequence[int] | None,
                       message_size=websocket.broadcast_message_size)
                 for n in websocket.broadcast_subscribers]
         out += [Level(load_model="idle", concurrency=n) for n in websocket.idle_connections]
+    return tuple(out)
+
+
+def _task_levels(scenario: Scenario, levels: tuple[Level, ...], opts: PlanOptions
+                 ) -> tuple[Level, ...]:
+    """A background or disconnect scenario's levels (harness.tasktrials) from its closed-loop
+    ones, and a background scenario's SIGTERM level at the last concurrency, last: it ends the
+    server, and the next round starts a new one."""
+    if not scenario.needs_task_log:
+        return levels
+    if opts.slo is not None and opts.slo is not OFF:
+        raise UsageError(f"--slo: a {scenario.kind} scenario has no capacity search: expected "
+                         "no objective")
+    if any(lv.load_model != "closed" for lv in levels):
+        raise UsageError(f"--rate: a {scenario.kind} scenario runs closed-loop levels only: "
+                         "expected --concurrency")
+    model: LoadModel = "background" if scenario.background is not None else "disconnect"
+    out = [Level(load_model=model, concurrency=lv.concurrency) for lv in levels]
+    if scenario.background is not None and scenario.background.sigterm and out:
+        out.append(Level(load_model="sigterm", concurrency=out[-1].concurrency))
     return tuple(out)
 
 
@@ -274,7 +326,9 @@ def build_plan(scenario: Scenario, options: PlanOptions | None = None) -> Plan:
             raise UsageError(f"{flag}: expected a positive integer, got {value}")
     levels = _levels(scenario.quick_levels if opts.quick else scenario.levels, opts.concurrency,
                      opts.rate, scenario.quick_websocket if opts.quick else scenario.websocket,
-                     scenario.slow_clients, scenario.stream is not None)
+                     scenario.slow_clients, scenario.stream is not None,
+                     scenario.quick_upload_sizes if opts.quick else scenario.upload_sizes)
+    levels = _task_levels(scenario, levels, opts)
     if not levels and (opts.slo is None or opts.slo is OFF) and scenario.slo is None:
         raise UsageError("the plan has no load level: expected --concurrency or --rate")
     planned = _targets(scenario, opts, cpus=len(cpus.server))
@@ -324,10 +378,13 @@ def _timing(scenario: Scenario, opts: PlanOptions) -> Timing:
 
 def _targets(scenario: Scenario, opts: PlanOptions, *, cpus: int) -> tuple[PlannedTarget, ...]:
     """Every server x app family pair; ``cpus``: how many the server under test gets."""
-    names = list(opts.servers) if opts.servers else list(scenario.servers)
+    names = list(opts.servers) if opts.servers else list(
+        scenario.quick_servers if opts.quick and scenario.quick_servers else scenario.servers)
     if len(set(names)) != len(names):
         raise UsageError(f"--servers: a server is named twice in {','.join(names)}")
-    families = _families(opts.app if opts.app is not None else scenario.app)
+    families = _families(opts.app if opts.app is not None
+                         else scenario.quick_app if opts.quick and scenario.quick_app
+                         else scenario.app)
     servers = [catalogue.get_server(name) for name in names]  # UsageError: the known names
     planned: list[PlannedTarget] = []
     for family in families:
@@ -349,8 +406,25 @@ def _targets(scenario: Scenario, opts: PlanOptions, *, cpus: int) -> tuple[Plann
                                      f"{server.gateway.upper()}")
             if ok and scenario.needs_database and family.database is None:
                 ok, reason = False, f"app family {family.name!r} has no database routes"
+            if ok and scenario.kind == "upload" and "upload" not in family.long_lived:
+                ok, reason = False, f"app family {family.name!r} has no /upload route"
+            if ok and scenario.needs_task_log:
+                ok, reason = _task_log_support(scenario, family)
             planned.append(PlannedTarget(target=target, supported=ok, reason=reason, key=key))
     return tuple(planned)
+
+
+def _task_log_support(scenario: Scenario, family: catalogue.AppFamily) -> tuple[bool, str]:
+    """Whether a family's apps write what a task-log scenario reads (apps/raw/tasklog.py):
+    background tasks go through the contract's counters in every family that has the route;
+    a stream's end is logged by the raw apps only (a framework's stream is its own code)."""
+    if scenario.background is not None and "background" not in family.long_lived:
+        return False, f"app family {family.name!r} has no /background route"
+    if scenario.disconnect is not None and not all(
+            module.startswith(RAW_APPS_PACKAGE) for module in family.modules.values()):
+        return False, (f"app family {family.name!r} does not log its streams' ends: the raw "
+                       "apps do (--app raw)")
+    return True, ""
 
 
 def _objective(scenario: Scenario, opts: PlanOptions) -> Slo | None:
@@ -364,6 +438,9 @@ def _objective(scenario: Scenario, opts: PlanOptions) -> Slo | None:
     if objective is not None and scenario.kind == "websocket":
         raise UsageError("--slo: the capacity search runs HTTP requests; expected an HTTP "
                          "scenario, not a WebSocket one")
+    if objective is not None and scenario.kind == "upload":
+        raise UsageError("--slo: the capacity search runs open-loop requests without a body; "
+                         "an upload scenario runs closed-loop levels only")
     return objective
 
 

@@ -147,8 +147,10 @@ class RunningServer(RunningTarget):
     def __init__(self, *, name: str, popen: subprocess.Popen[bytes], command: list[str],
                  cpus: tuple[int, ...], port: int, log_path: Path,
                  watchdog: subprocess.Popen[bytes], target: Target | None = None,
-                 notes: Sequence[str] = (), scratch: Path | None = None) -> None:
+                 notes: Sequence[str] = (), scratch: Path | None = None,
+                 task_log: Path | None = None) -> None:
         self.name = name
+        self.task_log = task_log  # inside ``scratch``: removed with it
         self.target = target
         self.command = command
         self.cpus = cpus
@@ -250,6 +252,26 @@ class RunningServer(RunningTarget):
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             _LIVE.discard(self)
+
+    def send_stop_signal(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self._popen.pid, signal.SIGTERM)
+
+    def wait_exited(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=timeout_s)
+        # workers whose master went first are still in the group until they end too
+        left = _wait_gone(_group_members(self._pgid), max(0.0, deadline - time.monotonic()))
+        return self._popen.poll() is not None and not left
+
+    def kill_now(self) -> None:
+        self._signal_group(signal.SIGKILL)
+        for proc in _group_members(self._pgid):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=KILL_WAIT_S)
 
     def _descendants(self) -> list[psutil.Process]:
         try:

@@ -38,6 +38,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.units import format_size
+
 # 2: trials.csv gains outcome (valid / overloaded / invalid), protocol, message_size,
 # connections_at_end, memory_per_connection_kb, notes, phase, others_cpu_pct and steal_pct,
 # and capacity.csv appears (capacity at a latency objective). A folder of version 1, or one
@@ -48,6 +50,11 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 RUN_FILE = "run.json"
 TRIALS_FILE = "trials.csv"
 CAPACITY_FILE = "capacity.csv"
+# a request mix: one row per trial and kind of request (created with its first row)
+KINDS_FILE = "kinds.csv"
+KIND_COLUMNS = ("trial_id", "kind", "path", "share", "requests", "errors", "error_rate",
+                "achieved_rps", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms", "mean_ms",
+                "service_p50_ms", "service_p99_ms")
 HISTOGRAM_DIR = "histograms"
 SERIES_DIR = "series"
 # A trial is invalid when more than this fraction of its requests failed (DESIGN: 0.1 %).
@@ -57,8 +64,11 @@ SERIES_COLUMNS = ("second", "requests", "completed", "errors", "p50_ms", "p99_ms
 
 
 # closed / open loop (HTTP requests, or WebSocket echo round trips); a WebSocket broadcast
-# (level: subscribers) or idle connections held (level: connections)
-LoadModel = Literal["closed", "open", "broadcast", "idle", "slow", "stream"]
+# (level: subscribers) or idle connections held (level: connections); requests that start
+# background work, the same with a SIGTERM halfway, clients that leave a stream
+# (harness.tasktrials)
+LoadModel = Literal["closed", "open", "broadcast", "idle", "slow", "stream", "background",
+                    "sigterm", "disconnect"]
 Outcome = Literal["valid", "overloaded", "invalid"]
 
 
@@ -173,6 +183,25 @@ class TrialRecord:
     # a slow-clients level ("slow"): the slow clients held beside the ``concurrency`` closed-loop
     # clients measured (harness.loadgen.slowclients); empty otherwise
     slow_clients: int | None = None
+    # an upload scenario's closed loop: the body of every request, in bytes (its MB/s:
+    # achieved_rps x upload_bytes); empty otherwise
+    upload_bytes: int | None = None
+    # background work (harness.tasktrials), from the app's task log: "background", the 2xx
+    # answers (each a task promised) and the tasks started and finished in the measured window;
+    # "sigterm", the same over the whole trial, counted after the server exited (lost:
+    # accepted - finished); empty otherwise
+    tasks_accepted: int | None = None
+    tasks_started: int | None = None
+    tasks_finished: int | None = None
+    # "sigterm": seconds from the SIGTERM until every process of the server had exited; empty
+    # when it had to be killed at the bound (the notes say so)
+    exit_after_s: float | None = None
+    # "disconnect": events the server made for a stream after its client left (median and
+    # most), and streams it had not ended within the bound; the latency columns are the time
+    # from the client's close to the server's end of the stream
+    events_after_close_p50: float | None = None
+    events_after_close_max: int | None = None
+    streams_never_ended: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,14 +359,25 @@ class RunWriter:
         service_hdr: bytes | str | None = None,
         series: Sequence[Mapping[str, object]] = (),
         by_name: Mapping[str, Mapping[str, object]] | None = None,
+        kinds: Sequence[Mapping[str, object]] = (),
     ) -> None:
         """Write a trial's histograms and series, then its row (the row last: it is the index).
 
-        ``by_name``: per request name (a locustfile's traffic mix), its encoded latency
-        histogram and error count, written to ``histograms/<trial_id>.by-name.json``."""
+        ``by_name``: per request name (a locustfile's or a mix's), its encoded latency
+        histogram and errors, written to ``histograms/<trial_id>.by-name.json``; ``kinds``: a
+        mix's row per kind of request, appended to kinds.csv."""
         if by_name:
             _atomic_write_text(self.run_dir / HISTOGRAM_DIR / f"{record.trial_id}.by-name.json",
                                json.dumps(by_name, indent=1, sort_keys=True) + "\n")
+        if kinds:
+            path = self.run_dir / KINDS_FILE
+            new = not path.exists()
+            with open(path, "a", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(KIND_COLUMNS)
+                for kind in kinds:
+                    writer.writerow([_csv_value(kind.get(c)) for c in KIND_COLUMNS])
         for suffix, encoded in (("latency", latency_hdr), ("service", service_hdr)):
             if encoded is not None:
                 text = encoded.decode("ascii") if isinstance(encoded, bytes) else encoded
@@ -392,6 +432,15 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def read_kind_rows(run_dir: Path) -> list[dict[str, str]]:
+    """kinds.csv as string dicts; empty when the run sent no request mix."""
+    path = run_dir / KINDS_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def read_trials_rows(run_dir: Path) -> list[dict[str, str]]:
     """trials.csv as a list of string dicts (typed loading lives in harness.analysis)."""
     with open(run_dir / TRIALS_FILE, newline="", encoding="utf-8") as handle:
@@ -407,16 +456,19 @@ def series_path(run_dir: Path, trial_id: str) -> Path:
 
 
 TRIAL_TAGS = {"closed": "c", "open": "R", "broadcast": "b", "idle": "i", "slow": "s",
-              "stream": "st"}
+              "stream": "st", "background": "bg", "sigterm": "term", "disconnect": "dc"}
 
 
 def trial_id(index: int, server: str, load_model: str, level: float, repeat: int,
-             message_size: int | None = None) -> str:
-    """A stable, file-name-safe id: ``0007-uvicorn-c64-r1``, ``0012-uwsgi-R500-r2``, or with a
-    WebSocket message size ``0003-uvicorn-c64-m8192-r1``."""
+             message_size: int | None = None, upload_bytes: int | None = None) -> str:
+    """A stable, file-name-safe id: ``0007-uvicorn-c64-r1``, ``0012-uwsgi-R500-r2``, with a
+    WebSocket message size ``0003-uvicorn-c64-m8192-r1``, or with an upload's body size
+    ``0004-uvicorn-c4-u16MiB-r1``."""
     tag = f"{TRIAL_TAGS[load_model]}{level:g}"
     if message_size is not None:
         tag += f"-m{message_size}"
+    if upload_bytes is not None:
+        tag += f"-u{format_size(upload_bytes, sep='')}"
     return f"{index:04d}-{server}-{tag}-r{repeat}"
 
 

@@ -67,6 +67,11 @@ class RunTargets:
 
     def start(self, planned: PlannedTarget, upstream_url: str | None) -> RunningTarget:
         """A new server for ``planned``, pinned to the server CPUs (TargetError if it would
-        not start)."""
+        not start), with a task log of its own when the scenario reads one."""
+        if self.plan.scenario.needs_task_log:
+            # asked only then, so a backend written before task logs still starts the others
+            return self.backend.start_target(planned.target, cpus=self.plan.server_cpus,
+                                             port=0, upstream_url=upstream_url,
+                                             db_url=self.db_url, task_log=True)
         return self.backend.start_target(planned.target, cpus=self.plan.server_cpus, port=0,
                                          upstream_url=upstream_url, db_url=self.db_url)

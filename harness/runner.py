@@ -36,7 +36,7 @@ from harness.results import RunWriter, TargetStatus, TrialStatus
 from harness.run_state import RunObserver, RunOutcome, RunTargets
 from harness.searches import CapacitySearches, head_to_head_order
 from harness.services import database
-from harness.trials import Trials
+from harness.trials import Expected, Trials
 from harness.verify import verify_family_target
 
 # The generator shares its CPUs with the upstream delay service and the harness. Its own CPU
@@ -205,8 +205,12 @@ class Runner:
             scenario = self.plan.scenario
             url = server.url + self.trials.path(planned)
             # a stream's body takes its whole length to fetch, and verify checked its bytes
-            expected = None if scenario.websocket or scenario.stream else fetch_expected_body(
-                url, scenario.method, scenario.headers, scenario.body)
+            expected: Expected = None if scenario.websocket or scenario.stream \
+                or scenario.disconnect \
+                else {kind.name: fetch_expected_body(server.url + kind.path, kind.method,
+                                                     scenario.headers, kind.body)
+                      for kind in scenario.mix} if scenario.mix \
+                else fetch_expected_body(url, scenario.method, scenario.headers, scenario.body)
             levels = self.plan.levels if pair is None and repeat <= self.plan.timing.repeat \
                 else ()
             for level in levels:

@@ -22,14 +22,18 @@ from harness.loadgen.spec import (
     BROADCAST_HEADER_BYTES,
     DEFAULT_MESSAGE_SIZE_BYTES,
     MAX_MESSAGE_SIZE_BYTES,
+    MAX_MIX_KINDS,
+    RequestKind,
     parse_header,
 )
 from harness.registry import did_you_mean
 from harness.slo import SearchPolicy, Slo, parse_slo
-from harness.units import parse_duration
+from harness.units import SIZE_EXAMPLE, format_size, parse_duration, parse_size
+from harness.uploads import MAX_UPLOAD_BYTES
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-Kind = Literal["hello", "io", "cpu", "json", "db", "stream", "websocket"]
+Kind = Literal["hello", "io", "cpu", "json", "db", "stream", "websocket", "upload",
+               "background", "disconnect", "mixed"]
 KINDS: tuple[str, ...] = get_args(Kind)
 MAX_CONCURRENCY = 10_000  # the generator holds this many connections, not more
 MAX_DURATION_S = 3600.0  # one trial; a bound on every load loop
@@ -73,6 +77,8 @@ class WebSocketLevels:
 # The app contract's bounds on /stream (apps/README.md).
 MAX_STREAM_EVENTS = 10_000
 MAX_STREAM_INTERVAL_S = 60.0
+# Methods that carry an upload's body (the contract's /upload takes POST only).
+UPLOAD_METHODS = ("POST", "PUT", "PATCH")
 SlowMode = Literal["headers", "read"]
 SLOW_MODES: tuple[str, ...] = get_args(SlowMode)
 
@@ -96,6 +102,34 @@ class StreamShape:
 
     events: int
     interval_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackgroundShape:
+    """``[background]`` of a ``kind = "background"`` scenario: each ``[load] concurrency`` is
+    a level of requests whose answers start background work (harness.tasktrials), each client
+    pausing ``think_s`` after each answer; with ``sigterm``, one more level at the last
+    concurrency, the last of every target's, stops the server with SIGTERM halfway through and
+    counts the tasks it lost."""
+
+    sigterm: bool = True
+    think_s: float = 0.0
+
+
+# [disconnect]'s defaults: 5 s of events 100 ms apart, three read before the client leaves
+DISCONNECT_EVENTS = 50
+DISCONNECT_READ = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisconnectShape:
+    """``[disconnect]`` of a ``kind = "disconnect"`` scenario: each of ``[load] concurrency``
+    clients asks for a stream of ``events`` events ``interval_ms`` apart, reads ``read`` of
+    them and leaves; the server's task log says when it stopped producing for each."""
+
+    events: int
+    interval_ms: float
+    read: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,11 +158,37 @@ class Scenario:
     quick_websocket: WebSocketLevels | None
     slow_clients: SlowClientsLevels | None
     stream: StreamShape | None
+    background: BackgroundShape | None = None
+    disconnect: DisconnectShape | None = None
+    # ``kind = "upload"``: each closed-loop level runs once per body size, in bytes
+    # (``[upload] sizes``; ``[quick] upload_sizes`` under --quick)
+    upload_sizes: tuple[int, ...] = ()
+    quick_upload_sizes: tuple[int, ...] = ()
+    # ``[[mix]]``: several kinds of request in proportion to their weights (``kind = "mixed"``);
+    # ``path`` is then the first kind's
+    mix: tuple[RequestKind, ...] = ()
+    # ``[quick] servers`` and ``app``: a smaller set of targets under --quick (default: all)
+    quick_servers: tuple[str, ...] = ()
+    quick_app: str | None = None
     slo: Slo | None
     search: SearchPolicy
     source: str
     sha256: str
     raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        """What it sends, as results name it: the path, or each kind of a mix with its
+        share ("95% light /io?ms=20, 5% heavy /cpu?n=3000")."""
+        if not self.mix:
+            return self.path
+        total = sum(kind.weight for kind in self.mix)
+        return ", ".join(f"{kind.weight / total:.0%} {kind.name} {kind.path}" for kind in self.mix)
+
+    @property
+    def needs_task_log(self) -> bool:
+        """Whether its levels read the app's task log (apps/raw/tasklog.py)."""
+        return self.background is not None or self.disconnect is not None
 
     def summary(self) -> dict[str, Any]:
         """What run.json records about the scenario."""
@@ -136,7 +196,7 @@ class Scenario:
             "name": self.name,
             "description": self.description,
             "kind": self.kind,
-            "endpoint": self.path,
+            "endpoint": self.endpoint,
             "method": self.method,
             "headers": [f"{name}: {value}" for name, value in self.headers],
             "body_bytes": len(self.body),
@@ -325,6 +385,77 @@ def _stream(fields: _Fields) -> StreamShape:
                        interval_ms=interval_s * 1000)
 
 
+def _upload_sizes(fields: _Fields, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """``[upload] sizes = ["64KiB", "1MiB", "16MiB"]`` (or ``[quick] upload_sizes``): distinct
+    body sizes from 1 byte to the app contract's limit (64 MiB), each a string with a binary
+    unit or a number of bytes."""
+    value = fields.get(key, list(default) if default else None)
+    expected = (f"a non-empty list of distinct sizes from 1 B to {format_size(MAX_UPLOAD_BYTES)} "
+                f"(the app contract's limit on /upload), each {SIZE_EXAMPLE}")
+    if not isinstance(value, list) or not value:
+        raise fields.fail(key, expected, value)
+    try:
+        sizes = tuple(parse_size(v, what=key) for v in value)
+    except UsageError:
+        raise fields.fail(key, expected, value) from None
+    if len(set(sizes)) != len(sizes) or any(not 1 <= s <= MAX_UPLOAD_BYTES for s in sizes):
+        raise fields.fail(key, expected, value)
+    return sizes
+
+
+def _upload_request(request: _Fields, method: str, body: str, levels: tuple[Levels, Levels],
+                    slo: Slo | None) -> str:
+    """An upload scenario's method (POST unless given) after checking what it cannot have:
+    a body of its own (the harness makes each size's), open-loop rates or an objective (the
+    uploads run closed-loop only)."""
+    if body:
+        raise request.fail("body", "no body in an upload scenario (the harness sends a body "
+                           "of each [upload] size)", body)
+    if not request.table.get("method"):
+        method = "POST"
+    if method not in UPLOAD_METHODS:
+        raise request.fail("method", f"one of {', '.join(UPLOAD_METHODS)} in an upload "
+                           "scenario", method)
+    if any(lv.rate for lv in levels):
+        raise UsageError(f"{request.source}: an upload scenario runs closed-loop levels only: "
+                         "expected [load] 'concurrency', not 'rate'")
+    if slo is not None:
+        raise UsageError(f"{request.source}: table 'slo': an upload scenario runs closed-loop "
+                         "levels only: expected no objective (the capacity search is open-loop)")
+    return method
+
+
+def _task_shapes(top: _Fields, kind: str, levels: tuple[Levels, Levels], slo: Slo | None
+                 ) -> tuple[BackgroundShape | None, DisconnectShape | None]:
+    """``[background]`` and ``[disconnect]``, each only in a scenario of its kind, which runs
+    closed-loop levels only and has no objective (its levels are not requests to search)."""
+    for name in ("background", "disconnect"):
+        if name != kind and top.has(name):
+            raise UsageError(f"{top.source}: table '{name}': expected kind = \"{name}\" (got "
+                             f"kind = \"{kind}\")")
+    if kind not in ("background", "disconnect"):
+        return None, None
+    if any(lv.rate for lv in levels) or not all(lv.concurrency for lv in levels):
+        raise UsageError(f"{top.source}: a {kind} scenario runs closed-loop levels only: "
+                         "expected [load] 'concurrency', not 'rate'")
+    if slo is not None:
+        raise UsageError(f"{top.source}: table 'slo': a {kind} scenario has no capacity "
+                         "search: expected no objective")
+    fields = top.sub(kind)
+    if kind == "background":
+        return BackgroundShape(sigterm=fields.boolean("sigterm", True),
+                               think_s=fields.duration("think", 0.0)), None
+    interval_s = fields.duration("interval", 0.1)
+    if interval_s > MAX_STREAM_INTERVAL_S:
+        raise fields.fail("interval", f"at most {MAX_STREAM_INTERVAL_S:g}s", interval_s)
+    events = fields.positive_int("events", DISCONNECT_EVENTS, maximum=MAX_STREAM_EVENTS)
+    read = fields.positive_int("read", DISCONNECT_READ)
+    if read >= events:
+        raise fields.fail("read", f"fewer than events ({events}): the client leaves mid-stream",
+                          read)
+    return None, DisconnectShape(events=events, interval_ms=interval_s * 1000, read=read)
+
+
 def _slo(fields: _Fields) -> tuple[Slo | None, SearchPolicy]:
     """``[slo]``: ``objective = "p99=100ms,errors=0.1%"`` and the search's bounds."""
     default = SearchPolicy()
@@ -360,8 +491,8 @@ def _timing(fields: _Fields, default: Timing | None) -> Timing:
     )
 
 
-def _request(request: _Fields) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
-    """``[request]``: the path with its query, the method, the headers and the body."""
+def _path(request: _Fields) -> str:
+    """``path`` with ``params`` as its query."""
     path = request.string("path")
     if not path.startswith("/"):
         raise request.fail("path", "a path starting with '/'", path)
@@ -370,8 +501,38 @@ def _request(request: _Fields) -> tuple[str, str, tuple[tuple[str, str], ...], s
         isinstance(v, bool) or not isinstance(v, str | int | float) for v in params.values()
     ):
         raise request.fail("params", "a table of strings and numbers", params)
-    if params:
-        path = f"{path}?{urlencode(params)}"
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def _mix(top: _Fields, method: str) -> tuple[RequestKind, ...]:
+    """``[[mix]]``: each kind's ``name``, ``path`` (and ``params``) and ``weight``; only in a
+    ``kind = "mixed"`` scenario, whose ``[request]`` then gives no path of its own."""
+    value = top.get("mix", [])
+    if not isinstance(value, list) or not 2 <= len(value) <= MAX_MIX_KINDS \
+            or not all(isinstance(v, dict) for v in value):
+        raise top.fail("mix", f"an array of 2 to {MAX_MIX_KINDS} tables ([[mix]]), each with "
+                       "name, path and weight", value)
+    kinds = []
+    for i, table in enumerate(value):
+        fields = _Fields(top.source, table, f"mix[{i}].", top.tables)
+        name = fields.string("name")
+        if any(c in name for c in ",\r\n"):
+            raise fields.fail("name", "a name without commas or line breaks", name)
+        kinds.append(RequestKind(name=name, path=_path(fields), method=method,
+                                 weight=fields.positive_float("weight", 1.0)))
+    if len({kind.name for kind in kinds}) != len(kinds):
+        raise top.fail("mix", "kinds with distinct names", [kind.name for kind in kinds])
+    return tuple(kinds)
+
+
+def _request(request: _Fields, *, mixed: bool = False,
+             ) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
+    """``[request]``: the path with its query, the method, the headers and the body (a mixed
+    scenario's paths are its [[mix]] kinds')."""
+    if mixed and request.has("path"):
+        raise request.fail("path", "no path in a mixed scenario (each [[mix]] kind has its "
+                           "own)", request.table["path"])
+    path = "/" if mixed else _path(request)
     body = request.get("body", "")
     if not isinstance(body, str):
         raise request.fail("body", "a string (sent as UTF-8)", body)
@@ -391,7 +552,15 @@ def parse_scenario(text: str, source: str) -> Scenario:
     is_ws = kind == "websocket"
 
     request = top.sub("request")
-    path, method, headers, body = _request(request)
+    mixed = kind == "mixed"
+    if not mixed and top.has("mix"):
+        raise UsageError(f"{source}: [[mix]]: expected kind = \"mixed\" (got kind = "
+                         f"\"{kind}\")")
+    path, method, headers, body = _request(request, mixed=mixed)
+    mix: tuple[RequestKind, ...] = ()
+    if mixed:
+        mix = _mix(top, method)
+        path = mix[0].path
 
     load = top.sub("load")
     timing = _timing(top.sub("timing"), None)
@@ -411,9 +580,19 @@ def parse_scenario(text: str, source: str) -> Scenario:
     slo, search = _slo(top.sub("slo"))
     slow = _slow_clients(top.sub("slow_clients"), path)
     stream = _stream(top.sub("stream")) if kind == "stream" else None
+    background, disconnect = _task_shapes(top, kind, (levels, quick_levels), slo)
     if slow is not None and (is_ws or not levels.concurrency):
         raise UsageError(f"{source}: table 'slow_clients': expected an HTTP scenario with "
                          "closed-loop levels ([load] 'concurrency') to run beside them")
+    upload_sizes: tuple[int, ...] = ()
+    quick_upload_sizes: tuple[int, ...] = ()
+    if kind == "upload":
+        method = _upload_request(request, method, body, (levels, quick_levels), slo)
+        upload_sizes = _upload_sizes(top.sub("upload"), "sizes", ())
+        quick_upload_sizes = _upload_sizes(quick, "upload_sizes", upload_sizes)
+    elif top.has("upload"):
+        raise UsageError(f"{source}: table 'upload': expected kind = \"upload\" (got kind = "
+                         f"\"{kind}\")")
     upstream = top.sub("upstream")
     database = top.sub("database")
     scenario = Scenario(
@@ -440,6 +619,13 @@ def parse_scenario(text: str, source: str) -> Scenario:
         quick_websocket=quick_websocket,
         slow_clients=slow,
         stream=stream,
+        background=background,
+        disconnect=disconnect,
+        upload_sizes=upload_sizes,
+        quick_upload_sizes=quick_upload_sizes,
+        mix=mix,
+        quick_servers=quick.string_list("servers", []) if quick.has("servers") else (),
+        quick_app=quick.string("app") if quick.has("app") else None,
         slo=slo,
         search=search,
         source=source,

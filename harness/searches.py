@@ -20,7 +20,7 @@ from harness.plan import SEARCH_REWARM_S, Level, Plan, PlannedTarget
 from harness.results import CapacityRecord, RunWriter, TargetStatus, TrialStatus
 from harness.run_state import RunObserver, RunOutcome, RunTargets
 from harness.slo import CapacitySearch, Slo
-from harness.trials import Trials
+from harness.trials import Expected, Trials
 
 
 class CapacitySearches:
@@ -40,7 +40,7 @@ class CapacitySearches:
         self.capacities: list[tuple[PlannedTarget, CapacityRecord]] = []  # every search's
 
     def search(self, planned: PlannedTarget, server: RunningTarget, upstream_url: str | None,
-               expected: bytes | None, slo: Slo, repeat: int, *, warmed: bool = True,
+               expected: Expected, slo: Slo, repeat: int, *, warmed: bool = True,
                pair: int | None = None) -> bool:
         """The highest open-loop rate that meets ``slo`` (harness.slo), each step a trial;
         the answer goes to capacity.csv. False when the server failed under it.
@@ -83,7 +83,7 @@ class CapacitySearches:
         return peaks.get(repeat, statistics.median(peaks.values()) if peaks else None)
 
     def _steps(self, search: CapacitySearch, planned: PlannedTarget, server: RunningTarget,
-               upstream_url: str | None, expected: bytes | None, slo: Slo, repeat: int, *,
+               upstream_url: str | None, expected: Expected, slo: Slo, repeat: int, *,
                warmed: bool) -> bool:
         """Each step of ``search``, a trial, until it is done; a new server after a step that
         missed. False when the server failed under it (or did not start again)."""

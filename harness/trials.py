@@ -10,7 +10,9 @@ rate against the objective: harness.slo.judge_open_loop).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -30,10 +32,31 @@ from harness.results import RunWriter, TrialRecord, TrialStatus, judge, trial_id
 from harness.run_state import RunObserver, RunOutcome
 from harness.sampling import Usage
 from harness.slo import judge_open_loop
+from harness.tasktrials import (
+    TASK_LOG_MODELS,
+    TaskFigures,
+    run_background,
+    run_disconnect,
+    with_tasks,
+)
+from harness.tasktrials import unsupported as task_log_unsupported
+from harness.uploads import upload_request
 
 # Slow clients are held this much past the trial's own warm-up, duration and timeout, so they
 # outlast the measured window whatever the generator's start-up takes.
 SLOW_CLIENTS_SLACK_S = 5.0
+# What every measured answer must be: one body, a mix's body per kind by name, or unchecked.
+Expected = bytes | Mapping[str, bytes | None] | None
+
+
+def kind_histograms(result: LoadResult) -> dict[str, dict[str, object]]:
+    """A mix's histograms, errors and per-second series per kind (histograms/*.by-name.json)."""
+    return {name: {"latency_hdr": kind.latency.encode().decode("ascii"),
+                   "service_hdr": kind.service_time.encode().decode("ascii")
+                   if kind.service_time is not None else None,
+                   "requests": kind.requests, "errors": dict(kind.errors),
+                   "series": [dataclasses.asdict(point) for point in kind.series]}
+            for name, kind in result.kinds.items()}
 
 
 def slow_note(slow: SlowClientsResult) -> str:
@@ -111,7 +134,7 @@ class Trials:
         own = planned.target.family.check_path
         return own if own is not None else self.plan.scenario.path
 
-    def spec(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
+    def spec(self, planned: PlannedTarget, server: RunningTarget, expected: Expected,
              level: Level, *, phase: str = "sweep", more_warmup_s: float = 0.0) -> LoadSpec:
         """What the generator is asked to do for one level (HTTP, or WebSocket)."""
         timing = self.plan.search_timing if phase == "search" else self.plan.timing
@@ -120,9 +143,26 @@ class Trials:
                       timeout_s=scenario.timeout_s, procs=1, cpus=self.plan.loadgen_cpus,
                       max_connections=scenario.max_connections)
         ws = scenario.websocket
+        if scenario.mix:
+            bodies = expected if isinstance(expected, Mapping) else {}
+            # every kind's answers are checked, or none's (a kind whose answers vary)
+            checked = all(bodies.get(kind.name) is not None for kind in scenario.mix)
+            return LoadSpec(url=server.url + "/", headers=scenario.headers,
+                            concurrency=level.concurrency, rate=level.rate,
+                            mix=tuple(dataclasses.replace(
+                                kind, expect_body=bodies[kind.name] if checked else None)
+                                for kind in scenario.mix),
+                            **common)  # type: ignore[arg-type]
         if ws is None:
+            body = scenario.body
+            if level.upload_bytes is not None:
+                # the body of this level's size, and the answer the harness computed for it
+                body, expected = upload_request(level.upload_bytes)
+            # /upload has no side effects: a POST a server dropped unread (uWSGI closes a
+            # kept-alive connection after its answer without saying so) is sent again
             return LoadSpec(url=server.url + self.path(planned), method=scenario.method,
-                            headers=scenario.headers, body=scenario.body,
+                            headers=scenario.headers, body=body,
+                            resend=level.upload_bytes is not None,
                             concurrency=level.concurrency, rate=level.rate,
                             expect_body=expected, **common)  # type: ignore[arg-type]
         base = "ws://" + server.url.removeprefix("http://")
@@ -132,7 +172,7 @@ class Trials:
                         message_size=level.message_size or ws.message_sizes[0], text=ws.text,
                         websocket_mode=mode, **common)  # type: ignore[arg-type]
 
-    def run(self, planned: PlannedTarget, server: RunningTarget, expected: bytes | None,
+    def run(self, planned: PlannedTarget, server: RunningTarget, expected: Expected,
             level: Level, repeat: int, *, phase: str = "sweep",
             more_warmup_s: float = 0.0) -> TrialRecord:
         """One trial of ``planned`` at ``level`` on ``server``: its row, already written."""
@@ -142,12 +182,16 @@ class Trials:
         key = TrialKey(trial_id=trial_id(self._index, planned.name, level.load_model,
                                          level.value, repeat,
                                          level.message_size if level.load_model in
-                                         ("closed", "open") else None),
+                                         ("closed", "open") else None, level.upload_bytes),
                        planned=planned, level=level, repeat=repeat, started_at=_now_iso(),
                        phase=phase)
-        unsupported = self.driver.supports(spec)
+        # a task-log level runs its own clients (harness.tasktrials), not the driver
+        task_level = level.load_model in TASK_LOG_MODELS
+        unsupported = task_log_unsupported(server) if task_level \
+            else self.driver.supports(spec)
         if unsupported is not None:
-            record = self._record(key, failure=f"unsupported by the {self.driver.name} driver: "
+            record = self._record(key, failure=unsupported if task_level else
+                                  f"unsupported by the {self.driver.name} driver: "
                                   f"{unsupported}", unsupported=True)
             self.writer.append_trial(record)
         else:
@@ -173,10 +217,14 @@ class Trials:
         for svc in services:
             svc.start()
         slow: SlowClients | None = None
+        tasks: TaskFigures | None = None
         try:
             with contextlib.ExitStack() as stack:
                 slow = self._slow_clients(stack, key.level, server, spec)
-                result = self._load(key.level, server, spec)
+                if key.level.load_model in TASK_LOG_MODELS:
+                    result, tasks = self._task_load(key.level, server, spec)
+                else:
+                    result = self._load(key.level, server, spec)
         except (UnreachableError, GeneratorError) as exc:
             # The generator checks the target before it starts: a server that died (or stopped
             # accepting) since the last trial is this trial's failure, not the run's; so is a
@@ -189,23 +237,27 @@ class Trials:
             self.writer.append_trial(record)
         else:
             usage = sampler.stop()
-            died = None if server.alive() else server.exit_reason()
+            # a SIGTERM level asked the server to exit: only a death before that is one
+            died = tasks.died if tasks is not None and tasks.stopped \
+                else None if server.alive() else server.exit_reason()
             server_cpu_s = 0.0 if server.in_harness_tree else usage.cpu_seconds()
             server_cpu_s += sum(svc.stop().cpu_seconds() for svc in services)
             record = self._record(key, result=result, usage=usage, died=died,
                                   noise=noise.stop(extra_cpu_s=server_cpu_s,
                                                    window=(result.window_start_ns,
                                                            result.window_end_ns)),
-                                  slow=slow.result if slow is not None else None)
+                                  slow=slow.result if slow is not None else None, tasks=tasks)
             self.writer.append_trial(
                 record,
                 latency_hdr=result.latency.encode(),
                 service_hdr=result.service_time.encode()
                 if result.service_time is not None else None,
                 series=self._series(result, usage),
-                by_name={name: {"latency_hdr": hist.encode().decode("ascii"),
-                                "errors": result.by_name_errors.get(name, 0)}
-                         for name, hist in result.by_name.items()},
+                by_name=kind_histograms(result) if result.kinds else
+                {name: {"latency_hdr": hist.encode().decode("ascii"),
+                        "errors": result.by_name_errors.get(name, 0)}
+                 for name, hist in result.by_name.items()},
+                kinds=self._kind_rows(record, result),
             )
         finally:
             for running in (sampler, *services):
@@ -225,6 +277,23 @@ class Trials:
                                  cpus=self.plan.loadgen_cpus)
         return as_load_result(result, window_start_ns=start, window_end_ns=time.monotonic_ns())
 
+    def _task_load(self, level: Level, server: RunningTarget, spec: LoadSpec
+                   ) -> tuple[LoadResult, TaskFigures]:
+        """A level that reads the app's task log: background work, a SIGTERM, clients that
+        leave a stream (harness.tasktrials)."""
+        cpus, clients = self.plan.loadgen_cpus, level.concurrency or 1
+        shape = self.plan.scenario.disconnect
+        if level.load_model == "disconnect" and shape is not None:
+            return run_disconnect(server, spec.url, clients=clients, events=shape.events,
+                                  interval_ms=shape.interval_ms, read=shape.read,
+                                  timeout_s=spec.timeout_s, cpus=cpus)
+        think_s = self.plan.scenario.background.think_s \
+            if self.plan.scenario.background is not None else 0.0
+        return run_background(server, spec.url, load_model=level.load_model, clients=clients,
+                              warmup_s=spec.warmup_s, duration_s=spec.duration_s,
+                              timeout_s=spec.timeout_s, think_s=think_s,
+                              expect_body=spec.expect_body, cpus=cpus)
+
     def _slow_clients(self, stack: contextlib.ExitStack, level: Level, server: RunningTarget,
                       spec: LoadSpec) -> SlowClients | None:
         """The level's slow clients, connected before the load starts and held through it
@@ -238,6 +307,26 @@ class Trials:
             parts.hostname or "127.0.0.1", parts.port or 80, level.slow_clients,
             mode=scenario.mode, byte_interval_s=scenario.byte_interval_s, duration_s=held_s,
             path=scenario.path, cpus=self.plan.loadgen_cpus))
+
+    def _kind_rows(self, record: TrialRecord, result: LoadResult) -> list[dict[str, object]]:
+        """A mix's row per kind of request (kinds.csv): its share, counts and latency."""
+        mix = {kind.name: kind for kind in self.plan.scenario.mix}
+        total = sum(kind.weight for kind in mix.values())
+        rows: list[dict[str, object]] = []
+        for name, kind in result.kinds.items():
+            errors = kind.errors.get("total", 0)
+            lat, svc = percentiles_ms(kind.latency), percentiles_ms(kind.service_time)
+            rows.append({
+                "trial_id": record.trial_id, "kind": name,
+                "path": mix[name].path if name in mix else "",
+                "share": round(mix[name].weight / total, 6) if name in mix else None,
+                "requests": kind.requests, "errors": errors,
+                "error_rate": errors / (kind.requests + errors) if kind.requests + errors else 0.0,
+                "achieved_rps": kind.achieved_rps,
+                "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"],
+                "p99_9_ms": lat["p99_9"], "max_ms": lat["max"], "mean_ms": lat["mean"],
+                "service_p50_ms": svc["p50"], "service_p99_ms": svc["p99"]})
+        return rows
 
     @staticmethod
     def _series(result: LoadResult, usage: Usage) -> list[dict[str, object]]:
@@ -253,7 +342,7 @@ class Trials:
                 usage: Usage | None = None, died: str | None = None,
                 failure: str | None = None, unsupported: bool = False,
                 noise: Noise | None = None, slow: SlowClientsResult | None = None,
-                ) -> TrialRecord:
+                tasks: TaskFigures | None = None) -> TrialRecord:
         """The one builder of a trial's row: measured (``result`` and ``usage``), or not
         measured (``failure``: kept, status failed, with the reason)."""
         planned, level = key.planned, key.level
@@ -271,7 +360,9 @@ class Trials:
         short = (f"the server held only {result.open_at_end} of {level.concurrency} idle "
                  "connections to the end") if idle and not failure \
             and result.open_at_end < (level.concurrency or 0) else None
-        verdict = judge(requests=result.requests, errors=total_errors,
+        verdict = judge(requests=result.requests,
+                        errors=tasks.errors_judged if tasks is not None
+                        and tasks.errors_judged is not None else total_errors,
                         saturation_reasons=saturation, died=died, failure=failure,
                         overload_reasons=result.overload_reasons, connections_short=short,
                         expect_requests=not idle, sent_late=result.sent_late,
@@ -282,10 +373,10 @@ class Trials:
         rss_mb, pss_mb = usage.peak_mb(*window)
         preset = planned.target.preset
         # an open-loop rate whose latency missed the objective is overloaded (harness.slo)
-        return judge_open_loop(TrialRecord(
+        return judge_open_loop(with_tasks(TrialRecord(
             trial_id=key.trial_id, scenario=self.plan.scenario.name, server=planned.server,
             gateway=planned.target.server.gateway, app=planned.target.app,
-            endpoint=self.plan.scenario.path, load_model=level.load_model,
+            endpoint=self.plan.scenario.endpoint, load_model=level.load_model,
             concurrency=level.concurrency, rate=level.rate, repeat=key.repeat,
             duration_s=result.duration_s, requests=result.requests,
             achieved_rps=result.achieved_rps, offered_rps=result.offered_rps,
@@ -321,7 +412,8 @@ class Trials:
             memory_per_connection_kb=_memory_per_connection_kb(usage, window, level)
             if idle and not failure else None,
             slow_clients=level.slow_clients,
-        ), self.plan.slo)
+            upload_bytes=level.upload_bytes,
+        ), tasks), self.plan.slo)
 
 
 def _memory_per_connection_kb(usage: Usage, window: tuple[int, int],

@@ -38,6 +38,8 @@ CONTRACT_PATHS = (
     "/hello", "/json", "/hello?x=1", "/no-such-path", "/", "/ws/echo",
     "/cpu?n=0", "/cpu?n=1000", "/cpu?n=5000",
     "/cpu", "/cpu?n=-1", "/cpu?n=abc", "/cpu?n=1000001", "/cpu?n=+5", "/cpu?n=%205",
+    "/cpu?n=1000&offload=inline", "/cpu?n=1000&offload=thread", "/cpu?n=1000&offload=process",
+    "/cpu?n=1000&offload=bogus", "/cpu?n=1000&offload=", "/cpu?n=x&offload=thread",
     "/io?ms=0", "/io?ms=30", "/io?ms=30&mode=sleep", "/io?ms=30&mode=upstream",
     "/io", "/io?ms=", "/io?ms=1.5", "/io?ms=60001", "/io?ms=-1", "/io?ms=1&mode=nap",
 )

@@ -22,11 +22,12 @@ from harness.errors import TargetError, UsageError
 
 ALL_NAMES = (
     "gunicorn-sync", "gunicorn-gthread", "gunicorn-gevent", "uwsgi", "granian-wsgi",
-    "uvicorn", "uvicorn-h11", "gunicorn-uvicorn", "hypercorn", "daphne", "granian-asgi",
+    "uvicorn", "uvicorn-h11", "gunicorn-uvicorn", "gunicorn-asgi", "hypercorn", "daphne",
+    "granian-asgi",
 )
 
 
-def test_the_eleven_servers_by_exact_name() -> None:
+def test_the_twelve_servers_by_exact_name() -> None:
     assert tuple(SERVERS) == ALL_NAMES
     for name, server in SERVERS.items():
         assert server.name == name
@@ -64,6 +65,8 @@ def test_unknown_app_family_lists_the_known_ones() -> None:
     ("uvicorn", 4, 4, None),
     ("uvicorn-h11", 2, 2, None),
     ("gunicorn-uvicorn", 2, 5, None),
+    ("gunicorn-asgi", 1, 1, None),  # its ASGI docs: --workers $(nproc), not 2N + 1
+    ("gunicorn-asgi", 4, 4, None),
     ("hypercorn", 2, 2, None),
     ("daphne", 1, 1, None),
     ("daphne", 8, 1, None),  # single-process whatever the budget
@@ -84,6 +87,7 @@ def test_preset_notes_cite_the_rule() -> None:
     assert "single-process" in get_server("daphne").preset.note
     assert "CPU cores" in get_server("granian-asgi").preset.note
     assert "no magic rule" in get_server("uwsgi").preset.note
+    assert "--workers $(nproc)" in get_server("gunicorn-asgi").preset.note
 
 
 def test_overrides_replace_the_preset_and_are_recorded() -> None:
@@ -143,6 +147,20 @@ def test_commands_bind_loopback_with_access_logs_off() -> None:
     h11 = " ".join(render_command(make_target(get_server("uvicorn-h11"), cpus=1), port=1))
     assert "--loop uvloop --http httptools" in uvicorn and "--no-access-log" in uvicorn
     assert "--loop asyncio --http h11" in h11
+    native = " ".join(render_command(make_target(get_server("gunicorn-asgi"), cpus=1), port=1))
+    assert ("--workers 1 --worker-class "
+            "harness.backends.gunicorn_asgi.BacklogASGIWorker --asgi-loop uvloop") in native
+
+
+def test_gunicorn_asgi_is_gunicorns_own_worker_with_only_the_backlog_passed_on() -> None:
+    from gunicorn.workers import SUPPORTED_WORKERS  # type: ignore[import-untyped]
+
+    from harness.backends.gunicorn_asgi import BacklogASGIWorker
+
+    assert SUPPORTED_WORKERS["asgi"] == "gunicorn.workers.gasgi.ASGIWorker"
+    (base,) = BacklogASGIWorker.__bases__
+    assert f"{base.__module__}.{base.__qualname__}" == SUPPORTED_WORKERS["asgi"]
+    assert set(vars(BacklogASGIWorker)) - {"__module__", "__doc__"} == {"_setup_event_loop"}
 
 
 def test_threads_args_appear_only_with_a_thread_count() -> None:

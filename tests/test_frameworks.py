@@ -58,6 +58,11 @@ EDGE_REQUESTS = (
     ("GET", "/HELLO"),
     ("POST", "/hello"), ("PUT", "/io?ms=5"), ("DELETE", "/cpu?n=1"), ("OPTIONS", "/json"),
     ("HEAD", "/hello"), ("POST", "/no-such-path"),
+    ("GET", "/cpu?n=5&offload=thread"), ("GET", "/cpu?n=5&offload=process"),
+    ("GET", "/cpu?n=5&offload=bogus"), ("GET", "/cpu?n=5&offload=thread&offload=x"),
+    ("GET", "/cpu?n=x&offload=bogus"),
+    ("POST", "/upload"), ("GET", "/upload"), ("PUT", "/upload"),
+    ("POST", "/stream?events=1&interval_ms=0"), ("GET", "/stream?events=0&interval_ms=0"),
 )
 
 

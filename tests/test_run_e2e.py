@@ -336,9 +336,9 @@ class _StartsCounted(LocalBackend):
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
                      upstream_url: str | None = None, db_url: str | None = None,
-                     ) -> RunningServer:
+                     task_log: bool = False) -> RunningServer:
         server = super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url,
-                                      db_url=db_url)
+                                      db_url=db_url, task_log=task_log)
         self.started.append(server)
         return server
 

@@ -176,3 +176,51 @@ def test_cli_misspelt_key_exits_2_names_it_and_starts_nothing(tmp_path: Path) ->
     assert "'duraton'" in proc.stderr and "[timing]" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+MIXED = """
+name = "m"
+description = "a mix"
+kind = "mixed"
+servers = ["uvicorn"]
+[[mix]]
+name = "light"
+path = "/io"
+params = { ms = 20 }
+weight = 95
+[[mix]]
+name = "heavy"
+path = "/cpu"
+params = { n = 100 }
+weight = 5
+[load]
+rate = [10]
+[quick]
+servers = ["uvicorn", "gunicorn-sync"]
+app = "raw,raw-thread"
+"""
+
+
+def test_mixed_scenario_parses_its_kinds_and_quick_targets() -> None:
+    scenario = parse_scenario(MIXED, "m.toml")
+    assert [(k.name, k.path, k.weight) for k in scenario.mix] == [
+        ("light", "/io?ms=20", 95.0), ("heavy", "/cpu?n=100", 5.0)]
+    assert scenario.path == "/io?ms=20"
+    assert scenario.endpoint == "95% light /io?ms=20, 5% heavy /cpu?n=100"
+    assert scenario.quick_servers == ("uvicorn", "gunicorn-sync")
+    assert scenario.quick_app == "raw,raw-thread"
+    shipped = load_scenario("mixed")
+    assert {k.name for k in shipped.mix} == {"light", "heavy"} and shipped.needs_upstream
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('kind = "mixed"', 'kind = "io"'), "expected kind = \"mixed\""),
+    (('weight = 5', 'weight = 5\nspeed = 1'), "unknown key 'speed' in table \\[mix\\[1\\]\\]"),
+    (('name = "heavy"', 'name = "light"'), "distinct names"),
+    (('weight = 5', 'weight = -5'), "mix\\[1\\].weight"),
+    (('path = "/cpu"', 'path = "cpu"'), "mix\\[1\\].path"),
+    (('[load]', '[request]\npath = "/hello"\n[load]'), "no path in a mixed scenario"),
+])
+def test_bad_mixes_are_named(edit: tuple[str, str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_scenario(MIXED.replace(*edit), "m.toml")

@@ -39,10 +39,10 @@ class RecordingBackend(LocalBackend):
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
                      upstream_url: str | None = None, db_url: str | None = None,
-                     ) -> RunningServer:
+                     task_log: bool = False) -> RunningServer:
         RecordingBackend.started.append(target.server.name)
         return super().start_target(target, cpus=cpus, port=port, upstream_url=upstream_url,
-                                      db_url=db_url)
+                                      db_url=db_url, task_log=task_log)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "started": list(self.started)}

@@ -17,6 +17,7 @@ def to_django(answer: common.Response) -> HttpResponse:
 
 
 METHOD_NOT_ALLOWED = common.METHOD_NOT_ALLOWED
+METHOD_NOT_ALLOWED_POST = common.METHOD_NOT_ALLOWED_POST
 NOT_FOUND = common.NOT_FOUND
 
 SyncView = Callable[[HttpRequest], HttpResponse]
@@ -39,6 +40,25 @@ def async_get_only(view: AsyncView) -> AsyncView:
     async def wrapper(request: HttpRequest) -> HttpResponse:
         if request.method != "GET":
             return to_django(METHOD_NOT_ALLOWED)
+        return await view(request)
+    return wrapper
+
+
+def post_only(view: SyncView) -> SyncView:
+    """405 with ``allow: POST`` for any method but POST (``/upload``, the one POST route)."""
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return to_django(METHOD_NOT_ALLOWED_POST)
+        return view(request)
+    return wrapper
+
+
+def async_post_only(view: AsyncView) -> AsyncView:
+    @wraps(view)
+    async def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return to_django(METHOD_NOT_ALLOWED_POST)
         return await view(request)
     return wrapper
 

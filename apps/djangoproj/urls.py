@@ -9,6 +9,8 @@ urlpatterns = [
     path("json", views.json),
     path("io", views.io),
     path("cpu", views.cpu),
+    path("stream", views.stream),
+    path("upload", views.upload),
     path("db", views.db),
     path("queries", views.queries),
     path("fortunes", views.fortunes),

@@ -9,6 +9,8 @@ urlpatterns = [
     path("json", views_async.json),
     path("io", views_async.io),
     path("cpu", views_async.cpu),
+    path("stream", views_async.stream),
+    path("upload", views_async.upload),
     path("db", views_async.db),
     path("queries", views_async.queries),
     path("fortunes", views_async.fortunes),

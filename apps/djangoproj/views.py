@@ -1,4 +1,7 @@
-"""Sync views: served from wsgi.py directly, and from asgi.py through sync_to_async."""
+"""Sync views: served from wsgi.py directly, and from asgi.py through sync_to_async.
+
+``/cpu`` runs inline whatever ``offload`` says (checked all the same): a sync view has no event
+loop to keep free, and under ASGI it already runs in a thread of its own."""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from apps import dbcontract
-from apps.djangoproj import database
+from apps.djangoproj import database, longlived
 from apps.djangoproj.db.models import Fortune, World
-from apps.djangoproj.responses import get_only, query_string, to_django
+from apps.djangoproj.responses import get_only, post_only, query_string, to_django
 from apps.raw import common
 from apps.raw import wsgi as raw_wsgi
 
@@ -36,6 +39,17 @@ def io(request: HttpRequest) -> HttpResponse:
 @get_only
 def cpu(request: HttpRequest) -> HttpResponse:
     return to_django(common.cpu_response(query_string(request)))
+
+
+@get_only
+def stream(request: HttpRequest) -> HttpResponse:
+    # An async iterator from asgi.py: Django would consume a sync one whole before sending it.
+    return longlived.stream_response(request, asynchronous=longlived.served_by_asgi(request))
+
+
+@post_only
+def upload(request: HttpRequest) -> HttpResponse:
+    return longlived.upload_response(request)
 
 
 # The database routes: the ORM on the pool of settings.DATABASES (see settings.py).

@@ -1,4 +1,8 @@
-"""Async views (family ``django-async``): run on the server's event loop, no thread hop."""
+"""Async views (family ``django-async``): run on the server's event loop, no thread hop.
+
+``/cpu?offload=thread`` runs the work through asgiref's ``sync_to_async(thread_sensitive=False)``
+(a thread of its own pool, not the request's), ``offload=process`` in the raw app's per-worker
+process pool (asgi.py routes lifespan to the raw app, which starts and stops it)."""
 
 from __future__ import annotations
 
@@ -8,11 +12,16 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from apps import dbcontract
-from apps.djangoproj import database
+from apps.djangoproj import database, longlived
 from apps.djangoproj.db.models import Fortune, World
-from apps.djangoproj.responses import async_get_only, query_string, to_django
+from apps.djangoproj.responses import (
+    async_get_only,
+    async_post_only,
+    query_string,
+    to_django,
+)
 from apps.raw import asgi as raw_asgi
-from apps.raw import common
+from apps.raw import common, offload
 
 
 @async_get_only
@@ -34,10 +43,30 @@ async def io(request: HttpRequest) -> HttpResponse:
     return to_django(await raw_asgi._wait(parsed))
 
 
+async def _in_thread(n: int) -> int:
+    result: int = await sync_to_async(common.cpu_work, thread_sensitive=False)(n)
+    return result
+
+
 @async_get_only
 async def cpu(request: HttpRequest) -> HttpResponse:
-    # Computed on the event loop, as the raw ASGI app does (see apps/README.md).
-    return to_django(common.cpu_response(query_string(request)))
+    # Inline on the event loop, as the raw ASGI app does, unless ``offload`` says otherwise.
+    parsed = common.parse_cpu_request(query_string(request))
+    if isinstance(parsed, common.Response):
+        return to_django(parsed)
+    return to_django(await offload.cpu_answer(parsed, in_thread=_in_thread))
+
+
+@async_get_only
+async def stream(request: HttpRequest) -> HttpResponse:
+    return longlived.stream_response(request, asynchronous=True)
+
+
+@async_post_only
+async def upload(request: HttpRequest) -> HttpResponse:
+    # Django 5.2 has no async body API; the handler has read the body already (into memory, or
+    # a temporary file above 2.5 MB), so these reads do not wait on the network.
+    return longlived.upload_response(request)
 
 
 # The database routes: the ORM's a-methods. Django 5.2's ORM is sync underneath: each aget()

@@ -10,6 +10,12 @@ and the first. The OpenAPI schema and docs routes are off, as in a production AP
 The database routes use the raw ASGI app's psycopg ``AsyncConnectionPool`` (one per event loop
 and process, opened at lifespan startup, closed at shutdown) and render ``/fortunes`` with
 Jinja2 (autoescape on), the template compiled once at import.
+
+``/cpu?offload=thread`` runs the work with ``run_in_threadpool``, which is how FastAPI runs a
+``def`` path operation; ``offload=process`` in the raw app's per-worker process pool (started
+and shut down in the lifespan). The long-lived routes are the Starlette app's functions (a
+StreamingResponse, ``request.stream()``), and ``/background`` adds its work to FastAPI's
+``BackgroundTasks``, run after the response is sent.
 """
 
 from __future__ import annotations
@@ -18,14 +24,25 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Request, Response
 from jinja2 import Environment
 from starlette.exceptions import HTTPException
 
 from apps import dbcontract
 from apps.raw import asgi as raw_asgi
-from apps.raw import common
-from apps.starlette_app.asgi import answer, query, ws_broadcast, ws_echo
+from apps.raw import common, offload
+from apps.starlette_app.asgi import (
+    answer,
+    background_counters,
+    background_work,
+    cpu_answer,
+    method_not_allowed,
+    query,
+    stream_answer,
+    upload_answer,
+    ws_broadcast,
+    ws_echo,
+)
 
 FORTUNES_SOURCE = (
     "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"
@@ -38,10 +55,12 @@ FORTUNES = Environment(autoescape=True).from_string(FORTUNES_SOURCE)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     raw_asgi._upstream_session()
+    await offload.start_at_startup()
     await raw_asgi._open_database_at_startup("psycopg")
     yield
     await raw_asgi._close_session()
     await raw_asgi._close_pools()
+    offload.shutdown()
 
 
 # redirect_slashes off: "/hello/" is a 404 in the contract, not a 307 to "/hello".
@@ -70,8 +89,32 @@ async def io(request: Request) -> Response:
 
 @app.get("/cpu")
 async def cpu(request: Request) -> Response:
-    # Computed on the event loop, as the raw ASGI app does (see apps/README.md).
-    return answer(common.cpu_response(query(request)))
+    return await cpu_answer(request)
+
+
+@app.get(common.STREAM_PATH)
+async def stream(request: Request) -> Response:
+    return stream_answer(request)
+
+
+@app.post(common.UPLOAD_PATH)
+async def upload(request: Request) -> Response:
+    # No body parameter is declared, so FastAPI leaves the body unread for request.stream().
+    return await upload_answer(request)
+
+
+@app.get(common.BACKGROUND_PATH)
+async def background(request: Request, tasks: BackgroundTasks) -> Response:
+    parsed = common.parse_background(query(request))
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    tasks.add_task(background_work, parsed.ms)  # FastAPI attaches them to the response
+    return answer(parsed.response)
+
+
+@app.get(common.BACKGROUND_STATS_PATH)
+async def background_stats() -> Response:
+    return answer(background_counters.response())
 
 
 def _fortunes_page(rows: Sequence[tuple[Any, ...]]) -> common.Response:
@@ -118,5 +161,5 @@ app.add_api_websocket_route("/ws/broadcast", ws_broadcast)
 async def http_error(request: Request, exc: HTTPException) -> Response:
     """FastAPI's JSON errors (``{"detail":"Not Found"}``) replaced by the contract's."""
     if exc.status_code == 405:
-        return answer(common.METHOD_NOT_ALLOWED)
+        return answer(method_not_allowed(request.scope["path"]))
     return answer(common.NOT_FOUND)

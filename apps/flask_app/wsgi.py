@@ -8,16 +8,25 @@ render ``/fortunes`` with Flask's Jinja environment (``render_template``, autoes
 ``.html`` name). The template is this module's string, served by a ``DictLoader`` so it is
 compiled once and cached like a template file (``render_template_string`` would compile the
 source again on every request).
+
+``/cpu`` runs inline whatever ``offload`` says (a sync worker has no event loop to keep free;
+the parameter is still checked). The long-lived routes are Flask's idioms: ``/stream`` a
+generator response wrapped in ``stream_with_context``, ``/upload`` reads ``request.stream`` in
+chunks up to the Content-Length, ``/background`` registers its work with
+``response.call_on_close``, which the server calls once the body is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
-from flask import Flask, Response, render_template, request
+from flask import Flask, Response, render_template, request, stream_with_context
 from jinja2 import DictLoader
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from apps import dbcontract
 from apps.raw import common
@@ -85,7 +94,81 @@ def io() -> ContractResponse:
 def cpu() -> ContractResponse:
     if _not_get():
         return answer(common.METHOD_NOT_ALLOWED)
+    # Inline whatever ``offload`` says (the parameter is still checked).
     return answer(common.cpu_response(request.query_string.decode("latin-1")))
+
+
+_background = common.BackgroundCounters()
+
+
+def _events(stream: common.StreamRequest) -> Iterator[bytes]:
+    """Each event as it is made; the server writes it before asking for the next, so the wait
+    runs between two writes (a write that fails ends the response and closes the generator)."""
+    for i in range(stream.events):
+        if i:
+            time.sleep(stream.interval_s)
+        yield stream.event(i)
+
+
+@app.get(common.STREAM_PATH)
+def stream() -> ContractResponse:
+    if _not_get():
+        return answer(common.METHOD_NOT_ALLOWED)
+    parsed = common.parse_stream(request.query_string.decode("latin-1"))
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    # No content-length: the server frames the body.
+    return ContractResponse(stream_with_context(_events(parsed)), status="200 OK",
+                            headers=list(common.STREAM_HEADERS))
+
+
+@app.post(common.UPLOAD_PATH)
+def upload() -> ContractResponse:
+    length = common.upload_length(request.headers.get("Content-Length"),
+                                  request.headers.get("Transfer-Encoding"))
+    if isinstance(length, common.Response):
+        return answer(length)  # the body is left unread: the server drains it or closes
+    digest = hashlib.sha256()
+    got = 0
+    try:
+        while got < length:
+            chunk = request.stream.read(min(common.UPLOAD_CHUNK_BYTES, length - got))
+            if not chunk:
+                break
+            digest.update(chunk)
+            got += len(chunk)
+    except (ClientDisconnected, OSError):  # the client went away mid-body
+        pass
+    if got < length:
+        return answer(common.upload_truncated(got, length))
+    return answer(common.upload_response(got, digest.hexdigest()))
+
+
+def _background_work(ms: int) -> None:
+    """Run by the server's ``close()`` of the response, in the thread (greenlet) that served
+    it: the work holds that worker until it is done."""
+    _background.start()
+    time.sleep(ms / 1000)
+    _background.finish()  # not counted when the work is cut (the worker killed)
+
+
+@app.get(common.BACKGROUND_PATH)
+def background() -> ContractResponse:
+    if _not_get():
+        return answer(common.METHOD_NOT_ALLOWED)
+    parsed = common.parse_background(request.query_string.decode("latin-1"))
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    response = answer(parsed.response)
+    response.call_on_close(partial(_background_work, parsed.ms))
+    return response
+
+
+@app.get(common.BACKGROUND_STATS_PATH)
+def background_stats() -> ContractResponse:
+    if _not_get():
+        return answer(common.METHOD_NOT_ALLOWED)
+    return answer(_background.response())
 
 
 def _fortunes_page(rows: Sequence[tuple[Any, ...]]) -> common.Response:
@@ -129,5 +212,6 @@ def db_sleep() -> ContractResponse:
 def http_error(error: HTTPException) -> ContractResponse:
     """Werkzeug's HTML error pages replaced by the contract's plain-text answers."""
     if error.code == 405:
-        return answer(common.METHOD_NOT_ALLOWED)
+        return answer(common.METHOD_NOT_ALLOWED_POST if request.path == common.UPLOAD_PATH
+                      else common.METHOD_NOT_ALLOWED)
     return answer(common.NOT_FOUND)

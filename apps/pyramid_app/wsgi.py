@@ -4,11 +4,21 @@ for ``/json``.
 
 Bodies, parsing and the ``/io`` wait are apps/raw's, so only the framework differs from the raw
 WSGI app: WebOb's request and response, Pyramid's routing, view lookup and renderer.
+
+``/cpu`` runs inline whatever ``offload`` says (a sync worker has no event loop to keep free;
+the parameter is still checked). The long-lived routes use what WebOb gives: ``/stream`` a
+Response whose ``app_iter`` is a generator, ``/upload`` reads ``request.body_file`` (bounded by
+the Content-Length) in chunks, and ``/background`` returns an ``app_iter`` whose ``close()``,
+which the server calls once the body is sent, does the work (Pyramid has no background-task
+API; its finished callbacks run before the body is sent).
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -75,7 +85,89 @@ def io(request: Request) -> Response:
 def cpu(request: Request) -> Response:
     if request.method != "GET":
         return answer(common.METHOD_NOT_ALLOWED)
+    # Inline whatever ``offload`` says (the parameter is still checked).
     return answer(common.cpu_response(request.query_string))
+
+
+_background = common.BackgroundCounters()
+
+
+def _events(stream: common.StreamRequest) -> Iterator[bytes]:
+    """Each event as it is made; the server writes it before asking for the next, so the wait
+    runs between two writes (a write that fails ends the response and closes the generator)."""
+    for i in range(stream.events):
+        if i:
+            time.sleep(stream.interval_s)
+        yield stream.event(i)
+
+
+def stream(request: Request) -> Response:
+    if request.method != "GET":
+        return answer(common.METHOD_NOT_ALLOWED)
+    parsed = common.parse_stream(request.query_string)
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    # No content-length: the server frames the body.
+    return Response(app_iter=_events(parsed), status="200 OK",
+                    headerlist=list(common.STREAM_HEADERS))
+
+
+def upload(request: Request) -> Response:
+    if request.method != "POST":
+        return answer(common.METHOD_NOT_ALLOWED_POST)
+    length = common.upload_length(request.headers.get("Content-Length"),
+                                  request.headers.get("Transfer-Encoding"))
+    if isinstance(length, common.Response):
+        return answer(length)  # the body is left unread: the server drains it or closes
+    body = request.body_file
+    digest = hashlib.sha256()
+    got = 0
+    try:
+        while got < length:
+            chunk = body.read(min(common.UPLOAD_CHUNK_BYTES, length - got))
+            if not chunk:
+                break
+            digest.update(chunk)
+            got += len(chunk)
+    except OSError:  # the client went away mid-body (WebOb's DisconnectionError)
+        pass
+    if got < length:
+        return answer(common.upload_truncated(got, length))
+    return answer(common.upload_response(got, digest.hexdigest()))
+
+
+class _WorkAfterResponse:
+    """A one-item ``app_iter`` whose ``close()`` does ``ms`` of waiting work: PEP 3333 servers
+    call it once they have sent the body, in the thread (greenlet) that served the request."""
+
+    def __init__(self, body: bytes, ms: int) -> None:
+        self._body = body
+        self._ms = ms
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter((self._body,))
+
+    def close(self) -> None:
+        _background.start()
+        time.sleep(self._ms / 1000)
+        _background.finish()  # not counted when the work is cut (the worker killed)
+
+
+def background(request: Request) -> Response:
+    if request.method != "GET":
+        return answer(common.METHOD_NOT_ALLOWED)
+    parsed = common.parse_background(request.query_string)
+    if isinstance(parsed, common.Response):
+        return answer(parsed)
+    response = parsed.response
+    return Response(app_iter=_WorkAfterResponse(response.body, parsed.ms),
+                    status=response.status_line, headerlist=list(response.header_pairs))
+
+
+def background_stats(request: Request) -> Response:
+    if request.method != "GET":
+        return answer(common.METHOD_NOT_ALLOWED)
+    return answer(_background.response())
 
 
 def not_found(request: Request) -> Response:
@@ -87,8 +179,13 @@ def make_app() -> Any:
     # answer 404, where the contract says 405.
     with Configurator(settings=SETTINGS) as config:
         config.add_renderer("json", JSON(serializer=_dumps))
-        for name, view in (("hello", hello), ("json", json), ("io", io), ("cpu", cpu)):
-            config.add_route(name, f"/{name}")
+        for name, path, view in (
+                ("hello", "/hello", hello), ("json", "/json", json), ("io", "/io", io),
+                ("cpu", "/cpu", cpu), ("stream", common.STREAM_PATH, stream),
+                ("upload", common.UPLOAD_PATH, upload),
+                ("background", common.BACKGROUND_PATH, background),
+                ("background_stats", common.BACKGROUND_STATS_PATH, background_stats)):
+            config.add_route(name, path)
             config.add_view(view, route_name=name, renderer="json" if name == "json" else None)
         config.add_notfound_view(not_found)
         return config.make_wsgi_app()

@@ -21,6 +21,10 @@ event, waiting between them while it watches ``receive()`` for ``http.disconnect
 that leaves ends the stream, as Starlette's StreamingResponse does), then a final empty body;
 ``/upload`` hashes each ``http.request`` message as it arrives; ``/background`` sends its whole
 response, then does the work in the same handler, as Starlette's BackgroundTasks do.
+
+``/cpu`` runs its work where ``offload`` (or ``HARNESS_CPU_OFFLOAD``) says: on the loop, on
+its default thread pool, or in a per-worker process pool made at lifespan startup or on first
+use and shut down at lifespan shutdown (apps/raw/offload.py).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from apps import dbcontract
-from apps.raw import common
+from apps.raw import common, offload, tasklog
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -267,7 +271,11 @@ async def _until_disconnect(receive: Receive) -> None:
 
 
 async def _stream(stream: common.StreamRequest, receive: Receive, send: Send) -> None:
+    """The events, each sent as made, until the last or the client's leaving; the end, and the
+    events handed to the server by then, go to the task log (apps/raw/tasklog.py)."""
     gone = asyncio.ensure_future(_until_disconnect(receive))
+    sent = 0
+    how = tasklog.STREAM_GONE
     try:
         await send({"type": "http.response.start", "status": 200,
                     "headers": list(_STREAM_RAW_HEADERS)})
@@ -277,13 +285,21 @@ async def _stream(stream: common.StreamRequest, receive: Receive, send: Send) ->
                 await asyncio.wait((gone,), timeout=stream.interval_s)
             if gone.done():
                 return  # no one to send the rest to
+            sent += 1  # counted when handed over: the send may fail
             await send({"type": "http.response.body", "body": stream.event(i),
                         "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        how = tasklog.STREAM_DONE
     except OSError:  # the spec's error for a send on a closed connection: the client left
         return
+    except asyncio.CancelledError:  # the server cancelled the handler: it let the stream go
+        raise
+    except BaseException:
+        how = tasklog.STREAM_ERROR
+        raise
     finally:
         gone.cancel()
+        tasklog.TASK_LOG.stream_ended(stream.stream_id, sent, stream.events, how)
 
 
 async def _upload(scope: Scope, receive: Receive) -> common.Response | None:
@@ -336,6 +352,8 @@ async def _http(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if isinstance(answer, common.IoRequest):
         response = await _wait(answer)
+    elif isinstance(answer, common.CpuRequest):
+        response = await offload.cpu_answer(answer)
     elif isinstance(answer, common.UploadRequest):
         uploaded = await _upload(scope, receive)
         if uploaded is None:
@@ -428,13 +446,15 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def _lifespan(receive: Receive, send: Send, *, database: bool = True) -> None:
-    """Startup makes the aiohttp session and, with ``database``, opens the database pool (off
-    for an app that brings its own, as Django, whose router sends lifespan here)."""
+    """Startup makes the aiohttp session, the process pool when ``/cpu`` offloads to a process
+    by default, and, with ``database``, opens the database pool (off for an app that brings its
+    own, as Django, whose router sends lifespan here); shutdown closes them."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
                 _upstream_session()
+                await offload.start_at_startup()
                 if database:
                     await _open_database_at_startup()
             except Exception as exc:  # the server reports the reason and does not start
@@ -444,6 +464,7 @@ async def _lifespan(receive: Receive, send: Send, *, database: bool = True) -> N
         elif message["type"] == "lifespan.shutdown":
             await _close_session()
             await _close_pools()
+            offload.shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
 from typing import Literal
 from urllib.parse import parse_qsl
+
+from apps.raw import tasklog
 
 UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
 
@@ -39,6 +42,8 @@ UPSTREAM_POOL_MAXSIZE = 1024
 STREAM_PATH = "/stream"
 STREAM_MAX_EVENTS = 10_000
 STREAM_MAX_INTERVAL_MS = 60_000
+STREAM_ID_MAX_CHARS = 64
+_STREAM_ID_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{STREAM_ID_MAX_CHARS}}}")
 UPLOAD_PATH = "/upload"
 UPLOAD_MAX_BYTES = 64 * 1024 * 1024  # 67,108,864: a larger Content-Length is refused (413)
 # How much of an upload the WSGI app asks wsgi.input for at a time (an ASGI server chooses its
@@ -65,6 +70,12 @@ METHOD_NOT_ALLOWED_BODY = b"Method Not Allowed"
 
 IoMode = Literal["upstream", "sleep"]
 IO_MODES: tuple[IoMode, ...] = ("upstream", "sleep")
+
+# Where an ASGI app runs /cpu's work: on the event loop, on the loop's default thread pool, or
+# in a process pool (apps/README.md, "CPU work offloaded").
+CPU_OFFLOAD_ENV = "HARNESS_CPU_OFFLOAD"
+CpuOffload = Literal["inline", "thread", "process"]
+CPU_OFFLOADS: tuple[CpuOffload, ...] = ("inline", "thread", "process")
 
 # WSGI's reason phrases: Python's own (http.HTTPStatus), which uvicorn sends for an ASGI app, so
 # the status lines compare equal behind both gateways (413 is "Request Entity Too Large" in
@@ -199,6 +210,10 @@ def upstream_bad_status(base_url: str, status: int) -> Response:
                     body=f"Bad Gateway: upstream {base_url} answered {status}".encode())
 
 
+BAD_OFFLOAD = bad_request("offload must be " + ", ".join(f"'{o}'" for o in CPU_OFFLOADS[:-1])
+                          + f" or '{CPU_OFFLOADS[-1]}'")
+
+
 def cpu_work(n: int) -> int:
     """Deterministic pure-Python work, linear in ``n``: the checkable result of ``/cpu?n=N``.
 
@@ -227,19 +242,64 @@ def cpu_body(n: int, result: int) -> bytes:
     return json.dumps({"n": n, "result": result}, separators=(",", ":")).encode()
 
 
-def cpu_response(query_string: str) -> Response:
+def cpu_result(n: int, result: int) -> Response:
+    """``/cpu``'s 200: the same bytes wherever the work ran."""
+    return Response(status=200, content_type=APPLICATION_JSON, body=cpu_body(n, result))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuRequest:
+    """A valid ``/cpu`` request: ``n`` units of work, run where ``offload`` says (on the event
+    loop, its default thread pool, or a process pool: an ASGI app's choice; a WSGI app runs it
+    inline whatever it says, having no loop to keep free)."""
+
+    n: int
+    offload: CpuOffload
+
+
+def default_cpu_offload() -> CpuOffload:
+    """``HARNESS_CPU_OFFLOAD``: inline (unset or empty), thread or process, the offload of a
+    ``/cpu`` request that names none; anything else is refused (a typo would otherwise measure
+    inline under another family's name)."""
+    name = os.environ.get(CPU_OFFLOAD_ENV, "").strip() or "inline"
+    for offload in CPU_OFFLOADS:
+        if name == offload:
+            return offload
+    raise ValueError(f"{CPU_OFFLOAD_ENV}={name!r}: expected one of {CPU_OFFLOADS}")
+
+
+def parse_cpu_request(query_string: str) -> CpuRequest | Response:
+    """``n`` (required, 0..1000000), then ``offload`` (``inline``, ``thread`` or ``process``;
+    absent: ``HARNESS_CPU_OFFLOAD``, else inline)."""
     n = parse_cpu(query_string)
     if isinstance(n, Response):
         return n
-    return Response(status=200, content_type=APPLICATION_JSON, body=cpu_body(n, cpu_work(n)))
+    text = query_param(query_string, "offload")
+    if text is None:
+        return CpuRequest(n=n, offload=default_cpu_offload())
+    for offload in CPU_OFFLOADS:
+        if text == offload:
+            return CpuRequest(n=n, offload=offload)
+    return BAD_OFFLOAD
+
+
+def cpu_response(query_string: str) -> Response:
+    """The whole ``/cpu`` answer, the work run inline whatever ``offload`` says (which is still
+    checked): what a sync (WSGI) app does."""
+    cpu = parse_cpu_request(query_string)
+    if isinstance(cpu, Response):
+        return cpu
+    return cpu_result(cpu.n, cpu_work(cpu.n))
 
 
 @dataclass(frozen=True, kw_only=True)
 class StreamRequest:
-    """A valid ``/stream`` request: ``events`` events, ``interval_ms`` apart."""
+    """A valid ``/stream`` request: ``events`` events, ``interval_ms`` apart; ``stream_id``
+    names it in the task log (apps/raw/tasklog.py) and changes no byte of the answer."""
 
     events: int
     interval_ms: int
+    stream_id: str | None = None
 
     @property
     def interval_s(self) -> float:
@@ -266,7 +326,8 @@ def stream_body(events: int, interval_ms: int) -> bytes:
 
 
 def parse_stream(query_string: str) -> StreamRequest | Response:
-    """``events`` (required, 1..10000) and ``interval_ms`` (required, 0..60000)."""
+    """``events`` (required, 1..10000), ``interval_ms`` (required, 0..60000) and ``id``
+    (optional: 1..64 ASCII letters, digits, ``-`` or ``_``)."""
     events = _bounded_int(query_param(query_string, "events"), 1, STREAM_MAX_EVENTS)
     if events is None:
         return bad_request(f"events must be an integer 1..{STREAM_MAX_EVENTS}")
@@ -274,7 +335,10 @@ def parse_stream(query_string: str) -> StreamRequest | Response:
                                STREAM_MAX_INTERVAL_MS)
     if interval_ms is None:
         return bad_request(f"interval_ms must be an integer 0..{STREAM_MAX_INTERVAL_MS}")
-    return StreamRequest(events=events, interval_ms=interval_ms)
+    stream_id = query_param(query_string, "id")
+    if stream_id is not None and not _STREAM_ID_RE.fullmatch(stream_id):
+        return bad_request(f"id must be 1..{STREAM_ID_MAX_CHARS} letters, digits, '-' or '_'")
+    return StreamRequest(events=events, interval_ms=interval_ms, stream_id=stream_id)
 
 
 @dataclass(frozen=True)
@@ -362,7 +426,8 @@ class BackgroundCounters:
     """Background tasks started and finished in this process (one per app module: a process
     serves one gateway). A task is started when its work begins, after the response, and
     finished when the work ends; ``started - finished`` are running. Thread-safe: a threaded
-    WSGI server runs several ``close()`` at once."""
+    WSGI server runs several ``close()`` at once. Each event also goes to the task log, when
+    there is one (apps/raw/tasklog.py: every process, counted after they exit)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -372,10 +437,12 @@ class BackgroundCounters:
     def start(self) -> None:
         with self._lock:
             self.started += 1
+        tasklog.TASK_LOG.task_started()
 
     def finish(self) -> None:
         with self._lock:
             self.finished += 1
+        tasklog.TASK_LOG.task_finished()
 
     def response(self) -> Response:
         with self._lock:
@@ -384,13 +451,15 @@ class BackgroundCounters:
                         body=background_stats_body(os.getpid(), started, finished))
 
 
-Routed = Response | IoRequest | StreamRequest | UploadRequest | BackgroundRequest | StatsRequest
+Routed = (Response | IoRequest | CpuRequest | StreamRequest | UploadRequest | BackgroundRequest
+          | StatsRequest)
 
 
 def route(method: str, path: str, query_string: str) -> Routed:
     """Everything but the waiting, streaming and reading: a finished Response, or the request
-    object the app must wait for (IoRequest), stream (StreamRequest), read (UploadRequest), or
-    answer and then work for (BackgroundRequest), or the stats it must report."""
+    object the app must wait for (IoRequest), compute (CpuRequest), stream (StreamRequest),
+    read (UploadRequest), or answer and then work for (BackgroundRequest), or the stats it must
+    report."""
     if path == UPLOAD_PATH:
         return UPLOAD if method == "POST" else METHOD_NOT_ALLOWED_POST
     if path not in ROUTES:
@@ -402,7 +471,7 @@ def route(method: str, path: str, query_string: str) -> Routed:
     if path == "/json":
         return JSON
     if path == "/cpu":
-        return cpu_response(query_string)
+        return parse_cpu_request(query_string)
     if path == STREAM_PATH:
         return parse_stream(query_string)
     if path == BACKGROUND_PATH:

@@ -30,7 +30,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from apps import dbcontract
-from apps.raw import common
+from apps.raw import common, tasklog
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
@@ -176,11 +176,24 @@ _background = common.BackgroundCounters()
 def _stream(stream: common.StreamRequest) -> Iterator[bytes]:
     """Each event as it is made; the server writes it before asking for the next, so the wait
     runs between two writes. A write that fails (the client left) ends the response, and the
-    server closes this generator at its ``yield``: no more events are made."""
-    for i in range(stream.events):
-        if i:
-            time.sleep(stream.interval_s)
-        yield stream.event(i)
+    server closes this generator at its ``yield``: no more events are made. The end, and the
+    events handed over by then, go to the task log (apps/raw/tasklog.py)."""
+    sent = 0
+    how = tasklog.STREAM_GONE
+    try:
+        for i in range(stream.events):
+            if i:
+                time.sleep(stream.interval_s)
+            sent += 1  # counted when handed over: the server may fail to write it
+            yield stream.event(i)
+        how = tasklog.STREAM_DONE
+    except GeneratorExit:
+        raise
+    except BaseException:
+        how = tasklog.STREAM_ERROR
+        raise
+    finally:
+        tasklog.TASK_LOG.stream_ended(stream.stream_id, sent, stream.events, how)
 
 
 def _upload(environ: WSGIEnvironment) -> common.Response:
@@ -236,6 +249,9 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[byt
         return _WorkAfterResponse(response.body, answer.ms)
     if isinstance(answer, common.IoRequest):
         response = _wait(answer)
+    elif isinstance(answer, common.CpuRequest):
+        # Inline whatever ``offload`` says: a sync worker has no event loop to keep free.
+        response = common.cpu_result(answer.n, common.cpu_work(answer.n))
     elif isinstance(answer, common.UploadRequest):
         response = _upload(environ)
     elif isinstance(answer, common.StatsRequest):

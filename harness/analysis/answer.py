@@ -15,14 +15,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.analysis.findings.background import is_background
+from harness.analysis.findings.disconnect import is_disconnect
+from harness.analysis.findings.mixed import is_mixed
 from harness.analysis.findings.pools import caps_phrase, pool_caps
 from harness.analysis.findings.record import NO_DIFFERENCE, NOT_RANKED, RANKED, Finding
 from harness.analysis.findings.slow_clients import is_slow_clients
 from harness.analysis.findings.streams import is_streams
+from harness.analysis.findings.upload import is_upload
 from harness.analysis.rundata import RunData
 from harness.analysis.stats import SIGNIFICANCE_LEVEL, SINGLE_RUN_NOISE_FRACTION
 from harness.analysis.wording import (
     HEADLINE_NAMES_MAX,
+    fmt_mb,
     fmt_ms,
     fmt_ratio,
     fmt_rps,
@@ -33,7 +38,8 @@ from harness.analysis.wording import (
 )
 
 # The order of the rows across runs: the kinds of work a team asks about most first.
-KIND_ORDER = ("io", "db", "cpu", "hello", "json", "websocket", "ws", "stream")
+KIND_ORDER = ("io", "db", "mixed", "cpu", "hello", "json", "websocket", "ws", "stream", "upload",
+              "background", "disconnect")
 CLASSIC_SYNC = "gunicorn-sync"
 WHY_CPU = ("the work holds the CPU: an event loop runs it one request at a time, as a sync "
            "worker does")
@@ -49,8 +55,30 @@ WHY_DB = "each query's cost in the driver and the framework, on the server's one
 WHY_STREAMS = ("what holds a connection decides: a sync worker or thread is held by its stream "
                "for the whole of it; an event loop, gevent's greenlets or granian's Rust I/O "
                "hold them all")
+WHY_UPLOAD = ("every byte is read off the socket by the server and hashed by the app on the "
+              "server's CPUs: the server's own cost per byte decides; a server that held "
+              "whole bodies shows it in memory")
+WHY_MIXED = ("a heavy request computed on an event loop holds every request on that loop; "
+             "on a sync worker it holds only that worker; offloaded, the loop goes on (to a "
+             "thread it still shares the GIL, to a process it pays a pickle and a hop)")
+# A server whose memory at the largest upload grew by this many bodies over its own at the
+# smallest held whole bodies at once (buffered them), rather than a chunk of each.
+WHOLE_BODIES_MIN = 1.0
 WHY_SLOW = ("a sync worker or thread reading a slow client's request is held for as long as "
             "it trickles; an event loop, gevent's greenlets or granian's Rust HTTP parks it")
+WHY_BACKGROUND = ("work after the answer holds what served the request: a sync worker takes no "
+                  "other request until it ends; a thread, a greenlet or a coroutine holds only "
+                  "itself")
+WHY_SIGTERM = ("what a server does on SIGTERM decides: one that waits for its workers' "
+               "requests (and their work after the answer) to end loses none; one that cancels "
+               "its handlers or kills its workers loses what they held")
+# ... with the run's servers named on each side
+WHY_SIGTERM_NAMED = ("{kept} waited for each request's handler, its work after the answer "
+                     "included, before exiting; {lost} stopped with work still running")
+WHY_DISCONNECT = ("an ASGI app hears http.disconnect at once; a WSGI app learns of a closed "
+                  "connection only when a write fails: at the next event, or the one after")
+# The servers a count row names, most first, before "and N more".
+COUNT_NAMES_MAX = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,6 +375,160 @@ def _stream_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list
                       why=WHY_STREAMS, run_id=run.run_id, anchor=anchor)]
 
 
+def _prefixed(values: Mapping[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
+
+
+def _upload_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
+    """The largest body the run uploaded: the most MB/s, against the slowest server and the
+    classic sync one, each with its peak memory (and that over its own at the smallest body)."""
+    f = max((f for f in findings if f.topic == "upload"),
+            key=lambda f: float(f.question.get("upload", 0)), default=None)
+    if f is None:
+        return []
+    memory = next((m for m in findings if m.topic == "upload_memory"
+                   and m.question.get("upload") == f.question.get("upload")), None)
+    mb_s = _prefixed(f.values, "mb_s_")
+    peak = _prefixed(memory.values, "peak_") if memory is not None else {}
+    ratio = _prefixed(memory.values, "ratio_") if memory is not None else {}
+    baseline = memory.question.get("baseline") if memory is not None else None
+
+    def said(server: str) -> str:
+        text = f"{fmt_rps(mb_s[server])} MB/s on {server}"
+        if server in peak:
+            text += f", peak memory {fmt_mb(peak[server])} MB"
+            if server in ratio and baseline:
+                text += f" ({fmt_ratio(ratio[server])} its own at {baseline})"
+        return text
+
+    ordered = sorted(mb_s, key=lambda s: (-mb_s[s], s))
+    best = [s for s in ordered if s in f.winners][:1]
+    named = [*best, *(s for s in (CLASSIC_SYNC, *ordered[-1:])
+                      if s in mb_s and s not in f.winners)]
+    instead = list(dict.fromkeys(s for s in named if s not in f.winners))
+    # the physics, as this run measured it: who held whole bodies in memory, if anyone did
+    bodies = _prefixed(memory.values, "bodies_") if memory is not None else {}
+    held = [s for s in sorted(bodies) if bodies[s] >= WHOLE_BODIES_MIN]
+    why = WHY_UPLOAD
+    if held:
+        why += f": {names_text(held, HEADLINE_NAMES_MAX)} did"
+    elif bodies:
+        why += (f"; none did (at most {max(bodies.values()):.1f} bodies over its own at "
+                f"{baseline})")
+    repeats = _repeats(run)
+    return [AnswerRow(work=f"{f.question.get('size')} uploads, closed loop",
+                      run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
+                      instead_of=names_text(instead) if instead else "—",
+                      by="; ".join(said(s) for s in dict.fromkeys(named)),
+                      sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; every answer's "
+                      "length and SHA-256 checked", why=why,
+                      run_id=run.run_id, anchor=anchor)]
+
+
+def _counted(repeats: int, what: str) -> str:
+    return f"{repeats} repeat{'s' if repeats != 1 else ''}; {what}"
+
+
+def _background_rows(run: RunData, findings: Sequence[Finding], anchor: str
+                     ) -> list[AnswerRow]:
+    """The most clients' rate of finished tasks, and the tasks lost on SIGTERM."""
+    rows = []
+    repeats = _repeats(run)
+    f = _largest(findings, "background")
+    if f is not None:
+        rate = {k.removeprefix("finished_per_s_"): v for k, v in f.values.items()
+                if k.startswith("finished_per_s_")}
+        top = max(rate, key=lambda s: (rate[s], s)) if rate else None
+        low = min(rate, key=lambda s: (rate[s], s)) if rate else None
+        by = (f"{fmt_rps(rate[top])} tasks/s ({top}) vs {fmt_rps(rate[low])} ({low})"
+              if top is not None and low is not None and f.others else
+              f"{fmt_rps(rate[top])} tasks/s" if top is not None else "")
+        rows.append(AnswerRow(
+            work=f"work after each answer, {float(f.question['background']):g} clients",
+            run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
+            instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX) if f.others else "—",
+            by=by, sure=_counted(repeats, "tasks counted in every worker's log"),
+            why=WHY_BACKGROUND, run_id=run.run_id, anchor=anchor))
+    f = _largest(findings, "background_sigterm")
+    if f is not None:
+        lost = {k.removeprefix("lost_"): v for k, v in f.values.items()
+                if k.startswith("lost_")}
+        # who lost the most, then the classic pair, whatever they lost
+        named = [s for s in sorted(lost, key=lambda s: (-lost[s], s)) if lost[s] > 0]
+        named = named[:COUNT_NAMES_MAX]
+        named += [s for s in (CLASSIC_SYNC, "uvicorn") if s in lost and s not in named]
+        counts = [f"{s} {lost[s]:g} of {f.values.get(f'accepted_{s}', 0.0):g}" for s in named]
+        more = len(lost) - len(named)
+        killed = list(f.question.get("killed") or [])
+        why = WHY_SIGTERM_NAMED.format(kept=names_text(list(f.winners), HEADLINE_NAMES_MAX),
+                                       lost=names_text(list(f.others), HEADLINE_NAMES_MAX)) \
+            if f.winners and f.others else WHY_SIGTERM
+        rows.append(AnswerRow(
+            work=f"background tasks lost on SIGTERM, {float(f.question['background_sigterm']):g}"
+                 " clients",
+            run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
+            instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX) if f.others else "—",
+            by=", ".join(counts) + (f" and {more} more" if more > 0 else "")
+            + (f"; {names_text(killed, HEADLINE_NAMES_MAX)} killed at the bound"
+               if killed else ""),
+            sure=_counted(repeats, "accepted vs finished, counted after the exit"),
+            why=why, run_id=run.run_id, anchor=anchor))
+    return rows
+
+
+def _disconnect_rows(run: RunData, findings: Sequence[Finding], anchor: str
+                     ) -> list[AnswerRow]:
+    """The most clients that left at once: who stopped producing at once, who did not."""
+    f = _largest(findings, "disconnect")
+    if f is None:
+        return []
+    stop = {k.removeprefix("stop_p50_ms_"): v for k, v in f.values.items()
+            if k.startswith("stop_p50_ms_")}
+    after = {k.removeprefix("after_max_"): v for k, v in f.values.items()
+             if k.startswith("after_max_")}
+    # uvicorn and gunicorn-sync where the run has them: the pair most teams weigh
+    first = "uvicorn" if "uvicorn" in f.winners else f.winners[0] if f.winners else None
+    last = CLASSIC_SYNC if CLASSIC_SYNC in f.others else f.others[-1] if f.others else None
+    parts = []
+    if first is not None and first in stop:
+        parts.append(f"stops {fmt_ms(stop[first])} ms after the close ({first})")
+    if last is not None and last in stop:
+        parts.append(f"{fmt_ms(stop[last])} ms, after {after.get(last, 0.0):g} more events "
+                     f"({last})")
+    return [AnswerRow(
+        work=f"a client that leaves a stream, {float(f.question['disconnect']):g} at once",
+        run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
+        instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX) if f.others else "—",
+        by=" vs ".join(parts), sure=_counted(_repeats(run), "each stream's end in the app's log"),
+        why=WHY_DISCONNECT, run_id=run.run_id, anchor=anchor)]
+
+
+def _mixed_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[AnswerRow]:
+    """The highest rate of a request mix with a ranked server: whose common requests kept the
+    lowest p99, against the same server inline and the classic sync worker."""
+    ranked = [f for f in findings if f.topic == "mixed" and f.winners]
+    f = max(ranked, key=lambda f: float(f.question.get("mixed", 0)), default=None)
+    if f is None:
+        return []
+    kind = str(f.question["kind"])
+    p99 = _prefixed(f.values, f"p99_{kind}_")
+    best = f.winners[0]
+    server = best.split(" · ")[0]
+    # the comparisons a team asks for: the same server computing inline, and gunicorn-sync
+    inline = next((s for s in p99 if s.split(" · ")[0] == server and s.endswith(" · raw")),
+                  None)
+    classic = next((s for s in p99 if s.split(" · ")[0] == CLASSIC_SYNC), None)
+    instead = [s for s in dict.fromkeys((inline, classic)) if s is not None and s != best]
+    by = "; ".join(f"p99 {fmt_ms(p99[s])} ms on {s}" for s in [best, *instead])
+    repeats = _repeats(run)
+    share = float(f.question.get("heavy_share", 0))
+    return [AnswerRow(work=f"{share:.0%} {f.question.get('heavy')} requests among {kind} ones "
+                           f"({f.question.get('mixed'):g} req/s): the {kind} requests' p99",
+                      run=best, instead_of=names_text(instead) if instead else "—", by=by,
+                      sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; each kind's "
+                      "histogram of its own", why=WHY_MIXED, run_id=run.run_id, anchor=anchor)]
+
+
 def answer_rows(run: RunData, findings: Sequence[Finding], *, wait_s: float | None = None,
                 anchor: str = "") -> list[AnswerRow]:
     """The "What to run" rows one run answers (``wait_s``: the scenario's declared wait)."""
@@ -357,6 +539,14 @@ def answer_rows(run: RunData, findings: Sequence[Finding], *, wait_s: float | No
         return _slow_rows(run, findings, anchor)
     if is_streams(run.meta):
         return _stream_rows(run, findings, anchor)
+    if is_background(run.meta):
+        return _background_rows(run, findings, anchor)
+    if is_disconnect(run.meta):
+        return _disconnect_rows(run, findings, anchor)
+    if is_upload(run.meta):
+        return _upload_rows(run, findings, anchor)
+    if is_mixed(run.meta):
+        return _mixed_rows(run, findings, anchor)
     family = _family_rows(run, findings, wait_s, anchor)
     if family:
         return family

@@ -17,11 +17,13 @@ from harness.analysis.capacity import objective_of, server_capacities
 from harness.analysis.families import multi_app
 from harness.analysis.findings.common import peaks, ranked_rows, rps_values, service_floor
 from harness.analysis.findings.record import Finding
+from harness.analysis.findings.upload import is_upload, mb_per_s, upload_rows
 from harness.analysis.rundata import RunData
 from harness.analysis.stats import mean_ci
 from harness.analysis.websocket import is_websocket
 from harness.analysis.wording import kind_label
 from harness.noise import SLOW_CPU_FACTOR
+from harness.units import format_size
 
 GATEWAY_COLOURS = {"wsgi": "#1f4e99", "asgi": "#e8590c"}
 # A panel's range wider than this (largest over smallest) is drawn on a log scale.
@@ -97,9 +99,28 @@ def _capacity_panel(run: RunData, capacity: pd.DataFrame) -> Panel | None:
                        f"{objective.threshold_ms:g} ms", unit="req/s", bars=bars)
 
 
+def _upload_panel(run: RunData, closed: pd.DataFrame) -> Panel | None:
+    """An upload run's panel: each server's best MB/s at the largest body size."""
+    rows = upload_rows(closed)
+    if rows.empty:
+        return None
+    size = int(rows["upload_bytes"].max())
+    bars = []
+    for _, row in peaks(rows[rows["upload_bytes"] == size]).iterrows():
+        spread = mean_ci([mb_per_s(v, size) for v in rps_values(run, row)])
+        mean = mb_per_s(float(row["achieved_rps"]), size)
+        bars.append(Bar(server=str(row["server"]), gateway=str(row["gateway"]).lower(),
+                        mean=mean, low=spread.low if spread else mean,
+                        high=spread.high if spread else mean))
+    return Panel(title=f"{kind_label(run.meta)}, {format_size(size)} bodies: peak MB/s",
+                 unit="MB/s", bars=bars)
+
+
 def _peak_panel(run: RunData, summary: pd.DataFrame) -> Panel | None:
     ranked = ranked_rows(summary)
     closed = ranked[ranked["load_model"] == "closed"]
+    if is_upload(run.meta):
+        return _upload_panel(run, closed)
     if is_websocket(run.meta) and not closed.empty:
         sizes = sorted(set(closed["message_size"].dropna()))
         if sizes:

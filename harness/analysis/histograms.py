@@ -3,6 +3,7 @@ percentiles averaged), read as percentiles in milliseconds."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from harness.errors import UsageError
-from harness.results import histogram_path
+from harness.results import HISTOGRAM_DIR, histogram_path
 
 
 def load_histogram(run_dir: Path | str, trial_id: str,
@@ -28,6 +29,22 @@ def load_histogram(run_dir: Path | str, trial_id: str,
         return HdrHistogram.decode(text)
     except Exception as exc:  # hdrh raises its own cookie/length errors, zlib and base64 ones
         raise UsageError(f"{path}: not an HDR histogram in hdrh's encoding ({exc})") from None
+
+
+def load_kind_histogram(run_dir: Path | str, trial_id: str,
+                        kind: str) -> HdrHistogram | None:
+    """A request mix's kind's latency histogram in one trial (histograms/*.by-name.json), or
+    None when the trial wrote none for it."""
+    path = Path(run_dir) / HISTOGRAM_DIR / f"{trial_id}.by-name.json"
+    if not path.is_file():
+        return None
+    try:
+        named = json.loads(path.read_text(encoding="utf-8")).get(kind) or {}
+        text = named.get("latency_hdr")
+        return HdrHistogram.decode(text) if text else None
+    except Exception as exc:  # JSON's, hdrh's cookie/length, zlib and base64 errors
+        raise UsageError(f"{path}: kind {kind!r}: not a latency histogram in hdrh's encoding "
+                         f"({exc})") from None
 
 
 def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram | None:

@@ -33,7 +33,11 @@ from harness.slo import Slo, open_loop_overload
 OPTIONAL_TRIAL_COLUMNS = {"notes": "", "protocol": "http", "message_size": "",
                           "connections_at_end": "", "memory_per_connection_kb": "",
                           "phase": "sweep", "others_cpu_pct": "", "steal_pct": "",
-                          "connections_per_worker": "", "cpu_slowdown": "", "slow_clients": ""}
+                          "connections_per_worker": "", "cpu_slowdown": "", "slow_clients": "",
+                          "upload_bytes": "", "tasks_accepted": "", "tasks_started": "",
+                          "tasks_finished": "", "exit_after_s": "",
+                          "events_after_close_p50": "", "events_after_close_max": "",
+                          "streams_never_ended": ""}
 # capacity.csv columns added after it first appeared, likewise.
 OPTIONAL_CAPACITY_COLUMNS = {"pair": ""}
 

@@ -35,12 +35,15 @@ from harness.errors import UsageError
 from harness.noise import is_busy
 from harness.results import (
     CAPACITY_COLUMNS,
+    KIND_COLUMNS,
+    KINDS_FILE,
     RUN_FILE,
     SERIES_COLUMNS,
     TRIAL_COLUMNS,
     TRIALS_FILE,
     TrialRecord,
     read_capacity_rows,
+    read_kind_rows,
     read_meta,
     series_path,
 )
@@ -51,8 +54,9 @@ CATEGORY_COLUMNS = ("server", "gateway", "load_model")
 # per WebSocket message) keeps a 64 B and an 8 KiB level of the same connection count apart;
 # it is empty (NA) for HTTP trials and for idle connections, which send nothing. ``app`` (the
 # app family) keeps two families on one server apart (harness.analysis.families).
+# ``upload_bytes`` keeps an upload scenario's body sizes apart (NA for every other trial).
 GROUP_KEYS = ("run_id", "scenario", "server", "app", "gateway", "load_model", "message_size",
-              "level")
+              "upload_bytes", "level")
 
 
 def _dtype_for(annotation: str) -> str:
@@ -218,6 +222,32 @@ def busy_trials(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[np.array(busy, dtype=bool)]
 
 
+# the trial's columns a request mix's kinds.csv rows are read with
+KIND_TRIAL_COLUMNS = ("run_id", "server", "gateway", "app", "load_model", "level", "repeat",
+                      "phase", "valid", "outcome")
+
+
+def load_kinds(run: RunData) -> pd.DataFrame:
+    """A request mix's row per trial and kind of request (kinds.csv, typed), with its trial's
+    server, app, level, repeat, phase and outcome; empty when the run sent no mix.
+
+    >>> load_kinds(RunData.load("results/reference/mixed"))  # doctest: +SKIP
+    """
+    rows = read_kind_rows(run.run_dir)
+    if not rows:
+        return pd.DataFrame(columns=[*KIND_COLUMNS, *KIND_TRIAL_COLUMNS])
+    raw = pd.DataFrame(rows, dtype=str)
+    frame = pd.DataFrame(index=raw.index)
+    where = f"{run.run_dir / KINDS_FILE}"
+    for name in KIND_COLUMNS:
+        column = raw[name] if name in raw.columns else pd.Series("", index=raw.index)
+        dtype = ("string" if name in ("trial_id", "kind", "path")
+                 else "Int64" if name in ("requests", "errors") else "float64")
+        frame[name] = _convert(column.astype(str), dtype, f"{where}: column {name}")
+    trials = run.trials.set_index("trial_id")[list(KIND_TRIAL_COLUMNS)]
+    return frame.join(trials, on="trial_id")
+
+
 def load_series(run_dir: Path | str, trial_id: str) -> pd.DataFrame:
     """The per-second series of one trial (SERIES_COLUMNS, floats; ``second`` Int64).
 
@@ -302,7 +332,7 @@ def summarize(run: RunData, phases: Sequence[str] | None = ("sweep",)) -> pd.Dat
     for name in ("server", "app", "gateway", "load_model", "protocol", "outcome"):
         summary[name] = summary[name].astype("string")
     summary["level"] = summary["level"].astype("float64")
-    for name in ("message_size", "connections_at_end", "deliveries_expected",
+    for name in ("message_size", "upload_bytes", "connections_at_end", "deliveries_expected",
                  "subscribers_reached"):
         summary[name] = summary[name].astype("Int64")
     return summary

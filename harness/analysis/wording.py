@@ -29,6 +29,9 @@ KIND_LABELS = {
     "websocket": "WebSocket echo",
     "ws": "WebSocket echo",
     "db": "Database-bound",
+    "background": "Background work",
+    "disconnect": "Clients leaving a stream",
+    "upload": "Upload",
 }
 
 # A database run's work, from its request path (the kind alone says only "database").
@@ -73,6 +76,12 @@ def level_phrase(load_model: str, level: float) -> str:
         return f"{level:g} slow clients held"
     if load_model == "stream":
         return f"{level:g} streams at once"
+    if load_model == "background":
+        return f"{level:g} clients, work after each answer"
+    if load_model == "sigterm":
+        return f"{level:g} clients, SIGTERM halfway"
+    if load_model == "disconnect":
+        return f"{level:g} clients leaving a stream"
     return f"{level:g} req/s offered (open loop)"
 
 

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
@@ -66,6 +67,9 @@ class RunningTarget(abc.ABC):
     # whether its processes descend from the harness's (a local process group: yes; a
     # container: no), so what else used the machine is not mistaken for it (harness.noise)
     in_harness_tree: bool = True
+    # the folder its app writes its task log in (apps/raw/tasklog.py), when it was started with
+    # one the harness can read and can stop by signal (a local process group); else None
+    task_log: Path | None = None
 
     @abc.abstractmethod
     def alive(self) -> bool:
@@ -114,6 +118,22 @@ class RunningTarget(abc.ABC):
     def _stop_now(self) -> None:
         """Stop it (called once, by ``stop``)."""
 
+    def send_stop_signal(self) -> None:
+        """SIGTERM to its main process only, as a process manager (systemd's main PID,
+        Docker, Kubernetes) asks a server to stop: what the server then does with its workers
+        is its own documented graceful shutdown. Only where ``task_log`` is set."""
+        raise NotImplementedError(f"{self.name}: cannot be signalled by the harness")
+
+    def wait_exited(self, timeout_s: float) -> bool:
+        """Whether every one of its processes is gone within ``timeout_s`` (``stop`` still
+        cleans up after). Only where ``task_log`` is set."""
+        raise NotImplementedError(f"{self.name}: cannot be watched by the harness")
+
+    def kill_now(self) -> None:
+        """SIGKILL to every one of its processes, its files kept for reading (``stop``
+        removes them). Only where ``task_log`` is set."""
+        raise NotImplementedError(f"{self.name}: cannot be signalled by the harness")
+
     @abc.abstractmethod
     def sampler(self, *, watch_cpus: Sequence[int] = (),
                 census_after_s: float | None = None) -> ResourceSampler:
@@ -150,9 +170,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
                      upstream_url: str | None = None, db_url: str | None = None,
-                     ) -> RunningTarget:
+                     task_log: bool = False) -> RunningTarget:
         """Start ``target`` pinned to ``cpus``; return once it answers GET /hello with 200.
         ``db_url``: the database its database routes use (harness.services.database).
+        ``task_log``: give its app a task log folder of its own (apps/raw/tasklog.py), set as
+        the running target's ``task_log`` where the harness can read it (else None).
 
         Port 0 picks a free port. Raises TargetError (with the end of the server's output)
         when it cannot start, UsageError for input that can never work.

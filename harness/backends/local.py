@@ -11,11 +11,13 @@ import functools
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from apps.raw.tasklog import TASK_LOG_ENV
 from harness.backends.base import Backend, start_until_ready
 from harness.catalogue import HOST, REPO_DIR, Target, render_command, require_installed
 from harness.cpus import check_online
@@ -30,6 +32,7 @@ __all__ = ["LOG_TAIL_LINES", "LocalBackend", "RunningServer", "start_target", "s
 UPSTREAM_READY_PATH = "/delay?ms=0"
 UPSTREAM_URL_ENV = "HARNESS_UPSTREAM_URL"
 UPSTREAM_READY_RE = re.compile(rb"upstream listening on (http://[0-9.]+:\d+)")
+TASK_LOG_PREFIX = "harness-tasks-"
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,13 @@ def _environment(upstream_url: str | None, target: Target | None = None,
 
 
 def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
-                 upstream_url: str | None = None, db_url: str | None = None) -> RunningServer:
+                 upstream_url: str | None = None, db_url: str | None = None,
+                 task_log: bool = False) -> RunningServer:
     """Start ``target`` pinned to ``cpus`` and block until it answers GET /hello with a 2xx.
 
     Port 0 picks a free port; a port in use is replaced by a free one (see ``.notes``).
+    ``task_log``: a new scratch folder for the app's task log (apps/raw/tasklog.py), its
+    ``task_log``; it goes when the server is stopped, or with the watchdog if the harness dies.
     Raises TargetError (with the tail of the server's output) when it cannot start.
     """
     require_installed(target.server)
@@ -70,11 +76,20 @@ def start_target(target: Target, *, cpus: Sequence[int], port: int = 0,
 
     def launch(chosen: int) -> RunningServer:
         command = render_command(target, port=chosen)
-        with interrupts_deferred():  # until the group is registered for stopping
-            popen, watchdog, log_path = spawn(target.server.name, command, pinned, env)
-            return RunningServer(name=target.server.name, popen=popen, command=command,
-                                 cpus=pinned, port=chosen, log_path=log_path,
-                                 watchdog=watchdog, target=target, notes=notes)
+        scratch = Path(tempfile.mkdtemp(prefix=TASK_LOG_PREFIX)) if task_log else None
+        launch_env = env if scratch is None else {**env, TASK_LOG_ENV: str(scratch)}
+        try:
+            with interrupts_deferred():  # until the group is registered for stopping
+                popen, watchdog, log_path = spawn(target.server.name, command, pinned,
+                                                  launch_env, scratch=scratch)
+                return RunningServer(name=target.server.name, popen=popen, command=command,
+                                     cpus=pinned, port=chosen, log_path=log_path,
+                                     watchdog=watchdog, target=target, notes=notes,
+                                     scratch=scratch, task_log=scratch)
+        except BaseException:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
 
     def ready(server: RunningServer) -> None:
         server.wait_ready(functools.partial(answers_ready, server.url + ready_path),
@@ -170,9 +185,9 @@ class LocalBackend(Backend):
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
                      upstream_url: str | None = None, db_url: str | None = None,
-                     ) -> RunningServer:
+                     task_log: bool = False) -> RunningServer:
         return start_target(target, cpus=cpus, port=port, upstream_url=upstream_url,
-                            db_url=db_url)
+                            db_url=db_url, task_log=task_log)
 
     def start_upstream(self, *, cpus: Sequence[int], port: int = 0) -> RunningServer:
         return start_upstream(cpus, port=port)

@@ -153,6 +153,27 @@ SERVERS: dict[str, Server] = {
             description="gunicorn master, uvicorn event-loop workers (uvicorn-worker)",
         ),
         Server(
+            name="gunicorn-asgi", gateway="asgi", websocket=True, distribution="gunicorn",
+            extra_distributions=("uvloop",),
+            # gunicorn's own -k asgi worker in a subclass that only passes --backlog on (as shipped
+            # it listens with asyncio's 100); its HTTP parser is pure Python, as for every gunicorn
+            # entry, since gunicorn[fast]'s C parser would change them all.
+            command=("{python}", "-m", "gunicorn", "--bind", "{host}:{port}", "--backlog",
+                     "{backlog}",
+                     "--workers", "{workers}", "--worker-class",
+                     "harness.backends.gunicorn_asgi.BacklogASGIWorker", "--asgi-loop", "uvloop",
+                     "{app}"),
+            websocket_settings=(
+                "pings: none (gunicorn's asgi worker sends none; it only answers the client's)",
+                "permessage-deflate: not supported (the worker negotiates no extension)"),
+            preset=PresetRule(
+                workers_per_cpu=1,
+                note="gunicorn docs (ASGI Worker, 'Performance Tips'): 'Tune worker count based "
+                "on CPU cores: --workers $(nproc)' and 'Use uvloop' (--asgi-loop uvloop); "
+                "workers = cores, not the (2 x $num_cores) + 1 of its WSGI workers"),
+            description="gunicorn master, gunicorn's own asyncio ASGI workers (-k asgi) on uvloop",
+        ),
+        Server(
             name="hypercorn", gateway="asgi", websocket=True, distribution="hypercorn",
             extra_distributions=("uvloop",),
             command=("{python}", "-m", "hypercorn", "--bind", "{host}:{port}", "--backlog",

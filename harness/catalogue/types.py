@@ -12,6 +12,11 @@ Gateway = Literal["wsgi", "asgi"]
 
 GATEWAYS: tuple[Gateway, ...] = ("wsgi", "asgi")
 
+# The contract's long-lived routes (apps/README.md): ``stream`` is ``GET /stream``, ``upload``
+# ``POST /upload``, ``background`` ``GET /background`` with ``GET /background/stats``.
+LongLived = Literal["stream", "upload", "background"]
+LONG_LIVED: tuple[LongLived, ...] = ("stream", "upload", "background")
+
 
 HOST = "127.0.0.1"
 
@@ -123,8 +128,9 @@ class AppFamily:
     user's own app only: it does not answer the app contract, so verify checks just that this
     path answers 2xx, and readiness probes it instead of ``/hello``. ``database`` is the driver
     of its database routes (``/db``, ``/queries``, ``/fortunes``, ``/db/sleep``; None: it has
-    none, and a database scenario plans it as unsupported). ``long_lived``: its apps serve
-    ``/stream``, ``/upload`` and ``/background`` (the raw apps; verify checks them).
+    none, and a database scenario plans it as unsupported). ``long_lived``: which of the
+    long-lived routes its apps serve (``LONG_LIVED``; Django has no background-task API, so
+    not ``background``); verify checks those.
     """
 
     name: str
@@ -137,7 +143,7 @@ class AppFamily:
     websocket: bool = True
     check_path: str | None = None
     database: DbDriver | None = None
-    long_lived: bool = False
+    long_lived: tuple[LongLived, ...] = ()
 
     @property
     def contract(self) -> bool:

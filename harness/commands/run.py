@@ -168,7 +168,8 @@ def _add_capacity_options(run: argparse.ArgumentParser) -> None:
 def _print_plan(console: Console, plan: Plan) -> None:
     from rich.table import Table
 
-    table = Table(title=f"plan: {plan.scenario.name} ({plan.scenario.path})", title_justify="left")
+    table = Table(title=f"plan: {plan.scenario.name} ({plan.scenario.endpoint})",
+                  title_justify="left")
     table.add_column("server")
     table.add_column("gateway")
     table.add_column("workers", justify="right")

@@ -144,7 +144,7 @@ def split(spec: LoadSpec, target: Endpoint, *, files_hard_limit: int | None) -> 
             expect_body=expect_body, concurrency=concurrency, rate=spec.rate,
             proc=k, procs=spec.procs, max_connections=cap,
             warmup_ns=int(spec.warmup_s * NS_PER_S), duration_ns=int(spec.duration_s * NS_PER_S),
-            timeout_ns=max(1, int(spec.timeout_s * NS_PER_S)),
+            timeout_ns=max(1, int(spec.timeout_s * NS_PER_S)), resend=spec.resend,
         ))
     return plans
 

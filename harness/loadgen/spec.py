@@ -122,6 +122,10 @@ class LoadSpec:
     # several kinds of request, each picked in proportion to its weight (the URL then gives
     # only the host and port); each kind gets its own histograms, errors and series
     mix: tuple[RequestKind, ...] = ()
+    # the request has no side effects whatever its method (the contract's POST /upload): one
+    # that a reused connection lost before any byte of its answer is sent again, as an
+    # idempotent one is (harness.loadgen.pool.Pool.lost)
+    resend: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

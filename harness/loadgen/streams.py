@@ -21,10 +21,18 @@ Every stream ends as one of three:
 - *never started*: no event arrived: not connected, an error status, or no first event within
   ``timeout_s`` of the request.
 
+With ``leave_after=E`` every stream is a client that leaves: once it has E events it closes
+its connection (a plain close: a FIN, as a browser tab that is closed), stamping the moment,
+and counts as *completed*; ``left`` lists each such stream's id (``id_prefix`` and its number,
+sent as the request's ``id``, which the raw apps write in their task log), the events it had
+received and when it closed, on ``time.monotonic_ns`` (one clock for every process on Linux,
+the server's too). harness.tasktrials sets these against when the server stopped producing.
+
 The measurement runs in a process of its own (spawned, pinned to ``cpus`` when given), as the
 HTTP generator's processes do: the caller's threads and the generator's hot path never share
 its event loop. It is bounded: ``(N - 1) * M`` ms plus ``timeout_s`` from the start, then every
-connection still open is closed and counted.
+connection still open is closed and counted (with ``leave_after``: ``(E - 1) * M`` ms plus
+``timeout_s``).
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ MAX_INTERVAL_MS = 60_000
 MAX_TIMEOUT_S = 600.0
 MAX_STREAM_S = 3_600.0  # (N - 1) * M: one stream's declared length
 CONNECT_PARALLEL = 256  # connects in progress at once
+MAX_ID_PREFIX = 40  # with a stream's number, within the app contract's 64 characters of id
 FLUSH_SAMPLES = 65_536  # raw samples held before they are recorded into the histograms
 START_MARGIN_S = 30.0  # spawning and imports, before the child's own deadline starts
 RESULT_MARGIN_S = 15.0  # beyond the child's deadline, waiting for its report
@@ -85,7 +94,17 @@ class _Plan:
     streams: int
     events: int
     timeout_ns: int
-    deadline_ns: int  # from the start: (N - 1) * M + timeout
+    deadline_ns: int  # from the start: (N - 1) * M + timeout (N: leave_after, when set)
+    leave_after: int = 0  # 0: read every event
+    id_prefix: str = ""  # "": no id in the request
+
+    def request_for(self, number: int) -> bytes:
+        """Stream ``number``'s request: the shared one, with ``&id=<prefix><number>`` in its
+        query when streams are named (the path always has a query here)."""
+        if not self.id_prefix:
+            return self.request
+        head, _, tail = self.request.partition(b" HTTP/1.1\r\n")
+        return head + f"&id={self.id_prefix}{number}".encode("ascii") + b" HTTP/1.1\r\n" + tail
 
 
 @dataclass(kw_only=True)
@@ -114,6 +133,10 @@ class StreamResult:
     gap: HdrHistogram
     errors: dict[str, int] = field(default_factory=dict)
     out_of_range: int = 0  # samples past the histograms' range (over an hour)
+    leave_after: int | None = None
+    # with leave_after: (stream id, events received, monotonic ns of the close) of each stream
+    # that left
+    left: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def first_event_ms(self) -> dict[str, float | None]:
@@ -130,7 +153,7 @@ class StreamResult:
         """Every field, the histograms as their percentiles in ms (``first_event_ms``,
         ``gap_ms``)."""
         data: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)
-                                   if f.name not in ("first_event", "gap")}
+                                   if f.name not in ("first_event", "gap", "left")}
         data.update(duration_s=round(self.duration_s, 6), errors=dict(self.errors),
                     first_event_ms=self.first_event_ms, gap_ms=self.gap_ms)
         return data
@@ -152,6 +175,18 @@ def stream_url(url: str, *, events: int, interval_ms: float) -> tuple[str, str, 
     return target.host, target.host_header, target.port, f"{path}?{urlencode(params)}"
 
 
+def _check_leaving(events: int, leave_after: int | None, id_prefix: str | None) -> None:
+    if leave_after is not None and (isinstance(leave_after, bool)
+                                    or not 1 <= leave_after < events):
+        raise UsageError(f"leave_after must be between 1 and events - 1 ({events - 1}), got "
+                         f"{leave_after!r}")
+    if id_prefix is not None and not (id_prefix.isascii() and id_prefix.replace("-", "")
+                                      .replace("_", "").isalnum()
+                                      and len(id_prefix) <= MAX_ID_PREFIX):
+        raise UsageError(f"id_prefix must be up to {MAX_ID_PREFIX} ASCII letters, digits, '-' "
+                         f"or '_', got {id_prefix!r}")
+
+
 def _check(streams: int, events: int, interval_ms: float, timeout_s: float) -> None:
     if isinstance(streams, bool) or not 1 <= streams <= MAX_STREAMS:
         raise UsageError(f"streams must be between 1 and {MAX_STREAMS}, got {streams!r}")
@@ -170,22 +205,28 @@ def _check(streams: int, events: int, interval_ms: float, timeout_s: float) -> N
 
 def measure_streams(url: str, *, streams: int, events: int, interval_ms: float,
                     timeout_s: float = DEFAULT_TIMEOUT_S,
-                    cpus: Sequence[int] | None = None) -> StreamResult:
+                    cpus: Sequence[int] | None = None, leave_after: int | None = None,
+                    id_prefix: str | None = None) -> StreamResult:
     """Hold ``streams`` SSE streams of ``events`` events ``interval_ms`` apart (blocking);
-    bounded by ``(events - 1) * interval_ms`` plus ``timeout_s``.
+    bounded by ``(events - 1) * interval_ms`` plus ``timeout_s``. ``leave_after``: each
+    client leaves after that many events (the module's docstring); ``id_prefix``: each
+    stream's request carries ``id=<prefix><number>``.
 
     Raises UsageError for bad arguments, GeneratorError when the measuring process fails. Ctrl-C
     stops and reaps it, then re-raises KeyboardInterrupt.
     """
     _check(streams, events, interval_ms, timeout_s)
+    _check_leaving(events, leave_after, id_prefix)
     if cpus is not None:
         cpus = check_usable(cpus)
     host, host_header, port, path = stream_url(url, events=events, interval_ms=interval_ms)
     request = (f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nAccept: text/event-stream\r\n"
                "Cache-Control: no-cache\r\nConnection: close\r\n\r\n").encode("latin-1")
-    deadline_ns = int(((events - 1) * interval_ms / 1000 + timeout_s) * NS_PER_S)
+    read = leave_after or events
+    deadline_ns = int(((read - 1) * interval_ms / 1000 + timeout_s) * NS_PER_S)
     plan = _Plan(host=host, port=port, request=request, streams=streams, events=events,
-                 timeout_ns=int(timeout_s * NS_PER_S), deadline_ns=deadline_ns)
+                 timeout_ns=int(timeout_s * NS_PER_S), deadline_ns=deadline_ns,
+                 leave_after=leave_after or 0, id_prefix=id_prefix or "")
     proc, parent_end = start_child(_child_main, (plan, tuple(cpus or ())), "harness-streams")
     try:
         wait_s = START_MARGIN_S + deadline_ns / NS_PER_S + RESULT_MARGIN_S
@@ -193,8 +234,12 @@ def measure_streams(url: str, *, streams: int, events: int, interval_ms: float,
     finally:
         reap([proc])
         parent_end.close()
-    return _result(report, url=f"http://{host_header}{path}", streams=streams, events=events,
-                   interval_ms=interval_ms, timeout_s=timeout_s)
+    result = _result(report, url=f"http://{host_header}{path}", streams=streams,
+                     events=events, interval_ms=interval_ms, timeout_s=timeout_s)
+    result.leave_after = leave_after
+    result.left = [(f"{plan.id_prefix}{number}", received, closed_ns)
+                   for number, received, closed_ns in report["left"]]
+    return result
 
 
 def _result(report: dict[str, Any], *, url: str, streams: int, events: int,
@@ -231,8 +276,9 @@ def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> Non
 class _Stream(asyncio.Protocol):
     """One stream's connection: parses as bytes arrive, stamps every piece."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run, number: int) -> None:
         self.run = run
+        self.number = number
         self.parser = StreamParser()
         self.transport: asyncio.Transport | None = None
         self.sent_ns = 0
@@ -249,7 +295,7 @@ class _Stream(asyncio.Protocol):
             self.ended = True
             return
         run.connected(self)
-        transport.write(run.plan.request)  # type: ignore[attr-defined]
+        transport.write(run.plan.request_for(self.number))  # type: ignore[attr-defined]
         self.sent_ns = time.monotonic_ns()
         self.timer = run.loop.call_later(run.plan.timeout_ns / NS_PER_S, self._no_first_event)
 
@@ -272,7 +318,12 @@ class _Stream(asyncio.Protocol):
             return
         if count:
             self.run.arrived(self, count, now)
-        if self.events >= self.run.plan.events:
+        leave_after = self.run.plan.leave_after
+        if leave_after and self.events >= leave_after:
+            # the client leaves: the moment of its close, just before it
+            self.run.left.append((self.number, self.events, time.monotonic_ns()))
+            self.end(None)
+        elif self.events >= self.run.plan.events:
             self.end(None)
         elif self.parser.complete:
             self.end("body")
@@ -313,6 +364,8 @@ class _Run:
         self.events_received = 0
         self.out_of_range = 0
         self.samples = {FIRST_EVENT: array("q"), GAP: array("q")}
+        self.left: list[tuple[int, int, int]] = []  # (number, events, close ns)
+        self.numbers = iter(range(plan.streams))
         self.hists = {FIRST_EVENT: new_histogram(), GAP: new_histogram()}
 
     async def measure(self) -> dict[str, Any]:
@@ -340,7 +393,7 @@ class _Run:
             "completed": self.completed, "cut": self.cut, "never_started": self.never_started,
             "max_concurrent": self.max_concurrent, "peak_connections": self.peak_connections,
             "events_received": self.events_received, "duration_s": duration_s,
-            "errors": self.errors, "out_of_range": self.out_of_range,
+            "errors": self.errors, "out_of_range": self.out_of_range, "left": self.left,
             FIRST_EVENT: self.hists[FIRST_EVENT].encode(), GAP: self.hists[GAP].encode(),
         }
 
@@ -348,7 +401,7 @@ class _Run:
         async with gate:
             if self.stopping:
                 return
-            stream = _Stream(self)
+            stream = _Stream(self, next(self.numbers))
             try:
                 await asyncio.wait_for(
                     self.loop.create_connection(lambda: stream, self.plan.host,

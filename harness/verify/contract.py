@@ -1,5 +1,5 @@
-"""The app contract of every family (apps/README.md): hello, json, 404, Date, /cpu, /io, and the
-WebSocket routes."""
+"""The app contract of every family (apps/README.md): hello, json, 404, Date, /cpu (inline, on a
+thread, in a process), /io, and the WebSocket routes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from apps.raw import common
 from harness.checks import DEFAULT_TIMEOUT_S, VerifyReport
 from harness.verify.probe import (
     CPU_CHECK_NS,
+    CPU_OFFLOAD_CHECK_N,
     IO_CHECK_MS,
     NOT_FOUND_PATH,
     LiveTarget,
@@ -43,6 +44,14 @@ def verify_target(base_url: str, *, websocket: bool, io: bool = True,
     for n in CPU_CHECK_NS:
         checks.append(expect(target, f"cpu[n={n}]", f"/cpu?n={n}", status=200,
                               content_type=json_type, body=common.cpu_body(n, common.cpu_work(n))))
+    # The same bytes wherever the work runs (a WSGI app runs it inline whatever it is asked).
+    n = CPU_OFFLOAD_CHECK_N
+    for offload in common.CPU_OFFLOADS:
+        checks.append(expect(target, f"cpu[offload={offload}]", f"/cpu?n={n}&offload={offload}",
+                              status=200, content_type=json_type,
+                              body=common.cpu_body(n, common.cpu_work(n))))
+    checks.append(expect(target, "cpu_bad_offload", f"/cpu?n={n}&offload=bogus", status=400,
+                          content_type=text, body=common.BAD_OFFLOAD.body))
     for name, path in (("cpu_bad_n", "/cpu?n=-1"), ("io_bad_ms", "/io?ms=abc"),
                        ("io_bad_mode", "/io?ms=1&mode=nap")):
         query = path.partition("?")[2]

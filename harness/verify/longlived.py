@@ -1,5 +1,6 @@
-"""The raw apps' long-lived routes: a stream's events spread in time (not buffered), an upload's
-SHA-256 and the 413, background work that runs after the response."""
+"""The long-lived routes (the raw apps serve all three, a framework family those its framework
+has): a stream's events spread in time (not buffered), an upload's SHA-256 and the 413,
+background work that runs after the response."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import random
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from apps.raw import common
+from harness.catalogue import LONG_LIVED, LongLived
 from harness.checks import DEFAULT_TIMEOUT_S, Check, VerifyReport
 from harness.httpget import NO_ANSWER, Answer
 from harness.verify.probe import (
@@ -308,26 +310,50 @@ def _check_background(target: LiveTarget) -> list[Check]:
                                    f"{BACKGROUND_CHECK_REQUESTS} tasks seen finished ({pids})")]
 
 
-def verify_long_lived(base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifyReport:
-    """The long-lived routes of the raw apps (apps/README.md, "Long-lived requests"): the
-    stream's exact events spread in time, uploads of 16 MiB, 1 byte and nothing hashed right,
-    ``GET /upload`` 405, an oversized upload 413, and background work after the response."""
+# A route a family does not serve is the contract's 404 (Django has no background tasks).
+_NOT_SERVED: dict[LongLived, tuple[str, str]] = {
+    "stream": ("GET", f"{common.STREAM_PATH}?events=1&interval_ms=0"),
+    "upload": ("POST", common.UPLOAD_PATH),
+    "background": ("GET", f"{common.BACKGROUND_PATH}?ms=0"),
+}
+
+
+def verify_long_lived(base_url: str, *, routes: Iterable[LongLived] = LONG_LIVED,
+                      timeout_s: float = DEFAULT_TIMEOUT_S) -> VerifyReport:
+    """The long-lived routes a family serves (apps/README.md, "Long-lived requests"; ``routes``,
+    default all): the stream's exact events spread in time, uploads of 16 MiB, 1 byte and
+    nothing hashed right, ``GET /upload`` 405, an oversized upload 413, and background work
+    after the response; each route not in ``routes`` must be the contract's 404."""
     target = LiveTarget(base_url, timeout_s)
+    served = set(routes)
     text = common.TEXT_PLAIN
     bad_stream = common.parse_stream("events=0&interval_ms=1")
     bad_background = common.parse_background("ms=60001")
     assert isinstance(bad_stream, common.Response)
     assert isinstance(bad_background, common.Response)
-    checks = [
-        _check_stream(target),
-        expect(target, "stream_bad_events", f"{common.STREAM_PATH}?events=0&interval_ms=1",
-                status=400, content_type=text, body=bad_stream.body),
-        *(_check_upload(target, size) for size in UPLOAD_CHECK_SIZES),
-        expect(target, "upload_get", common.UPLOAD_PATH, status=405, content_type=text,
-                body=common.METHOD_NOT_ALLOWED_BODY, extra=_allow("POST")),
-        _check_upload_too_large(target),
-        expect(target, "background_bad_ms", f"{common.BACKGROUND_PATH}?ms=60001", status=400,
-                content_type=text, body=bad_background.body),
-        *_check_background(target),
-    ]
+    checks: list[Check] = []
+    if "stream" in served:
+        checks += [
+            _check_stream(target),
+            expect(target, "stream_bad_events", f"{common.STREAM_PATH}?events=0&interval_ms=1",
+                    status=400, content_type=text, body=bad_stream.body),
+        ]
+    if "upload" in served:
+        checks += [
+            *(_check_upload(target, size) for size in UPLOAD_CHECK_SIZES),
+            expect(target, "upload_get", common.UPLOAD_PATH, status=405, content_type=text,
+                    body=common.METHOD_NOT_ALLOWED_BODY, extra=_allow("POST")),
+            _check_upload_too_large(target),
+        ]
+    if "background" in served:
+        checks += [
+            expect(target, "background_bad_ms", f"{common.BACKGROUND_PATH}?ms=60001",
+                    status=400, content_type=text, body=bad_background.body),
+            *_check_background(target),
+        ]
+    for route in LONG_LIVED:
+        if route not in served:
+            method, path = _NOT_SERVED[route]
+            checks.append(expect(target, f"{route}_not_served", path, method=method,
+                                  status=404, content_type=text, body=common.NOT_FOUND_BODY))
     return VerifyReport(checks=tuple(checks))

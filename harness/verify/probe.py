@@ -18,6 +18,8 @@ IO_EARLY_TOLERANCE_MS = 1.0
 # that queues a request behind another's full wait is still caught.
 IO_LATE_TOLERANCE_MS = 1000.0
 CPU_CHECK_NS = (0, 1000, 5000)
+# /cpu's n for each offload (inline, thread, process): a few ms of work, so the offload is real.
+CPU_OFFLOAD_CHECK_N = 5000
 NOT_FOUND_PATH = "/no-such-path"
 _MAX_BODY_SHOWN = 80
 

@@ -47,19 +47,25 @@ from harness.analysis.wording import (
     level_phrase,
 )
 
-# How a variant (family, gateway) is named in a sentence when its family's name is not enough.
-VARIANT_LABELS: dict[tuple[str, str], str] = {
-    ("django", "wsgi"): "sync views from wsgi.py",
-    ("django", "asgi"): "sync views from asgi.py",
-    ("django-async", "asgi"): "async views from asgi.py",
-    ("raw", "wsgi"): "psycopg's pool under WSGI",
-    ("raw", "asgi"): "psycopg's async pool under ASGI",
-    ("raw-asyncpg", "asgi"): "asyncpg's pool under ASGI",
+# How a variant (family, gateway) is named in a group's sentence when its family's name is
+# not enough: by group, since raw is one side of the drivers and of the offload comparisons.
+VARIANT_LABELS: dict[str, dict[tuple[str, str], str]] = {
+    "django": {("django", "wsgi"): "sync views from wsgi.py",
+               ("django", "asgi"): "sync views from asgi.py",
+               ("django-async", "asgi"): "async views from asgi.py"},
+    "drivers": {("raw", "wsgi"): "psycopg's pool under WSGI",
+                ("raw", "asgi"): "psycopg's async pool under ASGI",
+                ("raw-asyncpg", "asgi"): "asyncpg's pool under ASGI"},
+    "offload": {("raw", "wsgi"): "CPU work inline in a sync worker",
+                ("raw", "asgi"): "CPU work on the event loop",
+                ("raw-thread", "asgi"): "CPU work on the loop's thread pool",
+                ("raw-process", "asgi"): "CPU work in a process pool"},
 }
 
 
 # How a group's sentence starts; other groups join their families' names with " vs ".
-GROUP_TITLES: dict[str, str] = {"django": "Django", "drivers": "The raw app's database driver"}
+GROUP_TITLES: dict[str, str] = {"django": "Django", "drivers": "The raw app's database driver",
+                                "offload": "Where the raw app's CPU work runs"}
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,8 @@ class Variant:
     app: str
     gateway: str
 
-    def label(self, both_gateways: bool) -> str:
-        known = VARIANT_LABELS.get((self.app, self.gateway))
+    def label(self, both_gateways: bool, group: str = "") -> str:
+        known = VARIANT_LABELS.get(group, {}).get((self.app, self.gateway))
         if known is not None:
             return known
         name = display_name(self.app)
@@ -190,7 +196,7 @@ def _group_item(run: RunData, closed: pd.DataFrame, group: str, members: Sequenc
         return None
     apps = {v.app for v in variants}
     two_gateways = {a for a in apps if sum(v.app == a for v in variants) > 1}
-    label = {v: v.label(v.app in two_gateways) for v in variants}
+    label = {v: v.label(v.app in two_gateways, group) for v in variants}
     title = _group_title(group, members, variants)
     rows_of = {v: closed[(closed["app"] == v.app)
                          & (closed["gateway"].str.lower() == v.gateway)] for v in variants}

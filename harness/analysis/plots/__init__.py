@@ -26,6 +26,7 @@ from harness.analysis.plots.style import (
     save_figure,
     server_styles,
 )
+from harness.analysis.plots.upload import plot_upload
 from harness.analysis.plots.websocket import (
     plot_ws_broadcast,
     plot_ws_idle,
@@ -34,6 +35,6 @@ from harness.analysis.plots.websocket import (
 )
 
 __all__ = ["INVALID_LABEL", "OVERLOADED_LABEL", "Style", "plot_capacity", "plot_latency",
-           "plot_resources", "plot_spectrum", "plot_throughput", "plot_timeline",
+           "plot_resources", "plot_spectrum", "plot_throughput", "plot_timeline", "plot_upload",
            "plot_ws_broadcast", "plot_ws_idle", "plot_ws_open_latency", "plot_ws_throughput",
            "save_figure", "server_styles"]

@@ -57,6 +57,7 @@ ASGI_COLOURS: dict[str, str] = {
     "uvicorn": "#e8590c",
     "uvicorn-h11": "#f59f00",
     "gunicorn-uvicorn": "#c92a2a",
+    "gunicorn-asgi": "#e64980",
     "hypercorn": "#a61e4d",
     "daphne": "#8d5524",
     "granian-asgi": "#ff7b7b",

@@ -11,8 +11,10 @@ import pandas as pd
 
 from harness.analysis import websocket
 from harness.analysis.families import multi_app
+from harness.analysis.findings.upload import mb_per_s
 from harness.analysis.rundata import RunData, busy_trials
 from harness.analysis.wording import fmt_mb, fmt_ms, fmt_pct, fmt_rps
+from harness.units import format_size
 
 MAX_COMMAND_CHARS = 400
 
@@ -117,13 +119,19 @@ def _num(value: Any, fmt: Callable[[float], str]) -> str:
 def level_rows(summary: pd.DataFrame, with_app: bool | None = None) -> list[dict[str, str]]:
     """The results table; an ``app`` column when ``with_app`` (default: several families)."""
     with_app = multi_app(summary) if with_app is None else with_app
+    # an upload run's levels differ by body size too, and move bytes, not just requests
+    uploads = "upload_bytes" in summary.columns and bool(summary["upload_bytes"].notna().any())
     rows = []
     for _, r in summary.iterrows():
         threads = "" if pd.isna(r["threads"]) else f"×{r['threads']}"
+        size = r["upload_bytes"] if uploads else None
         rows.append({
             "server": str(r["server"]),
             **({"app": str(r["app"])} if with_app else {}),
             "gateway": str(r["gateway"]).upper(),
+            **({"upload": "–" if pd.isna(size) else format_size(int(size)),
+                "MB/s": "–" if pd.isna(size) else _num(mb_per_s(r["achieved_rps"], size),
+                                                        fmt_rps)} if uploads else {}),
             "level": f"{r['level']:g}",
             # measured of planned: a repeat that could not be measured is not in the means
             "repeats": (str(r["repeats"]) if r["measured_repeats"] == r["repeats"]

@@ -28,6 +28,7 @@ from harness.analysis.report.content import (
     trial_rows,
 )
 from harness.analysis.report.sections import (
+    KINDS_HEADING,
     Front,
     Page,
     RunSection,
@@ -35,6 +36,7 @@ from harness.analysis.report.sections import (
     capacity_table,
     caveats_of,
     findings_of,
+    kind_table,
     parts_on,
     plot_legend,
     results_heading,
@@ -213,6 +215,14 @@ def _results(section: RunSection) -> list[str]:
     return out
 
 
+def _kinds(section: RunSection) -> list[str]:
+    rows = kind_table(section)
+    if not rows:
+        return []
+    return [f"<h3>{esc(KINDS_HEADING)}</h3>",
+            html_table(rows, left=("trial", "server", "app", "kind", "outcome"))]
+
+
 def _presets(section: RunSection) -> list[str]:
     return ["<h4>Servers and presets</h4>",
             html_table(target_rows(section.run), left=("server", "gateway", "app",
@@ -244,7 +254,8 @@ PARTS: dict[str, Callable[[RunSection], list[str]]] = {
     "title": _title, "appendix_title": _appendix_title, "notice": _notice,
     "description": _description, "findings": _findings, "caveats": _caveats,
     "capacity": _capacity, "plots": _plots, "appendix_link": _appendix_link, "setup": _setup,
-    "results": _results, "presets": _presets, "versions": _versions, "trials": _trials,
+    "results": _results, "kinds": _kinds, "presets": _presets, "versions": _versions,
+    "trials": _trials,
 }
 # The report's section ends inside the fold its setup part opened.
 _SECTION_END = {Page.REPORT: "</details></section>", Page.TRIALS: "</section>"}

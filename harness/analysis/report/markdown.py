@@ -23,6 +23,7 @@ from harness.analysis.report.content import (
     trial_rows,
 )
 from harness.analysis.report.sections import (
+    KINDS_HEADING,
     PLOTS_DIR,
     Front,
     Page,
@@ -31,6 +32,7 @@ from harness.analysis.report.sections import (
     capacity_table,
     caveats_of,
     findings_of,
+    kind_table,
     parts_on,
     plot_legend,
     results_heading,
@@ -170,6 +172,11 @@ def _results(run: _Run) -> list[str]:
     return out
 
 
+def _kinds(run: _Run) -> list[str]:
+    rows = kind_table(run.section)
+    return [f"### {KINDS_HEADING}", "", md_table(rows)] if rows else []
+
+
 def _presets(run: _Run) -> list[str]:
     return ["### Servers and presets", "", md_table(target_rows(run.section.run))]
 
@@ -192,7 +199,8 @@ PARTS: dict[str, Callable[[_Run], list[str]]] = {
     "title": _title, "appendix_title": _appendix_title, "notice": _notice,
     "description": _description, "findings": _findings, "caveats": _caveats,
     "capacity": _capacity, "plots": _plots, "appendix_link": _appendix_link, "setup": _setup,
-    "results": _results, "presets": _presets, "versions": _versions, "trials": _trials,
+    "results": _results, "kinds": _kinds, "presets": _presets, "versions": _versions,
+    "trials": _trials,
 }
 
 

@@ -20,6 +20,7 @@ from harness.analysis.answer import AnswerRow
 from harness.analysis.families import multi_app, series_view
 from harness.analysis.findings.common import pick_level
 from harness.analysis.findings.record import Finding
+from harness.analysis.findings.upload import is_upload
 from harness.analysis.front import headline_panels, machine_text, plot_headline, what_to_run
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.report.content import (
@@ -35,8 +36,8 @@ from harness.analysis.report.content import (
     short_id,
     ws_unsupported_text,
 )
-from harness.analysis.rundata import RunData, load_capacity, summarize
-from harness.analysis.wording import kind_label, level_phrase
+from harness.analysis.rundata import RunData, load_capacity, load_kinds, summarize
+from harness.analysis.wording import fmt_ms, kind_label, level_phrase
 
 HEADLINE_PLOT = "headline"
 PLOTS_DIR = "plots"
@@ -76,6 +77,7 @@ RUN_OUTLINE: tuple[Part, ...] = (
     Part(name="appendix_link", html=Page.REPORT, markdown=Page.REPORT),
     Part(name="setup", html=Page.REPORT, markdown=Page.REPORT),
     Part(name="results", html=Page.TRIALS, markdown=Page.TRIALS),
+    Part(name="kinds", html=Page.TRIALS, markdown=Page.TRIALS),
     Part(name="presets", html=Page.REPORT, markdown=Page.TRIALS),
     Part(name="versions", html=Page.REPORT, markdown=Page.TRIALS),
     Part(name="trials", html=Page.TRIALS, markdown=Page.TRIALS),
@@ -174,6 +176,10 @@ def figures_of(run: RunData, summary: pd.DataFrame, capacity: pd.DataFrame
     if websocket.is_websocket(run.meta):
         return ws_figures_of(run, summary)
     kind = kind_label(run.meta)
+    if is_upload(run.meta):
+        # the generic figures would draw each body size at the same concurrency as one series
+        title = f"{kind}: MB/s and peak server memory per body size (closed loop)"
+        return [("upload", title, partial(plots.plot_upload, summary, title))]
     models = set(summary["load_model"]) if not summary.empty else set()
     ranked = summary[summary["valid"]] if not summary.empty else summary
     wanted: list[tuple[str, str, FigureFactory]] = []
@@ -260,6 +266,29 @@ def capacity_table(section: RunSection) -> list[dict[str, str]]:
     if section.capacity.empty or objective is None:
         return []
     return capacity_mod.table_rows(section.run, section.capacity, objective, short_id)
+
+
+KINDS_HEADING = "Each kind of request (kinds.csv)"
+
+
+def kind_table(section: RunSection) -> list[dict[str, str]]:
+    """A request mix's row per trial and kind: its share, counts and latency (none without
+    a mix)."""
+    kinds = load_kinds(section.run)
+    if kinds.empty:
+        return []
+
+    def ms(value: float) -> str:
+        return "" if pd.isna(value) else fmt_ms(float(value))
+
+    return [{"trial": short_id(str(r["trial_id"])), "server": str(r["server"]),
+             "app": str(r["app"]), "level": f"{r['level']:g}", "kind": str(r["kind"]),
+             "share": f"{r['share']:.0%}" if pd.notna(r["share"]) else "",
+             "requests": str(r["requests"]), "errors": str(r["errors"]),
+             "req/s": f"{r['achieved_rps']:.1f}", "p50 ms": ms(r["p50_ms"]),
+             "p99 ms": ms(r["p99_ms"]), "max ms": ms(r["max_ms"]),
+             "outcome": str(r["outcome"])}
+            for _, r in kinds.iterrows()]
 
 
 def capacity_intro(section: RunSection) -> str:

@@ -298,11 +298,14 @@ class ComposeBackend(Backend):
 
     def start_target(self, target: Target, *, cpus: Sequence[int], port: int = 0,
                      upstream_url: str | None = None, db_url: str | None = None,
-                     ) -> ContainerTarget:
+                     task_log: bool = False) -> ContainerTarget:
         """Start ``target``'s container pinned to ``cpus``; return once GET /hello answers 2xx.
 
         Port 0 picks a free port; a port in use is replaced by a free one (see ``.notes``),
         unless a harness container left by an earlier run holds it: UsageError naming it.
+        ``task_log`` is not given: the folder would live in the container, which Docker stops
+        as a whole, so the running target's ``task_log`` stays None and the levels that read
+        it are recorded unsupported (harness.tasktrials).
         """
         pinned = self._check_cpus(cpus)
         self.check()

@@ -43,6 +43,7 @@ class WorkerPlan:
     path: str = "/"
     text: bool = False  # WebSocket: text frames (the server validates UTF-8) or binary
     mix: tuple[EncodedKind, ...] = ()  # a request mix (models/mix.py): each kind, encoded
+    resend: bool = False  # LoadSpec.resend: safe to send again whatever its method
 
 
 class LoadModel(abc.ABC):
@@ -59,8 +60,8 @@ class LoadModel(abc.ABC):
         self.expect_body = plan.expect_body
         # the pool may resend a request the server never answered on a reused connection (an
         # idempotent HTTP request; never a WebSocket message)
-        self.may_resend = not plan.websocket \
-            and plan.request.split(b" ", 1)[0] in IDEMPOTENT_METHODS
+        self.may_resend = not plan.websocket and (
+            plan.resend or plan.request.split(b" ", 1)[0] in IDEMPOTENT_METHODS)
         self.started = False
         self.precise_timer = True
         self.notes: list[str] = []

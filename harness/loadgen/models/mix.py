@@ -71,8 +71,8 @@ class _Mix(LoadModel):
         self.kind_expects = tuple(kind.expect_body for kind in kinds)
         self.books = [Book(service_time=book.service_time) for _ in kinds]
         self.cycle = KindCycle([kind.weight for kind in kinds], seed=plan.proc)
-        self.may_resend = all(kind.request.split(b" ", 1)[0] in IDEMPOTENT_METHODS
-                              for kind in kinds)
+        self.may_resend = plan.resend or all(
+            kind.request.split(b" ", 1)[0] in IDEMPOTENT_METHODS for kind in kinds)
 
     def pick(self) -> int:
         return self.cycle.next()
