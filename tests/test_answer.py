@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.answer import answer_rows
+from harness.analysis.answers import answer_rows
 from harness.analysis.findings.common import service_floor
 from harness.analysis.findings.record import (
     FINDINGS_FILE,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.answer import answer_rows
+from harness.analysis.answers import answer_rows
 from harness.analysis.findings.mixed import mix_kinds
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.rundata import RunData, load_kinds
@@ -73,7 +73,8 @@ def test_mixed_finding_ranks_the_common_kinds_p99_and_the_row_names_inline_and_s
     assert "light requests' p99" in f.text and "heavy" in f.text
     [row] = answer_rows(run, findings)
     assert row.run == "uvicorn · raw-process"
-    assert row.instead_of == "uvicorn · raw and gunicorn-sync · raw"
+    assert row.instead_of == "uvicorn · raw-thread, uvicorn · raw and gunicorn-sync · raw"
+    assert "p99 45.0 ms on uvicorn · raw-thread" in row.by
     assert "p99 24.0 ms on uvicorn · raw-process" in row.by
     assert "p99 70.0 ms on uvicorn · raw;" in row.by and "p99 30.0 ms on gunicorn-sync" in row.by
 

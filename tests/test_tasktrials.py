@@ -31,7 +31,7 @@ from apps.raw.tasklog import (
     read_task_counts,
 )
 from harness import tasktrials
-from harness.analysis.answer import answer_rows
+from harness.analysis.answers import answer_rows
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.rundata import RunData
 from harness.errors import UsageError

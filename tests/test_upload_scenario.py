@@ -18,7 +18,7 @@ import pytest
 
 from apps.raw import wsgi
 from harness import catalogue
-from harness.analysis.answer import answer_rows
+from harness.analysis.answers import answer_rows
 from harness.analysis.guidance import compute_guidance
 from harness.analysis.rundata import RunData, summarize
 from harness.errors import UsageError

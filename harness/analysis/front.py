@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from harness.analysis.answer import AnswerRow, answer_rows, kind_rank
+from harness.analysis.answers import AnswerRow, answer_rows, kind_rank
 from harness.analysis.capacity import objective_of, server_capacities
 from harness.analysis.families import multi_app
 from harness.analysis.findings.common import peaks, ranked_rows, rps_values, service_floor

@@ -15,16 +15,10 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from harness.analysis.families import multi_app, series_run, series_view
-from harness.analysis.findings.background import is_background
 from harness.analysis.findings.common import Context, ranked_rows, service_floor
-from harness.analysis.findings.disconnect import is_disconnect
-from harness.analysis.findings.mixed import is_mixed
 from harness.analysis.findings.record import Finding
-from harness.analysis.findings.slow_clients import is_slow_clients
-from harness.analysis.findings.streams import is_streams
-from harness.analysis.findings.upload import is_upload
 from harness.analysis.rundata import RunData, summarize
-from harness.analysis.websocket import is_websocket
+from harness.analysis.runkind import HTTP, run_kind
 from harness.analysis.wording import kind_label
 from harness.registry import Registry
 
@@ -47,19 +41,22 @@ TOPICS: Registry[Finder] = Registry("finding topic", {
     "upload": "harness.analysis.findings.upload:find",
     "mixed": "harness.analysis.findings.mixed:find",
 })
-HTTP_TOPICS = ("capacity", "throughput", "families", "pools", "tail", "efficiency", "memory",
-               "caveats")
-WEBSOCKET_TOPICS = ("websocket",)
-# a slow-clients run compares each server with itself, K slow clients against none
-SLOW_CLIENTS_TOPICS = ("slow_clients", "caveats")
-STREAM_TOPICS = ("streams", "caveats")
-# each server counted against its own promises (tasks), or its own clients' closes
-BACKGROUND_TOPICS = ("background", "caveats")
-DISCONNECT_TOPICS = ("disconnect", "caveats")
-# an upload run compares MB/s and memory per body size, not one request's throughput
-UPLOAD_TOPICS = ("upload", "caveats")
-# a mixed run ranks one kind's latency beside the others, not the requests together
-MIXED_TOPICS = ("mixed", "caveats")
+# Each kind of run's topics, in the report's order (harness.analysis.runkind decides the kind).
+TOPICS_OF: dict[str, tuple[str, ...]] = {
+    HTTP: ("capacity", "throughput", "families", "pools", "tail", "efficiency", "memory",
+           "caveats"),
+    "websocket": ("websocket",),
+    # a slow-clients run compares each server with itself, K slow clients against none
+    "slow_clients": ("slow_clients", "caveats"),
+    "streams": ("streams", "caveats"),
+    # each server counted against its own promises (tasks), or its own clients' closes
+    "background": ("background", "caveats"),
+    "disconnect": ("disconnect", "caveats"),
+    # an upload run compares MB/s and memory per body size, not one request's throughput
+    "upload": ("upload", "caveats"),
+    # a mixed run ranks one kind's latency beside the others, not the requests together
+    "mixed": ("mixed", "caveats"),
+}
 
 
 def context(run: RunData, summary: pd.DataFrame) -> Context:
@@ -76,17 +73,12 @@ def compute_guidance(run: RunData, summary: pd.DataFrame | None = None) -> list[
     """Every topic's findings, in order (``summary``: ``summarize(run)`` when not given)."""
     summary = summarize(run) if summary is None else summary
     ctx = context(run, summary)
-    topics = (WEBSOCKET_TOPICS if is_websocket(run.meta)
-              else SLOW_CLIENTS_TOPICS if is_slow_clients(run.meta)
-              else STREAM_TOPICS if is_streams(run.meta)
-              else BACKGROUND_TOPICS if is_background(run.meta)
-              else DISCONNECT_TOPICS if is_disconnect(run.meta)
-              else UPLOAD_TOPICS if is_upload(run.meta)
-              else MIXED_TOPICS if is_mixed(run.meta) else HTTP_TOPICS)
+    kind = run_kind(run.meta)
+    topics = TOPICS_OF[kind]
     items: list[Finding] = []
     for name in topics:
         items += TOPICS.get(name)(ctx)
-    if not is_websocket(run.meta) and ctx.ranked.empty:
+    if kind != "websocket" and ctx.ranked.empty:
         items.insert(0, Finding(
             topic="none_valid", caveat=True, run_id=run.run_id,
             text="No valid trial in this run: nothing is ranked (see the caveats below)."))

@@ -266,7 +266,7 @@ def _print_answer(console: Console, run_dir: Path) -> None:
     # pandas only when needed
     from rich.table import Table
 
-    from harness.analysis.answer import answer_rows
+    from harness.analysis.answers import answer_rows
     from harness.analysis.findings.common import service_floor
     from harness.analysis.findings.record import FINDINGS_FILE, write_findings
     from harness.analysis.guidance import compute_guidance

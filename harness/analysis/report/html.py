@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from harness import __version__
-from harness.analysis.answer import AnswerRow
+from harness.analysis.answers import AnswerRow
 from harness.analysis.findings.record import Finding
 from harness.analysis.report.content import (
     CAPACITY_HEADING,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from harness.analysis import capacity as capacity_mod
 from harness.analysis import plots, websocket
-from harness.analysis.answer import AnswerRow
+from harness.analysis.answers import AnswerRow
 from harness.analysis.families import multi_app, series_view
 from harness.analysis.findings.common import pick_level
 from harness.analysis.findings.record import Finding
