@@ -17,7 +17,6 @@ the view reads ``wsgi.input`` (bounded by the Content-Length) as it arrives.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -65,17 +64,5 @@ def upload_response(request: HttpRequest) -> HttpResponse:
                                   request.META.get("HTTP_TRANSFER_ENCODING"))
     if isinstance(length, common.Response):
         return to_django(length)  # the body is left unread (read already under ASGI)
-    digest = hashlib.sha256()
-    got = 0
-    try:
-        while got < length:
-            chunk = request.read(min(common.UPLOAD_CHUNK_BYTES, length - got))
-            if not chunk:
-                break
-            digest.update(chunk)
-            got += len(chunk)
-    except OSError:  # the client went away mid-body (Django's UnreadablePostError)
-        pass
-    if got < length:
-        return to_django(common.upload_truncated(got, length))
-    return to_django(common.upload_response(got, digest.hexdigest()))
+    # a client gone mid-body: Django's UnreadablePostError is an OSError
+    return to_django(common.read_upload(request.read, length))

@@ -18,7 +18,6 @@ chunks up to the Content-Length, ``/background`` registers its work with
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from functools import partial
@@ -128,20 +127,8 @@ def upload() -> ContractResponse:
                                   request.headers.get("Transfer-Encoding"))
     if isinstance(length, common.Response):
         return answer(length)  # the body is left unread: the server drains it or closes
-    digest = hashlib.sha256()
-    got = 0
-    try:
-        while got < length:
-            chunk = request.stream.read(min(common.UPLOAD_CHUNK_BYTES, length - got))
-            if not chunk:
-                break
-            digest.update(chunk)
-            got += len(chunk)
-    except (ClientDisconnected, OSError):  # the client went away mid-body
-        pass
-    if got < length:
-        return answer(common.upload_truncated(got, length))
-    return answer(common.upload_response(got, digest.hexdigest()))
+    return answer(common.read_upload(request.stream.read, length,
+                                     gone=(ClientDisconnected, OSError)))
 
 
 def _background_work(ms: int) -> None:

@@ -15,7 +15,6 @@ API; its finished callbacks run before the body is sent).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from collections.abc import Iterator
@@ -119,38 +118,8 @@ def upload(request: Request) -> Response:
                                   request.headers.get("Transfer-Encoding"))
     if isinstance(length, common.Response):
         return answer(length)  # the body is left unread: the server drains it or closes
-    body = request.body_file
-    digest = hashlib.sha256()
-    got = 0
-    try:
-        while got < length:
-            chunk = body.read(min(common.UPLOAD_CHUNK_BYTES, length - got))
-            if not chunk:
-                break
-            digest.update(chunk)
-            got += len(chunk)
-    except OSError:  # the client went away mid-body (WebOb's DisconnectionError)
-        pass
-    if got < length:
-        return answer(common.upload_truncated(got, length))
-    return answer(common.upload_response(got, digest.hexdigest()))
-
-
-class _WorkAfterResponse:
-    """A one-item ``app_iter`` whose ``close()`` does ``ms`` of waiting work: PEP 3333 servers
-    call it once they have sent the body, in the thread (greenlet) that served the request."""
-
-    def __init__(self, body: bytes, ms: int) -> None:
-        self._body = body
-        self._ms = ms
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter((self._body,))
-
-    def close(self) -> None:
-        _background.start()
-        time.sleep(self._ms / 1000)
-        _background.finish()  # not counted when the work is cut (the worker killed)
+    # a client gone mid-body: WebOb's DisconnectionError is an OSError
+    return answer(common.read_upload(request.body_file.read, length))
 
 
 def background(request: Request) -> Response:
@@ -160,8 +129,9 @@ def background(request: Request) -> Response:
     if isinstance(parsed, common.Response):
         return answer(parsed)
     response = parsed.response
-    return Response(app_iter=_WorkAfterResponse(response.body, parsed.ms),
-                    status=response.status_line, headerlist=list(response.header_pairs))
+    work = raw_wsgi.WorkAfterResponse(response.body, parsed.ms, _background)
+    return Response(app_iter=work, status=response.status_line,
+                    headerlist=list(response.header_pairs))
 
 
 def background_stats(request: Request) -> Response:

@@ -10,10 +10,12 @@ are sent, read or waited for is the gateway's. The contract is written down in a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
@@ -379,6 +381,27 @@ def upload_body(length: int, sha256_hex: str) -> bytes:
 def upload_response(length: int, sha256_hex: str) -> Response:
     return Response(status=200, content_type=APPLICATION_JSON,
                     body=upload_body(length, sha256_hex))
+
+
+def read_upload(read: Callable[[int], bytes], length: int,
+                gone: tuple[type[BaseException], ...] = (OSError,)) -> Response:
+    """A sync app's upload answer: ``length`` bytes read through ``read`` a chunk at a time and
+    hashed as they come (never held whole); a body cut short (``read`` gave nothing, or raised
+    one of ``gone``: the client went away mid-body) is the contract's 400."""
+    digest = hashlib.sha256()
+    got = 0
+    try:
+        while got < length:
+            chunk = read(min(UPLOAD_CHUNK_BYTES, length - got))
+            if not chunk:
+                break
+            digest.update(chunk)
+            got += len(chunk)
+    except gone:
+        pass
+    if got < length:
+        return upload_truncated(got, length)
+    return upload_response(got, digest.hexdigest())
 
 
 def upload_truncated(got: int, expected: int) -> Response:

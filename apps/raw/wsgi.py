@@ -19,7 +19,6 @@ an iterable whose ``close()``, which the server calls once the body is sent, doe
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -201,37 +200,28 @@ def _upload(environ: WSGIEnvironment) -> common.Response:
                                   environ.get("HTTP_TRANSFER_ENCODING"))
     if isinstance(length, common.Response):
         return length  # the body is left unread: the server drains it or closes
-    body = environ["wsgi.input"]
-    digest = hashlib.sha256()
-    remaining = length
-    while remaining:
-        try:
-            chunk = body.read(min(common.UPLOAD_CHUNK_BYTES, remaining))
-        except OSError:  # the client went away mid-body (gunicorn's NoMoreData is an IOError)
-            chunk = b""
-        if not chunk:
-            return common.upload_truncated(length - remaining, length)
-        digest.update(chunk)
-        remaining -= len(chunk)
-    return common.upload_response(length, digest.hexdigest())
+    # a client gone mid-body: gunicorn's NoMoreData is an IOError
+    return common.read_upload(environ["wsgi.input"].read, length)
 
 
-class _WorkAfterResponse:
+class WorkAfterResponse:
     """A one-item body whose ``close()`` does ``ms`` of waiting work (a sleep: cooperative under
-    gevent). PEP 3333 servers call ``close()`` once they have sent the body, in the thread
-    (greenlet) that served the request, so the work holds that worker until it is done."""
+    gevent), counted in ``counters``. PEP 3333 servers call ``close()`` once they have sent the
+    body, in the thread (greenlet) that served the request, so the work holds that worker until
+    it is done. (Pyramid's app_iter is the same object.)"""
 
-    def __init__(self, body: bytes, ms: int) -> None:
+    def __init__(self, body: bytes, ms: int, counters: common.BackgroundCounters) -> None:
         self._body = body
         self._ms = ms
+        self._counters = counters
 
     def __iter__(self) -> Iterator[bytes]:
         return iter((self._body,))
 
     def close(self) -> None:
-        _background.start()
+        self._counters.start()
         time.sleep(self._ms / 1000)
-        _background.finish()  # not counted when the work is cut (the worker killed)
+        self._counters.finish()  # not counted when the work is cut (the worker killed)
 
 
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -246,7 +236,7 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[byt
     if isinstance(answer, common.BackgroundRequest):
         response = answer.response
         start_response(response.status_line, list(response.header_pairs))
-        return _WorkAfterResponse(response.body, answer.ms)
+        return WorkAfterResponse(response.body, answer.ms, _background)
     if isinstance(answer, common.IoRequest):
         response = _wait(answer)
     elif isinstance(answer, common.CpuRequest):

@@ -35,8 +35,6 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing.connection as mpc
-import os
-import signal
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -53,9 +51,8 @@ from harness.loadgen.httpconn import peer_closed
 from harness.loadgen.kinds import ERROR_KINDS
 from harness.loadgen.launch import (
     check_reachable,
+    child_loop,
     collect,
-    new_loop,
-    raise_open_files_limit,
     reap,
     reports_to,
     start_child,
@@ -212,24 +209,15 @@ def as_load_result(result: BackgroundResult, *, load_model: str) -> LoadResult:
 
 def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> None:
     """The clients' process: report ready, wait for the common start, run, report once."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and reaps us
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(cpus))
-    raise_open_files_limit()
-    loop = new_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        with reports_to(pipe):
-            pipe.send(("ready", None))
-            if not pipe.poll(READY_TIMEOUT_S):
-                return
-            tag, start_ns = pipe.recv()
-            if tag != "go":
-                return
-            report = loop.run_until_complete(_Run(plan, loop, int(start_ns)).measure())
-            pipe.send(("done", report))
-    finally:
-        loop.close()
+    with child_loop(cpus) as loop, reports_to(pipe):
+        pipe.send(("ready", None))
+        if not pipe.poll(READY_TIMEOUT_S):
+            return
+        tag, start_ns = pipe.recv()
+        if tag != "go":
+            return
+        report = loop.run_until_complete(_Run(plan, loop, int(start_ns)).measure())
+        pipe.send(("done", report))
 
 
 class _Closed(Exception):

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from harness.errors import GeneratorError, UnreachableError, UsageError
@@ -225,27 +225,34 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def child_main(pipe: mpc.Connection, plan: WorkerPlan, cpu: int | None) -> None:
-    """A generator process: connect, report ready, wait for the common start, run, report."""
-    # Ctrl-C reaches the whole process group; the parent decides and reaps us.
+@contextlib.contextmanager
+def child_loop(cpus: Iterable[int] | None) -> Iterator[asyncio.AbstractEventLoop]:
+    """In a generator-side child process: Ctrl-C left to the parent (it reaches the whole
+    process group; the parent decides and reaps us), pinned to ``cpus``, the open-file limit
+    raised, and a fresh event loop, closed at the end."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cpus))
     raise_open_files_limit()
     loop = new_loop()
     asyncio.set_event_loop(loop)
     try:
-        with reports_to(pipe):
-            worker = Worker(plan, loop)
-            connected = loop.run_until_complete(worker.connect())
-            pipe.send(("ready", (connected, worker.pool.last_failure)))
-            if not pipe.poll(GO_TIMEOUT_S):
-                return
-            tag, start_ns = pipe.recv()
-            if tag != "go":
-                return
-            report = loop.run_until_complete(worker.run(int(start_ns)))
-            pipe.send(("done", report))
+        yield loop
     finally:
         loop.close()
+
+
+def child_main(pipe: mpc.Connection, plan: WorkerPlan, cpu: int | None) -> None:
+    """A generator process: connect, report ready, wait for the common start, run, report."""
+    with child_loop(() if cpu is None else (cpu,)) as loop, reports_to(pipe):
+        worker = Worker(plan, loop)
+        connected = loop.run_until_complete(worker.connect())
+        pipe.send(("ready", (connected, worker.pool.last_failure)))
+        if not pipe.poll(GO_TIMEOUT_S):
+            return
+        tag, start_ns = pipe.recv()
+        if tag != "go":
+            return
+        report = loop.run_until_complete(worker.run(int(start_ns)))
+        pipe.send(("done", report))
 

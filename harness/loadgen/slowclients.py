@@ -34,8 +34,6 @@ import contextlib
 import ipaddress
 import math
 import multiprocessing.connection as mpc
-import os
-import signal
 import socket
 import time
 from collections.abc import Sequence
@@ -49,9 +47,8 @@ from harness.cpus import check_usable
 from harness.errors import GeneratorError, UnreachableError, UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms
 from harness.loadgen.launch import (
+    child_loop,
     collect,
-    new_loop,
-    raise_open_files_limit,
     reap,
     reports_to,
     start_child,
@@ -261,22 +258,16 @@ def _result(report: dict[str, Any], plan: _Plan) -> SlowClientsResult:
 def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> None:
     """The clients' process: connect, report ready, hold until stopped or the duration ends,
     close everything, report."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and reaps us
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(cpus))
-    raise_open_files_limit()
-    loop = new_loop()
-    asyncio.set_event_loop(loop)
-    clients = _Clients(plan, loop)
-    try:
-        with reports_to(pipe):
-            opened = loop.run_until_complete(clients.open_all())
-            pipe.send(("ready", (opened, clients.last_failure)))
-            report = loop.run_until_complete(clients.hold(pipe))
-            pipe.send(("done", report))
-    finally:
-        clients.close_all()
-        loop.close()
+    with child_loop(cpus) as loop:
+        clients = _Clients(plan, loop)
+        try:
+            with reports_to(pipe):
+                opened = loop.run_until_complete(clients.open_all())
+                pipe.send(("ready", (opened, clients.last_failure)))
+                report = loop.run_until_complete(clients.hold(pipe))
+                pipe.send(("done", report))
+        finally:
+            clients.close_all()
 
 
 class _Conn:

@@ -41,8 +41,6 @@ import asyncio
 import contextlib
 import math
 import multiprocessing.connection as mpc
-import os
-import signal
 import time
 from array import array
 from collections.abc import Sequence
@@ -58,9 +56,8 @@ from harness.errors import UsageError
 from harness.loadgen.histograms import new_histogram, percentiles_ms, record_batch
 from harness.loadgen.kinds import ERROR_KINDS
 from harness.loadgen.launch import (
+    child_loop,
     collect,
-    new_loop,
-    raise_open_files_limit,
     reap,
     reports_to,
     start_child,
@@ -259,18 +256,9 @@ def _result(report: dict[str, Any], *, url: str, streams: int, events: int,
 
 def _child_main(pipe: mpc.Connection, plan: _Plan, cpus: tuple[int, ...]) -> None:
     """The measuring process: run the streams, report once."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, and reaps us
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(cpus))
-    raise_open_files_limit()
-    loop = new_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        with reports_to(pipe):
-            report = loop.run_until_complete(_Run(plan, loop).measure())
-            pipe.send(("done", report))
-    finally:
-        loop.close()
+    with child_loop(cpus) as loop, reports_to(pipe):
+        report = loop.run_until_complete(_Run(plan, loop).measure())
+        pipe.send(("done", report))
 
 
 class _Stream(asyncio.Protocol):
