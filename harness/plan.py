@@ -417,7 +417,8 @@ def _targets(scenario: Scenario, opts: PlanOptions, *, cpus: int) -> tuple[Plann
 def _task_log_support(scenario: Scenario, family: catalogue.AppFamily) -> tuple[bool, str]:
     """Whether a family's apps write what a task-log scenario reads (apps/raw/tasklog.py):
     background tasks go through the contract's counters in every family that has the route;
-    a stream's end is logged by the raw apps only (a framework's stream is its own code)."""
+    a stream's end is logged on both gateways by the raw apps only (the sync frameworks share
+    the raw WSGI stream, common.sync_stream; an async framework's stream is its own code)."""
     if scenario.background is not None and "background" not in family.long_lived:
         return False, f"app family {family.name!r} has no /background route"
     if scenario.disconnect is not None and not all(

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from apps.raw import asgi, common, tasklog, wsgi
+from apps.raw import asgi, common, tasklog
 from apps.raw.tasklog import (
     TASK_LOG_ENV,
     TaskLog,
@@ -108,13 +108,13 @@ def test_the_raw_apps_log_each_stream_end_and_each_task(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TASK_LOG_ENV, str(tmp_path))
     monkeypatch.setattr(tasklog, "TASK_LOG", TaskLog())  # files opened in this test's folder
-    events = wsgi._stream(common.StreamRequest(events=5, interval_ms=0, stream_id="w1"))
+    events = common.sync_stream(common.StreamRequest(events=5, interval_ms=0, stream_id="w1"))
     assert isinstance(events, types.GeneratorType)
     next(events)
     next(events)
     events.close()  # the server closes the generator at its yield: a write failed
-    assert len(list(wsgi._stream(common.StreamRequest(events=2, interval_ms=0,
-                                                      stream_id="w2")))) == 2
+    assert len(list(common.sync_stream(common.StreamRequest(events=2, interval_ms=0,
+                                                            stream_id="w2")))) == 2
     sent: list[Mapping[str, Any]] = []
     gone = asyncio.Event()
 

@@ -17,23 +17,13 @@ the view reads ``wsgi.input`` (bounded by the Content-Length) as it arrives.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from apps.djangoproj.responses import query_string, to_django
 from apps.raw import common
-
-
-def _events(stream: common.StreamRequest) -> Iterator[bytes]:
-    """Each event as it is made; under WSGI the server writes it before asking for the next,
-    so the wait runs between two writes."""
-    for i in range(stream.events):
-        if i:
-            time.sleep(stream.interval_s)
-        yield stream.event(i)
 
 
 async def _async_events(stream: common.StreamRequest) -> AsyncIterator[bytes]:
@@ -49,7 +39,7 @@ def stream_response(request: HttpRequest, *, asynchronous: bool) -> HttpResponse
     parsed = common.parse_stream(query_string(request))
     if isinstance(parsed, common.Response):
         return to_django(parsed)
-    events = _async_events(parsed) if asynchronous else _events(parsed)
+    events = _async_events(parsed) if asynchronous else common.sync_stream(parsed)
     # No content-length: the server frames the body.
     return StreamingHttpResponse(events, headers=dict(common.STREAM_HEADERS))
 

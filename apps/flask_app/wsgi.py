@@ -19,7 +19,7 @@ chunks up to the Content-Length, ``/background`` registers its work with
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -100,13 +100,6 @@ def cpu() -> ContractResponse:
 _background = common.BackgroundCounters()
 
 
-def _events(stream: common.StreamRequest) -> Iterator[bytes]:
-    """Each event as it is made; the server writes it before asking for the next, so the wait
-    runs between two writes (a write that fails ends the response and closes the generator)."""
-    for i in range(stream.events):
-        if i:
-            time.sleep(stream.interval_s)
-        yield stream.event(i)
 
 
 @app.get(common.STREAM_PATH)
@@ -117,7 +110,7 @@ def stream() -> ContractResponse:
     if isinstance(parsed, common.Response):
         return answer(parsed)
     # No content-length: the server frames the body.
-    return ContractResponse(stream_with_context(_events(parsed)), status="200 OK",
+    return ContractResponse(stream_with_context(common.sync_stream(parsed)), status="200 OK",
                             headers=list(common.STREAM_HEADERS))
 
 

@@ -15,9 +15,7 @@ API; its finished callbacks run before the body is sent).
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -91,13 +89,6 @@ def cpu(request: Request) -> Response:
 _background = common.BackgroundCounters()
 
 
-def _events(stream: common.StreamRequest) -> Iterator[bytes]:
-    """Each event as it is made; the server writes it before asking for the next, so the wait
-    runs between two writes (a write that fails ends the response and closes the generator)."""
-    for i in range(stream.events):
-        if i:
-            time.sleep(stream.interval_s)
-        yield stream.event(i)
 
 
 def stream(request: Request) -> Response:
@@ -107,7 +98,7 @@ def stream(request: Request) -> Response:
     if isinstance(parsed, common.Response):
         return answer(parsed)
     # No content-length: the server frames the body.
-    return Response(app_iter=_events(parsed), status="200 OK",
+    return Response(app_iter=common.sync_stream(parsed), status="200 OK",
                     headerlist=list(common.STREAM_HEADERS))
 
 

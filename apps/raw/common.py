@@ -15,7 +15,8 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
@@ -502,3 +503,27 @@ def route(method: str, path: str, query_string: str) -> Routed:
     if path == BACKGROUND_STATS_PATH:
         return BACKGROUND_STATS
     return parse_io(query_string)
+
+
+def sync_stream(stream: StreamRequest) -> Iterator[bytes]:
+    """A sync app's ``/stream`` (raw WSGI, Flask, Pyramid, Django's sync views): each event as
+    it is made; the server writes it before asking for the next, so the wait
+    runs between two writes. A write that fails (the client left) ends the response, and the
+    server closes this generator at its ``yield``: no more events are made. The end, and the
+    events handed over by then, go to the task log (apps/raw/tasklog.py)."""
+    sent = 0
+    how = tasklog.STREAM_GONE
+    try:
+        for i in range(stream.events):
+            if i:
+                time.sleep(stream.interval_s)
+            sent += 1  # counted when handed over: the server may fail to write it
+            yield stream.event(i)
+        how = tasklog.STREAM_DONE
+    except GeneratorExit:
+        raise
+    except BaseException:
+        how = tasklog.STREAM_ERROR
+        raise
+    finally:
+        tasklog.TASK_LOG.stream_ended(stream.stream_id, sent, stream.events, how)

@@ -29,7 +29,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from apps import dbcontract
-from apps.raw import common, tasklog
+from apps.raw import common
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
@@ -172,29 +172,6 @@ def _db_route(method: str, path: str, query_string: str) -> common.Response | No
 _background = common.BackgroundCounters()
 
 
-def _stream(stream: common.StreamRequest) -> Iterator[bytes]:
-    """Each event as it is made; the server writes it before asking for the next, so the wait
-    runs between two writes. A write that fails (the client left) ends the response, and the
-    server closes this generator at its ``yield``: no more events are made. The end, and the
-    events handed over by then, go to the task log (apps/raw/tasklog.py)."""
-    sent = 0
-    how = tasklog.STREAM_GONE
-    try:
-        for i in range(stream.events):
-            if i:
-                time.sleep(stream.interval_s)
-            sent += 1  # counted when handed over: the server may fail to write it
-            yield stream.event(i)
-        how = tasklog.STREAM_DONE
-    except GeneratorExit:
-        raise
-    except BaseException:
-        how = tasklog.STREAM_ERROR
-        raise
-    finally:
-        tasklog.TASK_LOG.stream_ended(stream.stream_id, sent, stream.events, how)
-
-
 def _upload(environ: WSGIEnvironment) -> common.Response:
     length = common.upload_length(environ.get("CONTENT_LENGTH"),
                                   environ.get("HTTP_TRANSFER_ENCODING"))
@@ -232,7 +209,7 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[byt
     if isinstance(answer, common.StreamRequest):
         # No content-length: the server frames the body (chunked, or by closing).
         start_response("200 OK", list(common.STREAM_HEADERS))
-        return _stream(answer)
+        return common.sync_stream(answer)
     if isinstance(answer, common.BackgroundRequest):
         response = answer.response
         start_response(response.status_line, list(response.header_pairs))
