@@ -12,6 +12,7 @@ from harness.analysis.answers.row import (
     AnswerRow,
     counted,
     largest,
+    names_cell,
     prefixed,
     repeat_count,
 )
@@ -83,11 +84,10 @@ def slow_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[An
               "(nearly) none"
     repeats = repeat_count(run)
     return [AnswerRow(work=f"{count:g} slow clients connected, {kind_label(run.meta)}",
-                      run=names_text(held, HEADLINE_NAMES_MAX) if held else "—",
-                      instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX)
-                      if f.others else "—",
-                      by=by, sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; each server "
-                      "against itself with none", why=WHY_SLOW,
+                      run=names_cell(held),
+                      instead_of=names_cell(f.others),
+                      by=by, sure=counted(repeats, "each server against itself with none"),
+                      why=WHY_SLOW,
                       run_id=run.run_id, anchor=anchor)]
 
 
@@ -102,10 +102,9 @@ def stream_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[
           if f.winners and f.others else "")
     repeats = repeat_count(run)
     return [AnswerRow(work=f"{count:g} event streams held at once",
-                      run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
-                      instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX)
-                      if f.others else "—", by=by,
-                      sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; streams counted",
+                      run=names_cell(f.winners),
+                      instead_of=names_cell(f.others), by=by,
+                      sure=counted(repeats, "streams counted"),
                       why=WHY_STREAMS, run_id=run.run_id, anchor=anchor)]
 
 
@@ -147,11 +146,10 @@ def upload_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[
                 f"{baseline})")
     repeats = repeat_count(run)
     return [AnswerRow(work=f"{f.question.get('size')} uploads, closed loop",
-                      run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
+                      run=names_cell(f.winners),
                       instead_of=names_text(instead) if instead else "—",
                       by="; ".join(said(s) for s in dict.fromkeys(named)),
-                      sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; every answer's "
-                      "length and SHA-256 checked", why=why,
+                      sure=counted(repeats, "every answer's length and SHA-256 checked"), why=why,
                       run_id=run.run_id, anchor=anchor)]
 
 
@@ -171,8 +169,8 @@ def background_rows(run: RunData, findings: Sequence[Finding], anchor: str
               f"{fmt_rps(rate[top])} tasks/s" if top is not None else "")
         rows.append(AnswerRow(
             work=f"work after each answer, {float(f.question['background']):g} clients",
-            run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
-            instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX) if f.others else "—",
+            run=names_cell(f.winners),
+            instead_of=names_cell(f.others),
             by=by, sure=counted(repeats, "tasks counted in every worker's log"),
             why=WHY_BACKGROUND, run_id=run.run_id, anchor=anchor))
     f = largest(findings, "background_sigterm")
@@ -192,8 +190,8 @@ def background_rows(run: RunData, findings: Sequence[Finding], anchor: str
         rows.append(AnswerRow(
             work=f"background tasks lost on SIGTERM, {float(f.question['background_sigterm']):g}"
                  " clients",
-            run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
-            instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX) if f.others else "—",
+            run=names_cell(f.winners),
+            instead_of=names_cell(f.others),
             by=", ".join(counts) + (f" and {more} more" if more > 0 else "")
             + (f"; {names_text(killed, HEADLINE_NAMES_MAX)} killed at the bound"
                if killed else ""),
@@ -223,8 +221,8 @@ def disconnect_rows(run: RunData, findings: Sequence[Finding], anchor: str
                      f"({last})")
     return [AnswerRow(
         work=f"a client that leaves a stream, {float(f.question['disconnect']):g} at once",
-        run=names_text(list(f.winners), HEADLINE_NAMES_MAX) if f.winners else "—",
-        instead_of=names_text(list(f.others), HEADLINE_NAMES_MAX) if f.others else "—",
+        run=names_cell(f.winners),
+        instead_of=names_cell(f.others),
         by=" vs ".join(parts),
         sure=counted(repeat_count(run), "each stream's end in the app's log"),
         why=WHY_DISCONNECT, run_id=run.run_id, anchor=anchor)]

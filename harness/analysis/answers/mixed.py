@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.analysis.answers.row import CLASSIC_SYNC, AnswerRow, prefixed, repeat_count
+from harness.analysis.answers.row import CLASSIC_SYNC, AnswerRow, counted, prefixed, repeat_count
 from harness.analysis.findings.record import Finding
 from harness.analysis.rundata import RunData
 from harness.analysis.wording import (
@@ -40,5 +40,5 @@ def mixed_rows(run: RunData, findings: Sequence[Finding], anchor: str) -> list[A
     return [AnswerRow(work=f"{share:.0%} {f.question.get('heavy')} requests among {kind} ones "
                            f"({f.question.get('mixed'):g} req/s): the {kind} requests' p99",
                       run=best, instead_of=names_text(instead) if instead else "—", by=by,
-                      sure=f"{repeats} repeat{'s' if repeats != 1 else ''}; each kind's "
-                      "histogram of its own", why=WHY_MIXED, run_id=run.run_id, anchor=anchor)]
+                      sure=counted(repeats, "each kind's histogram of its own"), why=WHY_MIXED,
+                      run_id=run.run_id, anchor=anchor)]

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.analysis.findings.record import Finding
 from harness.analysis.rundata import RunData
+from harness.analysis.wording import HEADLINE_NAMES_MAX, names_text
 
 # The servers a count row names, most first, before "and N more".
 COUNT_NAMES_MAX = 4
@@ -52,3 +53,8 @@ def prefixed(values: Mapping[str, float], prefix: str) -> dict[str, float]:
 
 def counted(repeats: int, what: str) -> str:
     return f"{repeats} repeat{'s' if repeats != 1 else ''}; {what}"
+
+
+def names_cell(servers: Sequence[str]) -> str:
+    """A row's cell naming ``servers`` (the first few, then "and N more"), or a dash."""
+    return names_text(list(servers), HEADLINE_NAMES_MAX) if servers else "—"
