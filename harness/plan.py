@@ -16,14 +16,14 @@ from harness import catalogue
 from harness.cpus import allocate_cpus
 from harness.errors import UsageError
 from harness.results import LoadModel
-from harness.scenarios import (
+from harness.scenario_tables import (
     MAX_CONCURRENCY,
     Levels,
-    Scenario,
     SlowClientsLevels,
     Timing,
     WebSocketLevels,
 )
+from harness.scenarios import Scenario
 from harness.services.database import check_url, max_connections
 from harness.slo import OFF, SearchPolicy, Slo
 from harness.units import format_size

@@ -6,6 +6,9 @@ import re
 
 from harness.errors import UsageError
 
+# The longest a trial, or any load the harness sends, may last: a bound on every load loop.
+MAX_DURATION_S = 3600.0
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 

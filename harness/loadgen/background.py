@@ -59,9 +59,9 @@ from harness.loadgen.launch import (
 )
 from harness.loadgen.result import SATURATED_CPU_PCT, LoadResult
 from harness.loadgen.spec import parse_url
+from harness.units import MAX_DURATION_S
 
 MAX_CLIENTS = 10_000
-MAX_DURATION_S = 3_600.0
 MAX_TIMEOUT_S = 600.0
 MAX_THINK_S = 60.0
 RECONNECT_WAIT_S = 0.05  # after a failed connect: a stopping server refuses every one

@@ -53,12 +53,12 @@ from harness.loadgen.launch import (
     reports_to,
     start_child,
 )
+from harness.units import MAX_DURATION_S
 
 SlowMode = Literal["headers", "read"]
 SLOW_MODES: tuple[str, ...] = get_args(SlowMode)
 MAX_SLOW_CLIENTS = 10_000
 MIN_BYTE_INTERVAL_S = 0.01  # 10,000 clients at this pace: a million sends a second, the most
-MAX_DURATION_S = 3_600.0
 LOOPBACK_NAMES = frozenset({"localhost"})
 CONNECT_TIMEOUT_S = 5.0
 CONNECT_PARALLEL = 256  # connects in progress at once

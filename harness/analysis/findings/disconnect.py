@@ -24,7 +24,7 @@ import pandas as pd
 from harness.analysis.findings.common import Context, trial_ids_of
 from harness.analysis.findings.record import STATED, Finding
 from harness.analysis.wording import HEADLINE_NAMES_MAX, fmt_ms, names_text
-from harness.scenarios import DISCONNECT_READ
+from harness.scenario_tables import DISCONNECT_READ
 
 DISCONNECT_LOAD_MODEL = "disconnect"
 
