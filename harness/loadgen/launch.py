@@ -24,6 +24,7 @@ from harness.loadgen.models import WorkerPlan
 from harness.loadgen.result import LoadResult, merge_reports
 from harness.loadgen.spec import Endpoint, LoadSpec, encode_mix, encode_request
 from harness.loadgen.worker import INITIAL_CONNECT_WAIT_S, Worker
+from harness.signals import interrupts_deferred
 
 try:
     import resource
@@ -158,7 +159,10 @@ def start_child(main: Callable[..., None], args: tuple[Any, ...],
     parent_end, child_end = ctx.Pipe()
     proc = ctx.Process(target=main, args=(child_end, *args), name=name, daemon=True)
     try:
-        proc.start()
+        # Ctrl-C mid-start would cut the hand-over of the child's start-up data (the child then
+        # dies with a traceback, "Ran out of input"): held until the child has it, then raised
+        with interrupts_deferred():
+            proc.start()
     except BaseException:
         parent_end.close()
         raise
